@@ -1,0 +1,91 @@
+from django.contrib import admin, messages
+from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+
+from . import services
+from .models import AccessToken, ApiKey, Membership, ServiceToken, Tenant, User
+
+
+@admin.register(User)
+class UserAdmin(BaseUserAdmin):
+    ordering = ["email"]
+    list_display = ["email", "first_name", "last_name", "is_staff", "is_active", "last_login"]
+    search_fields = ["email", "first_name", "last_name"]
+    fieldsets = [
+        (None, {"fields": ["email", "password"]}),
+        ("Personal info", {"fields": ["first_name", "last_name"]}),
+        ("Permissions", {"fields": ["is_active", "is_staff", "is_superuser", "groups", "user_permissions"]}),
+        ("Dates", {"fields": ["last_login", "date_joined"]}),
+    ]
+    add_fieldsets = [(None, {"classes": ["wide"], "fields": ["email", "password1", "password2"]})]
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    raw_id_fields = ["user"]
+    extra = 0
+
+
+@admin.register(Tenant)
+class TenantAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "timezone", "created_at"]
+    search_fields = ["name", "slug"]
+    list_filter = ["timezone"]
+    prepopulated_fields = {"slug": ["name"]}
+    inlines = [MembershipInline]
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ["user", "tenant", "role", "created_at"]
+    list_filter = ["role", "tenant"]
+    search_fields = ["user__email", "tenant__name", "tenant__slug"]
+    list_select_related = ["user", "tenant"]
+    raw_id_fields = ["user", "tenant"]
+
+
+@admin.action(description="Revoke selected")
+def revoke(modeladmin, request, queryset):
+    for credential in queryset:
+        services.credential_revoke(credential)
+    modeladmin.message_user(request, f"Revoked {queryset.count()}.", messages.SUCCESS)
+
+
+class CredentialAdmin(admin.ModelAdmin):
+    """Secrets are created here like anywhere else: shown once, stored as a keyed hash."""
+
+    list_display = ["name", "public_id", "created_at", "last_used_at", "expires_at", "revoked_at"]
+    search_fields = ["name", "public_id"]
+    readonly_fields = ["public_id", "created_at", "last_used_at"]
+    actions = [revoke]
+
+    def get_fields(self, request, obj=None):
+        return [f for f in super().get_fields(request, obj) if f != "secret_hash"]
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            secret = obj.set_new_secret()
+            self.message_user(
+                request,
+                f"Secret for “{obj.name}” (shown once, copy it now): {secret}",
+                messages.WARNING,
+            )
+        super().save_model(request, obj, form, change)
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(CredentialAdmin):
+    list_display = ["name", "tenant", *CredentialAdmin.list_display[1:]]
+    list_filter = ["tenant", "revoked_at"]
+    search_fields = ["name", "public_id", "tenant__slug"]
+    list_select_related = ["tenant"]
+    raw_id_fields = ["tenant", "created_by"]
+
+
+@admin.register(AccessToken)
+class AccessTokenAdmin(ApiKeyAdmin):
+    pass
+
+
+@admin.register(ServiceToken)
+class ServiceTokenAdmin(CredentialAdmin):
+    list_filter = ["revoked_at"]

@@ -1,0 +1,30 @@
+from django import forms
+from django.utils import timezone
+
+
+class CredentialCreateForm(forms.Form):
+    name = forms.CharField(max_length=200, help_text="What uses it, e.g. “billing-service”.")
+    expires_at = forms.DateTimeField(
+        required=False,
+        label="Expires",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+        help_text="Optional. Leave empty for a key that does not expire.",
+    )
+
+    def __init__(self, *args, existing_names=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.existing_names = {name.lower() for name in existing_names}
+
+    def clean_name(self):
+        name = self.cleaned_data["name"].strip()
+        if not name:
+            raise forms.ValidationError("Give it a name.")
+        if name.lower() in self.existing_names:
+            raise forms.ValidationError("A key or token with this name already exists.")
+        return name
+
+    def clean_expires_at(self):
+        value = self.cleaned_data.get("expires_at")
+        if value is not None and value <= timezone.now():
+            raise forms.ValidationError("The expiry must be in the future.")
+        return value

@@ -1,0 +1,192 @@
+import zoneinfo
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractUser, BaseUserManager
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.utils import timezone as djtz
+
+from . import secrets
+
+
+class UserManager(BaseUserManager):
+    use_in_migrations = True
+
+    def _create_user(self, email, password, **extra):
+        if not email:
+            raise ValueError("An email address is required")
+        user = self.model(email=self.normalize_email(email).lower(), **extra)
+        user.set_password(password)
+        user.save(using=self._db)
+        return user
+
+    def create_user(self, email, password=None, **extra):
+        extra.setdefault("is_staff", False)
+        extra.setdefault("is_superuser", False)
+        return self._create_user(email, password, **extra)
+
+    def create_superuser(self, email, password=None, **extra):
+        extra.setdefault("is_staff", True)
+        extra.setdefault("is_superuser", True)
+        return self._create_user(email, password, **extra)
+
+
+class User(AbstractUser):
+    """A person who logs in with an email address."""
+
+    username = None
+    email = models.EmailField("email address", unique=True)
+
+    USERNAME_FIELD = "email"
+    REQUIRED_FIELDS = []
+
+    objects = UserManager()
+
+    def __str__(self):
+        return self.email
+
+
+def validate_timezone(value):
+    if value not in zoneinfo.available_timezones():
+        raise ValidationError(f"'{value}' is not an IANA time zone (for example Europe/Berlin).")
+
+
+class Tenant(models.Model):
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=64, unique=True)
+    timezone = models.CharField(
+        max_length=64,
+        default="UTC",
+        validators=[validate_timezone],
+        help_text="IANA time zone; the tenant's days and hours are local to it.",
+    )
+    created_at = models.DateTimeField(default=djtz.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def tz(self):
+        return zoneinfo.ZoneInfo(self.timezone)
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        OWNER = "owner", "Owner"
+        ADMIN = "admin", "Admin"
+        VIEWER = "viewer", "Viewer"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.VIEWER)
+    created_at = models.DateTimeField(default=djtz.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "tenant"], name="membership_unique_user_tenant")]
+        ordering = ["tenant__name"]
+
+    def __str__(self):
+        return f"{self.user} in {self.tenant} ({self.role})"
+
+    @property
+    def can_manage(self):
+        """Owners and admins change keys and tokens; viewers only look."""
+        return self.role in (self.Role.OWNER, self.Role.ADMIN)
+
+
+class CredentialQuerySet(models.QuerySet):
+    def active(self, at=None):
+        at = at or djtz.now()
+        return self.filter(revoked_at__isnull=True).exclude(expires_at__lte=at)
+
+
+class Credential(models.Model):
+    """A secret shown once and stored as a keyed hash, found by its public id."""
+
+    PREFIX = ""
+
+    name = models.CharField(max_length=200)
+    public_id = models.CharField(max_length=32, unique=True, editable=False)
+    secret_hash = models.CharField(max_length=64, editable=False)
+    created_at = models.DateTimeField(default=djtz.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = CredentialQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    def __str__(self):
+        return f"{self.name} ({self.public_id})"
+
+    def set_new_secret(self):
+        """Give this (unsaved) credential a fresh secret and return it; it is never stored."""
+        self.public_id = secrets.new_public_id()
+        secret, self.secret_hash = secrets.new_secret(self.PREFIX, self.public_id)
+        return secret
+
+    def status_at(self, at=None):
+        at = at or djtz.now()
+        if self.revoked_at is not None and self.revoked_at <= at:
+            return "revoked"
+        if self.expires_at is not None and self.expires_at <= at:
+            return "expired"
+        return "active"
+
+    @property
+    def status(self):
+        return self.status_at()
+
+    @classmethod
+    def find_by_secret(cls, secret):
+        """The credential this secret belongs to (whatever its status), or None."""
+        public_id = secrets.split_secret(secret, cls.PREFIX)
+        if public_id is None:
+            return None
+        credential = cls.objects.filter(public_id=public_id).first()
+        if credential is None or not secrets.secret_matches(secret, credential.secret_hash):
+            return None
+        return credential
+
+
+class ApiKey(Credential):
+    """A tenant's key for calling models. Never deleted once used: reports keep its name."""
+
+    PREFIX = "sk"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="api_keys")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        verbose_name = "API key"
+        ordering = ["tenant", "name"]
+
+
+class ServiceToken(Credential):
+    """Platform-level secret of the gateway: reports calls, verifies keys."""
+
+    PREFIX = "svc"
+
+    class Meta:
+        ordering = ["name"]
+
+
+class AccessToken(Credential):
+    """A tenant's read-only token for the REST API."""
+
+    PREFIX = "uat"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="access_tokens")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["tenant", "name"]

@@ -1,0 +1,45 @@
+"""Secrets that are shown once and stored only as keyed hashes.
+
+A secret reads ``<prefix>_<public_id>_<random>``: the public id lets a holder (or the
+gateway) name the key without revealing it, and lets verification find the row with
+one indexed lookup before a constant-time comparison of the HMAC.
+"""
+
+import hashlib
+import hmac
+import secrets
+import string
+
+from django.conf import settings
+
+PUBLIC_ID_ALPHABET = string.ascii_lowercase + string.digits
+PUBLIC_ID_LENGTH = 12
+
+
+def new_public_id():
+    return "".join(secrets.choice(PUBLIC_ID_ALPHABET) for _ in range(PUBLIC_ID_LENGTH))
+
+
+def hash_secret(secret):
+    key = settings.SECRET_HASH_KEY.encode()
+    return hmac.new(key, secret.encode(), hashlib.sha256).hexdigest()
+
+
+def new_secret(prefix, public_id):
+    """Return ``(secret, keyed_hash)`` for a new credential with this public id."""
+    secret = f"{prefix}_{public_id}_{secrets.token_urlsafe(32)}"
+    return secret, hash_secret(secret)
+
+
+def split_secret(secret, prefix):
+    """The public id inside ``secret``, or None when it is not shaped like ours."""
+    if not isinstance(secret, str) or len(secret) > 200:
+        return None
+    parts = secret.split("_", 2)
+    if len(parts) != 3 or parts[0] != prefix or len(parts[1]) != PUBLIC_ID_LENGTH:
+        return None
+    return parts[1]
+
+
+def secret_matches(secret, stored_hash):
+    return hmac.compare_digest(hash_secret(secret), stored_hash)

@@ -1,0 +1,101 @@
+from django.contrib import admin
+from django.core.paginator import Paginator
+from django.utils.functional import cached_property
+
+from .models import CallRecord, DirtyDay, Model, ModelPrice, UsageDaily, UsageHourly
+
+
+class CappedCountPaginator(Paginator):
+    """Counts at most ``CAP`` rows: a bounded subquery instead of COUNT(*) over millions.
+
+    Past the cap the changelist offers CAP / per_page pages; narrow with filters or search.
+    """
+
+    CAP = 10_000
+
+    @cached_property
+    def count(self):
+        return self.object_list[: self.CAP].count()
+
+
+class BigTableAdmin(admin.ModelAdmin):
+    """Changelists over millions of rows: no full count, no joins for filters, read-only."""
+
+    show_full_result_count = False
+    paginator = CappedCountPaginator
+    list_per_page = 100
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Model)
+class ModelAdmin(admin.ModelAdmin):
+    list_display = ["name", "tenant", "listed", "color", "created_at"]
+    list_filter = ["listed", ("tenant", admin.EmptyFieldListFilter)]
+    search_fields = ["name"]
+    raw_id_fields = ["tenant"]
+    list_editable = ["listed"]
+
+
+@admin.register(ModelPrice)
+class ModelPriceAdmin(admin.ModelAdmin):
+    list_display = [
+        "model",
+        "tenant",
+        "currency",
+        "input_per_1k",
+        "output_per_1k",
+        "cached_input_per_1k",
+        "effective_from",
+    ]
+    list_filter = ["currency", ("tenant", admin.EmptyFieldListFilter)]
+    search_fields = ["model__name", "tenant__slug"]
+    list_select_related = ["model", "tenant"]
+    raw_id_fields = ["model", "tenant"]
+    date_hierarchy = "effective_from"
+
+
+@admin.register(CallRecord)
+class CallRecordAdmin(BigTableAdmin):
+    list_display = ["request_id", "tenant", "api_key", "model", "occurred_at", "input_tokens", "output_tokens"]
+    list_select_related = ["tenant", "api_key", "model"]
+    raw_id_fields = ["tenant", "api_key", "model"]
+    # Exact request-id lookups use the (tenant, request_id) unique index's second column poorly,
+    # so search is an exact match rather than a LIKE scan.
+    search_fields = ["=request_id"]
+    list_filter = ["tenant"]
+    ordering = ["-id"]
+
+
+class RollupAdmin(BigTableAdmin):
+    list_select_related = ["tenant", "api_key", "model"]
+    raw_id_fields = ["tenant", "api_key", "model"]
+    list_filter = ["tenant"]
+    search_fields = ["model__name", "api_key__public_id"]
+
+
+@admin.register(UsageDaily)
+class UsageDailyAdmin(RollupAdmin):
+    list_display = ["day", "tenant", "api_key", "model", "calls", "input_tokens", "output_tokens"]
+    ordering = ["-day"]
+
+
+@admin.register(UsageHourly)
+class UsageHourlyAdmin(RollupAdmin):
+    list_display = ["hour", "tenant", "api_key", "model", "calls", "input_tokens", "output_tokens"]
+    ordering = ["-hour"]
+
+
+@admin.register(DirtyDay)
+class DirtyDayAdmin(admin.ModelAdmin):
+    list_display = ["tenant", "day", "marked_at"]
+    list_filter = ["tenant"]
+    list_select_related = ["tenant"]
+    raw_id_fields = ["tenant"]

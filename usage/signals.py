@@ -1,0 +1,40 @@
+"""SQLite has no time zone support; give it the two functions the rollup SQL needs."""
+
+import datetime as dt
+import zoneinfo
+from functools import lru_cache
+
+from django.db.backends.signals import connection_created
+from django.dispatch import receiver
+
+
+@lru_cache(maxsize=64)
+def _zone(name):
+    return zoneinfo.ZoneInfo(name)
+
+
+def _parse_utc(value):
+    return dt.datetime.fromisoformat(value).replace(tzinfo=dt.UTC)
+
+
+def local_hour_start(value, zone_name):
+    """UTC instant at which the local hour containing ``value`` began (fold-safe)."""
+    if value is None:
+        return None
+    instant = _parse_utc(value)
+    local = instant.astimezone(_zone(zone_name))
+    into_hour = dt.timedelta(minutes=local.minute, seconds=local.second, microseconds=local.microsecond)
+    return (instant - into_hour).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def local_date(value, zone_name):
+    if value is None:
+        return None
+    return _parse_utc(value).astimezone(_zone(zone_name)).date().isoformat()
+
+
+@receiver(connection_created)
+def register_sqlite_functions(sender, connection, **kwargs):
+    if connection.vendor == "sqlite":
+        connection.connection.create_function("usage_local_hour", 2, local_hour_start, deterministic=True)
+        connection.connection.create_function("usage_local_date", 2, local_date, deterministic=True)
