@@ -1,0 +1,1 @@
+"""Rollups: contract used by ingestion and seeding (implementation in progress)."""
