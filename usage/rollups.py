@@ -1,21 +1,43 @@
-"""Rollups: daily and hourly usage per (tenant, key, model), recomputed from the ledger.
+"""Rollups: hourly and daily usage per (tenant, key, model), recomputed from the ledger.
 
 Contract for writers of the ledger: inside the transaction that inserts calls, call
 ``mark_days_dirty(tenant=..., days=...)`` with the tenant's local days those calls fall on
 (``local_day(tenant, instant)`` gives one). On commit a debounced Celery task recomputes them.
+
+A recompute deletes the buckets of a range of local days and inserts them again from the
+ledger with one ``INSERT .. SELECT .. GROUP BY`` per table, so a rerun, a duplicate task or a
+crash half-way (the transaction rolls back, the day stays dirty) always ends in the right
+answer. Hourly buckets are local hours (``hour`` is the instant the local hour starts, so
++05:30 zones and the repeated hour of a DST change stay apart); daily buckets are summed
+from the hourly ones by local date.
 """
 
+import datetime as dt
 import uuid
+from itertools import groupby
 
-from django.db import transaction
+from django.core.cache import cache
+from django.db import connection, transaction
 from django.utils import timezone
 
-from .models import DirtyDay
+from .models import CallRecord, DirtyDay, UsageDaily, UsageHourly
+
+DEBOUNCE_SECONDS = 2
 
 
 def local_day(tenant, instant):
     """The tenant's local date of an aware instant."""
     return instant.astimezone(tenant.tz).date()
+
+
+def local_midnight(tenant, day):
+    """The aware instant at which ``day`` starts in the tenant's zone."""
+    return dt.datetime.combine(day, dt.time.min, tzinfo=tenant.tz)
+
+
+def day_span(tenant, first_day, last_day):
+    """[start, end) instants covering local days first_day..last_day inclusive."""
+    return local_midnight(tenant, first_day), local_midnight(tenant, last_day + dt.timedelta(days=1))
 
 
 def mark_days_dirty(*, tenant, days):
@@ -36,4 +58,162 @@ def mark_days_dirty(*, tenant, days):
 
 
 def enqueue_rollup(tenant_id):
-    """Placeholder until the rollup task lands: nothing is enqueued yet."""
+    """Enqueue the tenant's rollup once per burst: later marks ride on the queued task.
+
+    The countdown equals the debounce window, so a mark that finds the window taken was
+    committed before the queued task starts and is read by it.
+    """
+    from .tasks import rollup_tenant
+
+    if rollup_tenant.app.conf.task_always_eager:
+        rollup_tenant.delay(tenant_id)
+        return
+    if cache.add(f"rollup-queued:{tenant_id}", 1, timeout=DEBOUNCE_SECONDS):
+        rollup_tenant.apply_async((tenant_id,), countdown=DEBOUNCE_SECONDS)
+
+
+# --- SQL ---------------------------------------------------------------------------------
+
+_TABLES = {
+    "ledger": CallRecord._meta.db_table,
+    "hourly": UsageHourly._meta.db_table,
+    "daily": UsageDaily._meta.db_table,
+}
+
+_SUMS = "SUM(input_tokens), SUM(output_tokens), SUM(cached_input_tokens), SUM(reasoning_tokens)"
+_COLUMNS = (
+    "tenant_id, api_key_id, model_id, {bucket}, "
+    "calls, input_tokens, output_tokens, cached_input_tokens, reasoning_tokens"
+)
+
+
+def local_hour_sql(column, zone):
+    """(sql, params) for the instant at which the local hour of ``column`` starts."""
+    if connection.vendor == "postgresql":
+        # Subtract how far into its local hour the instant is: exact for +05:30 zones and,
+        # unlike truncating the local wall time, keeps the two 01:00 hours of a DST fall-back apart.
+        return f"{column} - (({column} AT TIME ZONE %s) - date_trunc('hour', {column} AT TIME ZONE %s))", [zone, zone]
+    return f"usage_local_hour({column}, %s)", [zone]
+
+
+def local_date_sql(column, zone):
+    """(sql, params) for the local date of ``column``."""
+    if connection.vendor == "postgresql":
+        return f"({column} AT TIME ZONE %s)::date", [zone]
+    return f"usage_local_date({column}, %s)", [zone]
+
+
+def _instant_params(start, end):
+    """Raw SQL gets instants the way the ORM stores them (SQLite: naive UTC text)."""
+    adapt = connection.ops.adapt_datetimefield_value
+    return [adapt(start), adapt(end)]
+
+
+def _insert_hourly(cursor, tenant, start, end):
+    bucket, params = local_hour_sql("occurred_at", tenant.timezone)
+    cursor.execute(
+        f"INSERT INTO {_TABLES['hourly']} ({_COLUMNS.format(bucket='hour')}) "
+        f"SELECT tenant_id, api_key_id, model_id, {bucket}, COUNT(*), {_SUMS} "
+        f"FROM {_TABLES['ledger']} WHERE tenant_id = %s AND occurred_at >= %s AND occurred_at < %s "
+        "GROUP BY tenant_id, api_key_id, model_id, 4",
+        [*params, tenant.pk, *_instant_params(start, end)],
+    )
+
+
+def _insert_daily(cursor, tenant, start, end):
+    bucket, params = local_date_sql("hour", tenant.timezone)
+    cursor.execute(
+        f"INSERT INTO {_TABLES['daily']} ({_COLUMNS.format(bucket='day')}) "
+        f"SELECT tenant_id, api_key_id, model_id, {bucket}, SUM(calls), {_SUMS} "
+        f"FROM {_TABLES['hourly']} WHERE tenant_id = %s AND hour >= %s AND hour < %s "
+        "GROUP BY tenant_id, api_key_id, model_id, 4",
+        [*params, tenant.pk, *_instant_params(start, end)],
+    )
+
+
+def _lock_tenant(cursor, tenant_id):
+    """Serialise recomputes of one tenant (SQLite serialises all writers already)."""
+    if connection.vendor == "postgresql":
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [0x5553, tenant_id])
+
+
+# --- Recompute ---------------------------------------------------------------------------
+
+
+def usage_rollup_days(*, tenant, first_day, last_day):
+    """Recompute the hourly and daily buckets of local days first_day..last_day inclusive.
+
+    Dirty marks of those days are cleared only if no ingestion re-marked them meanwhile.
+    """
+    start, end = day_span(tenant, first_day, last_day)
+    with transaction.atomic(), connection.cursor() as cursor:
+        _lock_tenant(cursor, tenant.pk)
+        marks = list(
+            DirtyDay.objects.filter(tenant=tenant, day__range=(first_day, last_day)).values_list("pk", "token")
+        )
+        UsageHourly.objects.filter(tenant=tenant, hour__gte=start, hour__lt=end).delete()
+        _insert_hourly(cursor, tenant, start, end)
+        UsageDaily.objects.filter(tenant=tenant, day__range=(first_day, last_day)).delete()
+        _insert_daily(cursor, tenant, start, end)
+        for pk, token in marks:
+            DirtyDay.objects.filter(pk=pk, token=token).delete()
+
+
+def consecutive_ranges(days):
+    """[d1, d2, d3, d7] -> [(d1, d3), (d7, d7)]."""
+    ranges = []
+    for _, group in groupby(enumerate(sorted(days)), key=lambda pair: pair[1].toordinal() - pair[0]):
+        members = [day for _, day in group]
+        ranges.append((members[0], members[-1]))
+    return ranges
+
+
+def usage_rollup_dirty(*, tenant):
+    """Recompute every dirty day of the tenant; returns how many days were recomputed."""
+    days = list(DirtyDay.objects.filter(tenant=tenant).values_list("day", flat=True))
+    for first_day, last_day in consecutive_ranges(days):
+        usage_rollup_days(tenant=tenant, first_day=first_day, last_day=last_day)
+    return len(days)
+
+
+def ledger_day_range(*, tenant):
+    """First and last local day with calls, or None when the tenant has none."""
+    bounds = CallRecord.objects.filter(tenant=tenant).order_by("occurred_at").values_list("occurred_at", flat=True)
+    first, last = bounds.first(), bounds.last()
+    if first is None:
+        return None
+    return local_day(tenant, first), local_day(tenant, last)
+
+
+def usage_rebuild(*, tenant, first_day=None, last_day=None, chunk_days=7, progress=None):
+    """Rebuild a tenant's rollups over a range (default: all its ledger), in chunks of days.
+
+    Buckets outside the ledger's range (e.g. left from a previous time zone) are removed.
+    ``progress`` is called with the number of days done after each chunk.
+    """
+    bounds = ledger_day_range(tenant=tenant)
+    if first_day is None and last_day is None:
+        _drop_rollups_outside(tenant, bounds)
+    if bounds is None:
+        return 0
+    first_day, last_day = first_day or bounds[0], last_day or bounds[1]
+    day, done = first_day, 0
+    while day <= last_day:
+        chunk_end = min(day + dt.timedelta(days=chunk_days - 1), last_day)
+        usage_rollup_days(tenant=tenant, first_day=day, last_day=chunk_end)
+        done += (chunk_end - day).days + 1
+        if progress:
+            progress((chunk_end - day).days + 1)
+        day = chunk_end + dt.timedelta(days=1)
+    return done
+
+
+def _drop_rollups_outside(tenant, bounds):
+    hourly = UsageHourly.objects.filter(tenant=tenant)
+    daily = UsageDaily.objects.filter(tenant=tenant)
+    if bounds is not None:
+        start, end = day_span(tenant, *bounds)
+        hourly = hourly.exclude(hour__gte=start, hour__lt=end)
+        daily = daily.exclude(day__range=bounds)
+    hourly.delete()
+    daily.delete()

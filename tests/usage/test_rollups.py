@@ -1,0 +1,237 @@
+import datetime as dt
+import random
+import zoneinfo
+from collections import defaultdict
+
+import pytest
+
+from accounts import services
+from usage import rollups
+from usage.models import CallRecord, DirtyDay, Model, UsageDaily, UsageHourly
+from usage.periods import Period
+from usage.selectors import Totals, UsageFilters, usage_series, usage_summary
+
+from .factories import make_calls, utc
+
+
+def table(model, bucket):
+    return {
+        (getattr(row, bucket), row.api_key_id, row.model_id): (
+            row.calls,
+            row.input_tokens,
+            row.output_tokens,
+            row.cached_input_tokens,
+            row.reasoning_tokens,
+        )
+        for row in model.objects.all()
+    }
+
+
+def run_dirty(tenant):
+    return rollups.usage_rollup_dirty(tenant=tenant)
+
+
+def test_rollup_writes_exact_buckets_and_clears_dirty(tenant, api_key, llm):
+    make_calls(
+        tenant,
+        [
+            {
+                "api_key": api_key,
+                "model": llm,
+                "occurred_at": utc(2026, 3, 1, 10, 5),
+                "input_tokens": 100,
+                "output_tokens": 7,
+                "cached_input_tokens": 0,
+            },
+            {
+                "api_key": api_key,
+                "model": llm,
+                "occurred_at": utc(2026, 3, 1, 10, 59, 59),
+                "input_tokens": 50,
+                "output_tokens": 3,
+            },
+            {
+                "api_key": api_key,
+                "model": llm,
+                "occurred_at": utc(2026, 3, 2, 0, 0),
+                "input_tokens": 1,
+                "output_tokens": 1,
+                "reasoning_tokens": 4,
+            },
+        ],
+    )
+    assert run_dirty(tenant) == 2
+    assert table(UsageHourly, "hour") == {
+        (utc(2026, 3, 1, 10), api_key.pk, llm.pk): (2, 150, 10, 0, None),
+        (utc(2026, 3, 2, 0), api_key.pk, llm.pk): (1, 1, 1, None, 4),
+    }
+    assert table(UsageDaily, "day") == {
+        (dt.date(2026, 3, 1), api_key.pk, llm.pk): (2, 150, 10, 0, None),
+        (dt.date(2026, 3, 2), api_key.pk, llm.pk): (1, 1, 1, None, 4),
+    }
+    assert not DirtyDay.objects.exists()
+
+
+def test_late_call_and_second_recompute_give_the_same_exact_answer(tenant, api_key, llm):
+    make_calls(tenant, [{"api_key": api_key, "model": llm, "occurred_at": utc(2026, 3, 1, 9), "input_tokens": 10}])
+    run_dirty(tenant)
+    make_calls(tenant, [{"api_key": api_key, "model": llm, "occurred_at": utc(2026, 3, 1, 23), "input_tokens": 5}])
+    run_dirty(tenant)
+    rollups.usage_rollup_days(tenant=tenant, first_day=dt.date(2026, 3, 1), last_day=dt.date(2026, 3, 1))
+    assert table(UsageDaily, "day") == {(dt.date(2026, 3, 1), api_key.pk, llm.pk): (2, 15, 0, None, None)}
+    assert UsageHourly.objects.count() == 2
+
+
+def test_dirty_day_is_read_from_the_ledger_until_recomputed(tenant, api_key, llm):
+    make_calls(tenant, [{"api_key": api_key, "model": llm, "occurred_at": utc(2026, 3, 1, 9), "input_tokens": 10}])
+    run_dirty(tenant)
+    make_calls(tenant, [{"api_key": api_key, "model": llm, "occurred_at": utc(2026, 3, 1, 10), "input_tokens": 5}])
+    filters = UsageFilters(Period(dt.date(2026, 3, 1), dt.date(2026, 3, 1)))
+    assert UsageDaily.objects.get().input_tokens == 10  # stale rollup
+    assert usage_summary(tenant=tenant, filters=filters).input_tokens == 15
+    hourly = usage_series(tenant=tenant, filters=filters, bucket="hour", group_by=None)
+    assert [p.input_tokens for p in hourly.groups[0][1]][9:11] == [10, 5]
+
+
+def test_mark_during_recompute_keeps_the_day_dirty(tenant, api_key, llm, monkeypatch):
+    make_calls(tenant, [{"api_key": api_key, "model": llm, "occurred_at": utc(2026, 3, 1, 9), "input_tokens": 10}])
+    original = rollups._insert_daily
+
+    def insert_then_ingest(cursor, *args):
+        original(cursor, *args)
+        rollups.mark_days_dirty(tenant=tenant, days=[dt.date(2026, 3, 1)])
+
+    monkeypatch.setattr(rollups, "_insert_daily", insert_then_ingest)
+    run_dirty(tenant)
+    assert DirtyDay.objects.filter(tenant=tenant, day=dt.date(2026, 3, 1)).exists()
+
+
+def test_failed_recompute_rolls_back_and_leaves_the_day_dirty(tenant, api_key, llm, monkeypatch):
+    make_calls(tenant, [{"api_key": api_key, "model": llm, "occurred_at": utc(2026, 3, 1, 9), "input_tokens": 10}])
+    run_dirty(tenant)
+    make_calls(tenant, [{"api_key": api_key, "model": llm, "occurred_at": utc(2026, 3, 1, 10), "input_tokens": 5}])
+
+    def crash(*args):
+        raise RuntimeError("worker died")
+
+    monkeypatch.setattr(rollups, "_insert_daily", crash)
+    with pytest.raises(RuntimeError):
+        run_dirty(tenant)
+    assert DirtyDay.objects.filter(tenant=tenant).count() == 1
+    assert UsageDaily.objects.get().input_tokens == 10  # the old bucket survived the crash
+    monkeypatch.undo()
+    run_dirty(tenant)
+    assert UsageDaily.objects.get().input_tokens == 15
+
+
+def test_rollup_runs_on_commit_in_eager_mode(tenant, api_key, llm, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        make_calls(tenant, [{"api_key": api_key, "model": llm, "occurred_at": utc(2026, 3, 1, 9), "input_tokens": 3}])
+    assert UsageDaily.objects.get().input_tokens == 3
+    assert not DirtyDay.objects.exists()
+
+
+# --- Ground truth across time zones ------------------------------------------------------
+
+
+def ground_truth(records, zone):
+    """Daily and hourly sums computed independently of the SQL: per call, in Python."""
+    tz = zoneinfo.ZoneInfo(zone)
+    daily, hourly = defaultdict(Totals), defaultdict(Totals)
+    for r in records:
+        local = r.occurred_at.astimezone(tz)
+        one = Totals(1, r.input_tokens, r.output_tokens, r.cached_input_tokens, r.reasoning_tokens)
+        daily[(local.date(), r.api_key_id, r.model_id)] += one
+        # A local hour is its wall-clock start plus the fold, so a repeated hour stays apart.
+        hourly[(local.replace(minute=0, second=0, microsecond=0), local.fold, r.api_key_id, r.model_id)] += one
+    return daily, hourly
+
+
+def as_tuple(t):
+    return (t.calls, t.input_tokens, t.output_tokens, t.cached_input_tokens, t.reasoning_tokens)
+
+
+def random_calls(tenant, keys, models, start, hours, count, seed):
+    rng = random.Random(seed)
+    specs = []
+    for _ in range(count):
+        cached = rng.choice([None, 0, rng.randrange(0, 500)])
+        specs.append(
+            {
+                "api_key": rng.choice(keys),
+                "model": rng.choice(models),
+                "occurred_at": start + dt.timedelta(seconds=rng.randrange(0, hours * 3600)),
+                "input_tokens": rng.randrange(0, 5000),
+                "output_tokens": rng.randrange(0, 2000),
+                "cached_input_tokens": cached,
+                "reasoning_tokens": rng.choice([None, rng.randrange(0, 100)]),
+            }
+        )
+    return make_calls(tenant, specs)
+
+
+@pytest.mark.parametrize(
+    "zone, start",
+    [
+        ("UTC", utc(2026, 2, 27, 12)),
+        ("Asia/Shanghai", utc(2026, 2, 27, 12)),
+        ("Asia/Kolkata", utc(2026, 2, 27, 12)),
+        ("America/New_York", utc(2026, 3, 6, 12)),  # spring forward on 2026-03-08: a 23-hour day
+        ("America/New_York", utc(2026, 10, 30, 12)),  # fall back on 2026-11-01: a 25-hour day
+    ],
+)
+def test_rollups_equal_ground_truth(db, zone, start):
+    tenant = services.tenant_create(slug="tz", name="TZ", timezone_name=zone)
+    keys = [services.api_key_create(tenant=tenant, name=f"k{i}")[0] for i in range(3)]
+    models = [Model.objects.create(name=f"m/{i}") for i in range(3)]
+    records = random_calls(tenant, keys, models, start, hours=96, count=1500, seed=zone)
+    # A second recompute of an already clean range must not change anything.
+    run_dirty(tenant)
+    rollups.usage_rollup_days(tenant=tenant, first_day=dt.date(2026, 1, 1), last_day=dt.date(2026, 12, 31))
+    daily, hourly = ground_truth(CallRecord.objects.filter(tenant=tenant), zone)
+    assert table(UsageDaily, "day") == {key: as_tuple(value) for key, value in daily.items()}
+    tz = zoneinfo.ZoneInfo(zone)
+    got_hourly = {}
+    for (hour, key_id, model_id), sums in table(UsageHourly, "hour").items():
+        local = hour.astimezone(tz)
+        got_hourly[(local.replace(tzinfo=None), local.fold, key_id, model_id)] = sums
+    want_hourly = {(h.replace(tzinfo=None), fold, k, m): as_tuple(v) for (h, fold, k, m), v in hourly.items()}
+    assert got_hourly == want_hourly
+    assert len(records) == 1500
+
+
+def test_dst_days_have_23_and_25_hour_buckets(db):
+    tenant = services.tenant_create(slug="ny", name="NY", timezone_name="America/New_York")
+    from usage.selectors import hour_buckets
+
+    assert len(hour_buckets(tenant, Period(dt.date(2026, 3, 8), dt.date(2026, 3, 8)))) == 23
+    assert len(hour_buckets(tenant, Period(dt.date(2026, 11, 1), dt.date(2026, 11, 1)))) == 25
+    kolkata = services.tenant_create(slug="in", name="IN", timezone_name="Asia/Kolkata")
+    buckets = hour_buckets(kolkata, Period(dt.date(2026, 3, 1), dt.date(2026, 3, 1)))
+    assert len(buckets) == 24 and buckets[0] == utc(2026, 2, 28, 18, 30)
+
+
+def test_rebuild_after_time_zone_change_moves_days(tenant, api_key, llm):
+    make_calls(tenant, [{"api_key": api_key, "model": llm, "occurred_at": utc(2026, 3, 1, 20), "input_tokens": 7}])
+    run_dirty(tenant)
+    assert UsageDaily.objects.get().day == dt.date(2026, 3, 1)
+    tenant.timezone = "Asia/Shanghai"
+    tenant.save()
+    rollups.usage_rebuild(tenant=tenant)
+    assert list(UsageDaily.objects.values_list("day", "input_tokens")) == [(dt.date(2026, 3, 2), 7)]
+    assert UsageHourly.objects.get().hour == utc(2026, 3, 1, 20)
+
+
+def test_calls_at_exactly_local_midnight_belong_to_the_new_day(db):
+    tenant = services.tenant_create(slug="kol", name="Kol", timezone_name="Asia/Kolkata")
+    key = services.api_key_create(tenant=tenant, name="k")[0]
+    model = Model.objects.create(name="m/x")
+    midnight = utc(2026, 3, 1, 18, 30)  # 2026-03-02 00:00 in Kolkata
+    make_calls(tenant, [{"api_key": key, "model": model, "occurred_at": midnight, "input_tokens": 1}])
+    make_calls(
+        tenant,
+        [{"api_key": key, "model": model, "occurred_at": midnight - dt.timedelta(microseconds=1), "input_tokens": 2}],
+    )
+    rollups.usage_rollup_days(tenant=tenant, first_day=dt.date(2026, 3, 2), last_day=dt.date(2026, 3, 2))
+    assert list(UsageDaily.objects.values_list("day", "input_tokens")) == [(dt.date(2026, 3, 2), 1)]
+    assert list(UsageHourly.objects.values_list("hour", flat=True)) == [midnight]

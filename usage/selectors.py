@@ -1,0 +1,266 @@
+"""Reads of usage: every page, chart, API endpoint and export goes through here.
+
+Numbers come from the rollups, except for days still marked dirty (calls arrived after their
+last recompute): those are aggregated from the ledger, so a read right after ingestion is
+already exact. All grouping happens in SQL; Python only merges the (small) grouped results.
+"""
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from django.db.models import Count, DateField, DateTimeField, Q, Sum
+from django.db.models.expressions import RawSQL
+
+from accounts.models import ApiKey
+
+from . import rollups
+from .models import CallRecord, DirtyDay, Model, UsageDaily, UsageHourly
+from .periods import Period
+
+# Hourly series are offered for short ranges only (the page switches to days beyond this).
+MAX_HOURLY_DAYS = 2
+GROUPS = {"model": "model_id", "api_key": "api_key_id"}
+
+
+@dataclass(frozen=True)
+class UsageFilters:
+    """What a reader asks for: a range of the tenant's local dates, optionally one key / model."""
+
+    period: Period
+    api_key: ApiKey | None = None
+    model: Model | None = None
+
+
+def _add_optional(a, b):
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a + b
+
+
+@dataclass
+class Totals:
+    """Sums of a set of calls. Cached and reasoning tokens stay None while no call reported them."""
+
+    calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_input_tokens: int | None = None
+    reasoning_tokens: int | None = None
+
+    @property
+    def total_tokens(self):
+        return self.input_tokens + self.output_tokens
+
+    def __add__(self, other):
+        return Totals(
+            self.calls + other.calls,
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            _add_optional(self.cached_input_tokens, other.cached_input_tokens),
+            _add_optional(self.reasoning_tokens, other.reasoning_tokens),
+        )
+
+    def as_dict(self):
+        return {
+            "calls": self.calls,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "total_tokens": self.total_tokens,
+            "cached_input_tokens": self.cached_input_tokens,
+            "reasoning_tokens": self.reasoning_tokens,
+        }
+
+
+_SUMS = {
+    "calls_sum": Sum("calls"),
+    "input_sum": Sum("input_tokens"),
+    "output_sum": Sum("output_tokens"),
+    "cached_sum": Sum("cached_input_tokens"),
+    "reasoning_sum": Sum("reasoning_tokens"),
+}
+_LEDGER_SUMS = {**_SUMS, "calls_sum": Count("id")}
+
+
+def _totals(row):
+    return Totals(
+        int(row["calls_sum"] or 0),
+        int(row["input_sum"] or 0),
+        int(row["output_sum"] or 0),
+        None if row["cached_sum"] is None else int(row["cached_sum"]),
+        None if row["reasoning_sum"] is None else int(row["reasoning_sum"]),
+    )
+
+
+def _scoped(queryset, filters):
+    if filters.api_key is not None:
+        queryset = queryset.filter(api_key=filters.api_key)
+    if filters.model is not None:
+        queryset = queryset.filter(model=filters.model)
+    return queryset
+
+
+def _dirty_days(tenant, period):
+    return sorted(
+        DirtyDay.objects.filter(tenant=tenant, day__range=(period.start, period.end)).values_list("day", flat=True)
+    )
+
+
+def _spans_q(tenant, days, column):
+    """Q matching instants that fall on any of ``days`` (local dates)."""
+    q = Q(pk__in=[])
+    for first, last in rollups.consecutive_ranges(days):
+        start, end = rollups.day_span(tenant, first, last)
+        q |= Q(**{f"{column}__gte": start, f"{column}__lt": end})
+    return q
+
+
+def _rollup_source(tenant, filters, bucket, dirty):
+    """(queryset, bucket column or None) reading the clean days from the rollup tables."""
+    if bucket == "hour":
+        start, end = rollups.day_span(tenant, filters.period.start, filters.period.end)
+        queryset = UsageHourly.objects.filter(tenant=tenant, hour__gte=start, hour__lt=end)
+        return queryset.exclude(_spans_q(tenant, dirty, "hour")), "hour"
+    queryset = UsageDaily.objects.filter(tenant=tenant, day__range=(filters.period.start, filters.period.end))
+    return queryset.exclude(day__in=dirty), ("day" if bucket == "day" else None)
+
+
+def _ledger_source(tenant, bucket, dirty):
+    """(queryset, bucket column or None) aggregating the dirty days straight from the ledger.
+
+    The bucket SQL is ours and the zone name a bound parameter, so RawSQL is safe here.
+    """
+    queryset = CallRecord.objects.filter(_spans_q(tenant, dirty, "occurred_at"), tenant=tenant)
+    if bucket == "hour":
+        sql, params = rollups.local_hour_sql("occurred_at", tenant.timezone)
+        return queryset.annotate(bucket=RawSQL(sql, params, output_field=DateTimeField())), "bucket"  # noqa: S611
+    if bucket == "day":
+        sql, params = rollups.local_date_sql("occurred_at", tenant.timezone)
+        return queryset.annotate(bucket=RawSQL(sql, params, output_field=DateField())), "bucket"  # noqa: S611
+    return queryset, None
+
+
+def _group(queryset, bucket_column, dims, sums):
+    columns = ([bucket_column] if bucket_column else []) + [GROUPS[dim] for dim in dims]
+    rows = queryset.values(*columns).annotate(**sums).order_by() if columns else [queryset.aggregate(**sums)]
+    for row in rows:
+        key = tuple(row[column] for column in columns)
+        yield key, _totals(row)
+
+
+def grouped_usage(*, tenant, filters, bucket=None, dims=()):
+    """{(bucket?, *dim ids): Totals} for the filters; ``bucket`` is "day", "hour" or None."""
+    dirty = _dirty_days(tenant, filters.period)
+    sources = [(_rollup_source(tenant, filters, bucket, dirty), _SUMS)]
+    if dirty:
+        sources.append((_ledger_source(tenant, bucket, dirty), _LEDGER_SUMS))
+    result = {}
+    for (queryset, bucket_column), sums in sources:
+        for key, totals in _group(_scoped(queryset, filters), bucket_column, dims, sums):
+            if bucket == "hour":
+                key = (key[0].astimezone(dt.UTC), *key[1:])
+            result[key] = result[key] + totals if key in result else totals
+    return result
+
+
+# --- Public selectors ----------------------------------------------------------------------
+
+
+def usage_summary(*, tenant, filters):
+    """Totals of the filtered calls."""
+    grouped = grouped_usage(tenant=tenant, filters=filters)
+    return sum(grouped.values(), Totals())
+
+
+def hour_buckets(tenant, period):
+    """Every local hour start (as UTC instants) of the period; 23 or 25 on DST days."""
+    start, end = rollups.day_span(tenant, period.start, period.end)
+    buckets, instant = [], start.astimezone(dt.UTC)
+    while instant < end:
+        local = instant.astimezone(tenant.tz)
+        if local.minute == 0 and local.second == 0:
+            buckets.append(instant)
+        instant += dt.timedelta(minutes=15)
+    return buckets
+
+
+@dataclass
+class Series:
+    bucket: str
+    buckets: list
+    # One entry per group: (ApiKey, Model or None for the total, [Totals per bucket]).
+    groups: list = field(default_factory=list)
+
+
+def usage_series(*, tenant, filters, bucket="day", group_by="model"):
+    """Gap-filled series by ``bucket`` ("day"/"hour"), one per ``group_by`` ("model"/"api_key"/None)."""
+    if bucket == "hour" and filters.period.days > MAX_HOURLY_DAYS:
+        raise ValueError(f"Hourly buckets cover at most {MAX_HOURLY_DAYS} days; use days for longer ranges.")
+    buckets = hour_buckets(tenant, filters.period) if bucket == "hour" else filters.period.dates()
+    dims = (group_by,) if group_by else ()
+    grouped = grouped_usage(tenant=tenant, filters=filters, bucket=bucket, dims=dims)
+    group_ids = sorted({key[1] for key in grouped}) if group_by else [None]
+    objects = _objects(group_by, group_ids)
+    series = Series(bucket=bucket, buckets=buckets)
+    for group_id in group_ids:
+        points = [grouped.get((b, group_id) if group_by else (b,), Totals()) for b in buckets]
+        series.groups.append((objects.get(group_id), points))
+    series.groups.sort(key=lambda entry: -sum(point.total_tokens for point in entry[1]))
+    return series
+
+
+def _objects(group_by, ids):
+    ids = [pk for pk in ids if pk is not None]
+    if group_by == "model":
+        return Model.objects.in_bulk(ids)
+    if group_by == "api_key":
+        return ApiKey.objects.in_bulk(ids)
+    return {}
+
+
+@dataclass
+class BreakdownRow:
+    group: object  # Model or ApiKey
+    totals: Totals
+    share: float  # of all tokens in the filtered range, 0..1
+
+
+def usage_breakdown(*, tenant, filters, by="model"):
+    """One row per model or key, largest first, with its share of the total tokens."""
+    grouped = grouped_usage(tenant=tenant, filters=filters, dims=(by,))
+    objects = _objects(by, [key[0] for key in grouped])
+    grand_total = sum(totals.total_tokens for totals in grouped.values())
+    rows = [
+        BreakdownRow(objects[key[0]], totals, totals.total_tokens / grand_total if grand_total else 0.0)
+        for key, totals in grouped.items()
+    ]
+    rows.sort(key=lambda row: (-row.totals.total_tokens, str(row.group)))
+    return rows
+
+
+def usage_rows(*, tenant, filters):
+    """Yield (date, ApiKey, Model, Totals) per local day x key x model, one day at a time.
+
+    Reading a day at a time keeps memory flat over long ranges and lets an export start at once.
+    """
+    keys = ApiKey.objects.filter(tenant=tenant).in_bulk()
+    models = {}
+    for day in filters.period.dates():
+        day_filters = UsageFilters(Period(day, day), filters.api_key, filters.model)
+        grouped = grouped_usage(tenant=tenant, filters=day_filters, dims=("api_key", "model"))
+        missing = {model_id for _, model_id in grouped} - models.keys()
+        models.update(Model.objects.in_bulk(missing))
+        rows = sorted(grouped.items(), key=lambda item: (keys[item[0][0]].name, models[item[0][1]].name))
+        for (key_id, model_id), totals in rows:
+            yield day, keys[key_id], models[model_id], totals
+
+
+def tenant_models(*, tenant):
+    """Models the tenant can filter by: those it has used, plus its private ones."""
+    used = UsageDaily.objects.filter(tenant=tenant).values("model_id").distinct()
+    used_dirty = CallRecord.objects.filter(
+        _spans_q(tenant, DirtyDay.objects.filter(tenant=tenant).values_list("day", flat=True), "occurred_at"),
+        tenant=tenant,
+    ).values("model_id")
+    return Model.objects.filter(Q(pk__in=used) | Q(pk__in=used_dirty) | Q(tenant=tenant)).order_by("name")

@@ -1,0 +1,40 @@
+"""Celery tasks: thin wrappers that call the rollup services."""
+
+import logging
+
+from celery import shared_task
+
+from accounts.models import Tenant
+
+from . import rollups
+from .models import DirtyDay
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(Exception,),
+    retry_backoff=2,
+    retry_backoff_max=120,
+    max_retries=8,
+)
+def rollup_tenant(self, tenant_id):
+    """Recompute the tenant's dirty days. A kill mid-way leaves them dirty for the next run."""
+    tenant = Tenant.objects.filter(pk=tenant_id).first()
+    if tenant is None:
+        return 0
+    return rollups.usage_rollup_dirty(tenant=tenant)
+
+
+@shared_task
+def sweep_dirty_rollups():
+    """Beat's safety net: enqueue every tenant that still has dirty days."""
+    tenant_ids = sorted(set(DirtyDay.objects.values_list("tenant_id", flat=True)))
+    for tenant_id in tenant_ids:
+        rollup_tenant.delay(tenant_id)
+    if tenant_ids:
+        logger.info("Swept dirty rollups of %d tenants", len(tenant_ids))
+    return len(tenant_ids)
