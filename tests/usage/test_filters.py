@@ -1,0 +1,39 @@
+import datetime as dt
+
+from usage.filters import UsageFilterSet
+from usage.periods import Period
+
+from .factories import make_calls, utc
+
+NOW = utc(2026, 11, 28, 12)
+
+
+def cleaned(tenant, data):
+    filterset = UsageFilterSet(data, tenant=tenant, now=NOW)
+    assert filterset.is_valid(), filterset.form.errors
+    return filterset.usage_filters()
+
+
+def test_default_is_last_two_weeks_ending_today(tenant):
+    assert cleaned(tenant, {}).period == Period(dt.date(2026, 11, 15), dt.date(2026, 11, 28))
+
+
+def test_single_custom_day(tenant):
+    assert cleaned(tenant, {"start": "2026-11-02"}).period == Period(dt.date(2026, 11, 2), dt.date(2026, 11, 2))
+
+
+def test_key_and_model_choices_are_scoped_to_the_tenant(tenant, api_key, other_api_key, llm):
+    make_calls(tenant, [{"api_key": api_key, "model": llm, "occurred_at": utc(2026, 11, 20)}])
+    chosen = cleaned(tenant, {"api_key": api_key.public_id, "model": llm.name})
+    assert (chosen.api_key, chosen.model) == (api_key, llm)
+    foreign = UsageFilterSet({"api_key": other_api_key.public_id}, tenant=tenant, now=NOW)
+    assert not foreign.is_valid() and "api_key" in foreign.form.errors
+
+
+def test_reversed_range_and_unknown_preset_are_form_errors(tenant):
+    reversed_range = UsageFilterSet({"start": "2026-11-10", "end": "2026-11-01"}, tenant=tenant, now=NOW)
+    assert not reversed_range.is_valid() and "end" in reversed_range.form.errors
+    unknown = UsageFilterSet({"preset": "forever"}, tenant=tenant, now=NOW)
+    assert not unknown.is_valid() and "preset" in unknown.form.errors
+    bad_date = UsageFilterSet({"start": "2026-13-01"}, tenant=tenant, now=NOW)
+    assert not bad_date.is_valid() and "start" in bad_date.form.errors

@@ -1,0 +1,83 @@
+"""The filter bar and the API's common parameters: key, model and a range of local dates.
+
+One FilterSet serves the page, the chart endpoints, the REST API and the CSV export, so a URL
+means the same thing everywhere. Choices are scoped to the tenant: another tenant's key or
+model is "not one of the available choices", never its data.
+"""
+
+import django_filters
+from django import forms
+
+from accounts.models import ApiKey
+
+from .models import CallRecord, Model
+from .periods import DEFAULT_PRESET, MAX_RANGE_DAYS, PRESETS, Period, preset_period, tenant_today
+from .selectors import UsageFilters, tenant_models
+
+CUSTOM = "custom"
+
+
+class UsageFilterForm(forms.Form):
+    today = None  # set by the FilterSet: the tenant's local today
+
+    def clean(self):
+        data = super().clean()
+        start, end = data.get("start"), data.get("end")
+        if self.errors:
+            return data
+        if start or end or data.get("preset") == CUSTOM:
+            data["period"] = self._custom_period(start, end)
+        else:
+            data["period"] = preset_period(data.get("preset") or DEFAULT_PRESET, self.today)
+        return data
+
+    def _custom_period(self, start, end):
+        if start is None and end is None:
+            raise forms.ValidationError({"start": "Pick a start date for a custom range."})
+        start, end = start or end, end or start  # one date alone is a single day
+        if end < start:
+            raise forms.ValidationError({"end": "The end date is before the start date."})
+        if (end - start).days + 1 > MAX_RANGE_DAYS:
+            raise forms.ValidationError({"end": f"Choose a range of at most {MAX_RANGE_DAYS} days."})
+        return Period(start, end)
+
+
+class UsageFilterSet(django_filters.FilterSet):
+    api_key = django_filters.ModelChoiceFilter(
+        queryset=ApiKey.objects.none(), to_field_name="public_id", empty_label="All", label="API Key", method="keep"
+    )
+    model = django_filters.ModelChoiceFilter(
+        queryset=Model.objects.none(), to_field_name="name", empty_label="All", label="Model", method="keep"
+    )
+    preset = django_filters.ChoiceFilter(
+        choices=[*PRESETS.items(), (CUSTOM, "Custom")], empty_label=None, label="Time range", method="keep"
+    )
+    start = django_filters.DateFilter(label="From", method="keep", widget=forms.DateInput(attrs={"type": "date"}))
+    end = django_filters.DateFilter(label="To", method="keep", widget=forms.DateInput(attrs={"type": "date"}))
+
+    class Meta:
+        model = CallRecord
+        fields = []
+        form = UsageFilterForm
+
+    def __init__(self, data=None, *, tenant, now=None, **kwargs):
+        super().__init__(data, queryset=CallRecord.objects.none(), **kwargs)
+        self.tenant = tenant
+        self.filters["api_key"].queryset = ApiKey.objects.filter(tenant=tenant).order_by("name")
+        self.filters["model"].queryset = tenant_models(tenant=tenant)
+        self.today = tenant_today(tenant, now)
+
+    @property
+    def form(self):
+        form = super().form
+        form.today = self.today
+        return form
+
+    def keep(self, queryset, name, value):
+        """The selectors read the cleaned values; there is no queryset to narrow."""
+        return queryset
+
+    def usage_filters(self):
+        """The cleaned choice as selector input; call after ``is_valid()``."""
+        data = self.form.cleaned_data
+        return UsageFilters(period=data["period"], api_key=data.get("api_key"), model=data.get("model"))
