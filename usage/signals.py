@@ -1,11 +1,15 @@
-"""SQLite has no time zone support; give it the two functions the rollup SQL needs."""
+"""Signal handlers: SQLite helper functions for the rollup SQL, and rebuilds on a zone change."""
 
 import datetime as dt
 import zoneinfo
 from functools import lru_cache
 
+from django.db import transaction
 from django.db.backends.signals import connection_created
+from django.db.models.signals import post_save, pre_save
 from django.dispatch import receiver
+
+from accounts.models import Tenant
 
 
 @lru_cache(maxsize=64)
@@ -38,3 +42,21 @@ def register_sqlite_functions(sender, connection, **kwargs):
     if connection.vendor == "sqlite":
         connection.connection.create_function("usage_local_hour", 2, local_hour_start, deterministic=True)
         connection.connection.create_function("usage_local_date", 2, local_date, deterministic=True)
+
+
+@receiver(pre_save, sender=Tenant)
+def remember_old_timezone(sender, instance, **kwargs):
+    instance._previous_timezone = (
+        Tenant.objects.filter(pk=instance.pk).values_list("timezone", flat=True).first() if instance.pk else None
+    )
+
+
+@receiver(post_save, sender=Tenant)
+def rebuild_after_timezone_change(sender, instance, created, **kwargs):
+    """Local days move with the zone, so every bucket of the tenant is recomputed."""
+    previous = getattr(instance, "_previous_timezone", None)
+    if not created and previous is not None and previous != instance.timezone:
+        from .tasks import rebuild_tenant
+
+        tenant_id = instance.pk
+        transaction.on_commit(lambda: rebuild_tenant.delay(tenant_id))

@@ -38,3 +38,10 @@ def sweep_dirty_rollups():
     if tenant_ids:
         logger.info("Swept dirty rollups of %d tenants", len(tenant_ids))
     return len(tenant_ids)
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def rebuild_tenant(tenant_id):
+    """Rebuild all of a tenant's rollups, e.g. after its time zone changed."""
+    tenant = Tenant.objects.filter(pk=tenant_id).first()
+    return rollups.usage_rebuild(tenant=tenant) if tenant else 0

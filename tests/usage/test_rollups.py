@@ -235,3 +235,27 @@ def test_calls_at_exactly_local_midnight_belong_to_the_new_day(db):
     rollups.usage_rollup_days(tenant=tenant, first_day=dt.date(2026, 3, 2), last_day=dt.date(2026, 3, 2))
     assert list(UsageDaily.objects.values_list("day", "input_tokens")) == [(dt.date(2026, 3, 2), 1)]
     assert list(UsageHourly.objects.values_list("hour", flat=True)) == [midnight]
+
+
+def test_changing_the_time_zone_rebuilds_on_commit(tenant, api_key, llm, django_capture_on_commit_callbacks):
+    make_calls(tenant, [{"api_key": api_key, "model": llm, "occurred_at": utc(2026, 3, 1, 20), "input_tokens": 7}])
+    run_dirty(tenant)
+    with django_capture_on_commit_callbacks(execute=True):
+        tenant.timezone = "Asia/Tokyo"
+        tenant.save()
+    assert list(UsageDaily.objects.values_list("day", "input_tokens")) == [(dt.date(2026, 3, 2), 7)]
+
+
+def test_rebuild_rollups_command_restores_deleted_buckets(tenant, api_key, llm):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    make_calls(tenant, [{"api_key": api_key, "model": llm, "occurred_at": utc(2026, 3, 1, 20), "input_tokens": 7}])
+    run_dirty(tenant)
+    UsageDaily.objects.all().delete()
+    UsageHourly.objects.all().delete()
+    out = StringIO()
+    call_command("rebuild_rollups", "--tenant", tenant.slug, stdout=out, verbosity=0)
+    assert "Rebuilt 1 tenant-days" in out.getvalue()
+    assert table(UsageDaily, "day") == {(dt.date(2026, 3, 1), api_key.pk, llm.pk): (1, 7, 0, None, None)}
