@@ -1,3 +1,5 @@
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
@@ -5,22 +7,50 @@ from django.utils.text import slugify
 from .models import AccessToken, ApiKey, Membership, ServiceToken, Tenant, User
 
 
+def normalize_email(email):
+    """Emails are stored lower-case, so one person cannot end up with two accounts by case."""
+    email = User.objects.normalize_email((email or "").strip()).lower()
+    validate_email(email)
+    return email
+
+
+def user_get_or_create(*, email, password=None):
+    """``(user, created)`` for this email; a new user without a password cannot log in yet."""
+    email = normalize_email(email)
+    user = User.objects.filter(email__iexact=email).first()
+    if user is not None:
+        return user, False
+    return User.objects.create_user(email, password), True
+
+
 @transaction.atomic
 def tenant_create(*, slug, name, timezone_name="UTC", owner_email=None, owner_password=None):
     """Create a tenant and, optionally, its owner (a new or existing user)."""
-    tenant = Tenant(slug=slugify(slug), name=name, timezone=timezone_name)
+    tenant = Tenant(slug=slugify(slug), name=(name or "").strip(), timezone=timezone_name)
     tenant.full_clean()
     tenant.save()
     if owner_email:
-        user = User.objects.filter(email=owner_email.lower()).first()
-        if user is None:
-            user = User.objects.create_user(owner_email, owner_password)
-        Membership.objects.create(user=user, tenant=tenant, role=Membership.Role.OWNER)
+        user, _created = user_get_or_create(email=owner_email, password=owner_password)
+        membership_set(tenant=tenant, user=user, role=Membership.Role.OWNER)
     return tenant
 
 
+def membership_set(*, tenant, user, role):
+    """Make ``user`` a member of ``tenant`` with ``role``; returns ``(membership, previous_role)``.
+
+    ``previous_role`` is None when the user was not a member before.
+    """
+    membership = Membership.objects.filter(tenant=tenant, user=user).first()
+    previous_role = membership.role if membership else None
+    membership = membership or Membership(tenant=tenant, user=user)
+    membership.role = role
+    membership.full_clean()
+    membership.save()
+    return membership, previous_role
+
+
 def _credential_create(model, *, name, **fields):
-    credential = model(name=name.strip(), **fields)
+    credential = model(name=(name or "").strip(), **fields)
     secret = credential.set_new_secret()
     credential.full_clean()
     credential.save()
@@ -46,3 +76,14 @@ def credential_revoke(credential):
         credential.revoked_at = timezone.now()
         credential.save(update_fields=["revoked_at"])
     return credential
+
+
+def validation_message(error):
+    """One readable line for a ValidationError, naming the fields: for commands and logs."""
+    if not isinstance(error, ValidationError) or not hasattr(error, "error_dict"):
+        return " ".join(getattr(error, "messages", [str(error)]))
+    parts = []
+    for field, messages in error.message_dict.items():
+        prefix = "" if field == "__all__" else f"{field}: "
+        parts.append(prefix + " ".join(messages))
+    return "; ".join(parts)

@@ -1,0 +1,64 @@
+"""Base of the operator commands: human lines by default, one JSON object with ``--json``."""
+
+import json
+import secrets
+
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+
+from accounts.models import Tenant
+from accounts.services import normalize_email, validation_message
+
+
+class OperatorCommand(BaseCommand):
+    """Errors become a ``CommandError`` (exit status 1, message on stderr, nothing on stdout)."""
+
+    def create_parser(self, prog_name, subcommand, **kwargs):
+        parser = super().create_parser(prog_name, subcommand, **kwargs)
+        parser.add_argument(
+            "--json", action="store_true", dest="as_json", help="Print the result as one JSON object on stdout."
+        )
+        return parser
+
+    def execute(self, *args, **options):
+        try:
+            return super().execute(*args, **options)
+        except ValidationError as exc:
+            raise CommandError(validation_message(exc)) from exc
+
+    def emit(self, options, result, lines):
+        """Write ``result`` as JSON, or ``lines`` for a person reading a terminal."""
+        if options["as_json"]:
+            self.stdout.write(json.dumps(result, sort_keys=True))
+        else:
+            for line in lines:
+                self.stdout.write(line)
+
+
+def tenant_by_slug(slug):
+    tenant = Tenant.objects.filter(slug=slug).first()
+    if tenant is None:
+        raise CommandError(f"No tenant with slug {slug!r} (see the admin, or create it with create_tenant).")
+    return tenant
+
+
+def checked_email(email):
+    try:
+        return normalize_email(email)
+    except ValidationError as exc:
+        raise CommandError(f"{email!r} is not an email address.") from exc
+
+
+def checked_password(password, email):
+    """The operator's password after Django's validators, or a generated one when none is given.
+
+    Returns ``(password, generated)``.
+    """
+    if not password:
+        return secrets.token_urlsafe(12), True
+    try:
+        validate_password(password)
+    except ValidationError as exc:
+        raise CommandError(f"Password for {email} refused: {' '.join(exc.messages)}") from exc
+    return password, False
