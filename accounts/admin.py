@@ -2,11 +2,26 @@ from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 
 from . import services
+from .forms import UserAddForm, UserEditForm
 from .models import AccessToken, ApiKey, Membership, ServiceToken, Tenant, User
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    raw_id_fields = ["user"]
+    extra = 0
+
+
+class UserMembershipInline(admin.TabularInline):
+    model = Membership
+    raw_id_fields = ["tenant"]
+    extra = 0
 
 
 @admin.register(User)
 class UserAdmin(BaseUserAdmin):
+    form = UserEditForm
+    add_form = UserAddForm
     ordering = ["email"]
     list_display = ["email", "first_name", "last_name", "is_staff", "is_active", "last_login"]
     search_fields = ["email", "first_name", "last_name"]
@@ -16,13 +31,13 @@ class UserAdmin(BaseUserAdmin):
         ("Permissions", {"fields": ["is_active", "is_staff", "is_superuser", "groups", "user_permissions"]}),
         ("Dates", {"fields": ["last_login", "date_joined"]}),
     ]
-    add_fieldsets = [(None, {"classes": ["wide"], "fields": ["email", "password1", "password2"]})]
+    add_fieldsets = [
+        (None, {"classes": ["wide"], "fields": ["email", "usable_password", "password1", "password2"]}),
+    ]
 
-
-class MembershipInline(admin.TabularInline):
-    model = Membership
-    raw_id_fields = ["user"]
-    extra = 0
+    def get_inlines(self, request, obj):
+        # A user's tenants are edited on the user too, but only once the user exists.
+        return [UserMembershipInline] if obj else []
 
 
 @admin.register(Tenant)
@@ -45,9 +60,11 @@ class MembershipAdmin(admin.ModelAdmin):
 
 @admin.action(description="Revoke selected")
 def revoke(modeladmin, request, queryset):
+    revoked = 0
     for credential in queryset:
+        revoked += credential.revoked_at is None
         services.credential_revoke(credential)
-    modeladmin.message_user(request, f"Revoked {queryset.count()}.", messages.SUCCESS)
+    modeladmin.message_user(request, f"Revoked {revoked} (the others already were).", messages.SUCCESS)
 
 
 class CredentialAdmin(admin.ModelAdmin):

@@ -1,7 +1,8 @@
 def tenancy(request):
     """The tenant being viewed (set by ``accounts.tenancy``) and the user's other tenants."""
     user = getattr(request, "user", None)
-    if user is None or not user.is_authenticated:
+    # An API token's principal renders pages too (DRF's browsable API) but has no memberships.
+    if user is None or not user.is_authenticated or not hasattr(user, "memberships"):
         return {}
     memberships = list(user.memberships.select_related("tenant").order_by("tenant__name"))
     return {

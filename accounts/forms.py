@@ -1,5 +1,8 @@
 from django import forms
+from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 from django.utils import timezone
+
+from .models import User
 
 
 class CredentialCreateForm(forms.Form):
@@ -8,7 +11,7 @@ class CredentialCreateForm(forms.Form):
         required=False,
         label="Expires",
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
-        help_text="Optional. Leave empty for a key that does not expire.",
+        help_text="Optional, in the tenant's time zone. Leave empty for a key that does not expire.",
     )
 
     def __init__(self, *args, existing_names=(), **kwargs):
@@ -28,3 +31,32 @@ class CredentialCreateForm(forms.Form):
         if value is not None and value <= timezone.now():
             raise forms.ValidationError("The expiry must be in the future.")
         return value
+
+
+def _clean_user_email(form):
+    """Lower-case, and unique whatever the case: logins and lookups compare lower-case emails."""
+    email = User.objects.normalize_email(form.cleaned_data["email"]).lower()
+    others = User.objects.filter(email__iexact=email).exclude(pk=form.instance.pk)
+    if others.exists():
+        raise forms.ValidationError("A user with this email address already exists.")
+    return email
+
+
+class UserAddForm(AdminUserCreationForm):
+    """Django's admin form is built for a ``username``; ours log in by email."""
+
+    class Meta:
+        model = User
+        fields = ("email",)
+
+    def clean_email(self):
+        return _clean_user_email(self)
+
+
+class UserEditForm(UserChangeForm):
+    class Meta:
+        model = User
+        fields = "__all__"
+
+    def clean_email(self):
+        return _clean_user_email(self)

@@ -67,11 +67,18 @@ class CallRecordAdmin(BigTableAdmin):
     list_display = ["request_id", "tenant", "api_key", "model", "occurred_at", "input_tokens", "output_tokens"]
     list_select_related = ["tenant", "api_key", "model"]
     raw_id_fields = ["tenant", "api_key", "model"]
-    # Exact request-id lookups use the (tenant, request_id) unique index's second column poorly,
-    # so search is an exact match rather than a LIKE scan.
-    search_fields = ["=request_id"]
+    search_fields = ["request_id"]
+    search_help_text = "Exact request id. Filter by tenant first on big ledgers."
     list_filter = ["tenant"]
     ordering = ["-id"]
+
+    def get_search_results(self, request, queryset, search_term):
+        # Django's "=request_id" is a case-insensitive UPPER() match that no index serves; an exact
+        # match uses the (tenant, request_id) unique index once a tenant is filtered.
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        return queryset.filter(request_id=term), False
 
 
 class RollupAdmin(BigTableAdmin):
