@@ -1,0 +1,364 @@
+"""Cost of usage, computed when it is read from the daily rollups and the prices in force.
+
+Price in force. For a model on a local day of the tenant: the tenant's own (contract) price with
+the latest ``effective_from`` on or before that day; without one, the platform price with the
+latest ``effective_from`` on or before that day; without that either, the tokens are *unpriced*.
+A contract price starts applying on its own date, so days before it keep the platform price.
+Nothing is stored: a price added or changed in the admin changes history at once, and a range
+that spans a price change is split at the day it takes effect.
+
+Line. One local day x API key x model: the CSV's line and the unit everything is costed at.
+    cost = (input - cached) x input_per_1k / 1000
+         + cached x (cached_input_per_1k, or input_per_1k when empty) / 1000
+         + output x output_per_1k / 1000
+Cached input tokens are part of the input tokens (a report of more cached than input tokens is
+capped at the input). The product is exact (Decimal, never float).
+
+Rounding rule. A line's cost is rounded once, half-even ("banker's rounding"), to the minor unit
+of its currency: 2 decimals, except the currencies in ``MINOR_UNITS`` (JPY 0, KWD 3, ...).
+Every total (per model, key, day, month, report) is the sum of its rounded lines, so the rows of
+a CSV always add up to the totals on the page and in the API.
+
+Currencies are never added together: every amount is a {currency: Decimal} mapping.
+
+Unpriced tokens (input + output of lines with no price in force) are counted and their models
+named, so a cost is shown as partial instead of silently low.
+"""
+
+import bisect
+import datetime as dt
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_EVEN, Decimal, localcontext
+
+from django.db.models import Q
+
+from accounts.models import ApiKey
+
+from .models import Model, ModelPrice
+from .selectors import Totals, grouped_usage
+
+# ISO 4217 minor units that differ from the usual 2 decimals.
+MINOR_UNITS = {
+    "BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "ISK": 0, "JPY": 0, "KMF": 0, "KRW": 0, "PYG": 0,
+    "RWF": 0, "UGX": 0, "VND": 0, "VUV": 0, "XAF": 0, "XOF": 0, "XPF": 0,
+    "BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3,
+}  # fmt: skip
+# The currency of a cost object when nothing in it is priced (ModelPrice's default currency).
+DEFAULT_CURRENCY = "USD"
+_THOUSAND = Decimal(1000)
+# Tokens (up to 2**53) times prices (18 digits) need more than Decimal's default 28 digits.
+_PRECISION = 60
+
+
+def minor_unit(currency):
+    """The quantum amounts in ``currency`` are rounded to: Decimal("0.01") for most."""
+    return Decimal(1).scaleb(-MINOR_UNITS.get(currency, 2))
+
+
+def round_amount(amount, currency):
+    return amount.quantize(minor_unit(currency), rounding=ROUND_HALF_EVEN)
+
+
+def line_cost(*, price, totals):
+    """Cost of one line (``Totals`` of a day x key x model) at ``price``, rounded by the rule."""
+    cached = min(totals.cached_input_tokens or 0, totals.input_tokens)
+    cached_price = price.input_per_1k if price.cached_input_per_1k is None else price.cached_input_per_1k
+    with localcontext(prec=_PRECISION):
+        exact = (
+            (totals.input_tokens - cached) * price.input_per_1k
+            + cached * cached_price
+            + totals.output_tokens * price.output_per_1k
+        ) / _THOUSAND
+        return round_amount(exact, price.currency)
+
+
+# --- Price resolution -----------------------------------------------------------------------
+
+
+class PriceBook:
+    """The prices of some models for one tenant, answering "which price is in force on a day"."""
+
+    def __init__(self, prices):
+        self._dates = {}  # (model_id, is_contract) -> sorted effective dates
+        self._prices = {}  # (model_id, is_contract) -> prices in the same order
+        for price in sorted(prices, key=lambda p: p.effective_from):
+            key = (price.model_id, price.tenant_id is not None)
+            self._dates.setdefault(key, []).append(price.effective_from)
+            self._prices.setdefault(key, []).append(price)
+
+    def _latest(self, model_id, contract, day):
+        dates = self._dates.get((model_id, contract), [])
+        index = bisect.bisect_right(dates, day)
+        return self._prices[(model_id, contract)][index - 1] if index else None
+
+    def price_for(self, model_id, day):
+        """The ModelPrice in force for the model on the local ``day``, or None."""
+        return self._latest(model_id, True, day) or self._latest(model_id, False, day)
+
+    def platform_price_for(self, model_id, day):
+        return self._latest(model_id, False, day)
+
+    def prices(self):
+        """Every loaded price, by model then date."""
+        return [price for prices in self._prices.values() for price in prices]
+
+
+def prices_in_force(*, tenant, model_ids=None, period=None):
+    """A PriceBook of the tenant's contract prices and the platform prices, in one query.
+
+    ``model_ids`` None loads every model's prices (for a streaming export that does not know its
+    models in advance); ``period`` None also loads prices that start in the future.
+    """
+    prices = ModelPrice.objects.filter(Q(tenant__isnull=True) | Q(tenant=tenant))
+    # Another tenant's private model is never priced (nor shown) for this one.
+    prices = prices.filter(Q(model__tenant__isnull=True) | Q(model__tenant=tenant))
+    if model_ids is not None:
+        prices = prices.filter(model_id__in=list(model_ids))
+    if period is not None:
+        prices = prices.filter(effective_from__lte=period.end)
+    return PriceBook(prices.select_related("model"))
+
+
+def row_cost(resolver, day, model_id, totals):
+    """(amount, currency) of one CSV line, or (None, None) when no price is in force."""
+    price = resolver.price_for(model_id, day)
+    if price is None:
+        return None, None
+    return line_cost(price=price, totals=totals), price.currency
+
+
+# --- Summaries ------------------------------------------------------------------------------
+
+
+@dataclass
+class CostSummary:
+    """Cost of a set of lines: an amount per currency, plus what could not be priced."""
+
+    amounts: dict = field(default_factory=dict)  # currency -> Decimal, sum of rounded lines
+    unpriced_tokens: int = 0
+    unpriced_models: list = field(default_factory=list)  # names, sorted
+
+    @property
+    def partial(self):
+        return self.unpriced_tokens > 0
+
+    @property
+    def currencies(self):
+        return sorted(self.amounts)
+
+    def add_line(self, *, amount, currency, totals, model_name):
+        if currency is None:
+            self.unpriced_tokens += totals.total_tokens
+            if model_name not in self.unpriced_models:
+                bisect.insort(self.unpriced_models, model_name)
+            return
+        self.amounts[currency] = self.amounts.get(currency, Decimal(0)) + amount
+
+    def __add__(self, other):
+        models = sorted({*self.unpriced_models, *other.unpriced_models})
+        total = CostSummary(dict(self.amounts), self.unpriced_tokens + other.unpriced_tokens, models)
+        for currency, amount in other.amounts.items():
+            total.amounts[currency] = total.amounts.get(currency, Decimal(0)) + amount
+        return total
+
+    def formatted(self, currency):
+        """The amount as a string with exactly the currency's minor digits ("12.30")."""
+        return str(round_amount(self.amounts.get(currency, Decimal(0)), currency))
+
+    def as_api(self, *, fallback_currency=DEFAULT_CURRENCY):
+        """The API's ``cost``: one object per currency, sorted by currency code; never empty.
+
+        With nothing priced, one object with amount zero in ``fallback_currency``. Every object
+        carries the same ``unpriced_tokens``: the tokens that none of the amounts covers.
+        """
+        currencies = self.currencies or [fallback_currency]
+        return [
+            {"amount": self.formatted(currency), "currency": currency, "unpriced_tokens": self.unpriced_tokens}
+            for currency in currencies
+        ]
+
+
+@dataclass(frozen=True)
+class CostLine:
+    """One local day x key x model with its price (None when unpriced) and rounded cost."""
+
+    day: dt.date
+    api_key_id: int
+    model: Model
+    totals: object  # selectors.Totals
+    price: ModelPrice | None
+    amount: Decimal | None
+
+    @property
+    def currency(self):
+        return self.price.currency if self.price else None
+
+    def add_to(self, summary):
+        summary.add_line(amount=self.amount, currency=self.currency, totals=self.totals, model_name=self.model.name)
+        return summary
+
+
+def cost_lines(*, tenant, filters):
+    """Every costed line of the filters, from one usage query and one price query."""
+    grouped = grouped_usage(tenant=tenant, filters=filters, bucket="day", dims=("api_key", "model"))
+    model_ids = {model_id for _day, _key, model_id in grouped}
+    models = Model.objects.in_bulk(model_ids)
+    book = prices_in_force(tenant=tenant, model_ids=model_ids, period=filters.period)
+    lines = []
+    for (day, key_id, model_id), totals in sorted(grouped.items()):
+        price = book.price_for(model_id, day)
+        amount = line_cost(price=price, totals=totals) if price else None
+        lines.append(CostLine(day, key_id, models[model_id], totals, price, amount))
+    return lines
+
+
+def usage_cost(*, tenant, filters):
+    """CostSummary of the filtered usage (the dashboard's card, the API summary's ``cost``)."""
+    summary = CostSummary()
+    for line in cost_lines(tenant=tenant, filters=filters):
+        line.add_to(summary)
+    return summary
+
+
+_GROUP_KEYS = {
+    "model": lambda line: line.model.pk,
+    "api_key": lambda line: line.api_key_id,
+    "day": lambda line: line.day,
+}
+
+
+def cost_by(*, tenant, filters, group="model"):
+    """{model id | api key id | local date: CostSummary}; only groups with usage appear."""
+    if group not in _GROUP_KEYS:
+        raise ValueError(f"Unknown cost group {group!r}; choose one of {', '.join(_GROUP_KEYS)}")
+    key_of = _GROUP_KEYS[group]
+    result = {}
+    for line in cost_lines(tenant=tenant, filters=filters):
+        line.add_to(result.setdefault(key_of(line), CostSummary()))
+    return result
+
+
+# --- Month-end expense report ---------------------------------------------------------------
+
+
+@dataclass
+class ReportRow:
+    """Key x model x currency (None: unpriced) of a report; one row per pair in most months."""
+
+    api_key: ApiKey
+    model: Model
+    currency: str | None
+    totals: Totals = field(default_factory=Totals)
+    cost: CostSummary = field(default_factory=CostSummary)
+
+
+@dataclass
+class KeySection:
+    api_key: ApiKey
+    rows: list
+    totals: Totals
+    cost: CostSummary
+
+
+@dataclass
+class PriceUse:
+    """A price the report applied, and the first and last local day it was applied to."""
+
+    price: ModelPrice
+    first_day: dt.date
+    last_day: dt.date
+
+
+@dataclass
+class ExpenseReport:
+    filters: object  # selectors.UsageFilters
+    sections: list  # KeySection, by key name
+    totals: Totals
+    cost: CostSummary
+    prices: list  # PriceUse, by model name, then scope, then date
+
+    @property
+    def rows(self):
+        return [row for section in self.sections for row in section.rows]
+
+
+def _report_rows(lines):
+    """ReportRow per (key, model, currency), in report order."""
+    keys = ApiKey.objects.in_bulk({line.api_key_id for line in lines})
+    rows = {}
+    for line in lines:
+        key = (line.api_key_id, line.model.pk, line.currency)
+        row = rows.setdefault(key, ReportRow(keys[line.api_key_id], line.model, line.currency))
+        row.totals += line.totals
+        line.add_to(row.cost)
+    return sorted(
+        rows.values(),
+        key=lambda row: (row.api_key.name, row.api_key.public_id, row.model.name, row.currency or "~"),
+    )
+
+
+def _sections(rows):
+    sections = []
+    for row in rows:
+        if not sections or sections[-1].api_key != row.api_key:
+            sections.append(KeySection(row.api_key, [], Totals(), CostSummary()))
+        section = sections[-1]
+        section.rows.append(row)
+        section.totals += row.totals
+        section.cost += row.cost
+    return sections
+
+
+def _price_uses(lines):
+    uses = {}
+    for line in lines:
+        if line.price is None:
+            continue
+        use = uses.setdefault(line.price.pk, PriceUse(line.price, line.day, line.day))
+        use.first_day, use.last_day = min(use.first_day, line.day), max(use.last_day, line.day)
+    return sorted(uses.values(), key=lambda u: (u.price.model.name, u.price.tenant_id is None, u.first_day))
+
+
+def expense_report(*, tenant, filters):
+    """The month-end report: key x model rows, subtotals per key, grand total, prices used.
+
+    Totals are sums of the same rounded lines ``usage_cost`` adds up, so the report, the
+    dashboard and the API agree to the minor unit for the same filters.
+    """
+    lines = cost_lines(tenant=tenant, filters=filters)
+    sections = _sections(_report_rows(lines))
+    totals = sum((section.totals for section in sections), Totals())
+    cost = sum((section.cost for section in sections), CostSummary())
+    return ExpenseReport(filters, sections, totals, cost, _price_uses(lines))
+
+
+# --- Price sheet ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PriceEntry:
+    price: ModelPrice
+    applies: bool  # False: a contract price of the tenant overrides this platform price
+
+
+def _sheet_order(entry):
+    return (entry.price.model.name, not entry.applies, entry.price.effective_from)
+
+
+def price_sheet(*, tenant, today):
+    """(in force today, starting after today) price entries for the tenant's Prices page.
+
+    Today's list holds the price that applies to each model and, when a contract price
+    applies, the platform price it overrides.
+    """
+    book = prices_in_force(tenant=tenant)
+    current, upcoming = [], []
+    for price in book.prices():
+        day = max(price.effective_from, today)
+        applies = book.price_for(price.model_id, day) == price
+        if price.effective_from > today:
+            upcoming.append(PriceEntry(price, applies))
+        elif applies or book.platform_price_for(price.model_id, today) == price:
+            current.append(PriceEntry(price, applies))
+    upcoming.sort(key=lambda entry: (entry.price.effective_from, *_sheet_order(entry)))
+    return sorted(current, key=_sheet_order), upcoming
