@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI served locally: no CDN
     "accounts",
     "usage",
 ]
@@ -185,6 +186,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Token usage, calls and estimated cost of an LLM API platform's tenants.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- Ingestion ----------------------------------------------------------------------

@@ -5,5 +5,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("accounts.urls")),
     path("", include("usage.urls")),
+    path("", include("usage.export_urls")),
     path("api/v1/", include("usage.api.urls")),
 ]

@@ -1,1 +1,16 @@
-urlpatterns = []
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from . import views
+
+urlpatterns = [
+    path("usage/summary", views.SummaryView.as_view(), name="api_usage_summary"),
+    path("usage/timeseries", views.TimeseriesView.as_view(), name="api_usage_timeseries"),
+    path("usage/breakdown", views.BreakdownView.as_view(), name="api_usage_breakdown"),
+    path("usage/export.csv", views.ExportView.as_view(), name="api_usage_export"),
+    path("api-keys", views.ApiKeyListView.as_view(), name="api_api_keys"),
+    path("models", views.ModelListView.as_view(), name="api_models"),
+    path("calls", views.CallListView.as_view(), name="api_calls"),
+    path("schema", SpectacularAPIView.as_view(), name="api_schema"),
+    path("docs", SpectacularSwaggerView.as_view(url_name="api_schema"), name="api_docs"),
+]

@@ -1,0 +1,256 @@
+import csv
+import io
+
+import pytest
+from django.core.cache import cache
+from django.test import Client
+
+from accounts import services
+from accounts.models import Membership
+from usage.models import Model
+
+from .api_helpers import csv_body, token_and_client, token_client
+from .factories import make_calls, utc
+
+NOW = utc(2026, 11, 28, 12)
+RANGE = {"start": "2026-11-01", "end": "2026-11-28"}
+
+
+@pytest.fixture(autouse=True)
+def _fresh_throttle_counts():
+    cache.clear()
+
+
+@pytest.fixture
+def usage(tenant, api_key, llm):
+    other_model = Model.objects.create(name="public/qwen3")
+    make_calls(
+        tenant,
+        [
+            {"api_key": api_key, "model": llm, "occurred_at": utc(2026, 11, 20, 9), "input_tokens": 100,
+             "output_tokens": 10, "cached_input_tokens": 40},
+            {"api_key": api_key, "model": llm, "occurred_at": utc(2026, 11, 20, 10), "input_tokens": 50,
+             "output_tokens": 5},
+            {"api_key": api_key, "model": other_model, "occurred_at": utc(2026, 11, 21, 23), "input_tokens": 7,
+             "output_tokens": 3},
+        ],
+    )  # fmt: skip
+    return other_model
+
+
+def test_summary_totals_with_a_token(tenant, usage):
+    response = token_client(tenant).get("/api/v1/usage/summary", RANGE)
+    assert response.status_code == 200
+    assert response.json() == {
+        "start": "2026-11-01",
+        "end": "2026-11-28",
+        "timezone": "UTC",
+        "calls": 3,
+        "input_tokens": 157,
+        "output_tokens": 18,
+        "total_tokens": 175,
+        "cached_input_tokens": 40,
+        "reasoning_tokens": None,
+    }
+
+
+def test_no_token_is_401_problem(db):
+    response = Client().get("/api/v1/usage/summary")
+    assert response.status_code == 401
+    assert response["Content-Type"] == "application/problem+json"
+    assert response.json()["status"] == 401
+
+
+def test_revoked_token_is_401(tenant):
+    token, client = token_and_client(tenant)
+    services.credential_revoke(token)
+    assert client.get("/api/v1/usage/summary").status_code == 401
+
+
+def test_foreign_api_key_is_400_naming_the_parameter(tenant, other_api_key):
+    response = token_client(tenant).get("/api/v1/usage/summary", {"api_key": other_api_key.public_id})
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/problem+json"
+    assert [error["field"] for error in response.json()["errors"]] == ["api_key"]
+
+
+def test_unknown_model_is_400_naming_the_parameter(tenant):
+    response = token_client(tenant).get("/api/v1/usage/breakdown", {"model": "no/such-model"})
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["field"] == "model"
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"start": "2026-11-10", "end": "2026-11-01"}, "end"),
+        ({"start": "2025-01-01", "end": "2026-11-01"}, "end"),
+        ({"start": "11/01/2026"}, "start"),
+        ({"start": "0001-01-01"}, "start"),
+        ({"preset": "forever"}, "preset"),
+    ],
+)
+def test_bad_dates_are_400_naming_the_parameter(tenant, params, field):
+    response = token_client(tenant).get("/api/v1/usage/summary", params)
+    assert response.status_code == 400
+    assert field in [error["field"] for error in response.json()["errors"]]
+
+
+def test_a_token_never_sees_another_tenants_usage(tenant, other_tenant, usage):
+    response = token_client(other_tenant).get("/api/v1/usage/summary", RANGE)
+    assert response.json()["calls"] == 0
+    assert response.json()["timezone"] == "Asia/Kolkata"
+    for path in ("/api/v1/api-keys", "/api/v1/models", "/api/v1/calls", "/api/v1/usage/breakdown"):
+        assert token_client(other_tenant).get(path, RANGE).json()["results"] == []
+
+
+def test_a_token_naming_another_tenant_gets_404(tenant, other_tenant):
+    response = token_client(other_tenant).get("/api/v1/usage/summary", {"tenant": tenant.slug})
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/problem+json"
+
+
+def test_session_of_a_single_tenant_member_needs_no_tenant_parameter(owner_client, usage):
+    assert owner_client.get("/api/v1/usage/summary", RANGE).json()["calls"] == 3
+
+
+def test_session_outsider_naming_a_tenant_gets_404(outsider_client, tenant, usage):
+    assert outsider_client.get("/api/v1/usage/summary", {"tenant": tenant.slug}).status_code == 404
+
+
+def test_session_member_of_two_tenants_must_name_one(owner, owner_client, other_tenant, usage):
+    Membership.objects.create(user=owner, tenant=other_tenant, role=Membership.Role.VIEWER)
+    response = owner_client.get("/api/v1/usage/summary", RANGE)
+    assert response.status_code == 400 and response.json()["errors"][0]["field"] == "tenant"
+    assert owner_client.get("/api/v1/usage/summary", {**RANGE, "tenant": "acme"}).json()["calls"] == 3
+
+
+def test_throttled_per_token_with_retry_after(tenant, settings):
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"access_token": "2/min"}}
+    client = token_client(tenant)
+    assert [client.get("/api/v1/models").status_code for _ in range(2)] == [200, 200]
+    response = client.get("/api/v1/models")
+    assert response.status_code == 429
+    assert response["Content-Type"] == "application/problem+json"
+    assert int(response["Retry-After"]) > 0
+    assert token_client(tenant, name="another").get("/api/v1/models").status_code == 200
+
+
+def test_timeseries_by_day_is_gap_filled_per_model(tenant, llm, usage):
+    response = token_client(tenant).get("/api/v1/usage/timeseries", {"start": "2026-11-19", "end": "2026-11-22"})
+    body = response.json()
+    assert body["buckets"] == ["2026-11-19", "2026-11-20", "2026-11-21", "2026-11-22"]
+    assert [series["model"] for series in body["series"]] == [llm.name, usage.name]
+    assert [point["total_tokens"] for point in body["series"][0]["points"]] == [0, 165, 0, 0]
+
+
+def test_timeseries_by_hour_in_a_half_hour_zone(other_tenant, other_api_key, llm):
+    make_calls(other_tenant, [{"api_key": other_api_key, "model": llm, "occurred_at": utc(2026, 11, 20, 0, 30)}])
+    params = {"start": "2026-11-20", "bucket": "hour", "group_by": "none"}
+    body = token_client(other_tenant).get("/api/v1/usage/timeseries", params).json()
+    assert len(body["buckets"]) == 24 and body["buckets"][0] == "2026-11-20T00:00:00+05:30"
+    assert [p["calls"] for p in body["series"][0]["points"]][:7] == [0, 0, 0, 0, 0, 0, 1]
+    assert "model" not in body["series"][0]
+
+
+def test_hourly_timeseries_over_a_long_range_is_400(tenant):
+    response = token_client(tenant).get("/api/v1/usage/timeseries", {**RANGE, "bucket": "hour"})
+    assert response.status_code == 400 and response.json()["errors"][0]["field"] == "bucket"
+
+
+def test_breakdown_by_api_key_names_the_public_id(tenant, api_key, usage):
+    body = token_client(tenant).get("/api/v1/usage/breakdown", {**RANGE, "by": "api_key"}).json()
+    assert body["results"] == [
+        {
+            "api_key": api_key.public_id,
+            "api_key_name": "production",
+            "calls": 3,
+            "input_tokens": 157,
+            "output_tokens": 18,
+            "total_tokens": 175,
+            "cached_input_tokens": 40,
+            "reasoning_tokens": None,
+            "share": 1.0,
+        }
+    ]
+
+
+def test_calls_newest_first_with_cursor_pages(tenant, usage):
+    client = token_client(tenant)
+    first = client.get("/api/v1/calls", {**RANGE, "page_size": 2}).json()
+    assert [call["occurred_at"] for call in first["results"]] == ["2026-11-21T23:00:00Z", "2026-11-20T10:00:00Z"]
+    second = client.get(first["next"]).json()
+    assert [call["input_tokens"] for call in second["results"]] == [100]
+    assert second["next"] is None
+
+
+@pytest.mark.parametrize(("params", "field"), [({"page_size": "0"}, "page_size"), ({"cursor": "junk"}, "cursor")])
+def test_calls_bad_paging_is_400(tenant, params, field):
+    response = token_client(tenant).get("/api/v1/calls", params)
+    assert response.status_code == 400 and response.json()["errors"][0]["field"] == field
+
+
+def test_api_keys_and_models_lists(tenant, api_key, usage, llm):
+    client = token_client(tenant)
+    keys = client.get("/api/v1/api-keys").json()["results"]
+    assert [(key["public_id"], key["status"]) for key in keys] == [(api_key.public_id, "active")]
+    models = client.get("/api/v1/models").json()["results"]
+    assert models == [{"name": llm.name, "private": False}, {"name": usage.name, "private": False}]
+
+
+def _rows(text):
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def test_export_csv_rows_per_day_key_model(tenant, api_key, llm, usage):
+    response = token_client(tenant).get("/api/v1/usage/export.csv", RANGE)
+    assert response.status_code == 200 and response.streaming
+    assert response["Content-Type"] == "text/csv; charset=utf-8"
+    text = csv_body(response)
+    assert text.splitlines()[0] == (
+        "date,api_key,api_key_name,model,calls,input_tokens,output_tokens,cached_input_tokens,reasoning_tokens"
+    )
+    rows = _rows(text)
+    assert [(row["date"], row["model"], row["calls"]) for row in rows] == [
+        ("2026-11-20", llm.name, "2"),
+        ("2026-11-21", usage.name, "1"),
+    ]
+    assert (rows[0]["cached_input_tokens"], rows[0]["reasoning_tokens"], rows[1]["cached_input_tokens"]) == (
+        "40",
+        "",
+        "",
+    )
+
+
+def test_export_accepts_csv_and_errors_as_problem(tenant):
+    client = token_client(tenant)
+    assert client.get("/api/v1/usage/export.csv", RANGE, headers={"Accept": "text/csv"}).status_code == 200
+    response = client.get("/api/v1/usage/export.csv", {"model": "nope"}, headers={"Accept": "text/csv"})
+    assert response.status_code == 400 and response["Content-Type"] == "application/problem+json"
+
+
+def test_tenant_export_url_matches_the_api(owner_client, tenant, usage):
+    page = csv_body(owner_client.get("/t/acme/usage/export.csv", RANGE))
+    api = csv_body(token_client(tenant).get("/api/v1/usage/export.csv", RANGE))
+    assert page == api and len(_rows(page)) == 2
+
+
+def test_tenant_export_outsider_404_and_bad_filter_400(outsider_client, owner_client, tenant):
+    assert outsider_client.get("/t/acme/usage/export.csv").status_code == 404
+    response = owner_client.get("/t/acme/usage/export.csv", {"start": "2026-11-10", "end": "2026-11-01"})
+    assert response.status_code == 400 and response.json()["errors"][0]["field"] == "end"
+
+
+def test_export_keeps_names_from_running_as_formulas(tenant, llm):
+    key, _ = services.api_key_create(tenant=tenant, name="=HYPERLINK(1)")
+    make_calls(tenant, [{"api_key": key, "model": llm, "occurred_at": utc(2026, 11, 20)}])
+    rows = _rows(csv_body(token_client(tenant).get("/api/v1/usage/export.csv", RANGE)))
+    assert rows[0]["api_key_name"] == "'=HYPERLINK(1)"
+
+
+def test_schema_and_docs_are_served_without_a_cdn(client, db):
+    schema = client.get("/api/v1/schema", headers={"Accept": "application/json"})
+    assert schema.status_code == 200
+    assert set(schema.json()["paths"]) >= {"/api/v1/usage/summary", "/api/v1/calls", "/api/v1/usage/export.csv"}
+    docs = client.get("/api/v1/docs").content.decode()
+    assert "swagger-ui" in docs and "cdn" not in docs.lower()

@@ -1,0 +1,34 @@
+from rest_framework import exceptions
+from rest_framework.pagination import CursorPagination
+
+
+class CallCursorPagination(CursorPagination):
+    """Newest calls first; a cursor stays valid however many calls arrive meanwhile."""
+
+    ordering = ("-occurred_at", "-id")
+    page_size = 100
+    page_size_query_param = "page_size"
+    max_page_size = 1000
+
+    def get_page_size(self, request):
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is None:
+            return self.page_size
+        if not raw.isdigit() or not 1 <= int(raw) <= self.max_page_size:
+            raise exceptions.ValidationError({"page_size": f"Enter a whole number from 1 to {self.max_page_size}."})
+        return int(raw)
+
+    def decode_cursor(self, request):
+        try:
+            return super().decode_cursor(request)
+        except exceptions.NotFound as exc:
+            raise exceptions.ValidationError(
+                {"cursor": "Invalid cursor: use the next or previous link as given."}
+            ) from exc
+
+    def get_schema_operation_parameters(self, view):
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"].update({"minimum": 1, "maximum": self.max_page_size, "default": self.page_size})
+        return parameters

@@ -1,0 +1,114 @@
+"""What every read endpoint starts from: the tenant that asks, and its filters."""
+
+import datetime as dt
+
+from rest_framework import exceptions, serializers
+
+from accounts.models import AccessToken, Membership
+from accounts.tenancy import tenant_for_request
+from usage.filters import UsageFilterSet
+
+# Dates outside this span are refused: they mean nothing for usage, and the instants of their
+# local midnights can fall outside what datetime can represent.
+MIN_DATE = dt.date(1970, 1, 1)
+MAX_DATE = dt.date(9998, 12, 31)
+
+
+def api_tenant(request):
+    """The tenant this request reads.
+
+    With an access token it is the token's tenant (a ``tenant`` parameter naming another one
+    is a 404). With a browser session it is the ``tenant`` slug, which may be left out by a
+    member of exactly one tenant; a tenant the user does not belong to is a 404.
+    """
+    slug = request.query_params.get("tenant")
+    if isinstance(request.auth, AccessToken):
+        tenant = request.auth.tenant
+        if slug and slug != tenant.slug:
+            raise exceptions.NotFound("No such tenant.")
+        return tenant
+    if slug:
+        return tenant_for_request(request, slug)
+    memberships = list(Membership.objects.select_related("tenant").filter(user_id=request.user.pk)[:2])
+    if len(memberships) == 1:
+        return memberships[0].tenant
+    if not memberships:
+        raise exceptions.NotFound("You are not a member of any tenant.")
+    raise exceptions.ValidationError({"tenant": "You belong to several tenants: name one with tenant=<slug>."})
+
+
+def _date_errors(params):
+    errors = {}
+    for name in ("start", "end"):
+        value = params.get(name)
+        if not value:
+            continue
+        try:
+            day = dt.date.fromisoformat(value)
+        except ValueError:
+            errors[name] = ["Enter a date as YYYY-MM-DD."]
+            continue
+        if not MIN_DATE <= day <= MAX_DATE:
+            errors[name] = [f"Enter a date between {MIN_DATE} and {MAX_DATE}."]
+    return errors
+
+
+def filters_or_errors(params, tenant):
+    """``(UsageFilters, {})`` through the shared FilterSet, or ``(None, {parameter: [messages]})``."""
+    errors = _date_errors(params)
+    if errors:
+        return None, errors
+    filterset = UsageFilterSet(params, tenant=tenant)
+    if not filterset.is_valid():
+        return None, {name: list(messages) for name, messages in filterset.form.errors.items()}
+    return filterset.usage_filters(), {}
+
+
+def usage_filters(request, tenant):
+    """The common filters of an API request; invalid ones are a 400 naming the parameter."""
+    filters, errors = filters_or_errors(request.query_params, tenant)
+    if errors:
+        raise exceptions.ValidationError(errors)
+    return filters
+
+
+def validated(serializer_class, request):
+    """An endpoint's own query parameters, checked by a serializer (400 naming the parameter)."""
+    serializer = serializer_class(data=request.query_params)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+class TenantParams(serializers.Serializer):
+    tenant = serializers.SlugField(
+        required=False,
+        help_text="Tenant slug. Needed only with a browser session of a member of several tenants; "
+        "with an access token the tenant is the token's.",
+    )
+
+
+class CommonParams(TenantParams):
+    """The filters every usage endpoint takes; the same as the Usage Statistics page's URL."""
+
+    start = serializers.DateField(
+        required=False,
+        help_text="First local date (YYYY-MM-DD) in the tenant's time zone, inclusive. "
+        "Given alone, the range is that one day. Overrides preset.",
+    )
+    end = serializers.DateField(
+        required=False, help_text="Last local date (YYYY-MM-DD), inclusive. At most 366 days after start."
+    )
+    preset = serializers.ChoiceField(
+        choices=UsageFilterSet.base_filters["preset"].extra["choices"],
+        allow_blank=True,
+        required=False,
+        help_text="A range of local dates ending today, used when start and end are absent. Default last_2_weeks.",
+    )
+    api_key = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        help_text="Only calls made with this API key (its public id, see /api/v1/api-keys).",
+    )
+    model = serializers.CharField(
+        required=False, allow_blank=True, help_text="Only calls to this model (its name, see /api/v1/models)."
+    )

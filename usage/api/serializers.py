@@ -1,0 +1,140 @@
+"""Shapes of the API's responses: what the views return and what the OpenAPI schema describes."""
+
+from rest_framework import serializers
+
+from accounts.models import ApiKey
+from usage.models import CallRecord
+
+from .scope import CommonParams
+
+
+class TotalsSerializer(serializers.Serializer):
+    calls = serializers.IntegerField(help_text="Number of calls.")
+    input_tokens = serializers.IntegerField(help_text="Input (prompt) tokens.")
+    output_tokens = serializers.IntegerField(help_text="Output (completion) tokens.")
+    total_tokens = serializers.IntegerField(help_text="input_tokens + output_tokens.")
+    cached_input_tokens = serializers.IntegerField(
+        allow_null=True, help_text="Input tokens served from cache; null when no call reported them."
+    )
+    reasoning_tokens = serializers.IntegerField(
+        allow_null=True, help_text="Reasoning tokens (part of the output); null when no call reported them."
+    )
+
+
+class PeriodSerializer(serializers.Serializer):
+    start = serializers.DateField(help_text="First local date of the range, inclusive.")
+    end = serializers.DateField(help_text="Last local date of the range, inclusive.")
+    timezone = serializers.CharField(help_text="The tenant's IANA time zone the dates are local to.")
+
+
+class SummarySerializer(PeriodSerializer, TotalsSerializer):
+    pass
+
+
+class GroupSerializer(serializers.Serializer):
+    """Names the group of a row or series: a model, or an API key."""
+
+    model = serializers.CharField(required=False, help_text="Model name (when grouped by model).")
+    api_key = serializers.CharField(required=False, help_text="API key public id (when grouped by api_key).")
+    api_key_name = serializers.CharField(required=False, help_text="API key name (when grouped by api_key).")
+
+
+class PointSerializer(TotalsSerializer):
+    bucket = serializers.CharField(
+        help_text="The bucket: a local date (YYYY-MM-DD) by day, the local hour's start with its UTC offset by hour."
+    )
+
+
+class SeriesSerializer(GroupSerializer):
+    points = PointSerializer(many=True, help_text="One point per bucket, zeros where there was no usage.")
+
+
+class TimeseriesSerializer(PeriodSerializer):
+    bucket = serializers.ChoiceField(choices=["hour", "day"])
+    group_by = serializers.ChoiceField(choices=["model", "api_key", "none"])
+    buckets = serializers.ListField(
+        child=serializers.CharField(), help_text="Every bucket of the range, in order (gap-filled)."
+    )
+    series = SeriesSerializer(many=True, help_text="One series per group, most tokens first; one series for none.")
+
+
+class BreakdownRowSerializer(GroupSerializer, TotalsSerializer):
+    share = serializers.FloatField(help_text="This row's share of the total tokens of the range, 0 to 1.")
+
+
+class BreakdownSerializer(PeriodSerializer):
+    by = serializers.ChoiceField(choices=["model", "api_key"])
+    results = BreakdownRowSerializer(many=True, help_text="One row per group with usage, most tokens first.")
+
+
+class ApiKeySerializer(serializers.ModelSerializer):
+    status = serializers.ChoiceField(choices=["active", "revoked", "expired"], read_only=True)
+
+    class Meta:
+        model = ApiKey
+        fields = ["public_id", "name", "status", "created_at", "last_used_at", "expires_at", "revoked_at"]
+        read_only_fields = fields
+
+
+class ModelSerializer(serializers.Serializer):
+    name = serializers.CharField(help_text="The model's name, used by the model filter.")
+    private = serializers.BooleanField(help_text="True for the tenant's own model, false for a platform model.")
+
+
+def list_of(item_serializer, name):
+    """A ``{"results": [...]}`` envelope, so lists can gain fields later without breaking clients."""
+    return type(name, (serializers.Serializer,), {"results": item_serializer(many=True)})
+
+
+class CallSerializer(serializers.ModelSerializer):
+    api_key = serializers.CharField(source="api_key.public_id", help_text="Public id of the API key.")
+    api_key_name = serializers.CharField(source="api_key.name")
+    model = serializers.CharField(source="model.name")
+    total_tokens = serializers.IntegerField()
+    occurred_at = serializers.DateTimeField(help_text="When the call happened, in the tenant's time zone.")
+
+    class Meta:
+        model = CallRecord
+        fields = [
+            "request_id",
+            "occurred_at",
+            "api_key",
+            "api_key_name",
+            "model",
+            "input_tokens",
+            "output_tokens",
+            "total_tokens",
+            "cached_input_tokens",
+            "reasoning_tokens",
+        ]
+        read_only_fields = fields
+
+
+class TimeseriesParams(CommonParams):
+    bucket = serializers.ChoiceField(
+        choices=["hour", "day"],
+        default="day",
+        help_text="Bucket size. Hours are offered for ranges of up to 2 days.",
+    )
+    group_by = serializers.ChoiceField(
+        choices=["model", "api_key", "none"], default="model", help_text="One series per model, per key, or one."
+    )
+
+
+class BreakdownParams(CommonParams):
+    by = serializers.ChoiceField(choices=["model", "api_key"], default="model", help_text="One row per model or key.")
+
+
+class ProblemItemSerializer(serializers.Serializer):
+    field = serializers.CharField(allow_null=True, help_text="The parameter the error is about.")
+    detail = serializers.CharField()
+
+
+class ProblemSerializer(serializers.Serializer):
+    """RFC 9457 problem details."""
+
+    type = serializers.CharField()
+    title = serializers.CharField()
+    status = serializers.IntegerField()
+    detail = serializers.CharField(required=False)
+    errors = ProblemItemSerializer(many=True, required=False, help_text="One item per invalid parameter.")

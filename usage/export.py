@@ -1,0 +1,89 @@
+"""CSV export of usage: one row per local day x API key x model, streamed.
+
+Served twice with the same rows: at /api/v1/usage/export.csv for integrations and at
+/t/<slug>/usage/export.csv for the Usage Statistics page's Export button. Both read the same
+filters as the page and the same selector (``usage_rows``), one day at a time, so an export
+of months starts at once and its memory stays flat.
+"""
+
+import csv
+
+from django.contrib.auth.decorators import login_required
+from django.http import StreamingHttpResponse
+from django.views.decorators.http import require_safe
+
+from accounts.tenancy import tenant_for_request
+from usageproject.problems import problem_response
+
+from .api.scope import filters_or_errors
+from .selectors import usage_rows
+
+COLUMNS = [
+    "date",
+    "api_key",
+    "api_key_name",
+    "model",
+    "calls",
+    "input_tokens",
+    "output_tokens",
+    "cached_input_tokens",
+    "reasoning_tokens",
+]
+# A spreadsheet runs a cell that starts like a formula; names typed by users must stay text.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+class _Echo:
+    """A file-like object whose write returns the line, so csv.writer can feed a generator."""
+
+    def write(self, value):
+        return value
+
+
+def _text(value):
+    return "'" + value if value.startswith(_FORMULA_STARTS) else value
+
+
+def _count(value):
+    return "" if value is None else value  # not reported: an empty cell, never 0
+
+
+def csv_lines(*, tenant, filters):
+    writer = csv.writer(_Echo(), lineterminator="\r\n")
+    yield writer.writerow(COLUMNS)
+    for day, key, model, totals in usage_rows(tenant=tenant, filters=filters):
+        yield writer.writerow(
+            [
+                day.isoformat(),
+                key.public_id,
+                _text(key.name),
+                _text(model.name),
+                totals.calls,
+                totals.input_tokens,
+                totals.output_tokens,
+                _count(totals.cached_input_tokens),
+                _count(totals.reasoning_tokens),
+            ]
+        )
+
+
+def export_response(*, tenant, filters):
+    lines = (line.encode() for line in csv_lines(tenant=tenant, filters=filters))
+    response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
+    name = f"usage-{tenant.slug}-{filters.period.start}-{filters.period.end}.csv"
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+@login_required
+@require_safe
+def tenant_export(request, slug):
+    """The page's Export button: exactly the filters in the page's URL."""
+    tenant = tenant_for_request(request, slug)
+    filters, errors = filters_or_errors(request.GET, tenant)
+    if errors:
+        items = [{"field": name, "detail": " ".join(messages)} for name, messages in errors.items()]
+        detail = "; ".join(f"{item['field']}: {item['detail']}" for item in items)
+        return problem_response(400, "Invalid request", detail, errors=items)
+    return export_response(tenant=tenant, filters=filters)
