@@ -1,0 +1,161 @@
+"""The page, the API and the CSV export read the same numbers: the ledger's.
+
+Random calls (fixed seed) in a zone with daylight saving, part of them rolled up and part
+still dirty; random filter sets; for each, summary = sum of the timeseries = sum of the
+breakdown = sum of the CSV rows = the page's cards = the ledger.
+"""
+
+import csv
+import datetime as dt
+import io
+import random
+import re
+
+import pytest
+from django.core.cache import cache
+from django.utils import timezone
+
+from accounts import services
+from usage import rollups
+from usage.models import CallRecord, Model
+from usage.periods import PRESETS
+
+from .api_helpers import csv_body, token_client
+from .factories import make_calls
+
+SEED = 6
+FIELDS = ["calls", "input_tokens", "output_tokens", "total_tokens", "cached_input_tokens", "reasoning_tokens"]
+
+
+def _optional_sum(values):
+    present = [value for value in values if value is not None]
+    return sum(present) if present else None
+
+
+def _totals(items):
+    """Totals of dicts (or CSV rows) with the API's fields; None stays apart from 0."""
+    items = list(items)
+    totals = {name: sum(int(item[name]) for item in items) for name in ("calls", "input_tokens", "output_tokens")}
+    totals["total_tokens"] = totals["input_tokens"] + totals["output_tokens"]
+    for name in ("cached_input_tokens", "reasoning_tokens"):
+        totals[name] = _optional_sum(None if item[name] in (None, "") else int(item[name]) for item in items)
+    return totals
+
+
+def _random_calls(rng, tenant, keys, models, today, count):
+    specs = []
+    for _ in range(count):
+        instant = dt.datetime.combine(today - dt.timedelta(days=rng.randint(0, 45)), dt.time(), tzinfo=tenant.tz)
+        instant += dt.timedelta(minutes=rng.randint(0, 24 * 60 - 1))
+        specs.append(
+            {
+                "api_key": rng.choice(keys),
+                "model": rng.choice(models),
+                "occurred_at": instant.astimezone(dt.UTC),
+                "input_tokens": rng.randint(0, 5000),
+                "output_tokens": rng.randint(0, 2000),
+                "cached_input_tokens": rng.choice([None, rng.randint(0, 100)]),
+                "reasoning_tokens": rng.choice([None, None, rng.randint(0, 300)]),
+            }
+        )
+    make_calls(tenant, specs)
+
+
+@pytest.fixture
+def world(tenant, owner):
+    cache.clear()
+    tenant.timezone = "America/New_York"
+    tenant.save()
+    rng = random.Random(SEED)
+    keys = [services.api_key_create(tenant=tenant, name=f"key-{n}")[0] for n in range(3)]
+    services.credential_revoke(keys[2])  # a revoked key keeps its usage
+    models = [Model.objects.create(name=f"public/model-{n}") for n in range(3)]
+    today = timezone.now().astimezone(tenant.tz).date()
+    _random_calls(rng, tenant, keys, models, today, 250)
+    rollups.usage_rollup_dirty(tenant=tenant)  # these days read from the rollups ...
+    _random_calls(rng, tenant, keys, models, today, 80)  # ... and these days from the ledger
+    return rng, keys, models, today
+
+
+def _filter_sets(rng, keys, models, today, count):
+    for _ in range(count):
+        params = {}
+        if rng.random() < 0.4:
+            params["preset"] = rng.choice(list(PRESETS))
+        else:
+            start = today - dt.timedelta(days=rng.randint(0, 50))
+            params["start"] = start.isoformat()
+            if rng.random() < 0.7:
+                params["end"] = min(start + dt.timedelta(days=rng.randint(0, 20)), today).isoformat()
+        if rng.random() < 0.4:
+            params["api_key"] = rng.choice(keys).public_id
+        if rng.random() < 0.4:
+            params["model"] = rng.choice(models).name
+        yield params
+
+
+def _ledger(tenant, summary, params):
+    start, end = (dt.date.fromisoformat(summary[name]) for name in ("start", "end"))
+    first, last = rollups.day_span(tenant, start, end)
+    calls = CallRecord.objects.filter(tenant=tenant, occurred_at__gte=first, occurred_at__lt=last)
+    if "api_key" in params:
+        calls = calls.filter(api_key__public_id=params["api_key"])
+    if "model" in params:
+        calls = calls.filter(model__name=params["model"])
+    values = calls.values("input_tokens", "output_tokens", "cached_input_tokens", "reasoning_tokens")
+    return _totals({**value, "calls": 1} for value in values)
+
+
+def _timeseries(client, params, bucket, group_by):
+    body = client.get("/api/v1/usage/timeseries", {**params, "bucket": bucket, "group_by": group_by}).json()
+    assert all(len(series["points"]) == len(body["buckets"]) for series in body["series"])
+    return _totals(point for series in body["series"] for point in series["points"])
+
+
+def _breakdown(client, params, by):
+    return _totals(client.get("/api/v1/usage/breakdown", {**params, "by": by}).json()["results"])
+
+
+def _csv(client, params):
+    rows = list(csv.DictReader(io.StringIO(csv_body(client.get("/api/v1/usage/export.csv", params)))))
+    assert len({(row["date"], row["api_key"], row["model"]) for row in rows}) == len(rows)
+    return _totals(rows)
+
+
+def _page_cards(owner_client, params):
+    """The numbers on the Usage Statistics page's cards, {card: value}; {} while the page has none."""
+    html = owner_client.get("/t/acme/usage/", params).content.decode()
+    cards = re.findall(r'data-card="(\w+)".*?data-value="(-?\d+)"', html, flags=re.DOTALL)
+    return {card: int(value) for card, value in cards}
+
+
+def _check_one(tenant, client, owner_client, rng, params):
+    summary = client.get("/api/v1/usage/summary", params).json()
+    expected = {name: summary[name] for name in FIELDS}
+    assert expected == _ledger(tenant, summary, params), params
+    assert _timeseries(client, params, "day", rng.choice(["model", "api_key", "none"])) == expected, params
+    start, end = dt.date.fromisoformat(summary["start"]), dt.date.fromisoformat(summary["end"])
+    if (end - start).days < 2:
+        assert _timeseries(client, params, "hour", rng.choice(["model", "api_key", "none"])) == expected, params
+    assert _breakdown(client, params, rng.choice(["model", "api_key"])) == expected, params
+    assert _csv(client, params) == expected, params
+    for card, value in _page_cards(owner_client, params).items():
+        assert value == expected[card], (params, card)
+    return expected["calls"]
+
+
+def test_page_api_and_csv_agree_with_the_ledger(tenant, world, owner_client):
+    rng, keys, models, today = world
+    client = token_client(tenant)
+    calls = [
+        _check_one(tenant, client, owner_client, rng, params) for params in _filter_sets(rng, keys, models, today, 30)
+    ]
+    assert sum(1 for count in calls if count) >= 15, "most filter sets should find calls"
+
+
+def test_the_page_shows_cards_to_compare(tenant, world, owner_client):
+    """Guards the parity test above: if the page stops rendering cards, it would compare nothing."""
+    cards = _page_cards(owner_client, {"preset": "last_30_days"})
+    if not cards:
+        pytest.skip("The Usage Statistics page renders no cards yet")
+    assert {"calls", "total_tokens", "input_tokens", "output_tokens"} <= set(cards)
