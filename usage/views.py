@@ -1,10 +1,22 @@
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
 
-from accounts.tenancy import tenant_for_request
+from .charts import dashboard_data, filtered
+
+
+def _key_label(key):
+    """Revoked and expired keys stay choosable (their usage is history) but say so."""
+    status = key.status
+    return f"{key.name} ({key.public_id})" + ("" if status == "active" else f" — {status}")
 
 
 @login_required
 def dashboard(request, slug):
-    tenant = tenant_for_request(request, slug)
-    return render(request, "usage/dashboard.html", {"tenant": tenant, "nav": "usage"})
+    """The Usage Statistics page, rendered with its numbers so the first paint needs no request."""
+    tenant, filterset = filtered(request, slug)
+    filterset.form.fields["api_key"].label_from_instance = _key_label
+    context = {"tenant": tenant, "nav": "usage", "filterset": filterset, "form": filterset.form, "data": None}
+    if not filterset.is_valid():
+        return render(request, "usage/dashboard.html", context, status=400)
+    context["data"] = dashboard_data(tenant, filterset.usage_filters(), request.GET)
+    return render(request, "usage/dashboard.html", context)

@@ -1,0 +1,177 @@
+// Usage Statistics page: charts from the server's data, metric switch, refresh, filter bar.
+// The numbers are rendered by Django; this file only draws them and fetches fresh ones.
+(function () {
+  "use strict";
+
+  const root = document.getElementById("dashboard");
+  const source = document.getElementById("dashboard-data");
+  if (!root || !source || typeof Chart === "undefined") return;
+
+  const exact = new Intl.NumberFormat("en-US");
+  const inK = new Intl.NumberFormat("en-US", { minimumFractionDigits: 1, maximumFractionDigits: 1 });
+  const state = { data: JSON.parse(source.textContent), metric: "total", trend: null, distribution: null };
+
+  function kTokens(value) {
+    return inK.format(value / 1000) + "K";
+  }
+
+  // Each dataset carries total/input/output; the switch only picks which one is drawn.
+  function trendDatasets() {
+    return state.data.trend.datasets.map((set) => ({
+      label: set.label,
+      data: set[state.metric],
+      total: set.total,
+      input: set.input,
+      output: set.output,
+      borderColor: set.borderColor,
+      backgroundColor: set.backgroundColor,
+      borderWidth: 2,
+      tension: 0.2,
+      pointRadius: state.data.trend.labels.length > 40 ? 0 : 2,
+      pointHoverRadius: 4,
+    }));
+  }
+
+  function drawTrend() {
+    const canvas = document.getElementById("trend-chart");
+    if (state.trend) state.trend.destroy();
+    state.trend = new Chart(canvas, {
+      type: "line",
+      data: { labels: state.data.trend.labels, datasets: trendDatasets() },
+      options: {
+        animation: false,
+        responsive: true,
+        maintainAspectRatio: false,
+        interaction: { mode: "index", intersect: false },
+        scales: {
+          y: { beginAtZero: true, ticks: { callback: (value) => kTokens(value) } },
+          x: { ticks: { autoSkip: true, maxRotation: 0 } },
+        },
+        plugins: {
+          legend: { position: "bottom", labels: { boxWidth: 12, boxHeight: 12 } },
+          tooltip: {
+            // With 20 models the tooltip lists only the models used in that bucket, largest first.
+            filter: (item) => item.raw > 0,
+            itemSort: (a, b) => b.raw - a.raw,
+            callbacks: { label: (item) => `${item.dataset.label}: ${exact.format(item.raw)} tokens` },
+          },
+        },
+      },
+    });
+  }
+
+  function drawDistribution() {
+    const canvas = document.getElementById("distribution-chart");
+    if (state.distribution) state.distribution.destroy();
+    const rows = state.data.distribution;
+    state.distribution = new Chart(canvas, {
+      type: "doughnut",
+      data: {
+        labels: rows.map((row) => row.model),
+        datasets: [{ data: rows.map((row) => row.tokens), backgroundColor: rows.map((row) => row.color) }],
+      },
+      options: {
+        animation: false,
+        responsive: true,
+        maintainAspectRatio: false,
+        plugins: {
+          legend: { display: false },
+          tooltip: {
+            callbacks: {
+              label: (item) => `${exact.format(item.raw)} tokens (${rows[item.dataIndex].share.toFixed(1)}%)`,
+            },
+          },
+        },
+        // A click on a slice filters the page by its model, like a click on its table row.
+        onClick: (_event, elements) => {
+          if (elements.length) window.location.assign(rows[elements[0].index].url);
+        },
+        onHover: (event, elements) => {
+          event.native.target.style.cursor = elements.length ? "pointer" : "default";
+        },
+      },
+    });
+  }
+
+  function render() {
+    root.dataset.empty = String(state.data.empty);
+    document.getElementById("trend-bucket").textContent = "by " + state.data.trend.bucket;
+    drawTrend();
+    drawDistribution();
+    root.dataset.rendered = String(Date.now());
+  }
+
+  function setMetric(metric) {
+    state.metric = metric;
+    document.querySelectorAll(".metric-switch button").forEach((button) => {
+      button.setAttribute("aria-pressed", String(button.dataset.metric === metric));
+    });
+    state.trend.data.datasets.forEach((set) => {
+      set.data = set[metric];
+    });
+    state.trend.update();
+    root.dataset.metric = metric;
+  }
+
+  async function refresh() {
+    const button = document.getElementById("refresh");
+    button.disabled = true;
+    button.classList.add("is-loading");
+    root.setAttribute("aria-busy", "true");
+    try {
+      const response = await fetch(button.dataset.url + window.location.search, {
+        headers: { Accept: "application/json" },
+        credentials: "same-origin",
+      });
+      if (!response.ok) throw new Error("HTTP " + response.status);
+      const data = await response.json();
+      document.getElementById("cards").innerHTML = data.html.cards;
+      document.getElementById("distribution-table").innerHTML = data.html.distribution;
+      state.data = data;
+      render();
+      setMetric(state.metric);
+      document.getElementById("updated-at").innerHTML =
+        `Updated <time datetime="${data.updated_at}">${data.updated_display}</time>`;
+    } catch (error) {
+      document.getElementById("updated-at").textContent = "Refresh failed, try again";
+    } finally {
+      button.disabled = false;
+      button.classList.remove("is-loading");
+      root.setAttribute("aria-busy", "false");
+    }
+  }
+
+  // Filter bar: every change reloads with the choice in the URL, so views stay shareable.
+  function wireFilters() {
+    const form = document.getElementById("filters");
+    const preset = form.elements.preset;
+    const custom = document.getElementById("custom-range");
+    const submit = () => form.requestSubmit();
+    form.elements.api_key.addEventListener("change", submit);
+    form.elements.model.addEventListener("change", submit);
+    preset.addEventListener("change", () => {
+      if (preset.value === "custom") {
+        custom.hidden = false;
+        form.elements.start.focus();
+        return;
+      }
+      form.elements.start.value = "";
+      form.elements.end.value = "";
+      submit();
+    });
+    // Drop empty fields so the URL carries only what was chosen.
+    form.addEventListener("formdata", (event) => {
+      for (const [name, value] of [...event.formData.entries()]) {
+        if (value === "") event.formData.delete(name);
+      }
+    });
+  }
+
+  document.querySelectorAll(".metric-switch button").forEach((button) => {
+    button.addEventListener("click", () => setMetric(button.dataset.metric));
+  });
+  document.getElementById("refresh").addEventListener("click", refresh);
+  wireFilters();
+  render();
+  root.dataset.metric = state.metric;
+})();

@@ -1,0 +1,252 @@
+"""The Usage Statistics page and its JSON endpoints: filters, scoping and numbers against the ledger."""
+
+import datetime as dt
+import itertools
+import json
+
+import pytest
+from django.urls import reverse
+
+from accounts import services
+from usage import rollups
+from usage.colors import color_for_name, model_color
+from usage.models import CallRecord, Model
+
+from .factories import make_calls, utc
+
+NOW = utc(2026, 11, 28, 15, 30)
+
+
+@pytest.fixture(autouse=True)
+def _clock(monkeypatch):
+    """Every "today" and "last N days" is computed from this instant."""
+    monkeypatch.setattr("django.utils.timezone.now", lambda: NOW)
+
+
+@pytest.fixture
+def revoked_key(tenant):
+    key, _secret = services.api_key_create(tenant=tenant, name="old-batch")
+    return services.credential_revoke(key)
+
+
+@pytest.fixture
+def other_model(db):
+    return Model.objects.create(name="public/qwen3-32b")
+
+
+@pytest.fixture
+def ledger(tenant, api_key, revoked_key, llm, other_model):
+    """Calls over three weeks on two keys and two models; the older part is rolled up, the rest dirty."""
+    specs = []
+    for day, hour, key, model in itertools.product(
+        range(0, 21, 2), (1, 13, 23), (api_key, revoked_key), (llm, other_model)
+    ):
+        occurred = NOW.replace(hour=hour, minute=5) - dt.timedelta(days=day)
+        if occurred <= NOW:
+            tokens = 1000 + 37 * day + hour + (7 if model == llm else 0) + (3 if key == api_key else 0)
+            specs.append(
+                {
+                    "api_key": key,
+                    "model": model,
+                    "occurred_at": occurred,
+                    "input_tokens": tokens,
+                    "output_tokens": tokens // 3,
+                }
+            )
+    old, recent = (
+        [s for s in specs if s["occurred_at"] < NOW - dt.timedelta(days=5)],
+        [s for s in specs if s["occurred_at"] >= NOW - dt.timedelta(days=5)],
+    )
+    make_calls(tenant, old)
+    rollups.usage_rollup_dirty(tenant=tenant)
+    make_calls(tenant, recent)  # left dirty: the selectors read these days from the ledger
+    return specs
+
+
+def truth(tenant, start, end, api_key=None, model=None):
+    """Ground truth straight from the ledger: (calls, input, output) on local days start..end."""
+    span_start, span_end = rollups.day_span(tenant, start, end)
+    calls = CallRecord.objects.filter(tenant=tenant, occurred_at__gte=span_start, occurred_at__lt=span_end)
+    if api_key:
+        calls = calls.filter(api_key=api_key)
+    if model:
+        calls = calls.filter(model=model)
+    rows = list(calls)
+    return len(rows), sum(r.input_tokens for r in rows), sum(r.output_tokens for r in rows)
+
+
+def page_url(tenant, **params):
+    return reverse("usage:dashboard", kwargs={"slug": tenant.slug}), params
+
+
+def card_values(data):
+    return {card["key"]: card["value"] for card in data["cards"]}
+
+
+RANGES = {
+    "preset last_7_days": ({"preset": "last_7_days"}, dt.date(2026, 11, 22), dt.date(2026, 11, 28)),
+    "preset today": ({"preset": "today"}, dt.date(2026, 11, 28), dt.date(2026, 11, 28)),
+    "custom span": (
+        {"preset": "custom", "start": "2026-11-10", "end": "2026-11-24"},
+        dt.date(2026, 11, 10),
+        dt.date(2026, 11, 24),
+    ),
+    "custom one day": ({"start": "2026-11-26"}, dt.date(2026, 11, 26), dt.date(2026, 11, 26)),
+}
+
+
+@pytest.mark.parametrize("range_name", RANGES)
+@pytest.mark.parametrize("one_model", [False, True], ids=["all-models", "one-model"])
+@pytest.mark.parametrize("one_key", [False, True], ids=["all-keys", "one-key"])
+def test_cards_equal_the_ledger_for_every_filter_combination(
+    owner_client, tenant, api_key, llm, ledger, one_key, one_model, range_name
+):
+    params, start, end = RANGES[range_name]
+    params = {
+        **params,
+        **({"api_key": api_key.public_id} if one_key else {}),
+        **({"model": llm.name} if one_model else {}),
+    }
+    response = owner_client.get(reverse("usage:dashboard", kwargs={"slug": tenant.slug}), params)
+    assert response.status_code == 200
+    calls, input_tokens, output_tokens = truth(
+        tenant, start, end, api_key if one_key else None, llm if one_model else None
+    )
+    assert calls > 0
+    assert card_values(response.context["data"]) == {
+        "total_tokens": input_tokens + output_tokens,
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "calls": calls,
+    }
+    assert f"{(input_tokens + output_tokens) / 1000:,.1f}K" in response.content.decode()
+    data = owner_client.get(reverse("usage:data", kwargs={"slug": tenant.slug}), params).json()
+    assert card_values(data) == card_values(response.context["data"])
+    trend_total = sum(sum(dataset["total"]) for dataset in data["trend"]["datasets"])
+    assert trend_total == input_tokens + output_tokens
+    assert sum(row["tokens"] for row in data["distribution"]) == input_tokens + output_tokens
+
+
+def test_default_is_last_two_weeks_and_shows_it_selected(owner_client, tenant, ledger):
+    response = owner_client.get(reverse("usage:dashboard", kwargs={"slug": tenant.slug}))
+    assert response.context["data"]["period"] == {"start": "2026-11-15", "end": "2026-11-28"}
+    assert (
+        card_values(response.context["data"])["calls"] == truth(tenant, dt.date(2026, 11, 15), dt.date(2026, 11, 28))[0]
+    )
+    assert '<option value="last_2_weeks" selected>Last 2 weeks</option>' in response.content.decode()
+
+
+def test_change_against_previous_period(owner_client, tenant, ledger):
+    data = owner_client.get(reverse("usage:data", kwargs={"slug": tenant.slug}), {"preset": "last_7_days"}).json()
+    calls_now = truth(tenant, dt.date(2026, 11, 22), dt.date(2026, 11, 28))[0]
+    calls_before = truth(tenant, dt.date(2026, 11, 15), dt.date(2026, 11, 21))[0]
+    calls_card = next(card for card in data["cards"] if card["key"] == "calls")
+    assert data["previous_period"] == {"start": "2026-11-15", "end": "2026-11-21"}
+    assert calls_card["change"]["percent"] == round((calls_now - calls_before) / calls_before * 100, 1)
+
+
+def test_outsider_gets_404_on_page_and_endpoints(outsider_client, tenant):
+    for name in ("usage:dashboard", "usage:data", "usage:chart_trend", "usage:chart_distribution"):
+        assert outsider_client.get(reverse(name, kwargs={"slug": tenant.slug})).status_code == 404
+
+
+def test_anonymous_is_sent_to_login(client, tenant):
+    response = client.get(reverse("usage:dashboard", kwargs={"slug": tenant.slug}))
+    assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+
+
+def test_foreign_key_in_url_is_a_form_error_not_their_data(owner_client, tenant, ledger, other_tenant, other_api_key):
+    foreign_model = Model.objects.create(name="private/globex-tuned", tenant=other_tenant)
+    for params in ({"api_key": other_api_key.public_id}, {"model": foreign_model.name}):
+        response = owner_client.get(reverse("usage:dashboard", kwargs={"slug": tenant.slug}), params)
+        assert response.status_code == 400
+        assert response.context["data"] is None
+        assert "Select a valid choice" in response.content.decode()
+        data = owner_client.get(reverse("usage:data", kwargs={"slug": tenant.slug}), params)
+        assert data.status_code == 400 and list(data.json()["errors"]) == list(params)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"preset": "forever"},
+        {"start": "2026-13-01"},
+        {"start": "2026-11-20", "end": "2026-11-01"},
+        {"start": "1900-01-01", "end": "2026-01-01"},
+    ],
+)
+def test_invalid_values_are_form_errors(owner_client, tenant, params):
+    response = owner_client.get(reverse("usage:dashboard", kwargs={"slug": tenant.slug}), params)
+    assert response.status_code == 400
+    assert 'class="errors" role="alert"' in response.content.decode()
+    assert owner_client.get(reverse("usage:chart_trend", kwargs={"slug": tenant.slug}), params).status_code == 400
+
+
+def test_key_choices_are_the_tenants_and_mark_revoked(owner_client, tenant, api_key, revoked_key, other_api_key):
+    html = owner_client.get(reverse("usage:dashboard", kwargs={"slug": tenant.slug})).content.decode()
+    assert f"old-batch ({revoked_key.public_id}) — revoked" in html
+    assert f"production ({api_key.public_id})</option>" in html
+    assert other_api_key.public_id not in html
+
+
+def test_model_choices_are_used_and_private_ones(owner_client, tenant, ledger, other_tenant):
+    Model.objects.create(name="private/acme-tuned", tenant=tenant)
+    Model.objects.create(name="private/globex-tuned", tenant=other_tenant)
+    Model.objects.create(name="public/never-used")
+    html = owner_client.get(reverse("usage:dashboard", kwargs={"slug": tenant.slug})).content.decode()
+    assert "public/deepseek-r1" in html and "public/qwen3-32b" in html and "private/acme-tuned" in html
+    assert "globex-tuned" not in html and "never-used" not in html
+
+
+def test_empty_period_says_so(owner_client, tenant):
+    response = owner_client.get(reverse("usage:dashboard", kwargs={"slug": tenant.slug}))
+    assert response.context["data"]["empty"] is True
+    assert "No usage in this period" in response.content.decode()
+    assert 'data-empty="true"' in response.content.decode()
+
+
+def test_short_ranges_are_hourly_and_gap_filled(owner_client, tenant, ledger):
+    url = reverse("usage:chart_trend", kwargs={"slug": tenant.slug})
+    hourly = owner_client.get(url, {"preset": "custom", "start": "2026-11-25", "end": "2026-11-26"}).json()
+    assert hourly["bucket"] == "hour" and len(hourly["labels"]) == 48
+    daily = owner_client.get(url, {"preset": "last_30_days"}).json()
+    assert daily["bucket"] == "day" and len(daily["labels"]) == 30
+    assert all(len(dataset["data"]) == 30 for dataset in daily["datasets"])
+
+
+def test_chart_json_holds_only_chart_data(owner_client, tenant, ledger, llm):
+    trend = owner_client.get(reverse("usage:chart_trend", kwargs={"slug": tenant.slug})).json()
+    assert set(trend) == {"bucket", "labels", "datasets"}
+    dataset = next(d for d in trend["datasets"] if d["label"] == llm.name)
+    assert dataset["borderColor"] == "#7c3aed" and dataset["data"] == dataset["total"]
+    assert [a + b for a, b in zip(dataset["input"], dataset["output"], strict=True)] == dataset["total"]
+    distribution = owner_client.get(reverse("usage:chart_distribution", kwargs={"slug": tenant.slug})).json()
+    assert set(distribution) == {"labels", "datasets"}
+    assert "view" not in json.dumps(trend) and "slug" not in json.dumps(distribution)
+
+
+def test_distribution_rows_link_to_the_page_filtered_by_model(owner_client, tenant, ledger, llm, other_model):
+    response = owner_client.get(reverse("usage:dashboard", kwargs={"slug": tenant.slug}), {"preset": "last_7_days"})
+    rows = response.context["data"]["distribution"]
+    assert {row["model"] for row in rows} == {llm.name, other_model.name}
+    assert sum(row["share"] for row in rows) == pytest.approx(100, abs=0.2)
+    link = next(row["url"] for row in rows if row["model"] == llm.name)
+    assert link == "?preset=last_7_days&model=public%2Fdeepseek-r1"
+    filtered = owner_client.get(reverse("usage:dashboard", kwargs={"slug": tenant.slug}) + link)
+    assert [row["model"] for row in filtered.context["data"]["distribution"]] == [llm.name]
+
+
+def test_model_colours_are_stable_and_distinct(llm, other_model):
+    assert model_color(llm) == "#7c3aed"
+    assert model_color(other_model) == color_for_name("public/qwen3-32b") == model_color(Model(name="public/qwen3-32b"))
+    assert color_for_name("public/qwen3-32b") == "#4813ae"  # the same on every run and machine
+
+
+def test_page_has_accessible_controls(owner_client, tenant, ledger):
+    html = owner_client.get(reverse("usage:dashboard", kwargs={"slug": tenant.slug})).content.decode()
+    assert 'aria-label="Refresh"' in html
+    for name in ("Total", "Input", "Output"):
+        assert f'aria-pressed="{"true" if name == "Total" else "false"}">{name}</button>' in html
+    for label in ("API Key", "Model", "Time range", "From", "To"):
+        assert f">{label}</label>" in html
+    assert "vendor/chart.js/chart.umd.min.js" in html and "cdn" not in html.lower()

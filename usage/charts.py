@@ -1,0 +1,284 @@
+"""What the Usage Statistics page shows, and the JSON endpoints its charts and refresh read.
+
+The page renders the same dictionaries server-side that the endpoints return, so the first
+paint has numbers without waiting for JavaScript and a refresh can never disagree with it.
+Chart endpoints subclass django-chartjs's ``BaseLineChartView`` but return only chart data:
+its default context would also serialise the view object and the URL arguments.
+"""
+
+from functools import cached_property
+
+from chartjs.views.lines import BaseLineChartView
+from django.contrib.auth.mixins import LoginRequiredMixin
+from django.http import JsonResponse
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from accounts.tenancy import tenant_for_request
+
+from .colors import model_color
+from .filters import CUSTOM, UsageFilterSet
+from .periods import DEFAULT_PRESET
+from .selectors import MAX_HOURLY_DAYS, Totals, usage_breakdown, usage_series, usage_summary
+
+METRICS = ("total", "input", "output")
+
+
+# --- Formatting --------------------------------------------------------------------------
+
+
+def ktokens(tokens):
+    """1234567 -> "1,234.6K": the unit the product reports usage in."""
+    return f"{tokens / 1000:,.1f}K"
+
+
+def change(current, previous):
+    """Change against the previous period as a dict the template and JSON share."""
+    if previous == 0:
+        return {"percent": None, "display": "new" if current else "no change", "direction": "up" if current else "flat"}
+    percent = (current - previous) / previous * 100
+    direction = "up" if percent > 0 else "down" if percent < 0 else "flat"
+    return {"percent": round(percent, 1), "display": f"{percent:+,.1f}%", "direction": direction}
+
+
+def estimated_cost(tenant, filters):
+    """COST HOOK (issue 7): the cost engine in usage/costs.py plugs in here.
+
+    Return {"amount": Decimal, "currency": "USD", "by_model": {model_id: Decimal}} when prices
+    exist; None hides the cost card and the cost column.
+    """
+    return None
+
+
+# --- Building blocks -----------------------------------------------------------------------
+
+
+def bucket_for(filters):
+    return "hour" if filters.period.days <= MAX_HOURLY_DAYS else "day"
+
+
+def bucket_label(bucket, value, tenant):
+    if bucket == "hour":
+        return value.astimezone(tenant.tz).strftime("%b %d %H:%M")
+    return value.strftime("%b %d")
+
+
+def trend_datasets(series):
+    """One line per model; Total is shown first, Input / Output ride along for the switch."""
+    datasets = []
+    for model, points in series.groups:
+        color = model_color(model)
+        total = [point.total_tokens for point in points]
+        datasets.append(
+            {
+                "label": model.name,
+                "data": total,
+                "total": total,
+                "input": [point.input_tokens for point in points],
+                "output": [point.output_tokens for point in points],
+                "borderColor": color,
+                "backgroundColor": color,
+            }
+        )
+    return datasets
+
+
+def _card(key, label, current, previous, display):
+    return {"key": key, "label": label, "value": current, "display": display, "change": change(current, previous)}
+
+
+def cards(current, previous):
+    """The overview cards; token counts read in K tokens, with the exact count kept in ``value``."""
+    return [
+        _card(
+            "total_tokens", "Total usage", current.total_tokens, previous.total_tokens, ktokens(current.total_tokens)
+        ),
+        _card(
+            "input_tokens", "Input tokens", current.input_tokens, previous.input_tokens, ktokens(current.input_tokens)
+        ),
+        _card(
+            "output_tokens",
+            "Output tokens",
+            current.output_tokens,
+            previous.output_tokens,
+            ktokens(current.output_tokens),
+        ),
+        _card("calls", "Calls", current.calls, previous.calls, f"{current.calls:,}"),
+    ]
+
+
+def distribution_rows(rows, query, cost=None):
+    """Rows of the distribution table; ``url`` filters the page by the row's model."""
+    by_model = (cost or {}).get("by_model", {})
+    return [
+        {
+            "model": row.group.name,
+            "url": _with_model(query, row.group.name),
+            "color": model_color(row.group),
+            "tokens": row.totals.total_tokens,
+            "display": ktokens(row.totals.total_tokens),
+            "calls": row.totals.calls,
+            "share": round(row.share * 100, 1),
+            "cost": by_model.get(row.group.pk),
+        }
+        for row in rows
+    ]
+
+
+def trend_chart(tenant, filters):
+    series = usage_series(tenant=tenant, filters=filters, bucket=bucket_for(filters))
+    return {
+        "bucket": series.bucket,
+        "labels": [bucket_label(series.bucket, value, tenant) for value in series.buckets],
+        "datasets": trend_datasets(series),
+    }
+
+
+def dashboard_data(tenant, filters, query):
+    """Cards, trend and distribution of the filtered range: every number of the page.
+
+    The current totals are summed from the per-model breakdown, which saves a query.
+    """
+    rows = usage_breakdown(tenant=tenant, filters=filters)
+    current = sum((row.totals for row in rows), Totals())
+    previous = usage_summary(tenant=tenant, filters=_previous(filters))
+    cost = estimated_cost(tenant, filters)
+    now = timezone.now()
+    return {
+        "empty": current.calls == 0,
+        "period": _dates(filters.period),
+        "previous_period": _dates(filters.period.previous()),
+        "cards": cards(current, previous),
+        "cost": cost,
+        "trend": trend_chart(tenant, filters),
+        "distribution": distribution_rows(rows, query, cost),
+        "updated_at": now.isoformat(),
+        "updated_display": now.astimezone(tenant.tz).strftime("%H:%M:%S"),
+    }
+
+
+def _dates(period):
+    return {"start": period.start.isoformat(), "end": period.end.isoformat()}
+
+
+def _with_model(query, name):
+    query = query.copy()
+    query["model"] = name
+    return f"?{query.urlencode()}"
+
+
+def _previous(filters):
+    return type(filters)(period=filters.period.previous(), api_key=filters.api_key, model=filters.model)
+
+
+# --- Endpoints -------------------------------------------------------------------------------
+
+
+def filtered(request, slug):
+    """(tenant, filterset) of a request; tenant_for_request 404s an outsider first."""
+    tenant = tenant_for_request(request, slug)
+    data = request.GET.copy()
+    if not data.get("preset"):
+        # Say which preset applies, so the bound form shows it selected (dates alone mean custom).
+        data["preset"] = CUSTOM if data.get("start") or data.get("end") else DEFAULT_PRESET
+    return tenant, UsageFilterSet(data, tenant=tenant)
+
+
+def form_errors_response(filterset):
+    return JsonResponse({"errors": filterset.form.errors.get_json_data()}, status=400)
+
+
+class TenantChartView(LoginRequiredMixin, BaseLineChartView):
+    """A chart of the filtered usage of the URL's tenant; an invalid filter is a 400 with form errors."""
+
+    def get(self, request, slug):
+        self.tenant, self.filterset = filtered(request, slug)
+        if not self.filterset.is_valid():
+            return form_errors_response(self.filterset)
+        self.filters = self.filterset.usage_filters()
+        return self.render_to_response(self.get_context_data())
+
+    def get_context_data(self, **kwargs):
+        # Not super(): TemplateView would add the view object and the URL kwargs to the JSON.
+        return {"labels": self.get_labels(), "datasets": self.get_datasets()}
+
+
+class TrendChartView(TenantChartView):
+    """Tokens per hour (ranges up to two days) or day, one line per model, gap-filled."""
+
+    @cached_property
+    def chart(self):
+        return trend_chart(self.tenant, self.filters)
+
+    def get_labels(self):
+        return self.chart["labels"]
+
+    def get_providers(self):
+        return [dataset["label"] for dataset in self.chart["datasets"]]
+
+    def get_data(self):
+        return [dataset["data"] for dataset in self.chart["datasets"]]
+
+    def get_datasets(self):
+        # Colours are the models' own, not django-chartjs's rotating palette.
+        return self.chart["datasets"]
+
+    def get_context_data(self, **kwargs):
+        return {"bucket": self.chart["bucket"], **super().get_context_data()}
+
+
+class DistributionChartView(TenantChartView):
+    """Share of tokens per model, largest first (a doughnut: one dataset, one colour per slice)."""
+
+    @cached_property
+    def rows(self):
+        return distribution_rows(usage_breakdown(tenant=self.tenant, filters=self.filters), self.request.GET)
+
+    def get_labels(self):
+        return [row["model"] for row in self.rows]
+
+    def get_data(self):
+        return [[row["tokens"] for row in self.rows]]
+
+    def get_datasets(self):
+        rows = self.rows
+        return [
+            {
+                "label": "Tokens",
+                "data": self.get_data()[0],
+                "backgroundColor": [row["color"] for row in rows],
+                "calls": [row["calls"] for row in rows],
+                "share": [row["share"] for row in rows],
+                "urls": [row["url"] for row in rows],
+            }
+        ]
+
+
+class DashboardDataView(TrendChartView):
+    """Everything the page shows, for the refresh button: chart data plus the rendered cards and table."""
+
+    @cached_property
+    def data(self):
+        return dashboard_data(self.tenant, self.filters, self.request.GET)
+
+    @cached_property
+    def chart(self):
+        return self.data["trend"]
+
+    def get_context_data(self, **kwargs):
+        data = self.data
+        html = {
+            "cards": render_to_string("usage/_cards.html", {"data": data}, request=self.request),
+            "distribution": render_to_string("usage/_distribution.html", {"data": data}, request=self.request),
+        }
+        return {
+            **{key: value for key, value in data.items() if key != "cost"},
+            "cost": _json_cost(data["cost"]),
+            "html": html,
+        }
+
+
+def _json_cost(cost):
+    if cost is None:
+        return None
+    return {"amount": str(cost["amount"]), "currency": cost["currency"]}
