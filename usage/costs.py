@@ -59,6 +59,11 @@ def round_amount(amount, currency):
     return amount.quantize(minor_unit(currency), rounding=ROUND_HALF_EVEN)
 
 
+def price_text(value):
+    """A per-1K price without trailing zeros or exponent: "0.5", "100"; None stays None."""
+    return None if value is None else format(value.normalize(), "f")
+
+
 def line_cost(*, price, totals):
     """Cost of one line (``Totals`` of a day x key x model) at ``price``, rounded by the rule."""
     cached = min(totals.cached_input_tokens or 0, totals.input_tokens)
@@ -161,6 +166,11 @@ class CostSummary:
             total.amounts[currency] = total.amounts.get(currency, Decimal(0)) + amount
         return total
 
+    @property
+    def display(self):
+        """[(amount string, currency)] of the priced currencies, for templates."""
+        return [(self.formatted(currency), currency) for currency in self.currencies]
+
     def formatted(self, currency):
         """The amount as a string with exactly the currency's minor digits ("12.30")."""
         return str(round_amount(self.amounts.get(currency, Decimal(0)), currency))
@@ -238,6 +248,22 @@ def cost_by(*, tenant, filters, group="model"):
     return result
 
 
+class _PriceTexts:
+    """Per-1K prices of ``self.price`` as display strings."""
+
+    @property
+    def input_text(self):
+        return price_text(self.price.input_per_1k)
+
+    @property
+    def cached_text(self):
+        return price_text(self.price.cached_input_per_1k)
+
+    @property
+    def output_text(self):
+        return price_text(self.price.output_per_1k)
+
+
 # --- Month-end expense report ---------------------------------------------------------------
 
 
@@ -261,7 +287,7 @@ class KeySection:
 
 
 @dataclass
-class PriceUse:
+class PriceUse(_PriceTexts):
     """A price the report applied, and the first and last local day it was applied to."""
 
     price: ModelPrice
@@ -336,7 +362,7 @@ def expense_report(*, tenant, filters):
 
 
 @dataclass(frozen=True)
-class PriceEntry:
+class PriceEntry(_PriceTexts):
     price: ModelPrice
     applies: bool  # False: a contract price of the tenant overrides this platform price
 

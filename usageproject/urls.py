@@ -6,5 +6,6 @@ urlpatterns = [
     path("", include("accounts.urls")),
     path("", include("usage.urls")),
     path("", include("usage.export_urls")),
+    path("", include("usage.report_urls")),
     path("api/v1/", include("usage.api.urls")),
 ]

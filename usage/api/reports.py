@@ -1,0 +1,159 @@
+"""``GET /api/v1/reports/monthly``: the month-end expense report of the Reports page, as JSON.
+
+The page, its CSV and this endpoint all build on ``usage.costs.expense_report`` with the same
+form, so their rows and totals are the same to the minor unit.
+"""
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import exceptions, serializers
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.models import AccessToken, Membership
+from accounts.tenancy import tenant_for_request
+from usage.costs import expense_report
+from usage.periods import tenant_today
+from usage.reports import MonthlyReportForm
+
+
+def report_tenant(request):
+    """The token's tenant; with a session, the ``tenant`` slug or the user's only tenant.
+
+    A local helper: the general API views grow a shared one (``usage.api.scope``) in parallel.
+    """
+    slug = request.query_params.get("tenant")
+    if isinstance(request.auth, AccessToken):
+        if slug and slug != request.auth.tenant.slug:
+            raise exceptions.NotFound("No such tenant.")
+        return request.auth.tenant
+    if slug:
+        return tenant_for_request(request, slug)
+    memberships = list(Membership.objects.select_related("tenant").filter(user_id=request.user.pk)[:2])
+    if not memberships:
+        raise exceptions.NotFound("You are not a member of any tenant.")
+    if len(memberships) > 1:
+        raise exceptions.ValidationError({"tenant": "You belong to several tenants: name one with tenant=<slug>."})
+    return memberships[0].tenant
+
+
+def _key_fields(api_key):
+    return {"api_key": api_key.public_id, "api_key_name": api_key.name}
+
+
+def _price(use):
+    price = use.price
+    return {
+        "model": price.model.name,
+        "scope": "platform" if price.tenant_id is None else "contract",
+        "currency": price.currency,
+        "input_per_1k": str(price.input_per_1k),
+        "output_per_1k": str(price.output_per_1k),
+        "cached_input_per_1k": None if price.cached_input_per_1k is None else str(price.cached_input_per_1k),
+        "effective_from": price.effective_from.isoformat(),
+        "first_day": use.first_day.isoformat(),
+        "last_day": use.last_day.isoformat(),
+    }
+
+
+def report_as_json(tenant, report):
+    """The report as plain JSON types: amounts as decimal strings, never floats."""
+    period, api_key = report.filters.period, report.filters.api_key
+    rows = [
+        {**_key_fields(row.api_key), "model": row.model.name, "currency": row.currency}
+        | row.totals.as_dict()
+        | {"cost": row.cost.as_api()}
+        for row in report.rows
+    ]
+    keys = [
+        _key_fields(section.api_key) | section.totals.as_dict() | {"cost": section.cost.as_api()}
+        for section in report.sections
+    ]
+    return {
+        "month": f"{period.start:%Y-%m}",
+        "start": period.start.isoformat(),
+        "end": period.end.isoformat(),
+        "timezone": tenant.timezone,
+        "api_key": api_key.public_id if api_key else None,
+        "rows": rows,
+        "keys": keys,
+        "totals": report.totals.as_dict(),
+        "cost": report.cost.as_api(),
+        "unpriced_models": report.cost.unpriced_models,
+        "prices": [_price(use) for use in report.prices],
+    }
+
+
+class CostSerializer(serializers.Serializer):
+    amount = serializers.CharField(help_text="Decimal string, rounded to the currency's minor unit.")
+    currency = serializers.CharField(help_text="ISO 4217 code.")
+    unpriced_tokens = serializers.IntegerField(help_text="Tokens with no price in force: in none of the amounts.")
+
+
+class TokensSerializer(serializers.Serializer):
+    calls = serializers.IntegerField()
+    input_tokens = serializers.IntegerField()
+    output_tokens = serializers.IntegerField()
+    total_tokens = serializers.IntegerField()
+    cached_input_tokens = serializers.IntegerField(allow_null=True)
+    reasoning_tokens = serializers.IntegerField(allow_null=True)
+
+
+class ReportKeySerializer(TokensSerializer):
+    api_key = serializers.CharField(help_text="Public id of the key.")
+    api_key_name = serializers.CharField()
+    cost = CostSerializer(many=True)
+
+
+class ReportRowSerializer(ReportKeySerializer):
+    model = serializers.CharField()
+    currency = serializers.CharField(allow_null=True, help_text="Currency of the row's price; null when unpriced.")
+
+
+class ReportPriceSerializer(serializers.Serializer):
+    model = serializers.CharField()
+    scope = serializers.ChoiceField(choices=["platform", "contract"])
+    currency = serializers.CharField()
+    input_per_1k = serializers.CharField()
+    output_per_1k = serializers.CharField()
+    cached_input_per_1k = serializers.CharField(allow_null=True)
+    effective_from = serializers.DateField()
+    first_day = serializers.DateField(help_text="First local day of the month the price was applied to.")
+    last_day = serializers.DateField()
+
+
+class MonthlyReportSerializer(serializers.Serializer):
+    month = serializers.CharField()
+    start = serializers.DateField()
+    end = serializers.DateField()
+    timezone = serializers.CharField()
+    api_key = serializers.CharField(allow_null=True)
+    rows = ReportRowSerializer(many=True, help_text="Key x model (x currency when a price switched currency).")
+    keys = ReportKeySerializer(many=True, help_text="Subtotals per key.")
+    totals = TokensSerializer()
+    cost = CostSerializer(many=True, help_text="Grand total, one object per currency.")
+    unpriced_models = serializers.ListField(child=serializers.CharField())
+    prices = ReportPriceSerializer(many=True)
+
+
+class MonthlyReportView(APIView):
+    @extend_schema(
+        tags=["reports"],
+        summary="Month-end expense report",
+        description="Calls, tokens and cost per API key x model for one month of the tenant's local days, "
+        "with subtotals per key, the grand total (one cost object per currency) and the prices used. "
+        "Each line (local day x key x model) is rounded half-even to the currency's minor unit; "
+        "totals are sums of rounded lines.",
+        parameters=[
+            OpenApiParameter("month", str, description="YYYY-MM; default the current local month."),
+            OpenApiParameter("api_key", str, description="Public id of one API key; default all keys."),
+            OpenApiParameter("tenant", str, description="Tenant slug (browser session of several tenants)."),
+        ],
+        responses=MonthlyReportSerializer,
+    )
+    def get(self, request):
+        tenant = report_tenant(request)
+        form = MonthlyReportForm(request.query_params, tenant=tenant, today=tenant_today(tenant))
+        if not form.is_valid():
+            raise exceptions.ValidationError({field: list(messages) for field, messages in form.errors.items()})
+        report = expense_report(tenant=tenant, filters=form.usage_filters())
+        return Response(report_as_json(tenant, report))

@@ -1,0 +1,219 @@
+"""Finance and operations pages: Prices, the month-end expense report (page + CSV), Operations."""
+
+import csv
+import datetime as dt
+import re
+from dataclasses import dataclass
+
+from django import forms
+from django.contrib.auth.decorators import login_required
+from django.http import HttpResponse
+from django.shortcuts import render
+
+from accounts.models import ApiKey
+from accounts.tenancy import tenant_for_request
+
+from .costs import expense_report, price_sheet
+from .models import Model
+from .periods import Period, month_period, tenant_today
+from .selectors import UsageFilters, grouped_usage
+
+MONTH_RE = re.compile(r"^(\d{4})-(\d{2})$")
+
+
+class MonthlyReportForm(forms.Form):
+    """Month (YYYY-MM, default the tenant's current month) and key (public id, default all)."""
+
+    month = forms.CharField(required=False, widget=forms.DateInput(attrs={"type": "month"}))
+    api_key = forms.ModelChoiceField(
+        queryset=ApiKey.objects.none(), to_field_name="public_id", required=False, empty_label="All", label="API Key"
+    )
+
+    def __init__(self, data=None, *, tenant, today):
+        super().__init__(data)
+        self.today = today
+        # Revoked keys stay: a past month is reported under the key's name.
+        self.fields["api_key"].queryset = ApiKey.objects.filter(tenant=tenant).order_by("name")
+
+    def clean_month(self):
+        value = (self.cleaned_data.get("month") or "").strip()
+        if not value:
+            return month_period(self.today.year, self.today.month)
+        match = MONTH_RE.match(value)
+        if not match or not (1 <= int(match[2]) <= 12) or not (1 <= int(match[1]) <= 9998):
+            raise forms.ValidationError("Enter a month as YYYY-MM, for example 2026-11.")
+        return month_period(int(match[1]), int(match[2]))
+
+    def usage_filters(self):
+        return UsageFilters(period=self.cleaned_data["month"], api_key=self.cleaned_data.get("api_key"))
+
+    def query(self):
+        """The URL query of the cleaned choice, for the CSV link and the API."""
+        period, key = self.cleaned_data["month"], self.cleaned_data.get("api_key")
+        query = f"month={period.start:%Y-%m}"
+        return f"{query}&api_key={key.public_id}" if key else query
+
+
+def _report_form(request, tenant):
+    # Always bound: an empty query validates to the defaults (this month, all keys).
+    return MonthlyReportForm(request.GET, tenant=tenant, today=tenant_today(tenant))
+
+
+@login_required
+def prices(request, slug):
+    tenant = tenant_for_request(request, slug)
+    today = tenant_today(tenant)
+    current, upcoming = price_sheet(tenant=tenant, today=today)
+    context = {"tenant": tenant, "nav": "prices", "today": today, "current": current, "upcoming": upcoming}
+    return render(request, "usage/prices.html", context)
+
+
+@login_required
+def monthly_report(request, slug):
+    tenant = tenant_for_request(request, slug)
+    form = _report_form(request, tenant)
+    context = {"tenant": tenant, "nav": "reports", "form": form}
+    if not form.is_valid():
+        return render(request, "usage/monthly_report.html", context, status=400)
+    report = expense_report(tenant=tenant, filters=form.usage_filters())
+    context.update(report=report, period=report.filters.period, query=form.query())
+    return render(request, "usage/monthly_report.html", context)
+
+
+CSV_COLUMNS = [
+    "month",
+    "api_key",
+    "api_key_id",
+    "model",
+    "calls",
+    "input_tokens",
+    "output_tokens",
+    "cached_input_tokens",
+    "cost",
+    "currency",
+    "unpriced_tokens",
+]
+
+
+def _safe_cell(value):
+    """Names are typed by users: keep a spreadsheet from reading one as a formula."""
+    text = str(value)
+    return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def report_csv_rows(report):
+    """The report's key x model rows as CSV cells; they add up to the report's totals."""
+    month = f"{report.filters.period.start:%Y-%m}"
+    for row in report.rows:
+        cached = row.totals.cached_input_tokens
+        yield [
+            month,
+            _safe_cell(row.api_key.name),
+            row.api_key.public_id,
+            _safe_cell(row.model.name),
+            row.totals.calls,
+            row.totals.input_tokens,
+            row.totals.output_tokens,
+            "" if cached is None else cached,
+            row.cost.formatted(row.currency) if row.currency else "",
+            row.currency or "",
+            row.cost.unpriced_tokens,
+        ]
+
+
+@login_required
+def monthly_report_csv(request, slug):
+    tenant = tenant_for_request(request, slug)
+    form = _report_form(request, tenant)
+    if not form.is_valid():
+        errors = "; ".join(f"{field}: {' '.join(messages)}" for field, messages in form.errors.items())
+        return HttpResponse(errors, status=400, content_type="text/plain; charset=utf-8")
+    report = expense_report(tenant=tenant, filters=form.usage_filters())
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    filename = f"expense-report-{tenant.slug}-{report.filters.period.start:%Y-%m}.csv"
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    writer = csv.writer(response)
+    writer.writerow(CSV_COLUMNS)
+    writer.writerows(report_csv_rows(report))
+    return response
+
+
+# --- Operations -------------------------------------------------------------------------------
+
+# A change of at least this much, week over week, earns a "scale up" / "scale down" hint.
+SCALE_HINT_CHANGE = 0.5
+
+
+@dataclass
+class ModelTrend:
+    model: Model
+    tokens: int
+    calls: int
+    previous_tokens: int
+    previous_calls: int
+    share: float  # of this week's tokens, 0..1
+
+    @property
+    def change(self):
+        """Token change against last week as a fraction; None for a model new this week."""
+        if not self.previous_tokens:
+            return None
+        return (self.tokens - self.previous_tokens) / self.previous_tokens
+
+    @property
+    def change_percent(self):
+        return None if self.change is None else round(self.change * 100)
+
+    @property
+    def share_percent(self):
+        return round(self.share * 100)
+
+    @property
+    def hint(self):
+        if self.change is None:
+            return "scale up" if self.tokens else ""
+        if self.change >= SCALE_HINT_CHANGE:
+            return "scale up"
+        return "scale down" if self.change <= -SCALE_HINT_CHANGE else ""
+
+
+def _weeks(today):
+    this_week = Period(today - dt.timedelta(days=6), today)
+    return this_week, this_week.previous()
+
+
+def model_week_over_week(*, tenant, today):
+    """Per model, the last 7 local days ending ``today`` against the 7 before; busiest first."""
+    this_week, last_week = _weeks(today)
+    grouped = grouped_usage(
+        tenant=tenant, filters=UsageFilters(Period(last_week.start, today)), bucket="day", dims=("model",)
+    )
+    sums = {}
+    for (day, model_id), totals in grouped.items():
+        current, previous = sums.setdefault(model_id, ([0, 0], [0, 0]))
+        target = current if day >= this_week.start else previous
+        target[0] += totals.total_tokens
+        target[1] += totals.calls
+    models = Model.objects.in_bulk(sums.keys())
+    week_tokens = sum(current[0] for current, _ in sums.values())
+    trends = [
+        ModelTrend(models[pk], *current, *previous, current[0] / week_tokens if week_tokens else 0.0)
+        for pk, (current, previous) in sums.items()
+    ]
+    trends.sort(key=lambda t: (-t.tokens, -t.previous_tokens, t.model.name))
+    return this_week, last_week, trends
+
+
+@login_required
+def operations(request, slug):
+    tenant = tenant_for_request(request, slug)
+    this_week, last_week, trends = model_week_over_week(tenant=tenant, today=tenant_today(tenant))
+    context = {
+        "tenant": tenant,
+        "nav": "operations",
+        "this_week": this_week,
+        "last_week": last_week,
+        "trends": trends,
+        "scale_hint_percent": int(SCALE_HINT_CHANGE * 100),
+    }
+    return render(request, "usage/operations.html", context)
