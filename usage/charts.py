@@ -10,6 +10,7 @@ from functools import cached_property
 
 from chartjs.views.lines import BaseLineChartView
 from django.contrib.auth.mixins import LoginRequiredMixin
+from django.db.models import Q
 from django.http import JsonResponse
 from django.template.loader import render_to_string
 from django.utils import timezone
@@ -17,7 +18,9 @@ from django.utils import timezone
 from accounts.tenancy import tenant_for_request
 
 from .colors import model_color
+from .costs import CostSummary, cost_lines, usage_cost
 from .filters import CUSTOM, UsageFilterSet
+from .models import ModelPrice
 from .periods import DEFAULT_PRESET
 from .selectors import MAX_HOURLY_DAYS, Totals, usage_breakdown, usage_series, usage_summary
 
@@ -36,18 +39,38 @@ def change(current, previous):
     """Change against the previous period as a dict the template and JSON share."""
     if previous == 0:
         return {"percent": None, "display": "new" if current else "no change", "direction": "up" if current else "flat"}
-    percent = (current - previous) / previous * 100
+    percent = float((current - previous) / previous * 100)
     direction = "up" if percent > 0 else "down" if percent < 0 else "flat"
     return {"percent": round(percent, 1), "display": f"{percent:+,.1f}%", "direction": direction}
 
 
 def estimated_cost(tenant, filters):
-    """COST HOOK (issue 7): the cost engine in usage/costs.py plugs in here.
+    """Cost of the filtered usage by the cost engine, or None (no card, no column) with no prices at all.
 
-    Return {"amount": Decimal, "currency": "USD", "by_model": {model_id: Decimal}} when prices
-    exist; None hides the cost card and the cost column.
+    The check keeps the common "no prices" case at one cheap query; costing reads every line.
     """
-    return None
+    if not ModelPrice.objects.filter(Q(tenant=tenant) | Q(tenant__isnull=True)).exists():
+        return None
+    total, by_model = CostSummary(), {}
+    for line in cost_lines(tenant=tenant, filters=filters):
+        line.add_to(total)
+        line.add_to(by_model.setdefault(line.model.pk, CostSummary()))
+    previous = usage_cost(tenant=tenant, filters=_previous(filters))
+    return {"summary": total, "by_model": by_model, "change": _cost_change(total, previous)}
+
+
+def _cost_change(current, previous):
+    """Amounts in different currencies are never compared: a change only for one and the same currency."""
+    if len(current.currencies) != 1 or current.currencies != previous.currencies:
+        return None
+    currency = current.currencies[0]
+    return change(current.amounts[currency], previous.amounts[currency])
+
+
+def cost_text(summary):
+    if summary is None or not summary.display:
+        return None
+    return " + ".join(f"{amount} {currency}" for amount, currency in summary.display)
 
 
 # --- Building blocks -----------------------------------------------------------------------
@@ -119,7 +142,7 @@ def distribution_rows(rows, query, cost=None):
             "display": ktokens(row.totals.total_tokens),
             "calls": row.totals.calls,
             "share": round(row.share * 100, 1),
-            "cost": by_model.get(row.group.pk),
+            "cost": cost_text(by_model.get(row.group.pk)),
         }
         for row in rows
     ]
@@ -271,14 +294,10 @@ class DashboardDataView(TrendChartView):
             "cards": render_to_string("usage/_cards.html", {"data": data}, request=self.request),
             "distribution": render_to_string("usage/_distribution.html", {"data": data}, request=self.request),
         }
-        return {
-            **{key: value for key, value in data.items() if key != "cost"},
-            "cost": _json_cost(data["cost"]),
-            "html": html,
-        }
+        return {**json_data(data), "html": html}
 
 
-def _json_cost(cost):
-    if cost is None:
-        return None
-    return {"amount": str(cost["amount"]), "currency": cost["currency"]}
+def json_data(data):
+    """``dashboard_data`` with the cost objects turned into the API's cost shape."""
+    cost = data["cost"]
+    return {**data, "cost": cost and {"amounts": cost["summary"].as_api(), "change": cost["change"]}}

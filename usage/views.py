@@ -1,7 +1,7 @@
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
 
-from .charts import dashboard_data, filtered
+from .charts import dashboard_data, filtered, json_data
 
 
 def _key_label(key):
@@ -19,4 +19,5 @@ def dashboard(request, slug):
     if not filterset.is_valid():
         return render(request, "usage/dashboard.html", context, status=400)
     context["data"] = dashboard_data(tenant, filterset.usage_filters(), request.GET)
+    context["initial"] = json_data(context["data"])
     return render(request, "usage/dashboard.html", context)

@@ -10,7 +10,7 @@ from django.urls import reverse
 from accounts import services
 from usage import rollups
 from usage.colors import color_for_name, model_color
-from usage.models import CallRecord, Model
+from usage.models import CallRecord, Model, ModelPrice
 
 from .factories import make_calls, utc
 
@@ -250,3 +250,37 @@ def test_page_has_accessible_controls(owner_client, tenant, ledger):
     for label in ("API Key", "Model", "Time range", "From", "To"):
         assert f">{label}</label>" in html
     assert "vendor/chart.js/chart.umd.min.js" in html and "cdn" not in html.lower()
+
+
+def test_cost_card_and_column_appear_only_with_prices(owner_client, tenant, api_key, llm, other_model):
+    make_calls(
+        tenant,
+        [
+            {
+                "api_key": api_key,
+                "model": llm,
+                "occurred_at": utc(2026, 11, 27, 9),
+                "input_tokens": 1000,
+                "output_tokens": 500,
+            },
+            {
+                "api_key": api_key,
+                "model": other_model,
+                "occurred_at": utc(2026, 11, 27, 9),
+                "input_tokens": 7,
+                "output_tokens": 0,
+            },
+        ],
+    )
+    url = reverse("usage:dashboard", kwargs={"slug": tenant.slug})
+    assert owner_client.get(url).context["data"]["cost"] is None
+    assert 'data-card="cost"' not in owner_client.get(url).content.decode()
+    ModelPrice.objects.create(model=llm, input_per_1k="2.00", output_per_1k="4.00", effective_from=dt.date(2026, 1, 1))
+    response = owner_client.get(url)
+    html = response.content.decode()
+    assert 'data-card="cost"' in html and "4.00 <small>USD</small>" in html
+    assert "+ 7 unpriced tokens" in html
+    rows = {row["model"]: row["cost"] for row in response.context["data"]["distribution"]}
+    assert rows == {llm.name: "4.00 USD", other_model.name: None}
+    data = owner_client.get(reverse("usage:data", kwargs={"slug": tenant.slug})).json()
+    assert data["cost"]["amounts"] == [{"amount": "4.00", "currency": "USD", "unpriced_tokens": 7}]
