@@ -9,31 +9,13 @@ from rest_framework import exceptions, serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.models import AccessToken, Membership
-from accounts.tenancy import tenant_for_request
 from usage.costs import expense_report
 from usage.periods import tenant_today
 from usage.reports import MonthlyReportForm
 
-
-def report_tenant(request):
-    """The token's tenant; with a session, the ``tenant`` slug or the user's only tenant.
-
-    A local helper: the general API views grow a shared one (``usage.api.scope``) in parallel.
-    """
-    slug = request.query_params.get("tenant")
-    if isinstance(request.auth, AccessToken):
-        if slug and slug != request.auth.tenant.slug:
-            raise exceptions.NotFound("No such tenant.")
-        return request.auth.tenant
-    if slug:
-        return tenant_for_request(request, slug)
-    memberships = list(Membership.objects.select_related("tenant").filter(user_id=request.user.pk)[:2])
-    if not memberships:
-        raise exceptions.NotFound("You are not a member of any tenant.")
-    if len(memberships) > 1:
-        raise exceptions.ValidationError({"tenant": "You belong to several tenants: name one with tenant=<slug>."})
-    return memberships[0].tenant
+from .schema import responses
+from .scope import api_tenant
+from .throttling import AccessTokenThrottle
 
 
 def _key_fields(api_key):
@@ -136,6 +118,9 @@ class MonthlyReportSerializer(serializers.Serializer):
 
 
 class MonthlyReportView(APIView):
+    # Tenant resolution and rate limit are the general API's (usage.api.scope / throttling).
+    throttle_classes = [AccessTokenThrottle]
+
     @extend_schema(
         tags=["reports"],
         summary="Month-end expense report",
@@ -148,10 +133,10 @@ class MonthlyReportView(APIView):
             OpenApiParameter("api_key", str, description="Public id of one API key; default all keys."),
             OpenApiParameter("tenant", str, description="Tenant slug (browser session of several tenants)."),
         ],
-        responses=MonthlyReportSerializer,
+        responses=responses(MonthlyReportSerializer),
     )
     def get(self, request):
-        tenant = report_tenant(request)
+        tenant = api_tenant(request)
         form = MonthlyReportForm(request.query_params, tenant=tenant, today=tenant_today(tenant))
         if not form.is_valid():
             raise exceptions.ValidationError({field: list(messages) for field, messages in form.errors.items()})
