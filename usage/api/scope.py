@@ -2,6 +2,7 @@
 
 import datetime as dt
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import exceptions, serializers
 
 from accounts.models import AccessToken, Membership
@@ -74,14 +75,22 @@ def usage_filters(request, tenant):
 
 def validated(serializer_class, request):
     """An endpoint's own query parameters, checked by a serializer (400 naming the parameter)."""
-    serializer = serializer_class(data=request.query_params)
+    # Empty means "the default", as in the page's URLs.
+    data = {name: value for name, value in request.query_params.items() if value != ""}
+    serializer = serializer_class(data=data)
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
 
 
+@extend_schema_field({"anyOf": [{"type": "string", "format": "date"}, {"type": "string", "maxLength": 0}]})
+class OptionalDateField(serializers.DateField):
+    """A date, or empty for none: the page's filter bar sends ``start=&end=`` when they are unset."""
+
+
 class TenantParams(serializers.Serializer):
-    tenant = serializers.SlugField(
+    tenant = serializers.CharField(
         required=False,
+        allow_blank=True,
         help_text="Tenant slug. Needed only with a browser session of a member of several tenants; "
         "with an access token the tenant is the token's.",
     )
@@ -90,12 +99,12 @@ class TenantParams(serializers.Serializer):
 class CommonParams(TenantParams):
     """The filters every usage endpoint takes; the same as the Usage Statistics page's URL."""
 
-    start = serializers.DateField(
+    start = OptionalDateField(
         required=False,
         help_text="First local date (YYYY-MM-DD) in the tenant's time zone, inclusive. "
         "Given alone, the range is that one day. Overrides preset.",
     )
-    end = serializers.DateField(
+    end = OptionalDateField(
         required=False, help_text="Last local date (YYYY-MM-DD), inclusive. At most 366 days after start."
     )
     preset = serializers.ChoiceField(

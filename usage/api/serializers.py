@@ -5,8 +5,6 @@ from rest_framework import serializers
 from accounts.models import ApiKey
 from usage.models import CallRecord
 
-from .scope import CommonParams
-
 
 class TotalsSerializer(serializers.Serializer):
     calls = serializers.IntegerField(help_text="Number of calls.")
@@ -110,19 +108,25 @@ class CallSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class TimeseriesParams(CommonParams):
+class TimeseriesParams(serializers.Serializer):
     bucket = serializers.ChoiceField(
         choices=["hour", "day"],
         default="day",
+        allow_blank=True,
         help_text="Bucket size. Hours are offered for ranges of up to 2 days.",
     )
     group_by = serializers.ChoiceField(
-        choices=["model", "api_key", "none"], default="model", help_text="One series per model, per key, or one."
+        choices=["model", "api_key", "none"],
+        default="model",
+        allow_blank=True,
+        help_text="One series per model, per key, or one.",
     )
 
 
-class BreakdownParams(CommonParams):
-    by = serializers.ChoiceField(choices=["model", "api_key"], default="model", help_text="One row per model or key.")
+class BreakdownParams(serializers.Serializer):
+    by = serializers.ChoiceField(
+        choices=["model", "api_key"], default="model", allow_blank=True, help_text="One row per model or key."
+    )
 
 
 class ProblemItemSerializer(serializers.Serializer):

@@ -67,7 +67,9 @@ class SummaryView(TenantAPIView):
         return Response(s.SummarySerializer({**_period(tenant, filters), **totals.as_dict()}).data)
 
 
-@extend_schema(tags=["usage"], parameters=[s.TimeseriesParams], responses=responses(s.TimeseriesSerializer))
+@extend_schema(
+    tags=["usage"], parameters=[CommonParams, s.TimeseriesParams], responses=responses(s.TimeseriesSerializer)
+)
 class TimeseriesView(TenantAPIView):
     """Usage per hour or day, one gap-filled series per model, per API key, or in total."""
 
@@ -91,7 +93,7 @@ class TimeseriesView(TenantAPIView):
         return Response(s.TimeseriesSerializer(data).data)
 
 
-@extend_schema(tags=["usage"], parameters=[s.BreakdownParams], responses=responses(s.BreakdownSerializer))
+@extend_schema(tags=["usage"], parameters=[CommonParams, s.BreakdownParams], responses=responses(s.BreakdownSerializer))
 class BreakdownView(TenantAPIView):
     """One row per model or API key, most tokens first, with its share of the total tokens."""
 
