@@ -1,0 +1,451 @@
+"""Demo data of ``manage.py seed_demo``: two tenants, keys, models, prices and 90 days of calls.
+
+The calls replay the real Azure LLM inference traces (Microsoft AzurePublicDataset, CC-BY 4.0;
+Patel et al., "Splitwise", ISCA 2024) on the demo tenant's busy hours, on top of a synthetic
+weekly pattern over every model. Each call is derived from constants and its calendar date and
+hour only (never the clock or a global random state), and the data ends at the start of the
+current UTC day: request ids are stable, so a rerun the same day adds nothing and a rerun the
+next day adds just the new day.
+"""
+
+import datetime as dt
+import math
+import random
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Max
+
+from accounts import services
+from accounts.models import ApiKey, Membership, Tenant
+
+from .models import CallRecord, Model, ModelPrice
+from .rollups import mark_days_dirty
+from .traces import iter_azure_trace, trace_request_id
+
+SEED = "usage-demo-v1"
+REQUEST_PREFIX = "demo-"
+DEMO_EMAIL = "demo@example.com"
+VIEWER_EMAIL = "viewer@example.com"
+DEMO_PASSWORD = "demo-usage-2024"
+BATCH_SIZE = 1000
+PRICES_SINCE_DAYS = 120
+PRICE_CHANGE_DAYS_AGO = 30
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    color: str
+    prices: tuple  # USD per 1K input, output, cached input tokens (None: cached costs the input price)
+    share: float  # of the synthetic traffic
+    input_median: int
+    output_median: int
+    cached: bool = False  # reports cached input tokens; the others leave them "not reported"
+    reasoning: bool = False
+
+
+MODELS = (
+    ModelSpec("public/deepseek-r1", "#7c3aed", ("0.00055", "0.00219", "0.00014"), 0.30, 1400, 900, True, True),
+    ModelSpec("public/deepseek-v3", "#2563eb", ("0.00027", "0.0011", "0.00007"), 0.22, 1100, 320, True),
+    ModelSpec("public/qwen2.5-coder-32b", "#059669", ("0.0002", "0.0006", None), 0.14, 2200, 160),
+    ModelSpec("public/qwen2.5-72b-instruct", "#ea580c", ("0.0004", "0.0012", None), 0.12, 900, 280),
+    ModelSpec("public/llama-3.3-70b-instruct", "#db2777", ("0.00059", "0.00079", None), 0.10, 800, 260),
+    ModelSpec("public/glm-4-9b-chat", "#0891b2", ("0.0001", "0.0001", None), 0.08, 600, 200),
+    ModelSpec("public/bge-m3", "#ca8a04", ("0.00002", "0", None), 0.04, 350, 0),
+)
+# A price cut 30 days ago, so cost estimates visibly use the price of each call's day.
+PRICE_CHANGE = ("public/deepseek-r1", ("0.00041", "0.00164", "0.0001"))
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    name: str
+    weight: float
+    revoked_days_ago: int | None = None
+
+
+@dataclass(frozen=True)
+class ReplaySpec:
+    """One trace file replayed on one model, its calls spread over some keys."""
+
+    file: str
+    model: str
+    keys: tuple  # (key name, weight)
+
+
+@dataclass(frozen=True)
+class TenantSpec:
+    slug: str
+    name: str
+    timezone: str
+    keys: tuple
+    models: tuple | None  # model names with synthetic traffic; None: all
+    synthetic_scale: float
+    replays: tuple = ()
+
+
+DEMO_TENANT = TenantSpec(
+    slug="demo",
+    name="Demo Corp",
+    timezone="Asia/Shanghai",
+    keys=(
+        KeySpec("production-web", 0.38),
+        KeySpec("mobile-app", 0.24),
+        KeySpec("batch-jobs", 0.16),
+        KeySpec("internal-tools", 0.12),
+        KeySpec("legacy-backend", 0.10, revoked_days_ago=20),
+    ),
+    models=None,
+    synthetic_scale=1.0,
+    replays=(
+        ReplaySpec(
+            "AzureLLMInferenceTrace_code.csv",
+            "public/qwen2.5-coder-32b",
+            (("internal-tools", 5), ("batch-jobs", 3), ("production-web", 2)),
+        ),
+        ReplaySpec(
+            "AzureLLMInferenceTrace_conv.csv",
+            "public/deepseek-v3",
+            (("production-web", 5), ("mobile-app", 3), ("legacy-backend", 2)),
+        ),
+    ),
+)
+SIDE_TENANT = TenantSpec(
+    slug="side-project",
+    name="Side Project",
+    timezone="UTC",
+    keys=(KeySpec("hobby-bot", 0.7), KeySpec("experiments", 0.3)),
+    models=("public/deepseek-r1", "public/glm-4-9b-chat"),
+    synthetic_scale=0.15,
+)
+TENANTS = (DEMO_TENANT, SIDE_TENANT)
+
+# Share of the busiest hour's traffic in each local hour: quiet nights, a lunch dip.
+HOURLY = (
+    0.05, 0.04, 0.03, 0.03, 0.03, 0.05, 0.10, 0.25, 0.55, 0.85, 1.00, 0.95,
+    0.70, 0.80, 0.95, 1.00, 0.90, 0.70, 0.45, 0.35, 0.30, 0.22, 0.14, 0.08,
+)  # fmt: skip
+# Local hours on which the real traces are replayed, with the share of the sample each gets.
+BUSY_HOURS = {
+    "weekday": {9: 0.7, 10: 1.0, 11: 1.0, 14: 0.9, 15: 1.0, 16: 0.9, 17: 0.6},
+    "weekend": {11: 0.35, 15: 0.35},
+}
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    days: int = 90
+    trace_sample: int = 80  # calls of each trace per busy hour at full weight
+    synthetic_peak: int = 160  # synthetic calls of the demo tenant in its busiest weekday hour
+    trace_dir: Path | None = None
+    password: str = DEMO_PASSWORD
+
+
+def default_trace_dir():
+    """The shared data folder next to the checkout."""
+    return Path(settings.BASE_DIR).parent / "shared" / "data"
+
+
+@dataclass(frozen=True)
+class Trace:
+    path: Path
+    calls: tuple  # (seconds into the trace's hour, input tokens, output tokens, line)
+
+
+def load_trace(path):
+    """The trace's calls as offsets from its first call; None when the file is absent."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    calls = list(iter_azure_trace(path))
+    start = min(call.occurred_at for call in calls)
+    offsets = (((c.occurred_at - start).total_seconds() % 3600, c.input_tokens, c.output_tokens, c.line) for c in calls)
+    return Trace(path, tuple(offsets))
+
+
+# --- Accounts, catalog and prices -------------------------------------------------------------
+
+
+def ensure_users(password):
+    """The demo owner (a superuser, so the admin is reachable) and a read-only viewer."""
+    owner, _ = services.user_get_or_create(email=DEMO_EMAIL)
+    viewer, _ = services.user_get_or_create(email=VIEWER_EMAIL)
+    for user, staff in ((owner, True), (viewer, False)):
+        # Reset every run, so the login printed at the end always works.
+        user.set_password(password)
+        user.is_staff = user.is_superuser = staff
+        user.first_name = user.first_name or ("Demo" if staff else "Viewer")
+        user.save()
+    return owner, viewer
+
+
+def ensure_tenant(spec, owner, viewer):
+    tenant = Tenant.objects.filter(slug=spec.slug).first()
+    if tenant is None:
+        tenant = services.tenant_create(slug=spec.slug, name=spec.name, timezone_name=spec.timezone)
+    services.membership_set(tenant=tenant, user=owner, role=Membership.Role.OWNER)
+    if spec is DEMO_TENANT:
+        services.membership_set(tenant=tenant, user=viewer, role=Membership.Role.VIEWER)
+    return tenant
+
+
+def ensure_models():
+    """Platform-wide catalog entries by name; an existing entry keeps its settings."""
+    models = {}
+    for spec in MODELS:
+        model, _ = Model.objects.get_or_create(name=spec.name, defaults={"color": spec.color, "tenant": None})
+        if not model.color:
+            Model.objects.filter(pk=model.pk).update(color=spec.color)
+        models[spec.name] = model
+    return models
+
+
+def _price(model, effective_from, prices):
+    input_price, output_price, cached_price = (Decimal(p) if p is not None else None for p in prices)
+    return ModelPrice(
+        model=model,
+        currency="USD",
+        input_per_1k=input_price,
+        output_per_1k=output_price,
+        cached_input_per_1k=cached_price,
+        effective_from=effective_from,
+    )
+
+
+def ensure_prices(models, today):
+    """Platform prices for models that have none yet, so reruns on later days add no price rows."""
+    rows = []
+    for spec in MODELS:
+        model = models[spec.name]
+        if ModelPrice.objects.filter(model=model, tenant__isnull=True).exists():
+            continue
+        rows.append(_price(model, today - dt.timedelta(days=PRICES_SINCE_DAYS), spec.prices))
+        if spec.name == PRICE_CHANGE[0]:
+            rows.append(_price(model, today - dt.timedelta(days=PRICE_CHANGE_DAYS_AGO), PRICE_CHANGE[1]))
+    ModelPrice.objects.bulk_create(rows)
+    return len(rows)
+
+
+def ensure_keys(tenant, spec, owner, window):
+    """The tenant's keys by name; new ones look created before the data starts."""
+    keys = {}
+    for key_spec in spec.keys:
+        key = ApiKey.objects.filter(tenant=tenant, name=key_spec.name).first()
+        if key is None:
+            key, _secret = services.api_key_create(tenant=tenant, name=key_spec.name, created_by=owner)
+            key.created_at = window[0] - dt.timedelta(days=14)
+            if key_spec.revoked_days_ago is not None:
+                key.revoked_at = window[1] - dt.timedelta(days=key_spec.revoked_days_ago)
+            key.save(update_fields=["created_at", "revoked_at"])
+        keys[key_spec.name] = key
+    return keys
+
+
+# --- Calls ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Plan:
+    """What one tenant's calls are generated from, resolved to database rows."""
+
+    spec: TenantSpec
+    tenant: Tenant
+    keys: dict  # name -> ApiKey
+    models: list  # (Model, ModelSpec) with synthetic traffic
+    replays: list  # (Trace, Model, ((ApiKey, weight), ...))
+
+
+def build_plan(spec, tenant, keys, models, traces):
+    specs = [m for m in MODELS if spec.models is None or m.name in spec.models]
+    replays = []
+    for replay in spec.replays:
+        trace = traces.get(replay.file)
+        if trace is not None:
+            weighted = tuple((keys[name], weight) for name, weight in replay.keys)
+            replays.append((trace, models[replay.model], weighted))
+    return Plan(spec, tenant, keys, [(models[m.name], m) for m in specs], replays)
+
+
+def day_factor(day):
+    """Weekends are quiet; a slow 13-week swell and an occasional batch spike vary the weeks."""
+    factor = 0.32 if day.weekday() >= 5 else 1.0
+    factor *= 1.0 + 0.22 * math.sin(2 * math.pi * day.toordinal() / 91)
+    if day.toordinal() % 17 == 0:
+        factor *= 1.7
+    return factor
+
+
+def _pick_key(rng, weighted_keys, at):
+    """A key active at ``at``: a revoked key stops calling at its revocation."""
+    active = [(key, weight) for key, weight in weighted_keys if key.revoked_at is None or at < key.revoked_at]
+    keys, weights = zip(*active, strict=True)
+    return rng.choices(keys, weights)[0]
+
+
+def _tokens(rng, median):
+    return 0 if median == 0 else max(1, round(rng.lognormvariate(math.log(median), 0.7)))
+
+
+def _record(plan, key, model, at, request_id, input_tokens, output_tokens, cached=None, reasoning=None):
+    return CallRecord(
+        tenant_id=plan.tenant.pk,
+        api_key_id=key.pk,
+        model_id=model.pk,
+        occurred_at=at,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cached_input_tokens=cached,
+        reasoning_tokens=reasoning,
+        request_id=request_id,
+        # Gateways report a call within seconds of it.
+        received_at=at + dt.timedelta(seconds=2),
+    )
+
+
+def synthetic_hour(plan, config, day, hour, start):
+    """Calls of every model of the plan in one local hour (``start`` is its UTC instant)."""
+    rows = []
+    weighted_keys = [(plan.keys[k.name], k.weight) for k in plan.spec.keys]
+    base = config.synthetic_peak * plan.spec.synthetic_scale * HOURLY[hour] * day_factor(day)
+    for model, spec in plan.models:
+        rng = random.Random(f"{SEED}|{plan.spec.slug}|{spec.name}|{day.isoformat()}|{hour}")
+        for i in range(int(base * spec.share * rng.uniform(0.75, 1.25) + rng.random())):
+            at = start + dt.timedelta(seconds=rng.random() * 3600)
+            input_tokens, output_tokens = _tokens(rng, spec.input_median), _tokens(rng, spec.output_median)
+            cached = int(input_tokens * rng.choice((0, 0, 0.25, 0.5, 0.8))) if spec.cached else None
+            reasoning = round(output_tokens * rng.uniform(0.35, 0.75)) if spec.reasoning else None
+            request_id = f"{REQUEST_PREFIX}{spec.name}-{day:%Y%m%d}T{hour:02d}-{i}"
+            key = _pick_key(rng, weighted_keys, at)
+            rows.append(_record(plan, key, model, at, request_id, input_tokens, output_tokens, cached, reasoning))
+    return rows
+
+
+def replay_hour(plan, config, day, hour, start):
+    """A deterministic sample of each real trace, re-timed onto this local hour if it is busy."""
+    weight = BUSY_HOURS["weekend" if day.weekday() >= 5 else "weekday"].get(hour)
+    if weight is None:
+        return []
+    rows = []
+    for trace, model, weighted_keys in plan.replays:
+        rng = random.Random(f"{SEED}|{plan.spec.slug}|{trace.path.name}|{day.isoformat()}|{hour}")
+        sample = min(len(trace.calls), round(config.trace_sample * weight * day_factor(day)))
+        for index in sorted(rng.sample(range(len(trace.calls)), sample)):
+            offset, input_tokens, output_tokens, line = trace.calls[index]
+            at = start + dt.timedelta(seconds=offset)
+            request_id = f"{REQUEST_PREFIX}{trace_request_id(trace.path, line)}-{day:%Y%m%d}T{hour:02d}"
+            key = _pick_key(rng, weighted_keys, at)
+            rows.append(_record(plan, key, model, at, request_id, input_tokens, output_tokens))
+    return rows
+
+
+def day_calls(plan, config, day, window):
+    """All calls of one local day of the tenant that fall inside ``window`` (UTC instants)."""
+    rows = []
+    for hour in range(24):
+        start = dt.datetime.combine(day, dt.time(hour), tzinfo=plan.tenant.tz).astimezone(dt.UTC)
+        rows += synthetic_hour(plan, config, day, hour, start)
+        rows += replay_hour(plan, config, day, hour, start)
+    return [row for row in rows if window[0] <= row.occurred_at < window[1]]
+
+
+def _demo_rows(tenant, rows):
+    span = (min(r.occurred_at for r in rows), max(r.occurred_at for r in rows))
+    return CallRecord.objects.filter(tenant=tenant, occurred_at__range=span, request_id__startswith=REQUEST_PREFIX)
+
+
+def seed_day(plan, config, day, window):
+    """Insert the day's calls; returns how many were new. Existing request ids are skipped."""
+    rows = day_calls(plan, config, day, window)
+    if not rows:
+        return 0
+    existing = _demo_rows(plan.tenant, rows)
+    before = existing.count()
+    # Shortcut for reruns: a day already complete costs one COUNT, not an insert of every row.
+    if before == len(rows):
+        return 0
+    CallRecord.objects.bulk_create(rows, batch_size=BATCH_SIZE, ignore_conflicts=True)
+    return existing.count() - before
+
+
+def local_days(tenant, window):
+    first, last = (instant.astimezone(tenant.tz).date() for instant in (window[0], window[1] - dt.timedelta(0, 1)))
+    return [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
+
+
+def seed_calls(plan, config, window, on_day=None):
+    """Seed every local day of the window; marks the days that got calls dirty for the rollups."""
+    added, dirty = 0, []
+    for day in local_days(plan.tenant, window):
+        count = seed_day(plan, config, day, window)
+        added += count
+        if count:
+            dirty.append(day)
+        if on_day is not None:
+            on_day()
+    mark_days_dirty(tenant=plan.tenant, days=dirty)
+    return added
+
+
+def touch_keys(plan):
+    """Keys show when they were last used, like keys the gateway reported calls for."""
+    for key in plan.keys.values():
+        last = CallRecord.objects.filter(api_key=key).aggregate(last=Max("occurred_at"))["last"]
+        if last is not None and (key.last_used_at is None or key.last_used_at < last):
+            ApiKey.objects.filter(pk=key.pk).update(last_used_at=last)
+
+
+# --- Entry point ------------------------------------------------------------------------------
+
+
+@dataclass
+class DemoResult:
+    window: tuple
+    traces: list  # file names replayed
+    missing_traces: list  # file names not found
+    added: dict  # tenant slug -> calls added
+    totals: dict  # tenant slug -> calls in the ledger
+    prices_added: int
+
+
+def window_for(now, days):
+    """``days`` whole UTC days ending at the start of today (UTC), so same-day reruns agree."""
+    end = now.astimezone(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return (end - dt.timedelta(days=days), end)
+
+
+def load_traces(trace_dir):
+    """``({file name: Trace}, [missing file names])`` for the files the tenants replay."""
+    files = sorted({replay.file for spec in TENANTS for replay in spec.replays})
+    traces = {}
+    for name in files:
+        trace = load_trace(Path(trace_dir) / name) if trace_dir else None
+        if trace is not None:
+            traces[name] = trace
+    return traces, [name for name in files if name not in traces]
+
+
+def day_count(config, now):
+    """How many local days ``seed_demo`` walks through (for a progress bar)."""
+    window = window_for(now, config.days)
+    return sum(len(local_days(Tenant(timezone=spec.timezone), window)) for spec in TENANTS)
+
+
+@transaction.atomic
+def seed_demo(*, config, now, on_day=None):
+    window = window_for(now, config.days)
+    traces, missing = load_traces(config.trace_dir)
+    owner, viewer = ensure_users(config.password)
+    models = ensure_models()
+    prices_added = ensure_prices(models, window[1].date())
+    added, totals = {}, {}
+    for spec in TENANTS:
+        tenant = ensure_tenant(spec, owner, viewer)
+        plan = build_plan(spec, tenant, ensure_keys(tenant, spec, owner, window), models, traces)
+        added[spec.slug] = seed_calls(plan, config, window, on_day)
+        touch_keys(plan)
+        totals[spec.slug] = CallRecord.objects.filter(tenant=tenant).count()
+    return DemoResult(window, sorted(traces), missing, added, totals, prices_added)
