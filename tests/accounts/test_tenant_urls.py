@@ -1,0 +1,94 @@
+"""Every page under ``/t/<slug>/``: an outsider gets 404, an anonymous visitor the login page.
+
+The URLs are found by walking the URLconf, so a new tenant page is checked as soon as it is
+routed. A page with more URL parameters than ``slug`` needs sample values in SAMPLE_KWARGS.
+"""
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+
+from accounts import services
+
+# URL name -> {parameter: function of the victim tenant's objects} for parameters besides ``slug``.
+SAMPLE_KWARGS = {
+    "api_key_revoke": {"public_id": lambda objects: objects["api_key"].public_id},
+    "access_token_revoke": {"public_id": lambda objects: objects["access_token"].public_id},
+}
+
+
+def tenant_url_names(patterns=None, namespace=""):
+    """``(name, parameters)`` of every named route that takes the tenant's ``slug``."""
+    for entry in get_resolver().url_patterns if patterns is None else patterns:
+        if isinstance(entry, URLResolver):
+            if entry.app_name != "admin":
+                inner = f"{namespace}{entry.namespace}:" if entry.namespace else namespace
+                yield from tenant_url_names(entry.url_patterns, inner)
+        elif isinstance(entry, URLPattern) and entry.name and "slug" in entry.pattern.converters:
+            yield namespace + entry.name, sorted(entry.pattern.converters)
+
+
+TENANT_URLS = sorted(dict(tenant_url_names()).items())
+
+
+def test_the_walk_finds_the_known_tenant_pages():
+    names = {name for name, _params in TENANT_URLS}
+    assert {"api_keys", "api_key_revoke", "access_tokens", "access_token_revoke", "usage:dashboard"} <= names
+
+
+@pytest.fixture
+def victim(tenant, owner):
+    """Acme's objects that an outsider must never reach."""
+    api_key, _ = services.api_key_create(tenant=tenant, name="acme-key")
+    token, _ = services.access_token_create(tenant=tenant, name="acme-token")
+    return {"tenant": tenant, "api_key": api_key, "access_token": token}
+
+
+def _url(name, params, objects):
+    samples = SAMPLE_KWARGS.get(name, {})
+    missing = [p for p in params if p != "slug" and p not in samples]
+    if missing:
+        pytest.fail(f"Add sample values for {missing} of {name!r} to SAMPLE_KWARGS")
+    kwargs = {p: samples[p](objects) for p in params if p != "slug"}
+    return reverse(name, kwargs={"slug": objects["tenant"].slug, **kwargs})
+
+
+@pytest.mark.parametrize(("name", "params"), TENANT_URLS, ids=[name for name, _ in TENANT_URLS])
+def test_outsider_gets_404(outsider_client, victim, name, params):
+    url = _url(name, params, victim)
+    statuses = {method: getattr(outsider_client, method)(url).status_code for method in ("get", "post")}
+    # 405 answers before any tenant lookup (the method is not allowed on this URL), so it leaks nothing.
+    assert set(statuses.values()) <= {404, 405} and 404 in statuses.values(), statuses
+
+
+@pytest.mark.parametrize(("name", "params"), TENANT_URLS, ids=[name for name, _ in TENANT_URLS])
+def test_member_reaches_the_same_url(owner_client, victim, name, params):
+    """Guards the test above: the outsider's 404 must come from tenancy, not from a bad URL."""
+    url = _url(name, params, victim)
+    statuses = [owner_client.get(url).status_code, owner_client.post(url).status_code]
+    assert any(status not in (404, 405) for status in statuses), statuses
+
+
+@pytest.mark.parametrize(("name", "params"), TENANT_URLS, ids=[name for name, _ in TENANT_URLS])
+def test_anonymous_visitor_is_sent_to_log_in(client, victim, name, params):
+    url = _url(name, params, victim)
+    for method in ("get", "post"):
+        response = getattr(client, method)(url)
+        if response.status_code == 302:
+            assert response["Location"].startswith(reverse("login") + "?next=")
+        else:
+            # A JSON endpoint may answer 401/403 instead of redirecting a script to a form.
+            assert response.status_code in (401, 403), (method, response.status_code)
+
+
+def test_unknown_tenant_is_the_same_404_as_a_foreign_one(owner_client, outsider_client, victim):
+    foreign = outsider_client.get(reverse("api_keys", kwargs={"slug": victim["tenant"].slug}))
+    missing = owner_client.get(reverse("api_keys", kwargs={"slug": "no-such-tenant"}))
+    assert foreign.status_code == missing.status_code == 404
+    assert b"Acme" not in foreign.content
+
+
+def test_outsider_cannot_revoke_a_key_through_their_own_tenant(outsider_client, outsider, other_tenant, victim):
+    url = reverse("api_key_revoke", kwargs={"slug": other_tenant.slug, "public_id": victim["api_key"].public_id})
+    assert outsider_client.post(url).status_code == 404
+    victim["api_key"].refresh_from_db()
+    assert victim["api_key"].revoked_at is None
