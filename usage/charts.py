@@ -7,6 +7,7 @@ its default context would also serialise the view object and the URL arguments.
 """
 
 from functools import cached_property
+from urllib.parse import urlencode
 
 from chartjs.views.lines import BaseLineChartView
 from django.contrib.auth.mixins import LoginRequiredMixin
@@ -22,7 +23,7 @@ from .costs import CostSummary, cost_lines, usage_cost
 from .filters import CUSTOM, UsageFilterSet
 from .models import ModelPrice
 from .periods import DEFAULT_PRESET
-from .selectors import MAX_HOURLY_DAYS, Totals, usage_breakdown, usage_series, usage_summary
+from .selectors import MAX_HOURLY_DAYS, BreakdownRow, Totals, usage_breakdown, usage_series, usage_summary
 
 METRICS = ("total", "input", "output")
 
@@ -107,7 +108,14 @@ def trend_datasets(series):
 
 
 def _card(key, label, current, previous, display):
-    return {"key": key, "label": label, "value": current, "display": display, "change": change(current, previous)}
+    return {
+        "key": key,
+        "label": label,
+        "value": current,
+        "exact": f"{current:,}",
+        "display": display,
+        "change": change(current, previous),
+    }
 
 
 def cards(current, previous):
@@ -133,14 +141,17 @@ def cards(current, previous):
 def distribution_rows(rows, query, cost=None):
     """Rows of the distribution table; ``url`` filters the page by the row's model."""
     by_model = (cost or {}).get("by_model", {})
+    link = _model_link(query)
     return [
         {
             "model": row.group.name,
-            "url": _with_model(query, row.group.name),
+            "url": link(row.group.name),
             "color": model_color(row.group),
             "tokens": row.totals.total_tokens,
             "display": ktokens(row.totals.total_tokens),
+            "exact": f"{row.totals.total_tokens:,}",
             "calls": row.totals.calls,
+            "calls_display": f"{row.totals.calls:,}",
             "share": round(row.share * 100, 1),
             "cost": cost_text(by_model.get(row.group.pk)),
         }
@@ -148,8 +159,8 @@ def distribution_rows(rows, query, cost=None):
     ]
 
 
-def trend_chart(tenant, filters):
-    series = usage_series(tenant=tenant, filters=filters, bucket=bucket_for(filters))
+def trend_chart(tenant, filters, series=None):
+    series = series or usage_series(tenant=tenant, filters=filters, bucket=bucket_for(filters))
     return {
         "bucket": series.bucket,
         "labels": [bucket_label(series.bucket, value, tenant) for value in series.buckets],
@@ -160,9 +171,10 @@ def trend_chart(tenant, filters):
 def dashboard_data(tenant, filters, query):
     """Cards, trend and distribution of the filtered range: every number of the page.
 
-    The current totals are summed from the per-model breakdown, which saves a query.
+    The breakdown and the current totals are summed from the trend's series, which saves queries.
     """
-    rows = usage_breakdown(tenant=tenant, filters=filters)
+    series = usage_series(tenant=tenant, filters=filters, bucket=bucket_for(filters))
+    rows = breakdown_from_series(series)
     current = sum((row.totals for row in rows), Totals())
     previous = usage_summary(tenant=tenant, filters=_previous(filters))
     cost = estimated_cost(tenant, filters)
@@ -173,7 +185,7 @@ def dashboard_data(tenant, filters, query):
         "previous_period": _dates(filters.period.previous()),
         "cards": cards(current, previous),
         "cost": cost,
-        "trend": trend_chart(tenant, filters),
+        "trend": trend_chart(tenant, filters, series),
         "distribution": distribution_rows(rows, query, cost),
         "updated_at": now.isoformat(),
         "updated_display": now.astimezone(tenant.tz).strftime("%H:%M:%S"),
@@ -184,10 +196,23 @@ def _dates(period):
     return {"start": period.start.isoformat(), "end": period.end.isoformat()}
 
 
-def _with_model(query, name):
+def _model_link(query):
+    """name -> "?<the page's query>&model=name", with the query encoded once for all rows."""
     query = query.copy()
-    query["model"] = name
-    return f"?{query.urlencode()}"
+    query.pop("model", None)
+    prefix = f"?{query.urlencode()}&" if query else "?"
+    return lambda name: prefix + urlencode({"model": name})
+
+
+def breakdown_from_series(series):
+    """``usage_breakdown``'s rows summed from a per-model series: the page needs both, and one query is enough."""
+    totals = [(model, sum(points, Totals())) for model, points in series.groups]
+    grand_total = sum(total.total_tokens for _model, total in totals)
+    rows = [
+        BreakdownRow(model, total, total.total_tokens / grand_total if grand_total else 0.0) for model, total in totals
+    ]
+    rows.sort(key=lambda row: (-row.totals.total_tokens, str(row.group)))
+    return rows
 
 
 def _previous(filters):

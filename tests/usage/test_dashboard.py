@@ -284,3 +284,16 @@ def test_cost_card_and_column_appear_only_with_prices(owner_client, tenant, api_
     assert rows == {llm.name: "4.00 USD", other_model.name: None}
     data = owner_client.get(reverse("usage:data", kwargs={"slug": tenant.slug})).json()
     assert data["cost"]["amounts"] == [{"amount": "4.00", "currency": "USD", "unpriced_tokens": 7}]
+
+
+def test_page_breakdown_equals_the_breakdown_selector(tenant, ledger):
+    from usage.charts import breakdown_from_series
+    from usage.filters import UsageFilterSet
+    from usage.selectors import usage_breakdown, usage_series
+
+    filters = UsageFilterSet({"preset": "last_30_days"}, tenant=tenant)
+    assert filters.is_valid()
+    filters = filters.usage_filters()
+    expected = [(row.group, row.totals, row.share) for row in usage_breakdown(tenant=tenant, filters=filters)]
+    derived = breakdown_from_series(usage_series(tenant=tenant, filters=filters))
+    assert [(row.group, row.totals, row.share) for row in derived] == expected
