@@ -254,3 +254,10 @@ def test_schema_and_docs_are_served_without_a_cdn(client, db):
     assert set(schema.json()["paths"]) >= {"/api/v1/usage/summary", "/api/v1/calls", "/api/v1/usage/export.csv"}
     docs = client.get("/api/v1/docs").content.decode()
     assert "swagger-ui" in docs and "cdn" not in docs.lower()
+
+
+def test_export_starts_before_reading_any_usage(tenant, usage, django_assert_num_queries):
+    response = token_client(tenant).get("/api/v1/usage/export.csv", RANGE)
+    chunks = iter(response.streaming_content)
+    with django_assert_num_queries(0):
+        assert next(chunks).startswith(b"date,api_key,")
