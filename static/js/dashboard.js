@@ -26,7 +26,8 @@
       borderColor: set.borderColor,
       backgroundColor: set.backgroundColor,
       borderWidth: 2,
-      tension: 0.2,
+      // Monotone curves never overshoot: a line never suggests usage that did not happen.
+      cubicInterpolationMode: "monotone",
       pointRadius: state.data.trend.labels.length > 40 ? 0 : 2,
       pointHoverRadius: 4,
     }));
