@@ -295,3 +295,23 @@ def test_price_sheet_marks_overridden_and_upcoming(tenant, llm):
     current, upcoming = price_sheet(tenant=tenant, today=dt.date(2026, 11, 28))
     assert [(e.price, e.applies) for e in current] == [(contract, True), (platform, False)]
     assert [(e.price, e.applies) for e in upcoming] == [(later_platform, False), (later_contract, True)]
+
+
+def test_cost_is_the_same_from_the_ledger_and_from_the_rollups(tenant, api_key, llm, rolled_up):
+    price(llm, dt.date(2026, 1, 1), "0.30", "0.60", cached="0.03")
+    make_calls(tenant, [call(api_key, llm, utc(2026, 11, day, 9), 1234 * day, 321 * day, 100 * day) for day in (1, 2)])
+    from_ledger = usage_cost(tenant=tenant, filters=NOVEMBER)
+    rolled_up(tenant)
+    assert usage_cost(tenant=tenant, filters=NOVEMBER) == from_ledger
+    # Nov 1: (1134 x 0.30 + 100 x 0.03 + 321 x 0.60) / 1000 = (340.2 + 3 + 192.6) / 1000 = 0.5358 -> 0.54
+    # Nov 2: twice the tokens: 1.0716 -> 1.07; total 1.61
+    assert from_ledger.amounts == {"USD": Decimal("1.61")}
+
+
+def test_a_new_price_changes_history_without_a_rebuild(tenant, api_key, llm, rolled_up):
+    price(llm, dt.date(2026, 1, 1), "1.00", "0")
+    make_calls(tenant, [call(api_key, llm, utc(2026, 11, 3), 1000)])
+    rolled_up(tenant)
+    assert usage_cost(tenant=tenant, filters=NOVEMBER).amounts == {"USD": Decimal("1.00")}
+    price(llm, dt.date(2026, 11, 1), "0.25", "0")  # entered later, effective in the past
+    assert usage_cost(tenant=tenant, filters=NOVEMBER).amounts == {"USD": Decimal("0.25")}
