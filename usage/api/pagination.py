@@ -26,6 +26,14 @@ class CallCursorPagination(CursorPagination):
                 {"cursor": "Invalid cursor: use the next or previous link as given."}
             ) from exc
 
+    def get_paginated_response_schema(self, schema):
+        paginated = super().get_paginated_response_schema(schema)
+        properties = paginated["properties"]
+        properties["next"]["description"] = "URL of the next (older) page; null on the last page."
+        properties["previous"]["description"] = "URL of the previous (newer) page; null on the first page."
+        properties["results"]["description"] = "The calls of this page, newest first."
+        return paginated
+
     def get_schema_operation_parameters(self, view):
         parameters = super().get_schema_operation_parameters(view)
         for parameter in parameters:

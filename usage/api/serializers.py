@@ -48,8 +48,10 @@ class SeriesSerializer(GroupSerializer):
 
 
 class TimeseriesSerializer(PeriodSerializer):
-    bucket = serializers.ChoiceField(choices=["hour", "day"])
-    group_by = serializers.ChoiceField(choices=["model", "api_key", "none"])
+    bucket = serializers.ChoiceField(choices=["hour", "day"], help_text="The bucket size asked for.")
+    group_by = serializers.ChoiceField(
+        choices=["model", "api_key", "none"], help_text="What each series is for: a model, an API key, or all."
+    )
     buckets = serializers.ListField(
         child=serializers.CharField(), help_text="Every bucket of the range, in order (gap-filled)."
     )
@@ -61,17 +63,27 @@ class BreakdownRowSerializer(GroupSerializer, TotalsSerializer):
 
 
 class BreakdownSerializer(PeriodSerializer):
-    by = serializers.ChoiceField(choices=["model", "api_key"])
+    by = serializers.ChoiceField(choices=["model", "api_key"], help_text="What each row is for.")
     results = BreakdownRowSerializer(many=True, help_text="One row per group with usage, most tokens first.")
 
 
 class ApiKeySerializer(serializers.ModelSerializer):
-    status = serializers.ChoiceField(choices=["active", "revoked", "expired"], read_only=True)
+    status = serializers.ChoiceField(
+        choices=["active", "revoked", "expired"], read_only=True, help_text="Whether the key works now."
+    )
 
     class Meta:
         model = ApiKey
         fields = ["public_id", "name", "status", "created_at", "last_used_at", "expires_at", "revoked_at"]
         read_only_fields = fields
+        extra_kwargs = {
+            "public_id": {"help_text": "The key's public id: the api_key filter and the CSV's api_key column."},
+            "name": {"help_text": "The key's name; a revoked key keeps it in reports."},
+            "created_at": {"help_text": "When the key was created."},
+            "last_used_at": {"help_text": "When the gateway last verified the key; null if never."},
+            "expires_at": {"help_text": "When the key stops working; null if it does not expire."},
+            "revoked_at": {"help_text": "When the key was revoked; null if it is not."},
+        }
 
 
 class ModelSerializer(serializers.Serializer):
@@ -81,14 +93,15 @@ class ModelSerializer(serializers.Serializer):
 
 def list_of(item_serializer, name):
     """A ``{"results": [...]}`` envelope, so lists can gain fields later without breaking clients."""
-    return type(name, (serializers.Serializer,), {"results": item_serializer(many=True)})
+    results = item_serializer(many=True, help_text="All of them, in name order.")
+    return type(name, (serializers.Serializer,), {"results": results})
 
 
 class CallSerializer(serializers.ModelSerializer):
     api_key = serializers.CharField(source="api_key.public_id", help_text="Public id of the API key.")
-    api_key_name = serializers.CharField(source="api_key.name")
-    model = serializers.CharField(source="model.name")
-    total_tokens = serializers.IntegerField()
+    api_key_name = serializers.CharField(source="api_key.name", help_text="Name of the API key.")
+    model = serializers.CharField(source="model.name", help_text="Name of the model.")
+    total_tokens = serializers.IntegerField(help_text="input_tokens + output_tokens.")
     occurred_at = serializers.DateTimeField(help_text="When the call happened, in the tenant's time zone.")
 
     class Meta:
@@ -106,6 +119,13 @@ class CallSerializer(serializers.ModelSerializer):
             "reasoning_tokens",
         ]
         read_only_fields = fields
+        extra_kwargs = {
+            "request_id": {"help_text": "The gateway's id of the request; unique within the tenant."},
+            "input_tokens": {"help_text": "Input (prompt) tokens."},
+            "output_tokens": {"help_text": "Output (completion) tokens."},
+            "cached_input_tokens": {"help_text": "Input tokens served from cache; null when not reported."},
+            "reasoning_tokens": {"help_text": "Reasoning tokens; null when not reported."},
+        }
 
 
 class TimeseriesParams(serializers.Serializer):
@@ -131,14 +151,14 @@ class BreakdownParams(serializers.Serializer):
 
 class ProblemItemSerializer(serializers.Serializer):
     field = serializers.CharField(allow_null=True, help_text="The parameter the error is about.")
-    detail = serializers.CharField()
+    detail = serializers.CharField(help_text="What is wrong with it.")
 
 
 class ProblemSerializer(serializers.Serializer):
     """RFC 9457 problem details."""
 
-    type = serializers.CharField()
-    title = serializers.CharField()
-    status = serializers.IntegerField()
-    detail = serializers.CharField(required=False)
+    type = serializers.CharField(help_text="Always about:blank: the status code says what happened.")
+    title = serializers.CharField(help_text="Short summary of the status.")
+    status = serializers.IntegerField(help_text="The HTTP status code.")
+    detail = serializers.CharField(required=False, help_text="What went wrong, naming the parameters.")
     errors = ProblemItemSerializer(many=True, required=False, help_text="One item per invalid parameter.")
