@@ -9,11 +9,13 @@ next day adds just the new day.
 """
 
 import datetime as dt
+import itertools
 import math
 import random
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from typing import NamedTuple
 
 from django.conf import settings
 from django.db import transaction
@@ -34,6 +36,7 @@ DEMO_PASSWORD = "demo-usage-2024"
 BATCH_SIZE = 1000
 PRICES_SINCE_DAYS = 120
 PRICE_CHANGE_DAYS_AGO = 30
+HOUR = dt.timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -139,8 +142,8 @@ BUSY_HOURS = {
 @dataclass(frozen=True)
 class DemoConfig:
     days: int = 90
-    trace_sample: int = 80  # calls of each trace per busy hour at full weight
-    synthetic_peak: int = 160  # synthetic calls of the demo tenant in its busiest weekday hour
+    trace_sample: int = 70  # calls of each trace per busy hour at full weight
+    synthetic_peak: int = 130  # synthetic calls of the demo tenant in its busiest weekday hour
     trace_dir: Path | None = None
     password: str = DEMO_PASSWORD
 
@@ -153,7 +156,7 @@ def default_trace_dir():
 @dataclass(frozen=True)
 class Trace:
     path: Path
-    calls: tuple  # (seconds into the trace's hour, input tokens, output tokens, line)
+    calls: tuple  # (seconds into the trace's hour, input tokens, output tokens, request id of the line)
 
 
 def load_trace(path):
@@ -163,8 +166,13 @@ def load_trace(path):
         return None
     calls = list(iter_azure_trace(path))
     start = min(call.occurred_at for call in calls)
-    offsets = (((c.occurred_at - start).total_seconds() % 3600, c.input_tokens, c.output_tokens, c.line) for c in calls)
-    return Trace(path, tuple(offsets))
+    rows = ((_offset(c, start), c.input_tokens, c.output_tokens, trace_request_id(path, c.line)) for c in calls)
+    return Trace(path, tuple(rows))
+
+
+def _offset(call, start):
+    """Seconds into the hour the trace covers (a call past the hour wraps to its start)."""
+    return (call.occurred_at - start).total_seconds() % 3600
 
 
 # --- Accounts, catalog and prices -------------------------------------------------------------
@@ -279,49 +287,47 @@ def day_factor(day):
     return factor
 
 
-def _pick_key(rng, weighted_keys, at):
-    """A key active at ``at``: a revoked key stops calling at its revocation."""
-    active = [(key, weight) for key, weight in weighted_keys if key.revoked_at is None or at < key.revoked_at]
-    keys, weights = zip(*active, strict=True)
-    return rng.choices(keys, weights)[0]
+class Call(NamedTuple):
+    """One generated call; a ``CallRecord`` is only built for calls that get inserted."""
+
+    request_id: str
+    api_key_id: int
+    model_id: int
+    occurred_at: dt.datetime
+    input_tokens: int
+    output_tokens: int
+    cached_input_tokens: int | None = None
+    reasoning_tokens: int | None = None
+
+
+def _key_chooser(rng, weighted_keys, hour_end):
+    """Draws keys active for the whole hour: a revoked key has no calls from its revocation on."""
+    active = [(key.pk, weight) for key, weight in weighted_keys if key.revoked_at is None or key.revoked_at >= hour_end]
+    ids, weights = zip(*active, strict=True)
+    cumulative = list(itertools.accumulate(weights))
+    return lambda: rng.choices(ids, cum_weights=cumulative)[0]
 
 
 def _tokens(rng, median):
     return 0 if median == 0 else max(1, round(rng.lognormvariate(math.log(median), 0.7)))
 
 
-def _record(plan, key, model, at, request_id, input_tokens, output_tokens, cached=None, reasoning=None):
-    return CallRecord(
-        tenant_id=plan.tenant.pk,
-        api_key_id=key.pk,
-        model_id=model.pk,
-        occurred_at=at,
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-        cached_input_tokens=cached,
-        reasoning_tokens=reasoning,
-        request_id=request_id,
-        # Gateways report a call within seconds of it.
-        received_at=at + dt.timedelta(seconds=2),
-    )
-
-
 def synthetic_hour(plan, config, day, hour, start):
     """Calls of every model of the plan in one local hour (``start`` is its UTC instant)."""
-    rows = []
+    calls = []
     weighted_keys = [(plan.keys[k.name], k.weight) for k in plan.spec.keys]
     base = config.synthetic_peak * plan.spec.synthetic_scale * HOURLY[hour] * day_factor(day)
     for model, spec in plan.models:
         rng = random.Random(f"{SEED}|{plan.spec.slug}|{spec.name}|{day.isoformat()}|{hour}")
+        pick_key = _key_chooser(rng, weighted_keys, start + HOUR)
         for i in range(int(base * spec.share * rng.uniform(0.75, 1.25) + rng.random())):
             at = start + dt.timedelta(seconds=rng.random() * 3600)
             input_tokens, output_tokens = _tokens(rng, spec.input_median), _tokens(rng, spec.output_median)
             cached = int(input_tokens * rng.choice((0, 0, 0.25, 0.5, 0.8))) if spec.cached else None
             reasoning = round(output_tokens * rng.uniform(0.35, 0.75)) if spec.reasoning else None
             request_id = f"{REQUEST_PREFIX}{spec.name}-{day:%Y%m%d}T{hour:02d}-{i}"
-            key = _pick_key(rng, weighted_keys, at)
-            rows.append(_record(plan, key, model, at, request_id, input_tokens, output_tokens, cached, reasoning))
-    return rows
+            calls.append(Call(request_id, pick_key(), model.pk, at, input_tokens, output_tokens, cached, reasoning))
+    return calls
 
 
 def replay_hour(plan, config, day, hour, start):
@@ -329,45 +335,49 @@ def replay_hour(plan, config, day, hour, start):
     weight = BUSY_HOURS["weekend" if day.weekday() >= 5 else "weekday"].get(hour)
     if weight is None:
         return []
-    rows = []
+    calls = []
     for trace, model, weighted_keys in plan.replays:
         rng = random.Random(f"{SEED}|{plan.spec.slug}|{trace.path.name}|{day.isoformat()}|{hour}")
+        pick_key = _key_chooser(rng, weighted_keys, start + HOUR)
         sample = min(len(trace.calls), round(config.trace_sample * weight * day_factor(day)))
         for index in sorted(rng.sample(range(len(trace.calls)), sample)):
-            offset, input_tokens, output_tokens, line = trace.calls[index]
+            offset, input_tokens, output_tokens, trace_id = trace.calls[index]
+            request_id = f"{REQUEST_PREFIX}{trace_id}-{day:%Y%m%d}T{hour:02d}"
             at = start + dt.timedelta(seconds=offset)
-            request_id = f"{REQUEST_PREFIX}{trace_request_id(trace.path, line)}-{day:%Y%m%d}T{hour:02d}"
-            key = _pick_key(rng, weighted_keys, at)
-            rows.append(_record(plan, key, model, at, request_id, input_tokens, output_tokens))
-    return rows
+            calls.append(Call(request_id, pick_key(), model.pk, at, input_tokens, output_tokens))
+    return calls
 
 
 def day_calls(plan, config, day, window):
     """All calls of one local day of the tenant that fall inside ``window`` (UTC instants)."""
-    rows = []
+    calls = []
     for hour in range(24):
         start = dt.datetime.combine(day, dt.time(hour), tzinfo=plan.tenant.tz).astimezone(dt.UTC)
-        rows += synthetic_hour(plan, config, day, hour, start)
-        rows += replay_hour(plan, config, day, hour, start)
-    return [row for row in rows if window[0] <= row.occurred_at < window[1]]
+        calls += synthetic_hour(plan, config, day, hour, start)
+        calls += replay_hour(plan, config, day, hour, start)
+    return [call for call in calls if window[0] <= call.occurred_at < window[1]]
 
 
-def _demo_rows(tenant, rows):
-    span = (min(r.occurred_at for r in rows), max(r.occurred_at for r in rows))
-    return CallRecord.objects.filter(tenant=tenant, occurred_at__range=span, request_id__startswith=REQUEST_PREFIX)
+def _record(tenant, call):
+    # Gateways report a call within seconds of it.
+    return CallRecord(tenant_id=tenant.pk, received_at=call.occurred_at + dt.timedelta(seconds=2), **call._asdict())
 
 
 def seed_day(plan, config, day, window):
     """Insert the day's calls; returns how many were new. Existing request ids are skipped."""
-    rows = day_calls(plan, config, day, window)
-    if not rows:
+    calls = day_calls(plan, config, day, window)
+    if not calls:
         return 0
-    existing = _demo_rows(plan.tenant, rows)
+    span = (min(c.occurred_at for c in calls), max(c.occurred_at for c in calls))
+    existing = CallRecord.objects.filter(
+        tenant=plan.tenant, occurred_at__range=span, request_id__startswith=REQUEST_PREFIX
+    )
     before = existing.count()
     # Shortcut for reruns: a day already complete costs one COUNT, not an insert of every row.
-    if before == len(rows):
+    if before == len(calls):
         return 0
-    CallRecord.objects.bulk_create(rows, batch_size=BATCH_SIZE, ignore_conflicts=True)
+    records = [_record(plan.tenant, call) for call in calls]
+    CallRecord.objects.bulk_create(records, batch_size=BATCH_SIZE, ignore_conflicts=True)
     return existing.count() - before
 
 
