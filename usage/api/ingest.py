@@ -1,0 +1,113 @@
+"""The gateway's endpoints: report calls, verify keys. Service tokens only, no cookies, no CSRF.
+
+Whole-request errors are RFC 9457 problems; per-item errors of an ingested batch are part of
+its 200 answer. Nothing a client sends may end in a 500: every parse step is guarded here,
+and ``usage.ingest`` rejects per item whatever the database could not store.
+"""
+
+import functools
+
+from django.conf import settings
+from django.http import JsonResponse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+
+from accounts.models import ServiceToken
+from accounts.selectors import api_key_by_secret
+from usageproject.problems import problem_response
+
+from .. import ingest, services
+
+
+class RequestProblem(Exception):
+    def __init__(self, status, title, detail, headers=None):
+        super().__init__(detail)
+        self.status, self.title, self.detail, self.headers = status, title, detail, headers or {}
+
+    def response(self):
+        response = problem_response(self.status, self.title, self.detail)
+        for name, value in self.headers.items():
+            response[name] = value
+        return response
+
+
+def service_endpoint(view):
+    """POST only, ``Authorization: Bearer svc_...``, and problems rendered as problem+json."""
+
+    @csrf_exempt
+    @functools.wraps(view)
+    def wrapper(request):
+        try:
+            if request.method != "POST":
+                raise RequestProblem(405, "Method not allowed", "Use POST.", {"Allow": "POST"})
+            request.service_token = _authenticate(request)
+            return view(request)
+        except RequestProblem as problem:
+            return problem.response()
+
+    return wrapper
+
+
+def _authenticate(request):
+    scheme, _, secret = request.headers.get("Authorization", "").partition(" ")
+    token = ServiceToken.find_by_secret(secret.strip()) if scheme.lower() == "bearer" else None
+    now = timezone.now()
+    if token is None or token.status_at(now) != "active":
+        raise RequestProblem(
+            401,
+            "Authentication required",
+            "Send 'Authorization: Bearer <service token>' with an active service token.",
+            {"WWW-Authenticate": 'Bearer realm="usage-ingest"'},
+        )
+    services.credential_touch(token, at=now)
+    return token
+
+
+def _json_body(request):
+    """The parsed JSON body, within the size limit and of the right media type."""
+    content_type = request.content_type or ""
+    charset = request.content_params.get("charset", "utf-8").lower()
+    if content_type.lower() != "application/json" or charset not in ("utf-8", "utf8"):
+        raise RequestProblem(415, "Unsupported media type", "Send 'Content-Type: application/json' (UTF-8).")
+    limit = settings.INGEST_MAX_BODY_BYTES
+    too_large = RequestProblem(413, "Content too large", f"The body may be at most {limit} bytes.")
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    if declared > limit:
+        raise too_large  # refused before reading a byte of it
+    data = request.read(limit + 1)
+    if len(data) > limit:
+        raise too_large
+    try:
+        return ingest.loads(data)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise RequestProblem(400, "Malformed JSON", f"The body is not valid JSON: {str(exc)[:200]}") from exc
+
+
+@service_endpoint
+def ingest_calls(request):
+    """``POST /api/v1/ingest/calls`` ``{"calls": [...]}`` -> accepted / duplicates / rejected + errors."""
+    body = _json_body(request)
+    calls = body.get("calls") if isinstance(body, dict) else None
+    if not isinstance(calls, list):
+        raise RequestProblem(400, "Invalid request", 'The body must be a JSON object with a list "calls".')
+    limit = settings.INGEST_MAX_ITEMS
+    if len(calls) > limit:
+        raise RequestProblem(413, "Content too large", f"At most {limit} calls per request, got {len(calls)}.")
+    result = services.call_records_ingest(items=calls)
+    return JsonResponse(result.as_dict())
+
+
+@service_endpoint
+def verify_key(request):
+    """``POST /api/v1/keys/verify`` ``{"key": "sk_..."}`` -> the key's public id, tenant and status."""
+    body = _json_body(request)
+    secret = body.get("key") if isinstance(body, dict) else None
+    if not isinstance(secret, str):
+        raise RequestProblem(400, "Invalid request", 'The body must be a JSON object with a string "key".')
+    key = api_key_by_secret(secret)
+    if key is None:
+        return JsonResponse({"public_id": None, "tenant": None, "status": "unknown"})
+    return JsonResponse({"public_id": key.public_id, "tenant": key.tenant.slug, "status": key.status})

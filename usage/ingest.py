@@ -1,0 +1,173 @@
+"""Validation of reported calls: one rule set for the ingestion API and the file import.
+
+This module only looks at the values; what needs the database (does the key exist, was it
+active when the call happened, is the request id taken) is ``usage.services``' part.
+
+Every rejection names a ``field`` (or null for the item as a whole) and a stable ``code``:
+
+=====================  ====================================================================
+``not_an_object``      the item is not a JSON object
+``unknown_field``      a field outside the contract (a typo would otherwise lose data)
+``required``           a required field is missing or null
+``not_a_string``       ``request_id``, ``api_key`` or ``model`` is not a string
+``blank``              ... is an empty string
+``too_long``           ... is longer than 255 characters
+``invalid_characters`` ... holds control characters or invalid Unicode
+``invalid_datetime``   ``occurred_at`` is not RFC 3339 with an offset, or not a real instant
+``not_an_integer``     a token count is not a JSON integer (``1.0``, ``"1"`` and ``true`` are not)
+``out_of_range``       a token count is negative or above 2^53-1
+=====================  ====================================================================
+"""
+
+import datetime as dt
+import json
+import re
+from typing import NamedTuple
+
+from .models import MAX_TOKENS
+
+TEXT_MAX_LENGTH = 255
+REQUIRED_FIELDS = ("request_id", "api_key", "model", "occurred_at", "input_tokens", "output_tokens")
+OPTIONAL_FIELDS = ("cached_input_tokens", "reasoning_tokens")
+FIELDS = REQUIRED_FIELDS + OPTIONAL_FIELDS
+COUNT_FIELDS = ("input_tokens", "output_tokens", "cached_input_tokens", "reasoning_tokens")
+_KNOWN_FIELDS = frozenset(FIELDS)
+_MISSING = object()
+
+# RFC 3339 section 5.6 (``T`` or, as its note allows, a space; any number of fraction digits).
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(?:([Zz])|([+-])(\d{2}):(\d{2}))\Z",
+    re.ASCII,
+)
+# NUL cannot be stored by PostgreSQL, lone surrogates cannot be encoded; other control
+# characters in an id are a sender's bug that would make reports unreadable.
+_BAD_CHARACTERS = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+
+
+class Call(NamedTuple):
+    """A reported call whose values are valid; whether it may be stored is decided later."""
+
+    request_id: str
+    api_key: str
+    model: str
+    occurred_at: dt.datetime  # aware, UTC
+    input_tokens: int
+    output_tokens: int
+    cached_input_tokens: int | None
+    reasoning_tokens: int | None
+
+
+class TooLargeInteger:
+    """Stands in for a JSON integer too long for Python to convert; it is out of range anyway."""
+
+
+def loads(data):
+    """Parse strict JSON: NaN and Infinity are refused, integers of any length survive.
+
+    Raises ValueError (or RecursionError for absurd nesting) on anything that is not JSON.
+    """
+    try:
+        return json.loads(data, parse_constant=_refuse_constant)
+    except ValueError:
+        # Python refuses to convert integers of more than 4,300 digits; retry keeping them as
+        # markers so that the item, not the whole request, is rejected.
+        return json.loads(data, parse_constant=_refuse_constant, parse_int=_bounded_int)
+
+
+def _refuse_constant(name):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _bounded_int(text):
+    return int(text) if len(text) <= 20 else TooLargeInteger()
+
+
+def error(field, code, detail):
+    return {"field": field, "code": code, "detail": detail}
+
+
+def validate_call(raw):
+    """``(Call, [])`` for a valid item, else ``(None, errors)`` naming every bad field."""
+    if not isinstance(raw, dict):
+        return None, [error(None, "not_an_object", "Each call must be a JSON object.")]
+    errors = [
+        error(name, "unknown_field", f"Unknown field; the fields are {', '.join(FIELDS)}.")
+        for name in raw
+        if name not in _KNOWN_FIELDS
+    ]
+    values = (
+        _text(raw, "request_id", errors),
+        _text(raw, "api_key", errors),
+        _text(raw, "model", errors),
+        _instant(raw, errors),
+        _count(raw, "input_tokens", errors, required=True),
+        _count(raw, "output_tokens", errors, required=True),
+        _count(raw, "cached_input_tokens", errors, required=False),
+        _count(raw, "reasoning_tokens", errors, required=False),
+    )
+    if errors:
+        return None, errors
+    return Call(*values), errors
+
+
+def _text(raw, field, errors):
+    value = raw.get(field)
+    if value is None:
+        errors.append(error(field, "required", "This field is required."))
+    elif not isinstance(value, str):
+        errors.append(error(field, "not_a_string", "Must be a string."))
+    elif not value:
+        errors.append(error(field, "blank", "Must not be empty."))
+    elif len(value) > TEXT_MAX_LENGTH:
+        errors.append(error(field, "too_long", f"At most {TEXT_MAX_LENGTH} characters."))
+    elif _BAD_CHARACTERS.search(value):
+        errors.append(error(field, "invalid_characters", "Must not hold control characters or invalid Unicode."))
+    else:
+        return value
+    return None
+
+
+def _count(raw, field, errors, *, required):
+    value = raw.get(field)
+    if value is None:
+        if required:
+            errors.append(error(field, "required", "This field is required."))
+        return None
+    if isinstance(value, TooLargeInteger):
+        errors.append(error(field, "out_of_range", f"Must be between 0 and {MAX_TOKENS}."))
+    elif type(value) is not int:  # bool is an int subclass, and 1.0 is not a JSON integer
+        errors.append(error(field, "not_an_integer", "Must be a JSON integer."))
+    elif not 0 <= value <= MAX_TOKENS:
+        errors.append(error(field, "out_of_range", f"Must be between 0 and {MAX_TOKENS}."))
+    return value
+
+
+def _instant(raw, errors):
+    value = raw.get("occurred_at")
+    if value is None:
+        errors.append(error("occurred_at", "required", "This field is required."))
+        return None
+    # File readers hand over instants they parsed themselves; JSON never holds one.
+    instant = value if isinstance(value, dt.datetime) else parse_rfc3339(value)
+    if instant is None or instant.tzinfo is None:
+        errors.append(
+            error("occurred_at", "invalid_datetime", "Must be RFC 3339 with an offset, e.g. 2025-01-31T09:30:00Z.")
+        )
+        return None
+    return instant
+
+
+def parse_rfc3339(value):
+    """The UTC instant of an RFC 3339 timestamp, or None. Fractions beyond microseconds are cut."""
+    match = _RFC3339.match(value) if isinstance(value, str) else None
+    if match is None:
+        return None
+    year, month, day, hour, minute, second, fraction, zulu, sign, off_hours, off_minutes = match.groups()
+    try:
+        offset = dt.timedelta(hours=int(off_hours), minutes=int(off_minutes)) if not zulu else dt.timedelta()
+        tz = dt.timezone(-offset if sign == "-" else offset)
+        micros = int((fraction or "0")[:6].ljust(6, "0"))
+        local = dt.datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), micros, tz)
+        return local.astimezone(dt.UTC)
+    except (ValueError, OverflowError):  # 24:00, 23:59:60, Feb 30, offsets of a day, year 1 minus an hour
+        return None

@@ -1,0 +1,410 @@
+"""Writes to the ledger: ingestion of reported calls, from the gateway's API and from files.
+
+Both paths apply the same rules (``usage.ingest`` for the values, ``_checked`` for keys,
+models and the window) and differ only in how rows reach the table: the API inserts a batch
+with one ``INSERT .. ON CONFLICT DO NOTHING RETURNING``; the import on PostgreSQL copies a
+chunk into a staging table and inserts it with one set-based statement.
+
+A request id is unique per tenant. Items are judged as if they arrived one by one: the first
+to claim a request id is stored, a later one with the same content is a duplicate, one with
+other content is a conflict and is rejected, leaving the stored call as it was.
+"""
+
+import datetime as dt
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from typing import NamedTuple
+
+import psycopg
+from django.conf import settings
+from django.db import OperationalError, connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from accounts.models import ApiKey
+
+from .ingest import Call, error, validate_call
+from .models import CallRecord, Model
+from .rollups import local_day, mark_days_dirty
+
+# Bumping "last used" on every batch would write the same key or token row many times a second.
+LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
+_SQLITE_ROWS_PER_STATEMENT = 500  # 10 values a row stays far below SQLite's 32,766 variables
+_RETRIES = 3
+
+
+@dataclass
+class IngestResult:
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    errors: list = field(default_factory=list)
+
+    def reject(self, index, request_id, errors):
+        self.rejected += 1
+        self.errors.extend({"index": index, "request_id": request_id, **item} for item in errors)
+
+    def as_dict(self):
+        return asdict(self)
+
+
+class Row(NamedTuple):
+    """A call that passed every check: ``index`` is its position (API) or line (file)."""
+
+    index: int
+    key: ApiKey
+    model_id: int
+    call: Call
+
+    @property
+    def identity(self):
+        return (self.key.tenant_id, self.call.request_id)
+
+    @property
+    def content(self):
+        c = self.call
+        return (
+            self.key.pk,
+            self.model_id,
+            c.occurred_at,
+            c.input_tokens,
+            c.output_tokens,
+            c.cached_input_tokens,
+            c.reasoning_tokens,
+        )
+
+
+@dataclass
+class _Outcome:
+    accepted: int = 0
+    duplicates: int = 0
+    conflicts: list = field(default_factory=list)
+    days: dict = field(default_factory=lambda: defaultdict(set))  # tenant id -> local dates
+
+
+def call_records_ingest(*, items, now=None):
+    """Store calls the gateway reported; ``occurred_at`` must lie in the ingestion window."""
+    now = now or timezone.now()
+    window = (
+        now - dt.timedelta(days=settings.INGEST_WINDOW_PAST_DAYS),
+        now + dt.timedelta(seconds=settings.INGEST_WINDOW_FUTURE_SECONDS),
+    )
+    return _ingest(items, range(len(items)), now=now, window=window, tenant=None, bulk=False)
+
+
+def call_records_import(*, items, lines, tenant=None, now=None):
+    """Store calls read from a file, with no window (history is the point of an import).
+
+    ``lines`` numbers the items for error reports; with ``tenant``, keys of any other tenant
+    are rejected. On PostgreSQL the chunk goes through COPY and a staging table.
+    """
+    return _ingest(items, lines, now=now or timezone.now(), window=None, tenant=tenant, bulk=True)
+
+
+def _ingest(items, indexes, *, now, window, tenant, bulk):
+    result = IngestResult()
+    calls = []
+    for index, raw in zip(indexes, items, strict=True):
+        call, errors = validate_call(raw)
+        if errors:
+            result.reject(index, _request_id_of(raw), errors)
+        else:
+            calls.append((index, call))
+    rows = _checked(calls, window=window, tenant=tenant, result=result)
+    if rows:
+        outcome = _with_retry(lambda: _store(rows, now=now, bulk=bulk))
+        result.accepted, result.duplicates = outcome.accepted, outcome.duplicates
+        for row in outcome.conflicts:
+            result.reject(row.index, row.call.request_id, [_CONFLICT])
+        _touch_keys(rows, conflicts=outcome.conflicts, now=now)
+    result.errors.sort(key=lambda item: item["index"])
+    return result
+
+
+_CONFLICT = error(
+    "request_id", "conflict", "A call with this request_id and other content is stored; it was left unchanged."
+)
+
+
+def _request_id_of(raw):
+    request_id = raw.get("request_id") if isinstance(raw, dict) else None
+    return request_id if isinstance(request_id, str) and len(request_id) <= 255 else None
+
+
+def _checked(calls, *, window, tenant, result):
+    """The calls whose key, time and model allow storing them, as rows; the rest are rejected."""
+    keys = _api_keys({call.api_key for _, call in calls})
+    candidates = []
+    for index, call in calls:
+        key = keys.get(call.api_key)
+        errors = _key_errors(key, call, tenant) + _window_errors(call, window)
+        if errors:
+            result.reject(index, call.request_id, errors)
+        else:
+            candidates.append((index, key, call))
+    # Only calls that are otherwise fine add a model to the catalog.
+    models = _models({call.model for _, _, call in candidates})
+    rows = []
+    for index, key, call in candidates:
+        model = models[call.model]
+        if model.tenant_id is not None and model.tenant_id != key.tenant_id:
+            result.reject(index, call.request_id, [_MODEL_NOT_AVAILABLE])
+        else:
+            rows.append(Row(index, key, model.pk, call))
+    return rows
+
+
+_MODEL_NOT_AVAILABLE = error("model", "model_not_available", "This model is private to another tenant.")
+
+
+def _api_keys(public_ids):
+    keys = ApiKey.objects.filter(public_id__in=public_ids).select_related("tenant").order_by()
+    return {key.public_id: key for key in keys}
+
+
+def _key_errors(key, call, tenant):
+    if key is None:
+        return [error("api_key", "unknown_api_key", "No API key has this public id.")]
+    if tenant is not None and key.tenant_id != tenant.pk:
+        return [error("api_key", "wrong_tenant", f"The key does not belong to tenant {tenant.slug}.")]
+    # A key revoked (or expired) after the call still counts it: the call was legitimate.
+    status = key.status_at(call.occurred_at)
+    if status == "revoked":
+        return [error("api_key", "api_key_revoked", "The key was revoked at or before occurred_at.")]
+    if status == "expired":
+        return [error("api_key", "api_key_expired", "The key had expired at occurred_at.")]
+    return []
+
+
+def _window_errors(call, window):
+    if window is None:
+        return []
+    earliest, latest = window
+    if call.occurred_at < earliest:
+        days = settings.INGEST_WINDOW_PAST_DAYS
+        return [error("occurred_at", "too_old", f"More than {days} days ago; older history is imported from files.")]
+    if call.occurred_at > latest:
+        seconds = settings.INGEST_WINDOW_FUTURE_SECONDS
+        return [error("occurred_at", "in_future", f"More than {seconds} seconds ahead of the server's clock.")]
+    return []
+
+
+def _models(names):
+    """Catalog entries by name; unknown names are added unlisted so that no usage is lost."""
+    found = {model.name: model for model in Model.objects.filter(name__in=names).order_by()}
+    missing = names - found.keys()
+    if missing:
+        # Committed on its own: a concurrent batch reporting the same new model must not
+        # wait for this batch's whole transaction, and an admin sees the model either way.
+        Model.objects.bulk_create([Model(name=name, listed=False) for name in sorted(missing)], ignore_conflicts=True)
+        found.update((model.name, model) for model in Model.objects.filter(name__in=missing).order_by())
+    return found
+
+
+def _with_retry(store):
+    """Run ``store``, again if PostgreSQL broke a deadlock by aborting it (only when it is ours)."""
+    for attempt in range(_RETRIES):
+        try:
+            return store()
+        except OperationalError as exc:
+            retryable = isinstance(exc.__cause__, psycopg.errors.DeadlockDetected | psycopg.errors.SerializationFailure)
+            if not retryable or connection.in_atomic_block or attempt == _RETRIES - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _store(rows, *, now, bulk):
+    tenants = {row.key.tenant_id: row.key.tenant for row in rows}
+    with transaction.atomic():
+        if bulk and connection.vendor == "postgresql":
+            outcome = _copy_rows(rows, now=now)
+        else:
+            outcome = _insert_rows(rows, now=now)
+        # Last, so the day rows stay locked only for the moment before the commit.
+        for tenant_id in sorted(outcome.days):
+            mark_days_dirty(tenant=tenants[tenant_id], days=outcome.days[tenant_id])
+    return outcome
+
+
+def _insert_rows(rows, *, now):
+    """A batch through ``INSERT .. ON CONFLICT DO NOTHING RETURNING``; the rest judged in Python."""
+    first = {}
+    for row in rows:
+        first.setdefault(row.identity, row)
+    # Sorted, so two batches sharing request ids lock them in the same order and cannot deadlock.
+    candidates = [first[identity] for identity in sorted(first)]
+    inserted = _insert_returning(candidates, now=now)
+    stored = _stored_contents(first.keys() - inserted)
+    outcome = _Outcome()
+    for row in rows:
+        identity = row.identity
+        if identity in inserted and first[identity] is row:
+            outcome.accepted += 1
+            outcome.days[row.key.tenant_id].add(local_day(row.key.tenant, row.call.occurred_at))
+            continue
+        reference = first[identity].content if identity in inserted else stored.get(identity)
+        if reference == row.content:
+            outcome.duplicates += 1
+        else:
+            outcome.conflicts.append(row)
+    return outcome
+
+
+_COLUMNS = (
+    "tenant_id",
+    "api_key_id",
+    "model_id",
+    "occurred_at",
+    "input_tokens",
+    "output_tokens",
+    "cached_input_tokens",
+    "reasoning_tokens",
+    "request_id",
+)
+_CONTENT_COLUMNS = (
+    "api_key_id",
+    "model_id",
+    "occurred_at",
+    "input_tokens",
+    "output_tokens",
+    "cached_input_tokens",
+    "reasoning_tokens",
+)
+_PG_TYPES = ("int8", "int8", "int8", "timestamptz", "int8", "int8", "int8", "int8", "text")
+
+
+def _values(row):
+    c = row.call
+    return (
+        row.key.tenant_id,
+        row.key.pk,
+        row.model_id,
+        c.occurred_at,
+        c.input_tokens,
+        c.output_tokens,
+        c.cached_input_tokens,
+        c.reasoning_tokens,
+        c.request_id,
+    )
+
+
+def _insert_returning(rows, *, now):
+    """Insert ``rows``; return the (tenant id, request id) of those that were new."""
+    table = CallRecord._meta.db_table
+    columns = ", ".join((*_COLUMNS, "received_at"))
+    conflict = "ON CONFLICT (tenant_id, request_id) DO NOTHING RETURNING tenant_id, request_id"
+    if connection.vendor == "postgresql":
+        # One statement whatever the batch size: each column travels as one binary array.
+        arrays = ", ".join(f"%b::{kind}[]" for kind in _PG_TYPES)
+        sql = f"INSERT INTO {table} ({columns}) SELECT *, %b FROM unnest({arrays}) {conflict}"
+        connection.ensure_connection()
+        with psycopg.Cursor(connection.connection) as cursor:
+            cursor.execute(sql, [now, *(list(column) for column in zip(*map(_values, rows), strict=True))])
+            return set(cursor.fetchall())
+    adapt = connection.ops.adapt_datetimefield_value
+    inserted = set()
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), _SQLITE_ROWS_PER_STATEMENT):
+            chunk = rows[start : start + _SQLITE_ROWS_PER_STATEMENT]
+            placeholders = ", ".join(["(" + ", ".join(["%s"] * (len(_COLUMNS) + 1)) + ")"] * len(chunk))
+            params = []
+            for row in chunk:
+                values = _values(row)
+                params.extend((*values[:3], adapt(values[3]), *values[4:], adapt(now)))
+            cursor.execute(f"INSERT INTO {table} ({columns}) VALUES {placeholders} {conflict}", params)
+            inserted.update(cursor.fetchall())
+    return inserted
+
+
+def _stored_contents(identities):
+    """The stored content of each (tenant id, request id), in one query."""
+    if not identities:
+        return {}
+    by_tenant = defaultdict(list)
+    for tenant_id, request_id in identities:
+        by_tenant[tenant_id].append(request_id)
+    condition = Q()
+    for tenant_id, request_ids in by_tenant.items():
+        condition |= Q(tenant_id=tenant_id, request_id__in=request_ids)
+    stored = CallRecord.objects.filter(condition).values_list("tenant_id", "request_id", *_CONTENT_COLUMNS)
+    return {(values[0], values[1]): tuple(values[2:]) for values in stored}
+
+
+_STAGING = "usage_ingest_staging"
+
+
+def _copy_rows(rows, *, now):
+    """A chunk through binary COPY into a staging table and one set-based insert (PostgreSQL)."""
+    columns = ", ".join(_COLUMNS)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TEMPORARY TABLE {_STAGING} (line int8, candidate boolean, tenant_id int8, api_key_id int8,"
+            " model_id int8, occurred_at timestamptz, input_tokens int8, output_tokens int8,"
+            " cached_input_tokens int8, reasoning_tokens int8, request_id text) ON COMMIT DROP"
+        )
+        seen = set()
+        with cursor.copy(f"COPY {_STAGING} (line, candidate, {columns}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(("int8", "bool", *_PG_TYPES))
+            for row in rows:
+                # Only the first row of a request id is offered to the ledger; no sort needed.
+                identity = row.identity
+                copy.write_row((row.index, identity not in seen, *_values(row)))
+                seen.add(identity)
+        outcome = _insert_from_staging(cursor, now=now)
+        if outcome.accepted < len(rows):
+            by_line = {row.index: row for row in rows}
+            outcome.conflicts = [by_line[line] for line in _staged_conflicts(cursor)]
+        outcome.duplicates = len(rows) - outcome.accepted - len(outcome.conflicts)
+        cursor.execute(f"DROP TABLE {_STAGING}")  # ON COMMIT DROP does not fire inside an outer transaction
+    return outcome
+
+
+def _insert_from_staging(cursor, *, now):
+    table = CallRecord._meta.db_table
+    columns = ", ".join(_COLUMNS)
+    # The local days are computed by the database: one row per (tenant, day), not per call.
+    cursor.execute(
+        f"WITH inserted AS ("
+        f" INSERT INTO {table} ({columns}, received_at) SELECT {columns}, %s FROM {_STAGING} WHERE candidate"
+        f" ON CONFLICT (tenant_id, request_id) DO NOTHING RETURNING tenant_id, occurred_at)"
+        f" SELECT i.tenant_id, (i.occurred_at AT TIME ZONE t.timezone)::date, count(*)"
+        f" FROM inserted i JOIN accounts_tenant t ON t.id = i.tenant_id GROUP BY 1, 2",
+        [now],
+    )
+    outcome = _Outcome()
+    for tenant_id, day, count in cursor.fetchall():
+        outcome.accepted += count
+        outcome.days[tenant_id].add(day)
+    return outcome
+
+
+def _staged_conflicts(cursor):
+    """Lines whose content differs from the stored call of their request id."""
+    table = CallRecord._meta.db_table
+    staged = ", ".join(f"s.{name}" for name in _CONTENT_COLUMNS)
+    stored = ", ".join(f"c.{name}" for name in _CONTENT_COLUMNS)
+    cursor.execute(
+        f"SELECT s.line FROM {_STAGING} s JOIN {table} c ON c.tenant_id = s.tenant_id AND c.request_id = s.request_id"
+        f" WHERE ({staged}) IS DISTINCT FROM ({stored}) ORDER BY s.line"
+    )
+    return [line for (line,) in cursor.fetchall()]
+
+
+def _touch_keys(rows, *, conflicts, now):
+    """Move each key's ``last_used_at`` to its newest call (not counting rejected conflicts)."""
+    rejected = {row.index for row in conflicts}
+    latest = {}
+    for row in rows:
+        if row.index not in rejected and (row.key.pk not in latest or row.call.occurred_at > latest[row.key.pk][1]):
+            latest[row.key.pk] = (row.key, row.call.occurred_at)
+    for key, instant in latest.values():
+        credential_touch(key, at=min(instant, now))
+
+
+def credential_touch(credential, *, at):
+    """Record that a key or token was used at ``at``; a no-op while its stored time is < 1 min older."""
+    if credential.last_used_at is not None and at - credential.last_used_at < LAST_USED_RESOLUTION:
+        return
+    stale = Q(last_used_at__isnull=True) | Q(last_used_at__lt=at)
+    type(credential).objects.filter(stale, pk=credential.pk).update(last_used_at=at)
+    credential.last_used_at = at
