@@ -261,3 +261,40 @@ def test_export_starts_before_reading_any_usage(tenant, usage, django_assert_num
     chunks = iter(response.streaming_content)
     with django_assert_num_queries(0):
         assert next(chunks).startswith(b"date,api_key,")
+
+
+OUR_PATHS = ("/api/v1/usage/", "/api/v1/calls", "/api/v1/api-keys", "/api/v1/models")
+
+
+def _undescribed(schema, node, where, seen):
+    """Names of properties under ``node`` (following $refs) that have no description."""
+    if "$ref" in node:
+        name = node["$ref"].rsplit("/", 1)[1]
+        if name in seen:
+            return []
+        seen.add(name)
+        return _undescribed(schema, schema["components"]["schemas"][name], name, seen)
+    missing = []
+    for prop, sub in node.get("properties", {}).items():
+        if "description" not in sub and "$ref" not in sub:
+            missing.append(f"{where}.{prop}")
+        missing += _undescribed(schema, sub, f"{where}.{prop}", seen)
+    subs = [node["items"]] if "items" in node else []
+    subs += node.get("allOf", []) + node.get("anyOf", []) + node.get("oneOf", [])
+    for sub in subs:
+        missing += _undescribed(schema, sub, where, seen)
+    return missing
+
+
+def test_schema_describes_every_parameter_and_response_field(client, db):
+    schema = client.get("/api/v1/schema", headers={"Accept": "application/json"}).json()
+    missing = []
+    for path, operations in schema["paths"].items():
+        if not path.startswith(OUR_PATHS):
+            continue
+        for operation in operations.values():
+            missing += [f"{path}?{p['name']}" for p in operation["parameters"] if not p.get("description")]
+            for response in operation["responses"].values():
+                for content in response.get("content", {}).values():
+                    missing += _undescribed(schema, content["schema"], path, set())
+    assert missing == []
