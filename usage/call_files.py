@@ -1,0 +1,171 @@
+"""Readers of call files for ``manage.py import_calls``: JSONL, CSV and the Azure LLM traces.
+
+A reader yields one ``Entry`` per record: its line number, the item the ingestion rules
+check (a dict of the API's fields, or ``Unreadable`` when the line cannot even be parsed)
+and the text as read, for the rejects file. Readers stream: memory does not grow with the
+file. Bytes that are not UTF-8 are kept as lone surrogates, which validation rejects.
+"""
+
+import csv
+import datetime as dt
+import re
+from pathlib import Path
+from typing import NamedTuple
+
+from . import ingest
+from .traces import parse_trace_timestamp, trace_request_id
+
+AZURE_HEADER = ["TIMESTAMP", "ContextTokens", "GeneratedTokens"]
+_INTEGER = re.compile(r"-?[0-9]+\Z")
+_COUNT_FIELDS = frozenset(ingest.COUNT_FIELDS)
+
+
+class Entry(NamedTuple):
+    line: int
+    item: object
+    text: str
+
+
+class Unreadable(NamedTuple):
+    """A line that is not a record at all (bad JSON, wrong number of CSV columns)."""
+
+    code: str
+    detail: str
+
+    @property
+    def errors(self):
+        return [ingest.error(None, self.code, self.detail)]
+
+
+class FileFormatError(ValueError):
+    """The file as a whole is not of the expected format (e.g. its CSV header)."""
+
+
+class LineSource:
+    """The file's lines, decoded, counting the bytes read so far for a progress bar."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.bytes_read = 0
+        self.pending = []  # lines read since the last record, for its text
+
+    def __iter__(self):
+        with self.path.open("rb") as handle:
+            for number, raw in enumerate(handle):
+                self.bytes_read += len(raw)
+                text = raw.decode("utf-8", "surrogateescape")
+                if number == 0:
+                    text = text.removeprefix("\ufeff")
+                self.pending.append(text)
+                yield text
+
+    def take_text(self):
+        text = "".join(self.pending).rstrip("\r\n")
+        self.pending.clear()
+        return text
+
+
+def read_jsonl(source):
+    for line, _ in enumerate(source, start=1):
+        text = source.take_text()
+        if not text.strip():
+            continue
+        try:
+            item = ingest.loads(text)
+        except (ValueError, RecursionError) as exc:
+            item = Unreadable("invalid_json", f"Not a JSON value: {str(exc)[:200]}")
+        yield Entry(line, item, text)
+
+
+def read_csv(source):
+    """CSV with a header naming the API's fields; an empty cell is a missing value."""
+    reader = csv.reader(source)
+    header = next(reader, None) or []
+    source.take_text()
+    unknown = [name for name in header if name not in ingest.FIELDS]
+    missing = [name for name in ingest.REQUIRED_FIELDS if name not in header]
+    if unknown or missing or len(set(header)) != len(header):
+        raise FileFormatError(
+            f"CSV header must name the fields {', '.join(ingest.FIELDS)} (the last two optional), each once; "
+            f"unknown: {unknown or 'none'}, missing: {missing or 'none'}."
+        )
+    for row in reader:
+        text = source.take_text()
+        if not row:
+            continue
+        if len(row) != len(header):
+            item = Unreadable("wrong_column_count", f"Expected {len(header)} columns, found {len(row)}.")
+        else:
+            item = {name: _cell(name, value) for name, value in zip(header, row, strict=True)}
+        yield Entry(reader.line_num, item, text)
+
+
+def _cell(name, value):
+    if value == "":
+        return None
+    if name in _COUNT_FIELDS and _INTEGER.match(value):
+        return int(value)
+    return value  # validation names what is wrong with it
+
+
+def read_azure(source, *, api_keys, model, shift):
+    """An Azure trace as calls of ``model``, keys assigned round-robin by line number.
+
+    Request ids come from ``trace_request_id``, so a second import is recognised as
+    duplicates; the same options give the same keys and times, so it adds nothing.
+    """
+    reader = csv.reader(source)
+    header = next(reader, None)
+    source.take_text()
+    if header != AZURE_HEADER:
+        raise FileFormatError(f"Not an Azure LLM inference trace: header {header!r}, expected {AZURE_HEADER!r}.")
+    for row in reader:
+        text = source.take_text()
+        line = reader.line_num
+        if len(row) != len(AZURE_HEADER):
+            yield Entry(line, Unreadable("wrong_column_count", f"Expected 3 columns, found {len(row)}."), text)
+            continue
+        try:
+            occurred_at = parse_trace_timestamp(row[0]) + shift
+        except ValueError:
+            occurred_at = row[0]  # validation rejects it as invalid_datetime
+        item = {
+            "request_id": trace_request_id(source.path, line),
+            "api_key": api_keys[line % len(api_keys)],
+            "model": model,
+            "occurred_at": occurred_at,
+            "input_tokens": _cell("input_tokens", row[1]),
+            "output_tokens": _cell("output_tokens", row[2]),
+        }
+        yield Entry(line, item, text)
+
+
+def azure_first_day(path):
+    """The UTC date of a trace's first call, from which ``--shift-to`` counts."""
+    with Path(path).open(newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        if next(reader, None) != AZURE_HEADER:
+            raise FileFormatError(f"{path}: not an Azure LLM inference trace.")
+        first = next(reader, None)
+        if not first:
+            raise FileFormatError(f"{path}: the trace has no calls.")
+        try:
+            return parse_trace_timestamp(first[0]).date()
+        except ValueError as exc:
+            raise FileFormatError(f"{path}:2: {exc}") from exc
+
+
+def shift_to(path, day):
+    """The whole-day shift that moves the trace's first call to ``day``, keeping times of day."""
+    return dt.timedelta(days=(day - azure_first_day(path)).days)
+
+
+def sniff_format(path):
+    """``jsonl``, ``csv`` or ``azure`` from the file name and, for CSV, its header."""
+    suffix = Path(path).suffix.lower()
+    if suffix in (".jsonl", ".ndjson", ".json"):
+        return "jsonl"
+    if suffix == ".csv":
+        with Path(path).open(newline="", encoding="utf-8", errors="replace") as handle:
+            return "azure" if next(csv.reader(handle), None) == AZURE_HEADER else "csv"
+    raise FileFormatError(f"Cannot tell the format of {path}; pass --format jsonl, csv or azure.")
