@@ -276,11 +276,11 @@ def test_cost_card_and_column_appear_only_with_prices(owner_client, tenant, api_
     )
     url = reverse("usage:dashboard", kwargs={"slug": tenant.slug})
     assert owner_client.get(url).context["data"]["cost"] is None
-    assert 'data-card="cost"' not in owner_client.get(url).content.decode()
+    assert 'id="cost-card"' not in owner_client.get(url).content.decode()
     ModelPrice.objects.create(model=llm, input_per_1k="2.00", output_per_1k="4.00", effective_from=dt.date(2026, 1, 1))
     response = owner_client.get(url)
     html = response.content.decode()
-    assert 'data-card="cost"' in html and "4.00 <small>USD</small>" in html
+    assert 'id="cost-card"' in html and "4.00 <small>USD</small>" in html
     assert "+ 7 unpriced tokens" in html
     rows = {row["model"]: row["cost"] for row in response.context["data"]["distribution"]}
     assert rows == {llm.name: "4.00 USD", other_model.name: None}
