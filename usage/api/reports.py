@@ -15,6 +15,7 @@ from usage.reports import MonthlyReportForm
 
 from .schema import responses
 from .scope import api_tenant
+from .serializers import PeriodSerializer, TotalsSerializer
 from .throttling import AccessTokenThrottle
 
 
@@ -66,55 +67,63 @@ def report_as_json(tenant, report):
 
 
 class CostSerializer(serializers.Serializer):
-    amount = serializers.CharField(help_text="Decimal string, rounded to the currency's minor unit.")
-    currency = serializers.CharField(help_text="ISO 4217 code.")
-    unpriced_tokens = serializers.IntegerField(help_text="Tokens with no price in force: in none of the amounts.")
+    """One currency's amount; the summary's ``cost`` objects have the same shape."""
+
+    amount = serializers.CharField(help_text='Decimal string, rounded to the currency\'s minor unit, e.g. "12.30".')
+    currency = serializers.CharField(help_text="ISO 4217 code of the amount.")
+    unpriced_tokens = serializers.IntegerField(
+        help_text="Tokens with no price in force, in none of the amounts; the same on every object of a list."
+    )
 
 
-class TokensSerializer(serializers.Serializer):
-    calls = serializers.IntegerField()
-    input_tokens = serializers.IntegerField()
-    output_tokens = serializers.IntegerField()
-    total_tokens = serializers.IntegerField()
-    cached_input_tokens = serializers.IntegerField(allow_null=True)
-    reasoning_tokens = serializers.IntegerField(allow_null=True)
+def _cost_list(help_text):
+    return CostSerializer(
+        many=True, help_text=f"{help_text} One object per currency, by code; amount 0 when nothing is priced."
+    )
 
 
-class ReportKeySerializer(TokensSerializer):
-    api_key = serializers.CharField(help_text="Public id of the key.")
-    api_key_name = serializers.CharField()
-    cost = CostSerializer(many=True)
+class ReportKeySerializer(TotalsSerializer):
+    api_key = serializers.CharField(help_text="Public id of the API key.")
+    api_key_name = serializers.CharField(help_text="Name of the API key; a revoked key keeps it.")
+    cost = _cost_list("Cost of the key's usage in the month.")
 
 
 class ReportRowSerializer(ReportKeySerializer):
-    model = serializers.CharField()
-    currency = serializers.CharField(allow_null=True, help_text="Currency of the row's price; null when unpriced.")
+    model = serializers.CharField(help_text="Name of the model.")
+    currency = serializers.CharField(
+        allow_null=True, help_text="Currency of the prices applied to this row; null for the unpriced tokens."
+    )
 
 
 class ReportPriceSerializer(serializers.Serializer):
-    model = serializers.CharField()
-    scope = serializers.ChoiceField(choices=["platform", "contract"])
-    currency = serializers.CharField()
-    input_per_1k = serializers.CharField()
-    output_per_1k = serializers.CharField()
-    cached_input_per_1k = serializers.CharField(allow_null=True)
-    effective_from = serializers.DateField()
+    model = serializers.CharField(help_text="Name of the model.")
+    scope = serializers.ChoiceField(
+        choices=["platform", "contract"], help_text="The platform price, or the tenant's own contract price."
+    )
+    currency = serializers.CharField(help_text="ISO 4217 code.")
+    input_per_1k = serializers.CharField(help_text="Price of 1,000 input tokens (decimal string).")
+    output_per_1k = serializers.CharField(help_text="Price of 1,000 output tokens (decimal string).")
+    cached_input_per_1k = serializers.CharField(
+        allow_null=True, help_text="Price of 1,000 cached input tokens; null: they cost the input price."
+    )
+    effective_from = serializers.DateField(help_text="Local date the price takes effect.")
     first_day = serializers.DateField(help_text="First local day of the month the price was applied to.")
-    last_day = serializers.DateField()
+    last_day = serializers.DateField(help_text="Last local day of the month the price was applied to.")
 
 
-class MonthlyReportSerializer(serializers.Serializer):
-    month = serializers.CharField()
-    start = serializers.DateField()
-    end = serializers.DateField()
-    timezone = serializers.CharField()
-    api_key = serializers.CharField(allow_null=True)
-    rows = ReportRowSerializer(many=True, help_text="Key x model (x currency when a price switched currency).")
-    keys = ReportKeySerializer(many=True, help_text="Subtotals per key.")
-    totals = TokensSerializer()
-    cost = CostSerializer(many=True, help_text="Grand total, one object per currency.")
-    unpriced_models = serializers.ListField(child=serializers.CharField())
-    prices = ReportPriceSerializer(many=True)
+class MonthlyReportSerializer(PeriodSerializer):
+    month = serializers.CharField(help_text="The month reported, YYYY-MM.")
+    api_key = serializers.CharField(allow_null=True, help_text="Public id of the key reported; null for all keys.")
+    rows = ReportRowSerializer(
+        many=True, help_text="One row per key x model (x currency, if a price changed currency), by key and model."
+    )
+    keys = ReportKeySerializer(many=True, help_text="Subtotals per key, by key name.")
+    totals = TotalsSerializer(help_text="Grand total of calls and tokens.")
+    cost = _cost_list("Grand total, shaped like the usage summary's cost.")
+    unpriced_models = serializers.ListField(
+        child=serializers.CharField(), help_text="Models with tokens that had no price in force (cost is partial)."
+    )
+    prices = ReportPriceSerializer(many=True, help_text="The prices applied in the month.")
 
 
 class MonthlyReportView(APIView):
