@@ -19,6 +19,7 @@ from .periods import Period, month_period, tenant_today
 from .selectors import UsageFilters, grouped_usage
 
 MONTH_RE = re.compile(r"^(\d{4})-(\d{2})$")
+MIN_YEAR, MAX_YEAR = 1970, 9998
 
 
 class MonthlyReportForm(forms.Form):
@@ -40,8 +41,11 @@ class MonthlyReportForm(forms.Form):
         if not value:
             return month_period(self.today.year, self.today.month)
         match = MONTH_RE.match(value)
-        if not match or not (1 <= int(match[2]) <= 12) or not (1 <= int(match[1]) <= 9998):
+        if not match or not 1 <= int(match[2]) <= 12:
             raise forms.ValidationError("Enter a month as YYYY-MM, for example 2026-11.")
+        # The API's date bounds (usage.api.scope): outside them local midnights can overflow.
+        if not MIN_YEAR <= int(match[1]) <= MAX_YEAR:
+            raise forms.ValidationError(f"Enter a month between {MIN_YEAR}-01 and {MAX_YEAR}-12.")
         return month_period(int(match[1]), int(match[2]))
 
     def usage_filters(self):
