@@ -152,6 +152,20 @@ class ModelListView(TenantAPIView):
         return Response({"results": s.ModelSerializer(results, many=True).data})
 
 
+def ledger_calls(*, tenant, filters):
+    """The calls on the filtered local days, unordered (the paginator orders them).
+
+    A read of the ledger rather than the rollups; it belongs beside them in usage.selectors.
+    """
+    start, end = rollups.day_span(tenant, filters.period.start, filters.period.end)
+    calls = CallRecord.objects.filter(tenant=tenant, occurred_at__gte=start, occurred_at__lt=end)
+    if filters.api_key is not None:
+        calls = calls.filter(api_key=filters.api_key)
+    if filters.model is not None:
+        calls = calls.filter(model=filters.model)
+    return calls.select_related("api_key", "model")
+
+
 @extend_schema(tags=["usage"], parameters=[CommonParams], responses=responses(s.CallSerializer(many=True)))
 class CallListView(TenantAPIView, generics.ListAPIView):
     """The ledger: one item per call matching the filters, newest first, cursor-paginated."""
@@ -160,15 +174,8 @@ class CallListView(TenantAPIView, generics.ListAPIView):
     pagination_class = CallCursorPagination
 
     def get_queryset(self):
-        tenant, filters = self.scope(self.request)
-        self.tenant = tenant
-        start, end = rollups.day_span(tenant, filters.period.start, filters.period.end)
-        calls = CallRecord.objects.filter(tenant=tenant, occurred_at__gte=start, occurred_at__lt=end)
-        if filters.api_key is not None:
-            calls = calls.filter(api_key=filters.api_key)
-        if filters.model is not None:
-            calls = calls.filter(model=filters.model)
-        return calls.select_related("api_key", "model")
+        self.tenant, filters = self.scope(self.request)
+        return ledger_calls(tenant=self.tenant, filters=filters)
 
     def list(self, request, *args, **kwargs):
         page = self.paginate_queryset(self.get_queryset())
