@@ -345,3 +345,12 @@ def test_operations_empty_state(owner_client, tenant):
 def test_edge_months_are_empty_reports(month, owner_client, tenant):
     assert owner_client.get(report_url(tenant), {"month": month}).status_code == 200
     assert owner_client.get(API_URL, {"month": month}).json()["cost"][0]["amount"] == "0.00"
+
+
+def test_report_reads_a_fixed_number_of_queries(tenant, month_of_usage, django_assert_max_num_queries):
+    from usage.costs import expense_report
+
+    # Dirty days, rollups, ledger (days still dirty), prices, models, keys: never one per row.
+    with django_assert_max_num_queries(6):
+        report = expense_report(tenant=tenant, filters=NOVEMBER)
+        assert len(report.rows) == 4 and [use.price.model.name for use in report.prices]
