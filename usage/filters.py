@@ -5,6 +5,8 @@ means the same thing everywhere. Choices are scoped to the tenant: another tenan
 model is "not one of the available choices", never its data.
 """
 
+import datetime as dt
+
 import django_filters
 from django import forms
 
@@ -15,10 +17,26 @@ from .periods import DEFAULT_PRESET, MAX_RANGE_DAYS, PRESETS, Period, preset_per
 from .selectors import UsageFilters, tenant_models
 
 CUSTOM = "custom"
+# Dates outside this span cannot be anyone's usage, and near the calendar's ends the
+# previous-period and day-span arithmetic would overflow.
+MIN_DATE = dt.date(1970, 1, 1)
+MAX_DATE = dt.date(9998, 12, 31)
 
 
 class UsageFilterForm(forms.Form):
     today = None  # set by the FilterSet: the tenant's local today
+
+    def _bounded(self, name):
+        day = self.cleaned_data.get(name)
+        if day is not None and not MIN_DATE <= day <= MAX_DATE:
+            raise forms.ValidationError(f"Enter a date between {MIN_DATE} and {MAX_DATE}.")
+        return day
+
+    def clean_start(self):
+        return self._bounded("start")
+
+    def clean_end(self):
+        return self._bounded("end")
 
     def clean(self):
         data = super().clean()
@@ -52,8 +70,13 @@ class UsageFilterSet(django_filters.FilterSet):
     preset = django_filters.ChoiceFilter(
         choices=[*PRESETS.items(), (CUSTOM, "Custom")], empty_label=None, label="Time range", method="keep"
     )
-    start = django_filters.DateFilter(label="From", method="keep", widget=forms.DateInput(attrs={"type": "date"}))
-    end = django_filters.DateFilter(label="To", method="keep", widget=forms.DateInput(attrs={"type": "date"}))
+    # ISO dates only: "11/01/2026" means different days to different readers.
+    start = django_filters.DateFilter(
+        label="From", method="keep", input_formats=["%Y-%m-%d"], widget=forms.DateInput(attrs={"type": "date"})
+    )
+    end = django_filters.DateFilter(
+        label="To", method="keep", input_formats=["%Y-%m-%d"], widget=forms.DateInput(attrs={"type": "date"})
+    )
 
     class Meta:
         model = CallRecord

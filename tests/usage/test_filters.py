@@ -37,3 +37,16 @@ def test_reversed_range_and_unknown_preset_are_form_errors(tenant):
     assert not unknown.is_valid() and "preset" in unknown.form.errors
     bad_date = UsageFilterSet({"start": "2026-13-01"}, tenant=tenant, now=NOW)
     assert not bad_date.is_valid() and "start" in bad_date.form.errors
+
+
+def test_dates_near_the_ends_of_the_calendar_are_form_errors(tenant):
+    for data in ({"start": "0001-01-01"}, {"start": "9999-12-31"}, {"end": "9999-12-31"}):
+        filterset = UsageFilterSet(data, tenant=tenant, now=NOW)
+        assert not filterset.is_valid()
+        assert next(iter(filterset.form.errors)) in ("start", "end")
+
+
+def test_dashboard_shows_a_form_error_for_an_out_of_range_date(owner_client, tenant):
+    response = owner_client.get(f"/t/{tenant.slug}/usage/", {"start": "9999-12-31"})
+    assert response.status_code == 400
+    assert "Enter a date between" in response.content.decode()
