@@ -1,5 +1,5 @@
 from django import forms
-from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
+from django.contrib.auth.forms import AdminUserCreationForm, AuthenticationForm, UserChangeForm
 from django.utils import timezone
 
 from .models import User
@@ -60,3 +60,10 @@ class UserEditForm(UserChangeForm):
 
     def clean_email(self):
         return _clean_user_email(self)
+
+
+class EmailAuthenticationForm(AuthenticationForm):
+    """Log in whatever the case of the typed email: emails are stored lower-case."""
+
+    def clean_username(self):
+        return User.objects.normalize_email(self.cleaned_data["username"].strip()).lower()

@@ -9,6 +9,7 @@ from django.urls import reverse
 from accounts import services
 from accounts.authentication import TokenUser
 from accounts.context_processors import tenancy
+from accounts.forms import EmailAuthenticationForm
 from accounts.models import AccessToken, ApiKey, Membership
 
 PAGES = {"api_keys": ApiKey, "access_tokens": AccessToken}
@@ -168,3 +169,9 @@ def test_context_processor_ignores_api_token_principals(rf, tenant):
     request = rf.get("/")
     request.user = TokenUser(token)
     assert tenancy(request) == {}
+
+
+def test_email_login_form_ignores_the_case_of_the_email(rf, owner):
+    form = EmailAuthenticationForm(rf.post("/"), data={"username": " Owner@ACME.test", "password": "pw-for-tests-123"})
+    assert form.is_valid(), form.errors
+    assert form.get_user() == owner
