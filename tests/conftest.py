@@ -17,6 +17,12 @@ def required(variable):
 
 
 @pytest.fixture(autouse=True)
+def _fast_password_hasher(settings):
+    """Real hashers cost ~0.3 s per user; tests of other things need not pay it."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def _eager_celery(settings):
     """Tasks run in-process unless a test asks for the real worker (marker ``worker``)."""
     from usageproject.celery import app

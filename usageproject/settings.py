@@ -148,6 +148,18 @@ STORAGES = {
     },
 }
 
+# --- Cache --------------------------------------------------------------------------
+# Only the rollup debounce uses it; correctness never depends on it. With several web
+# processes a shared cache (CACHE_URL=redis://...) makes the debounce platform-wide.
+CACHE_URL = os.environ.get("CACHE_URL", "")
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
+        if CACHE_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
+
 # --- Celery -----------------------------------------------------------------------
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "")
 # No broker configured: run tasks in-process, so the embedded default needs no services.
