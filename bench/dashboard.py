@@ -262,7 +262,9 @@ def measure(repeat=40, ledger_repeat=5):
     print(
         f"ledger: {total:,} calls, {len(tenants)} tenants; largest {largest.slug} {tenant_calls(largest):,}, small {small.slug} {tenant_calls(small):,}"
     )
-    print(f"server time in ms over {repeat} requests (ledger: {ledger_repeat} runs)\n")
+    print(
+        f"server time in ms over {repeat} requests (ledger: {ledger_repeat} runs); load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n"
+    )
     print("| tenant | range | what | p50 ms | p95 ms |\n|---|---|---|---:|---:|")
     results = {}
     for tenant in (largest, small):
@@ -274,6 +276,7 @@ def measure(repeat=40, ledger_repeat=5):
     for name in ENDPOINTS:
         p50, p95 = results[(largest.slug, f"{DAYS} days", name)]
         print(f"  {name}: {ledger_p50 / p50:.0f}x faster (p95 {p95:.1f} ms, target <= 50 ms)")
+    print(f"load average now {os.getloadavg()[0]:.1f}")
     renders = first_render(largest)
     print(
         f"\nfirst render in Chromium, largest tenant, Last 2 weeks: median {statistics.median(renders):.0f} ms, max {max(renders):.0f} ms (target <= 1500 ms)"
