@@ -47,6 +47,16 @@ class TenantAdmin(admin.ModelAdmin):
     list_filter = ["timezone"]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [MembershipInline]
+    actions = ["rebuild_rollups"]
+
+    @admin.action(description="Rebuild usage rollups from the ledger")
+    def rebuild_rollups(self, request, queryset):
+        from usage.tasks import rebuild_tenant
+
+        tenant_ids = list(queryset.values_list("pk", flat=True))
+        for tenant_id in tenant_ids:
+            rebuild_tenant.delay(tenant_id)
+        self.message_user(request, f"Rebuild of {len(tenant_ids)} tenant(s) started.", messages.SUCCESS)
 
 
 @admin.register(Membership)

@@ -259,3 +259,12 @@ def test_rebuild_rollups_command_restores_deleted_buckets(tenant, api_key, llm):
     call_command("rebuild_rollups", "--tenant", tenant.slug, stdout=out, verbosity=0)
     assert "Rebuilt 1 tenant-days" in out.getvalue()
     assert table(UsageDaily, "day") == {(dt.date(2026, 3, 1), api_key.pk, llm.pk): (1, 7, 0, None, None)}
+
+
+def test_admin_action_rebuilds_a_tenants_rollups(tenant, api_key, llm, admin_client):
+    make_calls(tenant, [{"api_key": api_key, "model": llm, "occurred_at": utc(2026, 3, 1, 20), "input_tokens": 9}])
+    response = admin_client.post(
+        "/admin/accounts/tenant/", {"action": "rebuild_rollups", "_selected_action": [tenant.pk]}, follow=True
+    )
+    assert "Rebuild of 1 tenant(s) started." in response.content.decode()
+    assert table(UsageDaily, "day") == {(dt.date(2026, 3, 1), api_key.pk, llm.pk): (1, 9, 0, None, None)}
