@@ -3,6 +3,7 @@
 import datetime as dt
 import itertools
 import json
+from pathlib import Path
 
 import pytest
 from django.urls import reverse
@@ -299,3 +300,12 @@ def test_page_breakdown_equals_the_breakdown_selector(tenant, ledger):
     expected = [(row.group, row.totals, row.share) for row in usage_breakdown(tenant=tenant, filters=filters)]
     derived = breakdown_from_series(usage_series(tenant=tenant, filters=filters))
     assert [(row.group, row.totals, row.share) for row in derived] == expected
+
+
+def test_chart_js_4_is_served_and_django_chartjs_bundles_are_not():
+    from django.contrib.staticfiles import finders
+
+    chart = finders.find("vendor/chart.js/chart.umd.min.js")
+    assert chart and "4.6.1" in Path(chart).read_text()[:300]
+    for bundled in ("js/Chart.min.js", "js/highcharts/highcharts.js", "js/excanvas.js"):
+        assert finders.find(bundled) is None
