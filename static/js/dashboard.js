@@ -11,8 +11,15 @@
   const inK = new Intl.NumberFormat("en-US", { minimumFractionDigits: 1, maximumFractionDigits: 1 });
   const state = { data: JSON.parse(source.textContent), metric: "total", trend: null, distribution: null };
 
+  const wholeK = new Intl.NumberFormat("en-US", { maximumFractionDigits: 0 });
+
   function kTokens(value) {
     return inK.format(value / 1000) + "K";
+  }
+
+  // Axis ticks are round numbers: no ".0" on them once they reach 10K.
+  function tickK(value) {
+    return value >= 10000 ? wholeK.format(value / 1000) + "K" : kTokens(value);
   }
 
   // Each dataset carries total/input/output; the switch only picks which one is drawn.
@@ -45,7 +52,7 @@
         maintainAspectRatio: false,
         interaction: { mode: "index", intersect: false },
         scales: {
-          y: { beginAtZero: true, ticks: { callback: (value) => kTokens(value) } },
+          y: { beginAtZero: true, ticks: { callback: (value) => tickK(value) } },
           x: { ticks: { autoSkip: true, maxRotation: 0 } },
         },
         plugins: {
