@@ -8,7 +8,10 @@ file. Bytes that are not UTF-8 are kept as lone surrogates, which validation rej
 
 import csv
 import datetime as dt
+import itertools
+import queue
 import re
+import threading
 from pathlib import Path
 from typing import NamedTuple
 
@@ -169,3 +172,60 @@ def sniff_format(path):
         with Path(path).open(newline="", encoding="utf-8", errors="replace") as handle:
             return "azure" if next(csv.reader(handle), None) == AZURE_HEADER else "csv"
     raise FileFormatError(f"Cannot tell the format of {path}; pass --format jsonl, csv or azure.")
+
+
+def validated_chunks(entries, size):
+    """Lists of up to ``size`` ``(entry, call, errors)``: each entry checked by ``validate_call``."""
+    while chunk := list(itertools.islice(entries, size)):
+        yield [(entry, *_validated(entry.item)) for entry in chunk]
+
+
+def _validated(item):
+    if isinstance(item, Unreadable):
+        return None, item.errors
+    return ingest.validate_call(item)
+
+
+class _Failed(NamedTuple):
+    error: BaseException
+
+
+def prefetched(iterable, depth=2):
+    """Iterate ``iterable`` in a thread, up to ``depth`` items ahead of the consumer.
+
+    Reading, parsing and validating a file is pure Python; storing is mostly waiting for the
+    database. Overlapping the two nearly halves an import's time on PostgreSQL. An error in
+    the thread is raised in the consumer; a consumer that stops early stops the thread.
+    """
+    items, stop, done = queue.Queue(maxsize=depth), threading.Event(), object()
+
+    def produce():
+        try:
+            for item in iterable:
+                if not _put(items, item, stop):
+                    return
+            _put(items, done, stop)
+        except BaseException as exc:  # handed to the consumer, which raises it
+            _put(items, _Failed(exc), stop)
+
+    thread = threading.Thread(target=produce, name="import-reader", daemon=True)
+    thread.start()
+    try:
+        while (item := items.get()) is not done:
+            if isinstance(item, _Failed):
+                raise item.error
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def _put(items, item, stop):
+    """Put ``item`` unless the consumer has gone; True when it was put."""
+    while not stop.is_set():
+        try:
+            items.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False

@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from accounts.models import ApiKey
 
-from .ingest import Call, error, validate_call
+from .ingest import error, request_id_of, validate_call
 from .models import CallRecord, Model
 from .rollups import local_day, mark_days_dirty
 
@@ -49,29 +49,34 @@ class IngestResult:
 
 
 class Row(NamedTuple):
-    """A call that passed every check: ``index`` is its position (API) or line (file)."""
+    """A call that passed every check, as plain tuples: rows are handled by the thousand."""
 
-    index: int
+    index: int  # position in the batch (API) or line in the file
     key: ApiKey
-    model_id: int
-    call: Call
+    identity: tuple  # (tenant id, request id): unique in the ledger
+    content: tuple  # what "same content" compares: key id, model id, instant, the four counts
+    values: tuple  # the ledger's columns in _COLUMNS order
 
-    @property
-    def identity(self):
-        return (self.key.tenant_id, self.call.request_id)
-
-    @property
-    def content(self):
-        c = self.call
-        return (
-            self.key.pk,
-            self.model_id,
-            c.occurred_at,
-            c.input_tokens,
-            c.output_tokens,
-            c.cached_input_tokens,
-            c.reasoning_tokens,
+    @classmethod
+    def build(cls, index, key, key_id, tenant_id, model_id, call):
+        content = (
+            key_id,
+            model_id,
+            call.occurred_at,
+            call.input_tokens,
+            call.output_tokens,
+            call.cached_input_tokens,
+            call.reasoning_tokens,
         )
+        return cls(index, key, (tenant_id, call.request_id), content, (tenant_id, *content, call.request_id))
+
+    @property
+    def request_id(self):
+        return self.identity[1]
+
+    @property
+    def occurred_at(self):
+        return self.content[2]
 
 
 @dataclass
@@ -83,39 +88,40 @@ class _Outcome:
 
 
 def call_records_ingest(*, items, now=None):
-    """Store calls the gateway reported; ``occurred_at`` must lie in the ingestion window."""
+    """Store calls the gateway reported (raw JSON items); ``occurred_at`` must lie in the window."""
     now = now or timezone.now()
     window = (
         now - dt.timedelta(days=settings.INGEST_WINDOW_PAST_DAYS),
         now + dt.timedelta(seconds=settings.INGEST_WINDOW_FUTURE_SECONDS),
     )
-    return _ingest(items, range(len(items)), now=now, window=window, tenant=None, bulk=False)
-
-
-def call_records_import(*, items, lines, tenant=None, now=None):
-    """Store calls read from a file, with no window (history is the point of an import).
-
-    ``lines`` numbers the items for error reports; with ``tenant``, keys of any other tenant
-    are rejected. On PostgreSQL the chunk goes through COPY and a staging table.
-    """
-    return _ingest(items, lines, now=now or timezone.now(), window=None, tenant=tenant, bulk=True)
-
-
-def _ingest(items, indexes, *, now, window, tenant, bulk):
     result = IngestResult()
     calls = []
-    for index, raw in zip(indexes, items, strict=True):
+    for index, raw in enumerate(items):
         call, errors = validate_call(raw)
         if errors:
-            result.reject(index, _request_id_of(raw), errors)
+            result.reject(index, request_id_of(raw), errors)
         else:
             calls.append((index, call))
-    rows = _checked(calls, window=window, tenant=tenant, result=result)
+    return _ingest(calls, result, now=now, window=window, tenant=None, bulk=False)
+
+
+def call_records_import(*, calls, tenant=None, now=None):
+    """Store calls read from a file, with no window (history is the point of an import).
+
+    ``calls`` are ``(line, Call)`` pairs that passed ``usage.ingest.validate_call`` (the file
+    reader validates ahead, in its own thread). With ``tenant``, keys of any other tenant are
+    rejected. On PostgreSQL the chunk goes through COPY and a staging table.
+    """
+    return _ingest(calls, IngestResult(), now=now or timezone.now(), window=None, tenant=tenant, bulk=True)
+
+
+def _ingest(calls, result, *, now, window, tenant, bulk):
+    rows, tenants = _checked(calls, window=window, tenant=tenant, result=result)
     if rows:
-        outcome = _with_retry(lambda: _store(rows, now=now, bulk=bulk))
+        outcome = _with_retry(lambda: _store(rows, tenants=tenants, now=now, bulk=bulk))
         result.accepted, result.duplicates = outcome.accepted, outcome.duplicates
         for row in outcome.conflicts:
-            result.reject(row.index, row.call.request_id, [_CONFLICT])
+            result.reject(row.index, row.request_id, [_CONFLICT])
         _touch_keys(rows, conflicts=outcome.conflicts, now=now)
     result.errors.sort(key=lambda item: item["index"])
     return result
@@ -124,15 +130,11 @@ def _ingest(items, indexes, *, now, window, tenant, bulk):
 _CONFLICT = error(
     "request_id", "conflict", "A call with this request_id and other content is stored; it was left unchanged."
 )
-
-
-def _request_id_of(raw):
-    request_id = raw.get("request_id") if isinstance(raw, dict) else None
-    return request_id if isinstance(request_id, str) and len(request_id) <= 255 else None
+_MODEL_NOT_AVAILABLE = error("model", "model_not_available", "This model is private to another tenant.")
 
 
 def _checked(calls, *, window, tenant, result):
-    """The calls whose key, time and model allow storing them, as rows; the rest are rejected."""
+    """The calls whose key, time and model allow storing them, as rows, and the tenants of their keys."""
     keys = _api_keys({call.api_key for _, call in calls})
     candidates = []
     for index, call in calls:
@@ -144,17 +146,17 @@ def _checked(calls, *, window, tenant, result):
             candidates.append((index, key, call))
     # Only calls that are otherwise fine add a model to the catalog.
     models = _models({call.model for _, _, call in candidates})
+    # Plain ids, read once: a foreign key's *_id is a descriptor call on every access.
+    key_ids = {public_id: (key.id, key.tenant_id) for public_id, key in keys.items()}
     rows = []
     for index, key, call in candidates:
-        model = models[call.model]
-        if model.tenant_id is not None and model.tenant_id != key.tenant_id:
+        model_id, model_tenant_id = models[call.model]
+        key_id, tenant_id = key_ids[call.api_key]
+        if model_tenant_id is not None and model_tenant_id != tenant_id:
             result.reject(index, call.request_id, [_MODEL_NOT_AVAILABLE])
         else:
-            rows.append(Row(index, key, model.pk, call))
-    return rows
-
-
-_MODEL_NOT_AVAILABLE = error("model", "model_not_available", "This model is private to another tenant.")
+            rows.append(Row.build(index, key, key_id, tenant_id, model_id, call))
+    return rows, {key.tenant_id: key.tenant for key in keys.values()}
 
 
 def _api_keys(public_ids):
@@ -164,41 +166,48 @@ def _api_keys(public_ids):
 
 def _key_errors(key, call, tenant):
     if key is None:
-        return [error("api_key", "unknown_api_key", "No API key has this public id.")]
+        return (error("api_key", "unknown_api_key", "No API key has this public id."),)
     if tenant is not None and key.tenant_id != tenant.pk:
-        return [error("api_key", "wrong_tenant", f"The key does not belong to tenant {tenant.slug}.")]
+        return (error("api_key", "wrong_tenant", f"The key does not belong to tenant {tenant.slug}."),)
+    if key.revoked_at is None and key.expires_at is None:
+        return ()
     # A key revoked (or expired) after the call still counts it: the call was legitimate.
     status = key.status_at(call.occurred_at)
     if status == "revoked":
-        return [error("api_key", "api_key_revoked", "The key was revoked at or before occurred_at.")]
+        return (error("api_key", "api_key_revoked", "The key was revoked at or before occurred_at."),)
     if status == "expired":
-        return [error("api_key", "api_key_expired", "The key had expired at occurred_at.")]
-    return []
+        return (error("api_key", "api_key_expired", "The key had expired at occurred_at."),)
+    return ()
 
 
 def _window_errors(call, window):
     if window is None:
-        return []
+        return ()
     earliest, latest = window
     if call.occurred_at < earliest:
         days = settings.INGEST_WINDOW_PAST_DAYS
-        return [error("occurred_at", "too_old", f"More than {days} days ago; older history is imported from files.")]
+        return (error("occurred_at", "too_old", f"More than {days} days ago; older history is imported from files."),)
     if call.occurred_at > latest:
         seconds = settings.INGEST_WINDOW_FUTURE_SECONDS
-        return [error("occurred_at", "in_future", f"More than {seconds} seconds ahead of the server's clock.")]
-    return []
+        return (error("occurred_at", "in_future", f"More than {seconds} seconds ahead of the server's clock."),)
+    return ()
 
 
 def _models(names):
-    """Catalog entries by name; unknown names are added unlisted so that no usage is lost."""
-    found = {model.name: model for model in Model.objects.filter(name__in=names).order_by()}
+    """``name -> (id, tenant id)`` of catalog entries; unknown names are added unlisted, so no usage is lost."""
+    found = _model_ids(names)
     missing = names - found.keys()
     if missing:
         # Committed on its own: a concurrent batch reporting the same new model must not
         # wait for this batch's whole transaction, and an admin sees the model either way.
         Model.objects.bulk_create([Model(name=name, listed=False) for name in sorted(missing)], ignore_conflicts=True)
-        found.update((model.name, model) for model in Model.objects.filter(name__in=missing).order_by())
+        found.update(_model_ids(missing))
     return found
+
+
+def _model_ids(names):
+    rows = Model.objects.filter(name__in=names).order_by().values_list("name", "id", "tenant_id")
+    return {name: (model_id, tenant_id) for name, model_id, tenant_id in rows}
 
 
 def _with_retry(store):
@@ -213,20 +222,19 @@ def _with_retry(store):
     raise AssertionError("unreachable")
 
 
-def _store(rows, *, now, bulk):
-    tenants = {row.key.tenant_id: row.key.tenant for row in rows}
+def _store(rows, *, tenants, now, bulk):
     with transaction.atomic():
         if bulk and connection.vendor == "postgresql":
             outcome = _copy_rows(rows, now=now)
         else:
-            outcome = _insert_rows(rows, now=now)
+            outcome = _insert_rows(rows, tenants=tenants, now=now)
         # Last, so the day rows stay locked only for the moment before the commit.
         for tenant_id in sorted(outcome.days):
             mark_days_dirty(tenant=tenants[tenant_id], days=outcome.days[tenant_id])
     return outcome
 
 
-def _insert_rows(rows, *, now):
+def _insert_rows(rows, *, tenants, now):
     """A batch through ``INSERT .. ON CONFLICT DO NOTHING RETURNING``; the rest judged in Python."""
     first = {}
     for row in rows:
@@ -240,7 +248,7 @@ def _insert_rows(rows, *, now):
         identity = row.identity
         if identity in inserted and first[identity] is row:
             outcome.accepted += 1
-            outcome.days[row.key.tenant_id].add(local_day(row.key.tenant, row.call.occurred_at))
+            outcome.days[identity[0]].add(local_day(tenants[identity[0]], row.occurred_at))
             continue
         reference = first[identity].content if identity in inserted else stored.get(identity)
         if reference == row.content:
@@ -273,21 +281,6 @@ _CONTENT_COLUMNS = (
 _PG_TYPES = ("int8", "int8", "int8", "timestamptz", "int8", "int8", "int8", "int8", "text")
 
 
-def _values(row):
-    c = row.call
-    return (
-        row.key.tenant_id,
-        row.key.pk,
-        row.model_id,
-        c.occurred_at,
-        c.input_tokens,
-        c.output_tokens,
-        c.cached_input_tokens,
-        c.reasoning_tokens,
-        c.request_id,
-    )
-
-
 def _insert_returning(rows, *, now):
     """Insert ``rows``; return the (tenant id, request id) of those that were new."""
     table = CallRecord._meta.db_table
@@ -299,7 +292,7 @@ def _insert_returning(rows, *, now):
         sql = f"INSERT INTO {table} ({columns}) SELECT *, %b FROM unnest({arrays}) {conflict}"
         connection.ensure_connection()
         with psycopg.Cursor(connection.connection) as cursor:
-            cursor.execute(sql, [now, *(list(column) for column in zip(*map(_values, rows), strict=True))])
+            cursor.execute(sql, [now, *(list(column) for column in zip(*(row.values for row in rows), strict=True))])
             return set(cursor.fetchall())
     adapt = connection.ops.adapt_datetimefield_value
     inserted = set()
@@ -309,7 +302,7 @@ def _insert_returning(rows, *, now):
             placeholders = ", ".join(["(" + ", ".join(["%s"] * (len(_COLUMNS) + 1)) + ")"] * len(chunk))
             params = []
             for row in chunk:
-                values = _values(row)
+                values = row.values
                 params.extend((*values[:3], adapt(values[3]), *values[4:], adapt(now)))
             cursor.execute(f"INSERT INTO {table} ({columns}) VALUES {placeholders} {conflict}", params)
             inserted.update(cursor.fetchall())
@@ -348,7 +341,7 @@ def _copy_rows(rows, *, now):
             for row in rows:
                 # Only the first row of a request id is offered to the ledger; no sort needed.
                 identity = row.identity
-                copy.write_row((row.index, identity not in seen, *_values(row)))
+                copy.write_row((row.index, identity not in seen, *row.values))
                 seen.add(identity)
         outcome = _insert_from_staging(cursor, now=now)
         if outcome.accepted < len(rows):
@@ -395,8 +388,9 @@ def _touch_keys(rows, *, conflicts, now):
     rejected = {row.index for row in conflicts}
     latest = {}
     for row in rows:
-        if row.index not in rejected and (row.key.pk not in latest or row.call.occurred_at > latest[row.key.pk][1]):
-            latest[row.key.pk] = (row.key, row.call.occurred_at)
+        key_id = row.content[0]
+        if row.index not in rejected and (key_id not in latest or row.occurred_at > latest[key_id][1]):
+            latest[key_id] = (row.key, row.occurred_at)
     for key, instant in latest.values():
         credential_touch(key, at=min(instant, now))
 

@@ -12,6 +12,7 @@ from django.db.models import Count, Sum
 
 from accounts import services as account_services
 from tests.conftest import required
+from usage import call_files
 from usage.models import CallRecord, DirtyDay, Model
 
 TRACES = Path(settings.BASE_DIR).parent / "shared" / "data"
@@ -302,3 +303,26 @@ def test_azure_needs_tenant_keys_and_model(tmp_path, trace_keys, other_api_key):
         azure(path, [other_api_key])
     with pytest.raises(CommandError, match="--shift-to"):
         azure(path, trace_keys, "--shift-to", "soon")
+
+
+def test_reader_thread_stops_when_the_import_stops():
+    produced = []
+
+    def numbers():
+        for number in range(1000):
+            produced.append(number)
+            yield number
+
+    chunks = call_files.prefetched(numbers(), depth=2)
+    assert next(chunks) == 0
+    chunks.close()
+    assert len(produced) <= 5
+
+
+def test_reader_thread_errors_reach_the_importer():
+    def failing():
+        yield 1
+        raise call_files.FileFormatError("broken")
+
+    with pytest.raises(call_files.FileFormatError, match="broken"):
+        list(call_files.prefetched(failing()))

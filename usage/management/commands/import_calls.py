@@ -1,9 +1,7 @@
 import datetime as dt
-import itertools
 import json
 import sys
 import time
-from collections import defaultdict
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
@@ -11,7 +9,7 @@ from django.utils import timezone
 from tqdm import tqdm
 
 from accounts.models import ApiKey, Tenant
-from usage import call_files, services
+from usage import call_files, ingest, services
 
 
 class Command(BaseCommand):
@@ -116,38 +114,31 @@ class Command(BaseCommand):
             file=sys.stderr,
             disable=options["no_progress"],
         )
+        chunks = call_files.prefetched(call_files.validated_chunks(entries, options["batch_size"]))
         with bar, rejects_path.open("w", encoding="utf-8") as rejects:
-            while chunk := list(itertools.islice(entries, options["batch_size"])):
+            for chunk in chunks:
                 self._import_chunk(chunk, tenant, totals, rejects)
                 bar.update(source.bytes_read - bar.n)
         return totals
 
     def _import_chunk(self, chunk, tenant, totals, rejects):
-        readable = [entry for entry in chunk if not isinstance(entry.item, call_files.Unreadable)]
-        result = services.call_records_import(
-            items=[entry.item for entry in readable], lines=[entry.line for entry in readable], tenant=tenant
-        )
+        calls = [(entry.line, call) for entry, call, _errors in chunk if call is not None]
+        result = services.call_records_import(calls=calls, tenant=tenant)
         totals["accepted"] += result.accepted
         totals["duplicates"] += result.duplicates
-        totals["rejected"] += result.rejected + len(chunk) - len(readable)
-        reasons = defaultdict(list)  # line -> what is wrong with it
-        request_ids = {}
-        for entry in chunk:
-            if isinstance(entry.item, call_files.Unreadable):
-                reasons[entry.line] = entry.item.errors
+        totals["rejected"] += result.rejected + len(chunk) - len(calls)
+        reasons = {}  # line -> (request id, what is wrong with it)
+        for entry, call, errors in chunk:
+            if call is None:
+                reasons[entry.line] = (ingest.request_id_of(entry.item), list(errors))
         for error in result.errors:
-            line = error["index"]
-            request_ids[line] = error["request_id"]
-            reasons[line].append({"field": error["field"], "code": error["code"], "detail": error["detail"]})
+            reason = {"field": error["field"], "code": error["code"], "detail": error["detail"]}
+            reasons.setdefault(error["index"], (error["request_id"], []))[1].append(reason)
         if reasons:
-            texts = {entry.line: entry.text for entry in chunk}
+            texts = {entry.line: entry.text for entry, _call, _errors in chunk}
             for line in sorted(reasons):
-                record = {
-                    "line": line,
-                    "request_id": request_ids.get(line),
-                    "errors": reasons[line],
-                    "text": texts[line],
-                }
+                request_id, errors = reasons[line]
+                record = {"line": line, "request_id": request_id, "errors": errors, "text": texts[line]}
                 rejects.write(json.dumps(record) + "\n")
 
     def _report(self, totals, rejects_path, seconds, options):
