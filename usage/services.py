@@ -144,8 +144,7 @@ def _checked(calls, *, window, tenant, result):
             result.reject(index, call.request_id, errors)
         else:
             candidates.append((index, key, call))
-    # Only calls that are otherwise fine add a model to the catalog.
-    models = _models({call.model for _, _, call in candidates})
+    models, candidates = _models(candidates, result)
     # Plain ids, read once: a foreign key's *_id is a descriptor call on every access.
     key_ids = {public_id: (key.id, key.tenant_id) for public_id, key in keys.items()}
     rows = []
@@ -193,16 +192,31 @@ def _window_errors(call, window):
     return ()
 
 
-def _models(names):
-    """``name -> (id, tenant id)`` of catalog entries; unknown names are added unlisted, so no usage is lost."""
-    found = _model_ids(names)
-    missing = names - found.keys()
-    if missing:
-        # Committed on its own: a concurrent batch reporting the same new model must not
-        # wait for this batch's whole transaction, and an admin sees the model either way.
-        Model.objects.bulk_create([Model(name=name, listed=False) for name in sorted(missing)], ignore_conflicts=True)
-        found.update(_model_ids(missing))
-    return found
+def _models(candidates, result):
+    """The candidates' models as ``name -> (id, tenant id)``, unknown names added unlisted; and the
+    candidates that are left.
+
+    Only calls that are otherwise fine add a model, so a rejected call changes nothing. That
+    includes a conflict: a call naming a model never seen before cannot match a stored call,
+    so if its request id is taken it is rejected here, before its model is created.
+    """
+    found = _model_ids({call.model for _, _, call in candidates})
+    if all(call.model in found for _, _, call in candidates):
+        return found, candidates
+    new = {(key.tenant_id, call.request_id) for _, key, call in candidates if call.model not in found}
+    taken = _stored_contents(new).keys()
+    kept = []
+    for index, key, call in candidates:
+        if call.model not in found and (key.tenant_id, call.request_id) in taken:
+            result.reject(index, call.request_id, [_CONFLICT])
+        else:
+            kept.append((index, key, call))
+    missing = {call.model for _, _, call in kept} - found.keys()
+    # Committed on its own: a concurrent batch reporting the same new model must not
+    # wait for this batch's whole transaction, and an admin sees the model either way.
+    Model.objects.bulk_create([Model(name=name, listed=False) for name in sorted(missing)], ignore_conflicts=True)
+    found.update(_model_ids(missing))
+    return found, kept
 
 
 def _model_ids(names):

@@ -367,6 +367,18 @@ def test_rejected_call_adds_no_model(gateway, api_key):
     assert not Model.objects.filter(name="vendor/ghost").exists()
 
 
+def test_conflict_naming_a_new_model_adds_no_model(gateway, api_key, llm):
+    post(gateway, [call(api_key)])
+    body = post(gateway, [call(api_key, model="vendor/typo")]).json()
+    assert [(e["field"], e["code"]) for e in body["errors"]] == [("request_id", "conflict")]
+    assert not Model.objects.filter(name="vendor/typo").exists()
+
+
+def test_duplicate_naming_a_new_model_in_one_batch_is_stored_once(gateway, api_key):
+    body = post(gateway, [call(api_key, model="vendor/new"), call(api_key, model="vendor/new")]).json()
+    assert (body["accepted"], body["duplicates"]) == (1, 1)
+
+
 def test_private_model_of_another_tenant_is_rejected(gateway, api_key, other_tenant):
     Model.objects.create(name="globex/secret-ft", tenant=other_tenant)
     body = post(gateway, [call(api_key, model="globex/secret-ft")]).json()
