@@ -1,9 +1,7 @@
 """Finance and operations pages: Prices, the month-end expense report (page + CSV), Operations."""
 
 import csv
-import datetime as dt
 import re
-from dataclasses import dataclass
 
 from django import forms
 from django.contrib.auth.decorators import login_required
@@ -14,9 +12,8 @@ from accounts.models import ApiKey
 from accounts.tenancy import tenant_for_request
 
 from .costs import expense_report, price_sheet
-from .models import Model
-from .periods import Period, month_period, tenant_today
-from .selectors import UsageFilters, grouped_usage
+from .periods import month_period, tenant_today
+from .selectors import SCALE_HINT_CHANGE, UsageFilters, model_week_over_week
 
 MONTH_RE = re.compile(r"^(\d{4})-(\d{2})$")
 MIN_YEAR, MAX_YEAR = 1970, 9998
@@ -143,69 +140,6 @@ def monthly_report_csv(request, slug):
 
 
 # --- Operations -------------------------------------------------------------------------------
-
-# A change of at least this much, week over week, earns a "scale up" / "scale down" hint.
-SCALE_HINT_CHANGE = 0.5
-
-
-@dataclass
-class ModelTrend:
-    model: Model
-    tokens: int
-    calls: int
-    previous_tokens: int
-    previous_calls: int
-    share: float  # of this week's tokens, 0..1
-
-    @property
-    def change(self):
-        """Token change against last week as a fraction; None for a model new this week."""
-        if not self.previous_tokens:
-            return None
-        return (self.tokens - self.previous_tokens) / self.previous_tokens
-
-    @property
-    def change_percent(self):
-        return None if self.change is None else round(self.change * 100)
-
-    @property
-    def share_percent(self):
-        return round(self.share * 100)
-
-    @property
-    def hint(self):
-        if self.change is None:
-            return "scale up" if self.tokens else ""
-        if self.change >= SCALE_HINT_CHANGE:
-            return "scale up"
-        return "scale down" if self.change <= -SCALE_HINT_CHANGE else ""
-
-
-def _weeks(today):
-    this_week = Period(today - dt.timedelta(days=6), today)
-    return this_week, this_week.previous()
-
-
-def model_week_over_week(*, tenant, today):
-    """Per model, the last 7 local days ending ``today`` against the 7 before; busiest first."""
-    this_week, last_week = _weeks(today)
-    grouped = grouped_usage(
-        tenant=tenant, filters=UsageFilters(Period(last_week.start, today)), bucket="day", dims=("model",)
-    )
-    sums = {}
-    for (day, model_id), totals in grouped.items():
-        current, previous = sums.setdefault(model_id, ([0, 0], [0, 0]))
-        target = current if day >= this_week.start else previous
-        target[0] += totals.total_tokens
-        target[1] += totals.calls
-    models = Model.objects.in_bulk(sums.keys())
-    week_tokens = sum(current[0] for current, _ in sums.values())
-    trends = [
-        ModelTrend(models[pk], *current, *previous, current[0] / week_tokens if week_tokens else 0.0)
-        for pk, (current, previous) in sums.items()
-    ]
-    trends.sort(key=lambda t: (-t.tokens, -t.previous_tokens, t.model.name))
-    return this_week, last_week, trends
 
 
 @login_required

@@ -14,7 +14,7 @@ from django.db.models.expressions import RawSQL
 from accounts.models import ApiKey
 
 from . import rollups
-from .models import CallRecord, DirtyDay, Model, UsageDaily, UsageHourly
+from .models import CallRecord, DirtyDay, Model, UsageDaily, UsageDailyModel, UsageHourly
 from .periods import Period
 
 # Hourly series are offered for short ranges only (the page switches to days beyond this).
@@ -116,13 +116,17 @@ def _spans_q(tenant, days, column):
     return q
 
 
-def _rollup_source(tenant, filters, bucket, dirty):
-    """(queryset, bucket column or None) reading the clean days from the rollup tables."""
+def _rollup_source(tenant, filters, bucket, dirty, dims):
+    """(queryset, bucket column or None) reading the clean days from the rollup tables.
+
+    Reads that neither filter nor group by key use the per-model daily table (keys x fewer rows).
+    """
     if bucket == "hour":
         start, end = rollups.day_span(tenant, filters.period.start, filters.period.end)
         queryset = UsageHourly.objects.filter(tenant=tenant, hour__gte=start, hour__lt=end)
         return queryset.exclude(_spans_q(tenant, dirty, "hour")), "hour"
-    queryset = UsageDaily.objects.filter(tenant=tenant, day__range=(filters.period.start, filters.period.end))
+    table = UsageDaily if filters.api_key is not None or "api_key" in dims else UsageDailyModel
+    queryset = table.objects.filter(tenant=tenant, day__range=(filters.period.start, filters.period.end))
     return queryset.exclude(day__in=dirty), ("day" if bucket == "day" else None)
 
 
@@ -152,7 +156,7 @@ def _group(queryset, bucket_column, dims, sums):
 def grouped_usage(*, tenant, filters, bucket=None, dims=()):
     """{(bucket?, *dim ids): Totals} for the filters; ``bucket`` is "day", "hour" or None."""
     dirty = _dirty_days(tenant, filters.period)
-    sources = [(_rollup_source(tenant, filters, bucket, dirty), _SUMS)]
+    sources = [(_rollup_source(tenant, filters, bucket, dirty, dims), _SUMS)]
     if dirty:
         sources.append((_ledger_source(tenant, bucket, dirty), _LEDGER_SUMS))
     result = {}
@@ -258,9 +262,85 @@ def usage_rows(*, tenant, filters):
 
 def tenant_models(*, tenant):
     """Models the tenant can filter by: those it has used, plus its private ones."""
-    used = UsageDaily.objects.filter(tenant=tenant).values("model_id").distinct()
+    used = UsageDailyModel.objects.filter(tenant=tenant).values("model_id").distinct()
     used_dirty = CallRecord.objects.filter(
         _spans_q(tenant, DirtyDay.objects.filter(tenant=tenant).values_list("day", flat=True), "occurred_at"),
         tenant=tenant,
     ).values("model_id")
     return Model.objects.filter(Q(pk__in=used) | Q(pk__in=used_dirty) | Q(tenant=tenant)).order_by("name")
+
+
+def ledger_calls(*, tenant, filters):
+    """The calls on the filtered local days, unordered (the paginator orders them).
+
+    A read of the ledger rather than the rollups, for the API's call list.
+    """
+    start, end = rollups.day_span(tenant, filters.period.start, filters.period.end)
+    calls = CallRecord.objects.filter(tenant=tenant, occurred_at__gte=start, occurred_at__lt=end)
+    return _scoped(calls, filters).select_related("api_key", "model")
+
+
+# --- Operations: week over week per model ------------------------------------------------------
+
+# A change of at least this much, week over week, earns a "scale up" / "scale down" hint.
+SCALE_HINT_CHANGE = 0.5
+
+
+@dataclass
+class ModelTrend:
+    model: Model
+    tokens: int
+    calls: int
+    previous_tokens: int
+    previous_calls: int
+    share: float  # of this week's tokens, 0..1
+
+    @property
+    def change(self):
+        """Token change against last week as a fraction; None for a model new this week."""
+        if not self.previous_tokens:
+            return None
+        return (self.tokens - self.previous_tokens) / self.previous_tokens
+
+    @property
+    def change_percent(self):
+        return None if self.change is None else round(self.change * 100)
+
+    @property
+    def share_percent(self):
+        return round(self.share * 100)
+
+    @property
+    def hint(self):
+        if self.change is None:
+            return "scale up" if self.tokens else ""
+        if self.change >= SCALE_HINT_CHANGE:
+            return "scale up"
+        return "scale down" if self.change <= -SCALE_HINT_CHANGE else ""
+
+
+def _weeks(today):
+    this_week = Period(today - dt.timedelta(days=6), today)
+    return this_week, this_week.previous()
+
+
+def model_week_over_week(*, tenant, today):
+    """Per model, the last 7 local days ending ``today`` against the 7 before; busiest first."""
+    this_week, last_week = _weeks(today)
+    grouped = grouped_usage(
+        tenant=tenant, filters=UsageFilters(Period(last_week.start, today)), bucket="day", dims=("model",)
+    )
+    sums = {}
+    for (day, model_id), totals in grouped.items():
+        current, previous = sums.setdefault(model_id, ([0, 0], [0, 0]))
+        target = current if day >= this_week.start else previous
+        target[0] += totals.total_tokens
+        target[1] += totals.calls
+    models = Model.objects.in_bulk(sums.keys())
+    week_tokens = sum(current[0] for current, _ in sums.values())
+    trends = [
+        ModelTrend(models[pk], *current, *previous, current[0] / week_tokens if week_tokens else 0.0)
+        for pk, (current, previous) in sums.items()
+    ]
+    trends.sort(key=lambda t: (-t.tokens, -t.previous_tokens, t.model.name))
+    return this_week, last_week, trends

@@ -14,8 +14,7 @@ from accounts import services
 from usage.costs import usage_cost
 from usage.models import Model, ModelPrice
 from usage.periods import month_period
-from usage.reports import SCALE_HINT_CHANGE, model_week_over_week
-from usage.selectors import UsageFilters
+from usage.selectors import SCALE_HINT_CHANGE, UsageFilters, model_week_over_week
 
 from .factories import make_calls, utc
 

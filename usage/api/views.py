@@ -13,10 +13,16 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import ApiKey
-from usage import rollups
+from usage.costs import DEFAULT_CURRENCY, CostSummary, cost_by, usage_cost
 from usage.export import export_response
-from usage.models import CallRecord
-from usage.selectors import MAX_HOURLY_DAYS, tenant_models, usage_breakdown, usage_series, usage_summary
+from usage.selectors import (
+    MAX_HOURLY_DAYS,
+    ledger_calls,
+    tenant_models,
+    usage_breakdown,
+    usage_series,
+    usage_summary,
+)
 
 from . import serializers as s
 from .pagination import CallCursorPagination
@@ -46,11 +52,36 @@ def _group_fields(group):
     return {}
 
 
-def _series_item(group, labels, points):
-    return {
-        **_group_fields(group),
-        "points": [{"bucket": label, **point.as_dict()} for label, point in zip(labels, points, strict=True)],
-    }
+def _fallback_currency(summaries):
+    """The currency of a zero cost object: the range's first, so a tenant priced in EUR never sees USD 0."""
+    currencies = sorted({currency for summary in summaries for currency in summary.amounts})
+    return currencies[0] if currencies else DEFAULT_CURRENCY
+
+
+def _cost(costs, key, fallback):
+    return costs.get(key, CostSummary()).as_api(fallback_currency=fallback)
+
+
+def _point_costs(tenant, filters, bucket, group_by):
+    """(costs, fallback currency) of daily points; costs is {(date, group id) or (date,): CostSummary}.
+
+    Prices apply per local day, so hourly points have no cost: (None, None). Two queries whatever
+    the number of points.
+    """
+    if bucket != "day":
+        return None, None
+    costs = cost_by(tenant=tenant, filters=filters, group=("day", group_by) if group_by else ("day",))
+    return costs, _fallback_currency(costs.values())
+
+
+def _series_item(group, points, buckets, labels, costs):
+    """One series; ``costs`` is what _point_costs returned."""
+    costs, fallback = costs
+    items = []
+    for bucket, label, point in zip(buckets, labels, points, strict=True):
+        cost = None if costs is None else _cost(costs, (bucket, group.pk) if group else (bucket,), fallback)
+        items.append({"bucket": label, **point.as_dict(), "cost": cost})
+    return {**_group_fields(group), "points": items}
 
 
 def _bucket_label(tenant, bucket):
@@ -64,14 +95,19 @@ class SummaryView(TenantAPIView):
     def get(self, request):
         tenant, filters = self.scope(request)
         totals = usage_summary(tenant=tenant, filters=filters)
-        return Response(s.SummarySerializer({**_period(tenant, filters), **totals.as_dict()}).data)
+        cost = usage_cost(tenant=tenant, filters=filters)
+        data = {**_period(tenant, filters), **totals.as_dict(), "cost": cost.as_api()}
+        return Response(s.SummarySerializer({**data, "unpriced_models": cost.unpriced_models}).data)
 
 
 @extend_schema(
     tags=["usage"], parameters=[CommonParams, s.TimeseriesParams], responses=responses(s.TimeseriesSerializer)
 )
 class TimeseriesView(TenantAPIView):
-    """Usage per hour or day, one gap-filled series per model, per API key, or in total."""
+    """Usage per hour or day, one gap-filled series per model, per API key, or in total.
+
+    Daily points carry their cost; hourly points' cost is null, since prices apply per local day.
+    """
 
     def get(self, request):
         tenant, filters = self.scope(request)
@@ -82,14 +118,10 @@ class TimeseriesView(TenantAPIView):
             )
         group_by = None if params["group_by"] == "none" else params["group_by"]
         series = usage_series(tenant=tenant, filters=filters, bucket=params["bucket"], group_by=group_by)
+        costs = _point_costs(tenant, filters, params["bucket"], group_by)
         labels = [_bucket_label(tenant, bucket) for bucket in series.buckets]
-        data = {
-            **_period(tenant, filters),
-            "bucket": params["bucket"],
-            "group_by": params["group_by"],
-            "buckets": labels,
-            "series": [_series_item(group, labels, points) for group, points in series.groups],
-        }
+        items = [_series_item(group, points, series.buckets, labels, costs) for group, points in series.groups]
+        data = {**_period(tenant, filters), **params, "buckets": labels, "series": items}
         return Response(s.TimeseriesSerializer(data).data)
 
 
@@ -101,7 +133,13 @@ class BreakdownView(TenantAPIView):
         tenant, filters = self.scope(request)
         by = validated(s.BreakdownParams, request)["by"]
         rows = usage_breakdown(tenant=tenant, filters=filters, by=by)
-        results = [{**_group_fields(row.group), **row.totals.as_dict(), "share": row.share} for row in rows]
+        costs = cost_by(tenant=tenant, filters=filters, group=by)
+        fallback = _fallback_currency(costs.values())
+        results = [
+            {**_group_fields(row.group), **row.totals.as_dict(), "share": row.share}
+            | {"cost": _cost(costs, row.group.pk, fallback)}
+            for row in rows
+        ]
         data = {**_period(tenant, filters), "by": by, "results": results}
         return Response(s.BreakdownSerializer(data).data)
 
@@ -111,8 +149,9 @@ class BreakdownView(TenantAPIView):
     parameters=[CommonParams],
     responses={(200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="The CSV file."), **ERRORS},
     description="CSV, one row per local day x API key x model with usage: date, api_key, api_key_name, model, "
-    "calls, input_tokens, output_tokens, cached_input_tokens, reasoning_tokens (empty when not reported). "
-    "UTF-8, a header row, no totals row, streamed.",
+    "calls, input_tokens, output_tokens, cached_input_tokens, reasoning_tokens (empty when not reported), "
+    "cost and currency (the line's cost, rounded half-even to the currency's minor unit; both empty when no "
+    "price is in force for the line). UTF-8, a header row, no totals row, streamed.",
 )
 class ExportView(TenantAPIView):
     renderer_classes = [JSONRenderer]  # for errors; the CSV itself is streamed as is
@@ -150,20 +189,6 @@ class ModelListView(TenantAPIView):
         models = tenant_models(tenant=api_tenant(request))
         results = [{"name": model.name, "private": model.tenant_id is not None} for model in models]
         return Response({"results": s.ModelSerializer(results, many=True).data})
-
-
-def ledger_calls(*, tenant, filters):
-    """The calls on the filtered local days, unordered (the paginator orders them).
-
-    A read of the ledger rather than the rollups; it belongs beside them in usage.selectors.
-    """
-    start, end = rollups.day_span(tenant, filters.period.start, filters.period.end)
-    calls = CallRecord.objects.filter(tenant=tenant, occurred_at__gte=start, occurred_at__lt=end)
-    if filters.api_key is not None:
-        calls = calls.filter(api_key=filters.api_key)
-    if filters.model is not None:
-        calls = calls.filter(model=filters.model)
-    return calls.select_related("api_key", "model")
 
 
 @extend_schema(tags=["usage"], parameters=[CommonParams], responses=responses(s.CallSerializer(many=True)))
