@@ -249,11 +249,23 @@ _GROUP_KEYS = {
 }
 
 
+def _key_function(group):
+    names = (group,) if isinstance(group, str) else tuple(group)
+    for name in names:
+        if name not in _GROUP_KEYS:
+            raise ValueError(f"Unknown cost group {name!r}; choose from {', '.join(_GROUP_KEYS)}")
+    if isinstance(group, str):
+        return _GROUP_KEYS[group]
+    return lambda line: tuple(_GROUP_KEYS[name](line) for name in names)
+
+
 def cost_by(*, tenant, filters, group="model"):
-    """{model id | api key id | local date: CostSummary}; only groups with usage appear."""
-    if group not in _GROUP_KEYS:
-        raise ValueError(f"Unknown cost group {group!r}; choose one of {', '.join(_GROUP_KEYS)}")
-    key_of = _GROUP_KEYS[group]
+    """{model id | api key id | local date: CostSummary}; only groups with usage appear.
+
+    ``group`` may also be a tuple of those names, such as ("day", "model"): the keys are then
+    tuples in the same order (the API's per-model daily series), still from the same two queries.
+    """
+    key_of = _key_function(group)
     result = {}
     for line in cost_lines(tenant=tenant, filters=filters):
         line.add_to(result.setdefault(key_of(line), CostSummary()))

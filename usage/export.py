@@ -4,6 +4,9 @@ Served twice with the same rows: at /api/v1/usage/export.csv for integrations an
 /t/<slug>/usage/export.csv for the Usage Statistics page's Export button. Both read the same
 filters as the page and the same selector (``usage_rows``), one day at a time, so an export
 of months starts at once and its memory stays flat.
+
+Each row also has its cost and currency at the price in force that day (``usage.costs``); the
+prices are read once, after the header, so the header still leaves before any query.
 """
 
 import csv
@@ -16,6 +19,7 @@ from accounts.tenancy import tenant_for_request
 from usageproject.problems import problem_response
 
 from .api.scope import filters_or_errors
+from .costs import prices_in_force, row_cost
 from .selectors import usage_rows
 
 COLUMNS = [
@@ -28,6 +32,8 @@ COLUMNS = [
     "output_tokens",
     "cached_input_tokens",
     "reasoning_tokens",
+    "cost",
+    "currency",
 ]
 # A spreadsheet runs a cell that starts like a formula; names typed by users must stay text.
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -48,10 +54,18 @@ def _count(value):
     return "" if value is None else value  # not reported: an empty cell, never 0
 
 
+def _price_book(tenant, filters):
+    """Every price the rows can need, in one query: the filtered model's, or all models'."""
+    model_ids = None if filters.model is None else [filters.model.pk]
+    return prices_in_force(tenant=tenant, model_ids=model_ids, period=filters.period)
+
+
 def csv_lines(*, tenant, filters):
     writer = csv.writer(_Echo(), lineterminator="\r\n")
     yield writer.writerow(COLUMNS)
+    book = _price_book(tenant, filters)
     for day, key, model, totals in usage_rows(tenant=tenant, filters=filters):
+        amount, currency = row_cost(book, day, model.pk, totals)
         yield writer.writerow(
             [
                 day.isoformat(),
@@ -63,6 +77,8 @@ def csv_lines(*, tenant, filters):
                 totals.output_tokens,
                 _count(totals.cached_input_tokens),
                 _count(totals.reasoning_tokens),
+                _count(amount),
+                currency or "",
             ]
         )
 

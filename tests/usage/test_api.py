@@ -1,13 +1,17 @@
 import csv
+import datetime as dt
 import io
+from decimal import Decimal
 
 import pytest
 from django.core.cache import cache
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from accounts import services
 from accounts.models import Membership
-from usage.models import Model
+from usage.models import Model, ModelPrice
 
 from .api_helpers import csv_body, token_and_client, token_client
 from .factories import make_calls, utc
@@ -38,7 +42,15 @@ def usage(tenant, api_key, llm):
     return other_model
 
 
-def test_summary_totals_with_a_token(tenant, usage):
+@pytest.fixture
+def priced(llm):
+    """A price for llm only: its line of 2026-11-20 costs 150 x 0.5/1K + 15 x 2/1K = 0.105 -> 0.10."""
+    return ModelPrice.objects.create(
+        model=llm, input_per_1k=Decimal("0.5"), output_per_1k=Decimal("2"), effective_from=dt.date(2026, 1, 1)
+    )
+
+
+def test_summary_totals_with_a_token(tenant, usage, priced):
     response = token_client(tenant).get("/api/v1/usage/summary", RANGE)
     assert response.status_code == 200
     assert response.json() == {
@@ -51,6 +63,8 @@ def test_summary_totals_with_a_token(tenant, usage):
         "total_tokens": 175,
         "cached_input_tokens": 40,
         "reasoning_tokens": None,
+        "cost": [{"amount": "0.10", "currency": "USD", "unpriced_tokens": 10}],  # qwen3 has no price
+        "unpriced_models": ["public/qwen3"],
     }
 
 
@@ -171,8 +185,59 @@ def test_breakdown_by_api_key_names_the_public_id(tenant, api_key, usage):
             "cached_input_tokens": 40,
             "reasoning_tokens": None,
             "share": 1.0,
+            "cost": [{"amount": "0.00", "currency": "USD", "unpriced_tokens": 175}],
         }
     ]
+
+
+def test_breakdown_by_model_costs_each_row(tenant, llm, usage, priced):
+    body = token_client(tenant).get("/api/v1/usage/breakdown", RANGE).json()
+    assert [(row["model"], row["cost"]) for row in body["results"]] == [
+        (llm.name, [{"amount": "0.10", "currency": "USD", "unpriced_tokens": 0}]),
+        (usage.name, [{"amount": "0.00", "currency": "USD", "unpriced_tokens": 10}]),
+    ]
+
+
+def test_daily_points_have_a_cost_per_model(tenant, llm, usage, priced):
+    params = {"start": "2026-11-20", "end": "2026-11-21", "group_by": "model"}
+    body = token_client(tenant).get("/api/v1/usage/timeseries", params).json()
+    costs = {series["model"]: [point["cost"][0]["amount"] for point in series["points"]] for series in body["series"]}
+    assert costs == {llm.name: ["0.10", "0.00"], usage.name: ["0.00", "0.00"]}
+    assert body["series"][1]["points"][1]["cost"][0]["unpriced_tokens"] == 10
+
+
+def test_hourly_points_have_no_cost(tenant, usage, priced):
+    params = {"start": "2026-11-20", "bucket": "hour", "group_by": "none"}
+    body = token_client(tenant).get("/api/v1/usage/timeseries", params).json()
+    assert {point["cost"] for point in body["series"][0]["points"]} == {None}
+
+
+def _query_count(client, path, params):
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(path, params).status_code == 200
+    return len(queries)
+
+
+@pytest.mark.parametrize("group_by", ["model", "api_key", "none"])
+def test_timeseries_costs_take_no_query_per_point(
+    tenant, api_key, llm, priced, group_by, django_assert_max_num_queries
+):
+    client, params = token_client(tenant), {**RANGE, "group_by": group_by}
+    make_calls(tenant, [{"api_key": api_key, "model": llm, "occurred_at": utc(2026, 11, 2, 9), "input_tokens": 1}])
+    one_point = _query_count(client, "/api/v1/usage/timeseries", params)
+    models = [llm] + [Model.objects.create(name=f"public/m-{n}") for n in range(3)]
+    keys = [api_key] + [services.api_key_create(tenant=tenant, name=f"k-{n}")[0] for n in range(2)]
+    calls = [
+        {"api_key": key, "model": model, "occurred_at": utc(2026, 11, day, 9), "input_tokens": day}
+        for day in range(3, 28, 2)
+        for model in models
+        for key in keys
+    ]
+    make_calls(tenant, calls)
+    with django_assert_max_num_queries(one_point):
+        body = client.get("/api/v1/usage/timeseries", params).json()
+    assert sum(len(series["points"]) for series in body["series"]) >= 28
+    assert any(point["cost"][0]["amount"] != "0.00" for series in body["series"] for point in series["points"])
 
 
 def test_calls_newest_first_with_cursor_pages(tenant, usage):
@@ -208,7 +273,8 @@ def test_export_csv_rows_per_day_key_model(tenant, api_key, llm, usage):
     assert response["Content-Type"] == "text/csv; charset=utf-8"
     text = csv_body(response)
     assert text.splitlines()[0] == (
-        "date,api_key,api_key_name,model,calls,input_tokens,output_tokens,cached_input_tokens,reasoning_tokens"
+        "date,api_key,api_key_name,model,calls,input_tokens,output_tokens,cached_input_tokens,reasoning_tokens,"
+        "cost,currency"
     )
     rows = _rows(text)
     assert [(row["date"], row["model"], row["calls"]) for row in rows] == [
@@ -220,6 +286,14 @@ def test_export_csv_rows_per_day_key_model(tenant, api_key, llm, usage):
         "",
         "",
     )
+
+
+def test_export_costs_each_row_and_leaves_unpriced_ones_empty(tenant, llm, usage, priced):
+    rows = _rows(csv_body(token_client(tenant).get("/api/v1/usage/export.csv", RANGE)))
+    assert [(row["model"], row["cost"], row["currency"]) for row in rows] == [
+        (llm.name, "0.10", "USD"),
+        (usage.name, "", ""),
+    ]
 
 
 def test_export_accepts_csv_and_errors_as_problem(tenant):
@@ -263,7 +337,7 @@ def test_export_starts_before_reading_any_usage(tenant, usage, django_assert_num
         assert next(chunks).startswith(b"date,api_key,")
 
 
-OUR_PATHS = ("/api/v1/usage/", "/api/v1/calls", "/api/v1/api-keys", "/api/v1/models")
+OUR_PATHS = ("/api/v1/usage/", "/api/v1/calls", "/api/v1/api-keys", "/api/v1/models", "/api/v1/reports/")
 
 
 def _undescribed(schema, node, where, seen):

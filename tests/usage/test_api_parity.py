@@ -2,7 +2,9 @@
 
 Random calls (fixed seed) in a zone with daylight saving, part of them rolled up and part
 still dirty; random filter sets; for each, summary = sum of the timeseries = sum of the
-breakdown = sum of the CSV rows = the page's cards = the ledger.
+breakdown = sum of the CSV rows = the page's cards = the ledger. With prices (a change inside
+the range, a contract price in another currency, an unpriced model) the same holds for cost,
+per currency: summary = breakdowns = daily series = CSV cells = usage_cost = monthly report.
 """
 
 import csv
@@ -10,6 +12,8 @@ import datetime as dt
 import io
 import random
 import re
+from collections import Counter
+from decimal import Decimal
 
 import pytest
 from django.core.cache import cache
@@ -17,7 +21,9 @@ from django.utils import timezone
 
 from accounts import services
 from usage import rollups
-from usage.models import CallRecord, Model
+from usage.api.scope import filters_or_errors
+from usage.costs import usage_cost
+from usage.models import CallRecord, Model, ModelPrice
 from usage.periods import PRESETS
 
 from .api_helpers import csv_body, token_client
@@ -159,3 +165,114 @@ def test_the_page_shows_cards_to_compare(tenant, world, owner_client):
     if not cards:
         pytest.skip("The Usage Statistics page renders no cards yet")
     assert {"calls", "total_tokens", "input_tokens", "output_tokens"} <= set(cards)
+
+
+# --- Cost -------------------------------------------------------------------------------------
+
+
+def _price(model, day, inp, out, *, tenant=None, currency="USD", cached=None):
+    ModelPrice.objects.create(
+        model=model,
+        tenant=tenant,
+        currency=currency,
+        input_per_1k=Decimal(inp),
+        output_per_1k=Decimal(out),
+        cached_input_per_1k=None if cached is None else Decimal(cached),
+        effective_from=day,
+    )
+
+
+@pytest.fixture
+def priced_world(tenant, other_tenant, world):
+    """model-0: a platform price that changes 20 days ago; model-1: a platform price in USD and,
+    from 10 days ago, the tenant's contract price in EUR; model-2: no price at all."""
+    _rng, _keys, models, today = world
+    _price(models[0], today - dt.timedelta(days=400), "0.137", "0.411", cached="0.013")
+    _price(models[0], today - dt.timedelta(days=20), "0.171", "0.533")
+    _price(models[1], today - dt.timedelta(days=400), "1.003", "2.997")
+    _price(models[1], today - dt.timedelta(days=10), "0.901", "2.503", tenant=tenant, currency="EUR")
+    _price(models[1], today - dt.timedelta(days=400), "99", "99", tenant=other_tenant, currency="GBP")  # not ours
+    return world
+
+
+def _money(cost_objects):
+    """({currency: Decimal} without zero amounts, unpriced tokens) of one API ``cost`` list."""
+    amounts = Counter({item["currency"]: Decimal(item["amount"]) for item in cost_objects})
+    unpriced = {item["unpriced_tokens"] for item in cost_objects}
+    assert len(unpriced) == 1, cost_objects  # the same on every object of a list
+    return amounts, unpriced.pop()
+
+
+def _money_sum(cost_lists):
+    amounts, unpriced = Counter(), 0
+    for cost_objects in cost_lists:
+        line_amounts, line_unpriced = _money(cost_objects)
+        amounts.update(line_amounts)
+        unpriced += line_unpriced
+    return {currency: amount for currency, amount in amounts.items() if amount}, unpriced
+
+
+def _csv_money(client, params):
+    amounts, unpriced = Counter(), 0
+    for row in csv.DictReader(io.StringIO(csv_body(client.get("/api/v1/usage/export.csv", params)))):
+        if row["cost"]:
+            amounts[row["currency"]] += Decimal(row["cost"])
+        else:
+            assert row["currency"] == ""
+            unpriced += int(row["input_tokens"]) + int(row["output_tokens"])
+    return {currency: amount for currency, amount in amounts.items() if amount}, unpriced
+
+
+def _cost_views(client, params, group_by):
+    """The cost of ``params`` as each read of the API adds it up."""
+    breakdowns = {
+        by: [row["cost"] for row in client.get("/api/v1/usage/breakdown", {**params, "by": by}).json()["results"]]
+        for by in ("model", "api_key")
+    }
+    series = client.get("/api/v1/usage/timeseries", {**params, "bucket": "day", "group_by": group_by}).json()
+    return {
+        "breakdown by model": _money_sum(breakdowns["model"]),
+        "breakdown by key": _money_sum(breakdowns["api_key"]),
+        f"daily series by {group_by}": _money_sum(p["cost"] for line in series["series"] for p in line["points"]),
+        "CSV": _csv_money(client, params),
+    }
+
+
+def _check_cost(tenant, client, rng, params):
+    summary = client.get("/api/v1/usage/summary", params).json()
+    expected = _money_sum([summary["cost"]])
+    filters, errors = filters_or_errors(params, tenant)
+    assert not errors
+    direct = usage_cost(tenant=tenant, filters=filters)
+    assert expected == ({c: a for c, a in direct.amounts.items() if a}, direct.unpriced_tokens), params
+    assert summary["unpriced_models"] == direct.unpriced_models
+    for name, got in _cost_views(client, params, rng.choice(["model", "api_key", "none"])).items():
+        assert got == expected, (params, name)
+    return expected
+
+
+def test_cost_agrees_across_summary_breakdown_series_and_csv(tenant, priced_world):
+    rng, keys, models, today = priced_world
+    client = token_client(tenant)
+    costs = [_check_cost(tenant, client, rng, params) for params in _filter_sets(rng, keys, models, today, 25)]
+    currencies = {currency for amounts, _unpriced in costs for currency in amounts}
+    assert currencies == {"USD", "EUR"}, "the filter sets should meet both currencies"
+    assert any(unpriced for _amounts, unpriced in costs), "and the unpriced model"
+    everything = {"start": (today - dt.timedelta(days=45)).isoformat(), "end": today.isoformat()}
+    whole = _check_cost(tenant, client, rng, everything)
+    assert set(whole[0]) == {"USD", "EUR"} and whole[1] > 0
+
+
+@pytest.mark.parametrize("months_ago", [0, 1])
+def test_monthly_report_total_equals_the_summary_of_the_month(tenant, priced_world, months_ago):
+    today = priced_world[3]
+    first = today.replace(day=1)
+    for _ in range(months_ago):
+        first = (first - dt.timedelta(days=1)).replace(day=1)
+    last = (first + dt.timedelta(days=32)).replace(day=1) - dt.timedelta(days=1)
+    client = token_client(tenant)
+    report = client.get("/api/v1/reports/monthly", {"month": f"{first:%Y-%m}"}).json()
+    summary = client.get("/api/v1/usage/summary", {"start": first.isoformat(), "end": last.isoformat()}).json()
+    assert report["cost"] == summary["cost"]
+    assert report["unpriced_models"] == summary["unpriced_models"]
+    assert report["totals"]["total_tokens"] == summary["total_tokens"] > 0

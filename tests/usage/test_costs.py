@@ -270,6 +270,18 @@ def test_cost_by_model_and_key(tenant, owner, api_key, llm):
     assert by_key == {api_key.pk: {"USD": Decimal("1.00")}, second_key.pk: {"USD": Decimal("3.00")}}
 
 
+def test_cost_by_day_and_model_keys_by_tuples(tenant, api_key, llm):
+    price(llm, dt.date(2026, 1, 1), "1.00", "0")
+    make_calls(tenant, [call(api_key, llm, utc(2026, 11, 3), 1000), call(api_key, llm, utc(2026, 11, 4), 2000)])
+    by_day = cost_by(tenant=tenant, filters=NOVEMBER, group=("day", "model"))
+    assert {key: s.amounts for key, s in by_day.items()} == {
+        (dt.date(2026, 11, 3), llm.pk): {"USD": Decimal("1.00")},
+        (dt.date(2026, 11, 4), llm.pk): {"USD": Decimal("2.00")},
+    }
+    with pytest.raises(ValueError, match="'week'"):
+        cost_by(tenant=tenant, filters=NOVEMBER, group=("day", "week"))
+
+
 # --- Report and price sheet ---------------------------------------------------------------------
 
 

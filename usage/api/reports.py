@@ -15,7 +15,7 @@ from usage.reports import MonthlyReportForm
 
 from .schema import responses
 from .scope import api_tenant
-from .serializers import PeriodSerializer, TotalsSerializer
+from .serializers import CostSerializer, PeriodSerializer, TotalsSerializer
 from .throttling import AccessTokenThrottle
 
 
@@ -64,16 +64,6 @@ def report_as_json(tenant, report):
         "unpriced_models": report.cost.unpriced_models,
         "prices": [_price(use) for use in report.prices],
     }
-
-
-class CostSerializer(serializers.Serializer):
-    """One currency's amount; the summary's ``cost`` objects have the same shape."""
-
-    amount = serializers.CharField(help_text='Decimal string, rounded to the currency\'s minor unit, e.g. "12.30".')
-    currency = serializers.CharField(help_text="ISO 4217 code of the amount.")
-    unpriced_tokens = serializers.IntegerField(
-        help_text="Tokens with no price in force, in none of the amounts; the same on every object of a list."
-    )
 
 
 def _cost_list(help_text):

@@ -25,8 +25,32 @@ class PeriodSerializer(serializers.Serializer):
     timezone = serializers.CharField(help_text="The tenant's IANA time zone the dates are local to.")
 
 
+class CostSerializer(serializers.Serializer):
+    """One currency's amount; every ``cost`` list of the API holds objects of this shape."""
+
+    amount = serializers.CharField(help_text='Decimal string, rounded to the currency\'s minor unit, e.g. "12.30".')
+    currency = serializers.CharField(help_text="ISO 4217 code of the amount.")
+    unpriced_tokens = serializers.IntegerField(
+        help_text="Tokens with no price in force, in none of the amounts; the same on every object of a list."
+    )
+
+
+COST_RULE = (
+    "One object per currency (amounts in different currencies are never added), by code; with nothing "
+    "priced, one object with amount 0. Each local day x API key x model line is rounded half-even to the "
+    "currency's minor unit; totals are sums of rounded lines."
+)
+
+
+def cost_list(help_text, **kwargs):
+    return CostSerializer(many=True, help_text=f"{help_text} {COST_RULE}", **kwargs)
+
+
 class SummarySerializer(PeriodSerializer, TotalsSerializer):
-    pass
+    cost = cost_list("Cost of the filtered usage at the prices in force on each local day.")
+    unpriced_models = serializers.ListField(
+        child=serializers.CharField(), help_text="Models with tokens that had no price in force (cost is partial)."
+    )
 
 
 class GroupSerializer(serializers.Serializer):
@@ -40,6 +64,10 @@ class GroupSerializer(serializers.Serializer):
 class PointSerializer(TotalsSerializer):
     bucket = serializers.CharField(
         help_text="The bucket: a local date (YYYY-MM-DD) by day, the local hour's start with its UTC offset by hour."
+    )
+    cost = cost_list(
+        "Cost of the point's usage with bucket=day; null with bucket=hour, since prices apply per local day.",
+        allow_null=True,
     )
 
 
@@ -60,6 +88,7 @@ class TimeseriesSerializer(PeriodSerializer):
 
 class BreakdownRowSerializer(GroupSerializer, TotalsSerializer):
     share = serializers.FloatField(help_text="This row's share of the total tokens of the range, 0 to 1.")
+    cost = cost_list("Cost of the row's usage; the rows' costs add up to the summary's.")
 
 
 class BreakdownSerializer(PeriodSerializer):
