@@ -13,7 +13,7 @@ from django.urls import reverse
 from accounts import services
 from accounts.models import ApiKey
 from usage import admin as usage_admin
-from usage.models import CallRecord, DirtyDay, ModelPrice, UsageDaily, UsageHourly
+from usage.models import CallRecord, DirtyDay, ModelPrice, UsageDaily, UsageDailyModel, UsageHourly
 
 REGISTERED = sorted(admin.site._registry, key=lambda model: model._meta.label)
 IDS = [model._meta.label for model in REGISTERED]
@@ -63,6 +63,7 @@ def data(tenant, owner, api_key, llm):
         )
     _rollup(UsageHourly, tenant, api_key, llm, hour=AT)
     _rollup(UsageDaily, tenant, api_key, llm, day=AT.date())
+    UsageDailyModel.objects.create(tenant=tenant, model=llm, day=AT.date(), calls=2, input_tokens=20, output_tokens=10)
     DirtyDay.objects.create(tenant=tenant, day=AT.date(), token="t")
 
 

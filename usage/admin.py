@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.core.paginator import Paginator
 from django.utils.functional import cached_property
 
-from .models import CallRecord, DirtyDay, Model, ModelPrice, UsageDaily, UsageHourly
+from .models import CallRecord, DirtyDay, Model, ModelPrice, UsageDaily, UsageDailyModel, UsageHourly
 
 
 class CappedCountPaginator(Paginator):
@@ -106,3 +106,12 @@ class DirtyDayAdmin(admin.ModelAdmin):
     list_filter = ["tenant"]
     list_select_related = ["tenant"]
     raw_id_fields = ["tenant"]
+
+
+@admin.register(UsageDailyModel)
+class UsageDailyModelAdmin(RollupAdmin):
+    list_display = ["day", "tenant", "model", "calls", "input_tokens", "output_tokens"]
+    list_select_related = ["tenant", "model"]
+    raw_id_fields = ["tenant", "model"]
+    search_fields = ["model__name"]
+    ordering = ["-day"]

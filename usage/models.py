@@ -77,17 +77,26 @@ class CallRecord(models.Model):
         return self.input_tokens + self.output_tokens
 
 
-class RollupFields(models.Model):
+class Sums(models.Model):
     """Sums of one bucket. Nullable sums stay null when no call in the bucket reported them."""
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
-    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="+")
     model = models.ForeignKey(Model, on_delete=models.CASCADE, related_name="+")
     calls = models.BigIntegerField()
     input_tokens = models.BigIntegerField()
     output_tokens = models.BigIntegerField()
     cached_input_tokens = models.BigIntegerField(null=True)
     reasoning_tokens = models.BigIntegerField(null=True)
+
+    class Meta:
+        abstract = True
+
+    def __str__(self):
+        return f"{self.tenant_id}/{self.model_id}: {self.calls} calls"
+
+
+class RollupFields(Sums):
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="+")
 
     class Meta:
         abstract = True
@@ -120,6 +129,17 @@ class UsageDaily(RollupFields):
             models.UniqueConstraint(fields=["tenant", "day", "api_key", "model"], name="usagedaily_unique_bucket")
         ]
         # The unique index (tenant, day, ...) serves every read: WHERE tenant = %s AND day in [a, b].
+
+
+class UsageDailyModel(Sums):
+    """One local day per model over all keys: what the "All keys" views read (keys x fewer rows)."""
+
+    day = models.DateField()
+
+    class Meta:
+        verbose_name_plural = "usage daily per model"
+        constraints = [models.UniqueConstraint(fields=["tenant", "day", "model"], name="usagedailymodel_unique_bucket")]
+        # The unique index (tenant, day, model) serves every read: WHERE tenant = %s AND day in [a, b].
 
 
 class DirtyDay(models.Model):

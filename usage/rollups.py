@@ -9,7 +9,8 @@ ledger with one ``INSERT .. SELECT .. GROUP BY`` per table, so a rerun, a duplic
 crash half-way (the transaction rolls back, the day stays dirty) always ends in the right
 answer. Hourly buckets are local hours (``hour`` is the instant the local hour starts, so
 +05:30 zones and the repeated hour of a DST change stay apart); daily buckets are summed
-from the hourly ones by local date.
+from the hourly ones by local date, and a per-model daily table sums those over keys for
+the "All keys" reads.
 """
 
 import datetime as dt
@@ -20,7 +21,7 @@ from django.core.cache import cache
 from django.db import connection, transaction
 from django.utils import timezone
 
-from .models import CallRecord, DirtyDay, UsageDaily, UsageHourly
+from .models import CallRecord, DirtyDay, UsageDaily, UsageDailyModel, UsageHourly
 
 DEBOUNCE_SECONDS = 2
 
@@ -78,6 +79,7 @@ _TABLES = {
     "ledger": CallRecord._meta.db_table,
     "hourly": UsageHourly._meta.db_table,
     "daily": UsageDaily._meta.db_table,
+    "daily_model": UsageDailyModel._meta.db_table,
 }
 
 _SUMS = "SUM(input_tokens), SUM(output_tokens), SUM(cached_input_tokens), SUM(reasoning_tokens)"
@@ -131,6 +133,16 @@ def _insert_daily(cursor, tenant, start, end):
     )
 
 
+def _insert_daily_model(cursor, tenant, first_day, last_day):
+    cursor.execute(
+        f"INSERT INTO {_TABLES['daily_model']} (tenant_id, model_id, day, calls, input_tokens, output_tokens, "
+        "cached_input_tokens, reasoning_tokens) "
+        f"SELECT tenant_id, model_id, day, SUM(calls), {_SUMS} FROM {_TABLES['daily']} "
+        "WHERE tenant_id = %s AND day >= %s AND day <= %s GROUP BY tenant_id, model_id, day",
+        [tenant.pk, connection.ops.adapt_datefield_value(first_day), connection.ops.adapt_datefield_value(last_day)],
+    )
+
+
 def _lock_tenant(cursor, tenant_id):
     """Serialise recomputes of one tenant (SQLite serialises all writers already)."""
     if connection.vendor == "postgresql":
@@ -155,6 +167,8 @@ def usage_rollup_days(*, tenant, first_day, last_day):
         _insert_hourly(cursor, tenant, start, end)
         UsageDaily.objects.filter(tenant=tenant, day__range=(first_day, last_day)).delete()
         _insert_daily(cursor, tenant, start, end)
+        UsageDailyModel.objects.filter(tenant=tenant, day__range=(first_day, last_day)).delete()
+        _insert_daily_model(cursor, tenant, first_day, last_day)
         for pk, token in marks:
             DirtyDay.objects.filter(pk=pk, token=token).delete()
 
@@ -210,10 +224,10 @@ def usage_rebuild(*, tenant, first_day=None, last_day=None, chunk_days=7, progre
 
 def _drop_rollups_outside(tenant, bounds):
     hourly = UsageHourly.objects.filter(tenant=tenant)
-    daily = UsageDaily.objects.filter(tenant=tenant)
+    daily = [UsageDaily.objects.filter(tenant=tenant), UsageDailyModel.objects.filter(tenant=tenant)]
     if bounds is not None:
         start, end = day_span(tenant, *bounds)
         hourly = hourly.exclude(hour__gte=start, hour__lt=end)
-        daily = daily.exclude(day__range=bounds)
-    hourly.delete()
-    daily.delete()
+        daily = [queryset.exclude(day__range=bounds) for queryset in daily]
+    for queryset in [hourly, *daily]:
+        queryset.delete()

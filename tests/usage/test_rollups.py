@@ -7,7 +7,7 @@ import pytest
 
 from accounts import services
 from usage import rollups
-from usage.models import CallRecord, DirtyDay, Model, UsageDaily, UsageHourly
+from usage.models import CallRecord, DirtyDay, Model, UsageDaily, UsageDailyModel, UsageHourly
 from usage.periods import Period
 from usage.selectors import Totals, UsageFilters, usage_series, usage_summary
 
@@ -69,6 +69,10 @@ def test_rollup_writes_exact_buckets_and_clears_dirty(tenant, api_key, llm):
         (dt.date(2026, 3, 1), api_key.pk, llm.pk): (2, 150, 10, 0, None),
         (dt.date(2026, 3, 2), api_key.pk, llm.pk): (1, 1, 1, None, 4),
     }
+    assert list(UsageDailyModel.objects.values_list("day", "model_id", "calls", "input_tokens")) == [
+        (dt.date(2026, 3, 1), llm.pk, 2, 150),
+        (dt.date(2026, 3, 2), llm.pk, 1, 1),
+    ]
     assert not DirtyDay.objects.exists()
 
 
@@ -190,6 +194,20 @@ def test_rollups_equal_ground_truth(db, zone, start):
     rollups.usage_rollup_days(tenant=tenant, first_day=dt.date(2026, 1, 1), last_day=dt.date(2026, 12, 31))
     daily, hourly = ground_truth(CallRecord.objects.filter(tenant=tenant), zone)
     assert table(UsageDaily, "day") == {key: as_tuple(value) for key, value in daily.items()}
+    per_model = defaultdict(Totals)
+    for (day, _key_id, model_id), totals in daily.items():
+        per_model[(day, model_id)] += totals
+    got_per_model = {
+        (row.day, row.model_id): (
+            row.calls,
+            row.input_tokens,
+            row.output_tokens,
+            row.cached_input_tokens,
+            row.reasoning_tokens,
+        )
+        for row in UsageDailyModel.objects.filter(tenant=tenant)
+    }
+    assert got_per_model == {key: as_tuple(value) for key, value in per_model.items()}
     tz = zoneinfo.ZoneInfo(zone)
     got_hourly = {}
     for (hour, key_id, model_id), sums in table(UsageHourly, "hour").items():
@@ -219,6 +237,7 @@ def test_rebuild_after_time_zone_change_moves_days(tenant, api_key, llm):
     tenant.save()
     rollups.usage_rebuild(tenant=tenant)
     assert list(UsageDaily.objects.values_list("day", "input_tokens")) == [(dt.date(2026, 3, 2), 7)]
+    assert list(UsageDailyModel.objects.values_list("day", "input_tokens")) == [(dt.date(2026, 3, 2), 7)]
     assert UsageHourly.objects.get().hour == utc(2026, 3, 1, 20)
 
 
