@@ -243,7 +243,7 @@ def main():
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--worker-class", default="sync")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--import-batch", type=int, default=20_000)
+    parser.add_argument("--import-batch", type=int, default=10_000)
     parser.add_argument("--phases", default="copy,executemany,import,api")
     args = parser.parse_args()
     url = os.environ.setdefault("DATABASE_URL", DEFAULT_URL)

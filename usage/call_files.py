@@ -174,23 +174,36 @@ def sniff_format(path):
     raise FileFormatError(f"Cannot tell the format of {path}; pass --format jsonl, csv or azure.")
 
 
+class Checked(NamedTuple):
+    """An entry after ``validate_call``: the ``Call``, or the errors and the request id to name."""
+
+    line: int
+    text: str
+    call: ingest.Call | None
+    errors: object
+    request_id: str | None
+
+
 def validated_chunks(entries, size):
-    """Lists of up to ``size`` ``(entry, call, errors)``: each entry checked by ``validate_call``."""
+    """Lists of up to ``size`` ``Checked`` entries. The parsed items are dropped: only the
+    ``Call`` (or the errors) and the text stay, which keeps an import's memory small."""
     while chunk := list(itertools.islice(entries, size)):
-        yield [(entry, *_validated(entry.item)) for entry in chunk]
+        yield [_checked(entry) for entry in chunk]
 
 
-def _validated(item):
-    if isinstance(item, Unreadable):
-        return None, item.errors
-    return ingest.validate_call(item)
+def _checked(entry):
+    if isinstance(entry.item, Unreadable):
+        return Checked(entry.line, entry.text, None, entry.item.errors, None)
+    call, errors = ingest.validate_call(entry.item)
+    request_id = ingest.request_id_of(entry.item) if errors else None
+    return Checked(entry.line, entry.text, call, errors, request_id)
 
 
 class _Failed(NamedTuple):
     error: BaseException
 
 
-def prefetched(iterable, depth=2):
+def prefetched(iterable, depth=1):
     """Iterate ``iterable`` in a thread, up to ``depth`` items ahead of the consumer.
 
     Reading, parsing and validating a file is pure Python; storing is mostly waiting for the

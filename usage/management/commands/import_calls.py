@@ -9,7 +9,7 @@ from django.utils import timezone
 from tqdm import tqdm
 
 from accounts.models import ApiKey, Tenant
-from usage import call_files, ingest, services
+from usage import call_files, services
 
 
 class Command(BaseCommand):
@@ -45,7 +45,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--rejects", type=Path, help="Where rejected lines go (default: ./<file name>.rejects.jsonl)."
         )
-        parser.add_argument("--batch-size", type=int, default=20_000, help="Calls per transaction (default 20000).")
+        parser.add_argument("--batch-size", type=int, default=10_000, help="Calls per transaction (default 10000).")
         parser.add_argument("--no-progress", action="store_true", help="No progress bar on stderr.")
         parser.add_argument("--json", action="store_true", dest="as_json", help="Print the totals as one JSON object.")
 
@@ -122,20 +122,20 @@ class Command(BaseCommand):
         return totals
 
     def _import_chunk(self, chunk, tenant, totals, rejects):
-        calls = [(entry.line, call) for entry, call, _errors in chunk if call is not None]
+        calls = [(checked.line, checked.call) for checked in chunk if checked.call is not None]
         result = services.call_records_import(calls=calls, tenant=tenant)
         totals["accepted"] += result.accepted
         totals["duplicates"] += result.duplicates
         totals["rejected"] += result.rejected + len(chunk) - len(calls)
         reasons = {}  # line -> (request id, what is wrong with it)
-        for entry, call, errors in chunk:
-            if call is None:
-                reasons[entry.line] = (ingest.request_id_of(entry.item), list(errors))
+        for checked in chunk:
+            if checked.call is None:
+                reasons[checked.line] = (checked.request_id, list(checked.errors))
         for error in result.errors:
             reason = {"field": error["field"], "code": error["code"], "detail": error["detail"]}
             reasons.setdefault(error["index"], (error["request_id"], []))[1].append(reason)
         if reasons:
-            texts = {entry.line: entry.text for entry, _call, _errors in chunk}
+            texts = {checked.line: checked.text for checked in chunk}
             for line in sorted(reasons):
                 request_id, errors = reasons[line]
                 record = {"line": line, "request_id": request_id, "errors": errors, "text": texts[line]}
