@@ -283,15 +283,7 @@ _COLUMNS = (
     "reasoning_tokens",
     "request_id",
 )
-_CONTENT_COLUMNS = (
-    "api_key_id",
-    "model_id",
-    "occurred_at",
-    "input_tokens",
-    "output_tokens",
-    "cached_input_tokens",
-    "reasoning_tokens",
-)
+_CONTENT_COLUMNS = _COLUMNS[1:-1]  # what "same content" compares, in Row.content's order
 _PG_TYPES = ("int8", "int8", "int8", "timestamptz", "int8", "int8", "int8", "int8", "text")
 
 
