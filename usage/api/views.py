@@ -65,8 +65,8 @@ def _cost(costs, key, fallback):
 def _point_costs(tenant, filters, bucket, group_by):
     """(costs, fallback currency) of daily points; costs is {(date, group id) or (date,): CostSummary}.
 
-    Prices apply per local day, so hourly points have no cost: (None, None). Two queries whatever
-    the number of points.
+    Prices apply per local day, so hourly points have no cost: (None, None). A fixed number of
+    queries (usage, models, prices) whatever the number of points.
     """
     if bucket != "day":
         return None, None
@@ -90,7 +90,7 @@ def _bucket_label(tenant, bucket):
 
 @extend_schema(tags=["usage"], parameters=[CommonParams], responses=responses(s.SummarySerializer))
 class SummaryView(TenantAPIView):
-    """Totals of the filtered calls."""
+    """Totals and cost of the filtered calls."""
 
     def get(self, request):
         tenant, filters = self.scope(request)
