@@ -50,27 +50,36 @@ class LineSource:
     def __init__(self, path):
         self.path = Path(path)
         self.bytes_read = 0
-        self.pending = []  # lines read since the last record, for its text
 
     def __iter__(self):
         with self.path.open("rb") as handle:
             for number, raw in enumerate(handle):
                 self.bytes_read += len(raw)
                 text = raw.decode("utf-8", "surrogateescape")
-                if number == 0:
-                    text = text.removeprefix("\ufeff")
-                self.pending.append(text)
-                yield text
+                yield text.removeprefix("\ufeff") if number == 0 else text
 
-    def take_text(self):
+
+class _Recorded:
+    """Lines passed on to ``csv.reader``, kept until taken: the text of the record just read."""
+
+    def __init__(self, lines):
+        self.lines = lines
+        self.pending = []
+
+    def __iter__(self):
+        for text in self.lines:
+            self.pending.append(text)
+            yield text
+
+    def take(self):
         text = "".join(self.pending).rstrip("\r\n")
         self.pending.clear()
         return text
 
 
 def read_jsonl(source):
-    for line, _ in enumerate(source, start=1):
-        text = source.take_text()
+    for line, text in enumerate(source, start=1):
+        text = text.rstrip("\r\n")
         if not text.strip():
             continue
         try:
@@ -82,9 +91,10 @@ def read_jsonl(source):
 
 def read_csv(source):
     """CSV with a header naming the API's fields; an empty cell is a missing value."""
-    reader = csv.reader(source)
+    recorded = _Recorded(source)
+    reader = csv.reader(recorded)
     header = next(reader, None) or []
-    source.take_text()
+    recorded.take()
     unknown = [name for name in header if name not in ingest.FIELDS]
     missing = [name for name in ingest.REQUIRED_FIELDS if name not in header]
     if unknown or missing or len(set(header)) != len(header):
@@ -93,7 +103,7 @@ def read_csv(source):
             f"unknown: {unknown or 'none'}, missing: {missing or 'none'}."
         )
     for row in reader:
-        text = source.take_text()
+        text = recorded.take()
         if not row:
             continue
         if len(row) != len(header):
@@ -117,13 +127,14 @@ def read_azure(source, *, api_keys, model, shift):
     Request ids come from ``trace_request_id``, so a second import is recognised as
     duplicates; the same options give the same keys and times, so it adds nothing.
     """
-    reader = csv.reader(source)
+    recorded = _Recorded(source)
+    reader = csv.reader(recorded)
     header = next(reader, None)
-    source.take_text()
+    recorded.take()
     if header != AZURE_HEADER:
         raise FileFormatError(f"Not an Azure LLM inference trace: header {header!r}, expected {AZURE_HEADER!r}.")
     for row in reader:
-        text = source.take_text()
+        text = recorded.take()
         line = reader.line_num
         if len(row) != len(AZURE_HEADER):
             yield Entry(line, Unreadable("wrong_column_count", f"Expected 3 columns, found {len(row)}."), text)
@@ -174,7 +185,7 @@ def sniff_format(path):
     raise FileFormatError(f"Cannot tell the format of {path}; pass --format jsonl, csv or azure.")
 
 
-class Checked(NamedTuple):
+class Validated(NamedTuple):
     """An entry after ``validate_call``: the ``Call``, or the errors and the request id to name."""
 
     line: int
@@ -185,30 +196,29 @@ class Checked(NamedTuple):
 
 
 def validated_chunks(entries, size):
-    """Lists of up to ``size`` ``Checked`` entries. The parsed items are dropped: only the
+    """Lists of up to ``size`` ``Validated`` entries. The parsed items are dropped: only the
     ``Call`` (or the errors) and the text stay, which keeps an import's memory small."""
     while chunk := list(itertools.islice(entries, size)):
-        yield [_checked(entry) for entry in chunk]
+        yield [_validated(entry) for entry in chunk]
 
 
-def _checked(entry):
+def _validated(entry):
     if isinstance(entry.item, Unreadable):
-        return Checked(entry.line, entry.text, None, entry.item.errors, None)
+        return Validated(entry.line, entry.text, None, entry.item.errors, None)
     call, errors = ingest.validate_call(entry.item)
     request_id = ingest.request_id_of(entry.item) if errors else None
-    return Checked(entry.line, entry.text, call, errors, request_id)
+    return Validated(entry.line, entry.text, call, errors, request_id)
 
 
 class _Failed(NamedTuple):
     error: BaseException
 
 
-def prefetched(iterable, depth=1):
+def prefetched(iterable, depth=1, finish=None):
     """Iterate ``iterable`` in a thread, up to ``depth`` items ahead of the consumer.
 
-    Reading, parsing and validating a file is pure Python; storing is mostly waiting for the
-    database. Overlapping the two nearly halves an import's time on PostgreSQL. An error in
-    the thread is raised in the consumer; a consumer that stops early stops the thread.
+    An error in the thread is raised in the consumer; a consumer that stops early stops the
+    thread. ``finish`` runs in the thread when it ends (e.g. to close its database connections).
     """
     items, stop, done = queue.Queue(maxsize=depth), threading.Event(), object()
 
@@ -220,6 +230,9 @@ def prefetched(iterable, depth=1):
             _put(items, done, stop)
         except BaseException as exc:  # handed to the consumer, which raises it
             _put(items, _Failed(exc), stop)
+        finally:
+            if finish is not None:
+                finish()
 
     thread = threading.Thread(target=produce, name="import-reader", daemon=True)
     thread.start()

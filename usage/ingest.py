@@ -104,25 +104,44 @@ def validate_call(raw):
 def _plainly_valid(raw):
     """The Call when every value is plainly fine, else None (then the detailed path decides).
 
-    The common case in one pass with no error bookkeeping: millions of lines go through here.
-    It may only be stricter than ``_validate_in_detail``, never more lenient.
+    The common case in one pass with no error bookkeeping: millions of lines go through here,
+    hence the unrolled checks. It may only be stricter than ``_validate_in_detail``, never more
+    lenient.
     """
     if type(raw) is not dict or not raw.keys() <= _KNOWN_FIELDS:
         return None
     get = raw.get
-    texts = (get("request_id"), get("api_key"), get("model"))
-    for text in texts:
-        if type(text) is not str or not 0 < len(text) <= TEXT_MAX_LENGTH or _BAD_CHARACTERS.search(text):
-            return None
-    counts = (get("input_tokens"), get("output_tokens"), get("cached_input_tokens"), get("reasoning_tokens"))
-    if counts[0] is None or counts[1] is None:
+    request_id, api_key, model = get("request_id"), get("api_key"), get("model")
+    if not (
+        type(request_id) is str
+        and type(api_key) is str
+        and type(model) is str
+        and 0 < len(request_id) <= TEXT_MAX_LENGTH
+        and 0 < len(api_key) <= TEXT_MAX_LENGTH
+        and 0 < len(model) <= TEXT_MAX_LENGTH
+        and _BAD_CHARACTERS.search(request_id + api_key + model) is None
+    ):
         return None
-    for count in counts:
-        if count is not None and (type(count) is not int or not 0 <= count <= MAX_TOKENS):
-            return None
+    inp, out, cached, reasoning = (
+        get("input_tokens"),
+        get("output_tokens"),
+        get("cached_input_tokens"),
+        get("reasoning_tokens"),
+    )
+    if not (
+        type(inp) is int
+        and type(out) is int
+        and 0 <= inp <= MAX_TOKENS
+        and 0 <= out <= MAX_TOKENS
+        and (cached is None or (type(cached) is int and 0 <= cached <= MAX_TOKENS))
+        and (reasoning is None or (type(reasoning) is int and 0 <= reasoning <= MAX_TOKENS))
+    ):
+        return None
     instant = get("occurred_at")
     instant = instant if type(instant) is dt.datetime and instant.tzinfo is not None else parse_rfc3339(instant)
-    return Call(*texts, instant, *counts) if instant is not None else None
+    if instant is None:
+        return None
+    return Call(request_id, api_key, model, instant, inp, out, cached, reasoning)
 
 
 def _validate_in_detail(raw):

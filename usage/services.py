@@ -11,11 +11,13 @@ other content is a conflict and is rejected, leaving the stored call as it was.
 """
 
 import datetime as dt
+import io
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import NamedTuple
 
 import psycopg
+import psycopg.copy
 from django.conf import settings
 from django.db import OperationalError, connection, transaction
 from django.db.models import Q
@@ -87,6 +89,17 @@ class _Outcome:
     days: dict = field(default_factory=lambda: defaultdict(set))  # tenant id -> local dates
 
 
+@dataclass
+class CheckedCalls:
+    """Calls checked against keys, models and the window: ``rows`` may be stored, the rejected
+    ones are in ``result``. Only the ledger's own verdicts (duplicate, conflict) remain."""
+
+    rows: list
+    tenants: dict  # tenant id -> Tenant, for the rollup marks
+    result: IngestResult
+    stream: bytes | None = None  # PostgreSQL: the rows as a binary COPY stream for the staging table
+
+
 def call_records_ingest(*, items, now=None):
     """Store calls the gateway reported (raw JSON items); ``occurred_at`` must lie in the window."""
     now = now or timezone.now()
@@ -102,23 +115,38 @@ def call_records_ingest(*, items, now=None):
             result.reject(index, request_id_of(raw), errors)
         else:
             calls.append((index, call))
-    return _ingest(calls, result, now=now, window=window, tenant=None, bulk=False)
+    rows, tenants = _checked(calls, window=window, tenant=None, result=result)
+    return _stored(CheckedCalls(rows, tenants, result), now=now, bulk=False)
 
 
 def call_records_import(*, calls, tenant=None, now=None):
-    """Store calls read from a file, with no window (history is the point of an import).
+    """Store calls read from a file: ``call_records_check`` then ``call_records_store``."""
+    return call_records_store(call_records_check(calls=calls, tenant=tenant), now=now)
 
-    ``calls`` are ``(line, Call)`` pairs that passed ``usage.ingest.validate_call`` (the file
-    reader validates ahead, in its own thread). With ``tenant``, keys of any other tenant are
-    rejected. On PostgreSQL the chunk goes through COPY and a staging table.
+
+def call_records_check(*, calls, tenant=None):
+    """Check ``(line, Call)`` pairs of a file (already through ``usage.ingest.validate_call``)
+    against keys and models. Only reads, and adds unknown models to the catalog.
+
+    No window: history is the point of an import. With ``tenant``, keys of any other tenant
+    are rejected. On PostgreSQL the rows are also encoded for COPY, so that storing them is
+    little more than sending bytes: an import runs this a chunk ahead, in its reader thread.
     """
-    return _ingest(calls, IngestResult(), now=now or timezone.now(), window=None, tenant=tenant, bulk=True)
+    result = IngestResult()
+    rows, tenants = _checked(calls, window=None, tenant=tenant, result=result)
+    stream = _staging_stream(rows) if rows and connection.vendor == "postgresql" else None
+    return CheckedCalls(rows, tenants, result, stream)
 
 
-def _ingest(calls, result, *, now, window, tenant, bulk):
-    rows, tenants = _checked(calls, window=window, tenant=tenant, result=result)
+def call_records_store(checked, *, now=None):
+    """Store checked calls from a file in one transaction; on PostgreSQL via COPY and a staging table."""
+    return _stored(checked, now=now or timezone.now(), bulk=True)
+
+
+def _stored(checked, *, now, bulk):
+    result, rows = checked.result, checked.rows
     if rows:
-        outcome = _with_retry(lambda: _store(rows, tenants=tenants, now=now, bulk=bulk))
+        outcome = _with_retry(lambda: _store(checked, now=now, bulk=bulk))
         result.accepted, result.duplicates = outcome.accepted, outcome.duplicates
         for row in outcome.conflicts:
             result.reject(row.index, row.request_id, [_CONFLICT])
@@ -236,10 +264,11 @@ def _with_retry(store):
     raise AssertionError("unreachable")
 
 
-def _store(rows, *, tenants, now, bulk):
+def _store(checked, *, now, bulk):
+    rows, tenants = checked.rows, checked.tenants
     with transaction.atomic():
         if bulk and connection.vendor == "postgresql":
-            outcome = _copy_rows(rows, now=now)
+            outcome = _copy_rows(rows, stream=checked.stream or _staging_stream(rows), now=now)
         else:
             outcome = _insert_rows(rows, tenants=tenants, now=now)
         # Last, so the day rows stay locked only for the moment before the commit.
@@ -332,7 +361,29 @@ def _stored_contents(identities):
 _STAGING = "usage_ingest_staging"
 
 
-def _copy_rows(rows, *, now):
+_STAGING_TYPES = ("int8", "bool", *_PG_TYPES)  # line, candidate, then the ledger's columns
+
+
+def _staging_stream(rows):
+    """The rows as a binary COPY stream (header, rows, trailer) of the staging table's columns.
+
+    Only the first row of each request id is a ``candidate`` for the ledger, so no sort is
+    needed. Encoding needs a cursor for its adapters, but sends nothing.
+    """
+    stream = io.BytesIO()
+    connection.ensure_connection()
+    cursor = psycopg.Cursor(connection.connection)
+    with cursor, psycopg.copy.Copy(cursor, binary=True, writer=psycopg.copy.FileWriter(stream)) as copy:
+        copy.set_types(_STAGING_TYPES)
+        seen = set()
+        for row in rows:
+            identity = row.identity
+            copy.write_row((row.index, identity not in seen, *row.values))
+            seen.add(identity)
+    return stream.getvalue()
+
+
+def _copy_rows(rows, *, stream, now):
     """A chunk through binary COPY into a staging table and one set-based insert (PostgreSQL)."""
     columns = ", ".join(_COLUMNS)
     with connection.cursor() as cursor:
@@ -341,14 +392,8 @@ def _copy_rows(rows, *, now):
             " model_id int8, occurred_at timestamptz, input_tokens int8, output_tokens int8,"
             " cached_input_tokens int8, reasoning_tokens int8, request_id text) ON COMMIT DROP"
         )
-        seen = set()
         with cursor.copy(f"COPY {_STAGING} (line, candidate, {columns}) FROM STDIN (FORMAT BINARY)") as copy:
-            copy.set_types(("int8", "bool", *_PG_TYPES))
-            for row in rows:
-                # Only the first row of a request id is offered to the ledger; no sort needed.
-                identity = row.identity
-                copy.write_row((row.index, identity not in seen, *row.values))
-                seen.add(identity)
+            copy.write(stream)
         outcome = _insert_from_staging(cursor, now=now)
         if outcome.accepted < len(rows):
             by_line = {row.index: row for row in rows}

@@ -326,3 +326,20 @@ def test_reader_thread_errors_reach_the_importer():
 
     with pytest.raises(call_files.FileFormatError, match="broken"):
         list(call_files.prefetched(failing()))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_outside_a_transaction_checks_run_ahead_in_the_reader_thread(tmp_path, rejects):
+    # Committed data, so the reader thread's own connection sees the keys (the usual, threaded path).
+    tenant = account_services.tenant_create(slug="acme", name="Acme")
+    key, _ = account_services.api_key_create(tenant=tenant, name="backfill")
+    lines = [record(key, f"r{i}", model="vendor/fresh") for i in range(25)]
+    lines += [record(key, "r3"), record(key, "bad", api_key="nosuchkey123"), record(key, "r4", input_tokens=9)]
+    path = write_jsonl(tmp_path / "calls.jsonl", lines)
+    assert counts(run(path, "--batch-size", "10", rejects=rejects)) == (25, 0, 3)
+    assert [(r["line"], r["errors"][0]["code"]) for r in read_rejects(rejects)] == [
+        (26, "conflict"),
+        (27, "unknown_api_key"),
+        (28, "conflict"),
+    ]
+    assert Model.objects.get(name="vendor/fresh").listed is False

@@ -5,6 +5,7 @@ import time
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import connection, connections
 from django.utils import timezone
 from tqdm import tqdm
 
@@ -114,28 +115,38 @@ class Command(BaseCommand):
             file=sys.stderr,
             disable=options["no_progress"],
         )
-        chunks = call_files.prefetched(call_files.validated_chunks(entries, options["batch_size"]))
         with bar, rejects_path.open("w", encoding="utf-8") as rejects:
-            for chunk in chunks:
-                self._import_chunk(chunk, tenant, totals, rejects)
+            for chunk, checked in self._checked_chunks(entries, tenant, options["batch_size"]):
+                self._import_chunk(chunk, checked, totals, rejects)
                 bar.update(source.bytes_read - bar.n)
         return totals
 
-    def _import_chunk(self, chunk, tenant, totals, rejects):
-        calls = [(checked.line, checked.call) for checked in chunk if checked.call is not None]
-        result = services.call_records_import(calls=calls, tenant=tenant)
+    def _checked_chunks(self, entries, tenant, size):
+        """``(chunk, CheckedCalls)`` pairs, prepared a chunk ahead in a reader thread.
+
+        Reading, validating and checking a chunk is Python; storing one is mostly waiting for
+        the database, so the two overlap. The thread checks on a connection of its own, which
+        cannot see an enclosing transaction's writes: inside one (a test), it only reads ahead.
+        """
+        chunks = call_files.validated_chunks(entries, size)
+        if connection.in_atomic_block:
+            return _checked(call_files.prefetched(chunks), tenant)
+        return call_files.prefetched(_checked(chunks, tenant), finish=connections.close_all)
+
+    def _import_chunk(self, chunk, checked, totals, rejects):
+        result = services.call_records_store(checked)
         totals["accepted"] += result.accepted
         totals["duplicates"] += result.duplicates
-        totals["rejected"] += result.rejected + len(chunk) - len(calls)
+        totals["rejected"] += result.rejected + sum(1 for entry in chunk if entry.call is None)
         reasons = {}  # line -> (request id, what is wrong with it)
-        for checked in chunk:
-            if checked.call is None:
-                reasons[checked.line] = (checked.request_id, list(checked.errors))
+        for entry in chunk:
+            if entry.call is None:
+                reasons[entry.line] = (entry.request_id, list(entry.errors))
         for error in result.errors:
             reason = {"field": error["field"], "code": error["code"], "detail": error["detail"]}
             reasons.setdefault(error["index"], (error["request_id"], []))[1].append(reason)
         if reasons:
-            texts = {checked.line: checked.text for checked in chunk}
+            texts = {entry.line: entry.text for entry in chunk}
             for line in sorted(reasons):
                 request_id, errors = reasons[line]
                 record = {"line": line, "request_id": request_id, "errors": errors, "text": texts[line]}
@@ -153,3 +164,9 @@ class Command(BaseCommand):
         )
         if totals["rejected"]:
             self.stdout.write(f"Rejected lines and their reasons: {rejects_path}")
+
+
+def _checked(chunks, tenant):
+    for chunk in chunks:
+        calls = [(entry.line, entry.call) for entry in chunk if entry.call is not None]
+        yield chunk, services.call_records_check(calls=calls, tenant=tenant)
