@@ -78,7 +78,14 @@ def loads(data):
     """
     text = data.decode("utf-8") if isinstance(data, bytes) else data
     try:
-        return _DECODER.decode(text)
+        # raw_decode skips decode()'s two whitespace regexes: a file's lines are read one by one.
+        value, end = _DECODER.raw_decode(text)
+        if end == len(text) or not text[end:].strip(" \t\n\r"):  # JSON whitespace only
+            return value
+    except ValueError:
+        pass
+    try:
+        return _DECODER.decode(text)  # the canonical errors, and leading whitespace
     except ValueError:
         # Python refuses to convert integers of more than 4,300 digits; retry keeping them as
         # markers so that the item, not the whole request, is rejected.

@@ -33,6 +33,7 @@ from .rollups import local_day, mark_days_dirty
 LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
 _SQLITE_ROWS_PER_STATEMENT = 500  # 10 values a row stays far below SQLite's 32,766 variables
 _RETRIES = 3
+_EPOCH = dt.datetime(1, 1, 1, tzinfo=dt.UTC)
 
 
 @dataclass
@@ -437,13 +438,13 @@ def _staged_conflicts(cursor):
 def _touch_keys(rows, *, conflicts, now):
     """Move each key's ``last_used_at`` to its newest call (not counting rejected conflicts)."""
     rejected = {row.index for row in conflicts}
-    latest = {}
+    latest, keys = {}, {}
     for row in rows:
-        key_id = row.content[0]
-        if row.index not in rejected and (key_id not in latest or row.occurred_at > latest[key_id][1]):
-            latest[key_id] = (row.key, row.occurred_at)
-    for key, instant in latest.values():
-        credential_touch(key, at=min(instant, now))
+        key_id, _model_id, instant = row.content[:3]
+        if instant > latest.get(key_id, _EPOCH) and row.index not in rejected:
+            latest[key_id], keys[key_id] = instant, row.key
+    for key_id, instant in latest.items():
+        credential_touch(keys[key_id], at=min(instant, now))
 
 
 def credential_touch(credential, *, at):

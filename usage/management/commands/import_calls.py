@@ -60,7 +60,8 @@ class Command(BaseCommand):
             entries, tenant = self._reader(source, options)
             rejects_path = options["rejects"] or Path.cwd() / f"{file.name}.rejects.jsonl"
             started = time.monotonic()
-            totals = self._import(entries, source, tenant, rejects_path, options)
+            with call_files.fewer_collections():
+                totals = self._import(entries, source, tenant, rejects_path, options)
         except call_files.FileFormatError as exc:
             raise CommandError(str(exc)) from exc
         self._report(totals, rejects_path, time.monotonic() - started, options)
