@@ -19,7 +19,7 @@ from django.utils import timezone
 from accounts.tenancy import tenant_for_request
 
 from .colors import model_color
-from .costs import CostSummary, cost_lines, usage_cost
+from .costs import CostSummary, cost_by, usage_cost
 from .filters import CUSTOM, UsageFilterSet
 from .models import ModelPrice
 from .periods import DEFAULT_PRESET
@@ -52,10 +52,8 @@ def estimated_cost(tenant, filters):
     """
     if not ModelPrice.objects.filter(Q(tenant=tenant) | Q(tenant__isnull=True)).exists():
         return None
-    total, by_model = CostSummary(), {}
-    for line in cost_lines(tenant=tenant, filters=filters):
-        line.add_to(total)
-        line.add_to(by_model.setdefault(line.model.pk, CostSummary()))
+    by_model = cost_by(tenant=tenant, filters=filters, group="model")
+    total = sum(by_model.values(), CostSummary())
     previous = usage_cost(tenant=tenant, filters=_previous(filters))
     return {"summary": total, "by_model": by_model, "change": _cost_change(total, previous)}
 

@@ -34,6 +34,7 @@ from django.db.models import Q
 
 from accounts.models import ApiKey
 
+from . import costs_sql
 from .models import Model, ModelPrice
 from .selectors import Totals, grouped_usage
 
@@ -234,8 +235,32 @@ def cost_lines(*, tenant, filters):
     return lines
 
 
+def _minor_digits(currency):
+    return MINOR_UNITS.get(currency, 2)
+
+
+def _summaries_in_sql(*, tenant, filters, groups):
+    """{group key tuple: CostSummary} costed by PostgreSQL (see ``usage.costs_sql``)."""
+    book = prices_in_force(tenant=tenant, period=filters.period)
+    rows = list(
+        costs_sql.cost_rows(tenant=tenant, filters=filters, book=book, groups=groups, minor_digits=_minor_digits)
+    )
+    names = costs_sql.model_names({row[2] for row in rows})
+    result = {}
+    for key, currency, unpriced_model, amount, tokens in rows:
+        summary = result.setdefault(key, CostSummary())
+        if currency is None:
+            summary.unpriced_tokens += int(tokens)
+            bisect.insort(summary.unpriced_models, names[unpriced_model])
+        else:
+            summary.amounts[currency] = summary.amounts.get(currency, Decimal(0)) + amount
+    return result
+
+
 def usage_cost(*, tenant, filters):
     """CostSummary of the filtered usage (the dashboard's card, the API summary's ``cost``)."""
+    if costs_sql.applies(tenant=tenant, filters=filters):
+        return _summaries_in_sql(tenant=tenant, filters=filters, groups=()).get((), CostSummary())
     summary = CostSummary()
     for line in cost_lines(tenant=tenant, filters=filters):
         line.add_to(summary)
@@ -266,6 +291,10 @@ def cost_by(*, tenant, filters, group="model"):
     tuples in the same order (the API's per-model daily series), still from the same two queries.
     """
     key_of = _key_function(group)
+    if costs_sql.applies(tenant=tenant, filters=filters):
+        names = (group,) if isinstance(group, str) else tuple(group)
+        summaries = _summaries_in_sql(tenant=tenant, filters=filters, groups=names)
+        return {key[0] if isinstance(group, str) else key: summary for key, summary in summaries.items()}
     result = {}
     for line in cost_lines(tenant=tenant, filters=filters):
         line.add_to(result.setdefault(key_of(line), CostSummary()))

@@ -1,0 +1,107 @@
+"""The PostgreSQL costing path gives exactly the Python path's answer (same rule, same digits)."""
+
+import datetime as dt
+import random
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+
+from accounts import services
+from usage import costs, costs_sql, rollups
+from usage.models import Model
+from usage.periods import Period
+from usage.selectors import UsageFilters
+
+from .factories import make_calls, utc
+from .test_costs import price
+
+pytestmark = pytest.mark.django_db
+GROUPS = [(), "model", "api_key", "day", ("day", "model"), ("day", "api_key")]
+
+
+@pytest.fixture
+def postgres():
+    if connection.vendor != "postgresql":
+        pytest.skip("The SQL costing path exists on PostgreSQL only (SQLite always costs in Python)")
+
+
+def python_path(monkeypatch, fn, **kwargs):
+    with monkeypatch.context() as patch:
+        patch.setattr(costs_sql, "applies", lambda **_: False)
+        return fn(**kwargs)
+
+
+def both(monkeypatch, fn, **kwargs):
+    assert costs_sql.applies(tenant=kwargs["tenant"], filters=kwargs["filters"])
+    return fn(**kwargs), python_path(monkeypatch, fn, **kwargs)
+
+
+@pytest.fixture
+def priced_usage(tenant, other_tenant):
+    keys = [services.api_key_create(tenant=tenant, name=f"k{i}")[0] for i in range(3)]
+    usd, eur, yen, free = (Model.objects.create(name=name) for name in ("m/usd", "m/eur", "m/yen", "m/unpriced"))
+    price(usd, dt.date(2026, 1, 1), "0.5", "1.5", cached="0.05")
+    price(usd, dt.date(2026, 11, 10), "0.4", "1.2")  # price cut mid-month, no cached price: input price
+    price(usd, dt.date(2026, 11, 20), "0.3", "0.9", tenant=tenant, currency="EUR")  # contract from the 20th
+    price(usd, dt.date(2026, 11, 1), "9", "9", tenant=other_tenant)  # never applies to this tenant
+    price(eur, dt.date(2026, 1, 1), "5", "5", currency="EUR")  # 1 token = 0.005: a half-cent tie
+    price(yen, dt.date(2026, 11, 5), "150", "300", currency="JPY")  # before the 5th: unpriced
+    rng = random.Random(7)
+    specs = [
+        {
+            "api_key": rng.choice(keys),
+            "model": rng.choice([usd, eur, yen, free]),
+            "occurred_at": utc(2026, 11, 1) + dt.timedelta(minutes=rng.randrange(0, 30 * 24 * 60)),
+            "input_tokens": rng.choice([1, 3, 5, rng.randrange(0, 20000)]),
+            "output_tokens": rng.choice([0, 1, rng.randrange(0, 5000)]),
+            "cached_input_tokens": rng.choice([None, 0, rng.randrange(0, 30000)]),
+        }
+        for _ in range(600)
+    ]
+    make_calls(tenant, specs)
+    rollups.usage_rollup_dirty(tenant=tenant)
+    return keys, (usd, eur, yen, free)
+
+
+def test_every_grouping_equals_the_python_path(postgres, tenant, priced_usage, monkeypatch):
+    filters = UsageFilters(Period(dt.date(2026, 11, 1), dt.date(2026, 11, 30)))
+    sql_total, python_total = both(monkeypatch, costs.usage_cost, tenant=tenant, filters=filters)
+    assert sql_total == python_total
+    assert set(sql_total.amounts) == {"USD", "EUR", "JPY"} and sql_total.unpriced_models
+    for group in GROUPS[1:]:
+        sql, python = both(monkeypatch, costs.cost_by, tenant=tenant, filters=filters, group=group)
+        assert sql == python, group
+
+
+def test_filtered_ranges_equal_the_python_path(postgres, tenant, priced_usage, monkeypatch):
+    keys, models = priced_usage
+    rng = random.Random(11)
+    for _ in range(15):
+        start = dt.date(2026, 11, 1) + dt.timedelta(days=rng.randrange(0, 30))
+        period = Period(start, min(start + dt.timedelta(days=rng.randrange(0, 20)), dt.date(2026, 11, 30)))
+        filters = UsageFilters(period, rng.choice([None, *keys]), rng.choice([None, *models]))
+        sql, python = both(monkeypatch, costs.cost_by, tenant=tenant, filters=filters, group=rng.choice(GROUPS[1:]))
+        assert sql == python
+
+
+def test_half_cent_ties_round_to_even_in_sql(postgres, tenant, api_key, monkeypatch):
+    model = Model.objects.create(name="m/tie")
+    price(model, dt.date(2026, 1, 1), "5", "0")
+    make_calls(tenant, [{"api_key": api_key, "model": model, "occurred_at": utc(2026, 11, 2), "input_tokens": 1}])
+    make_calls(tenant, [{"api_key": api_key, "model": model, "occurred_at": utc(2026, 11, 3), "input_tokens": 3}])
+    rollups.usage_rollup_dirty(tenant=tenant)
+    filters = UsageFilters(Period(dt.date(2026, 11, 1), dt.date(2026, 11, 30)))
+    assert costs_sql.applies(tenant=tenant, filters=filters)
+    by_day = costs.cost_by(tenant=tenant, filters=filters, group="day")
+    # 1 token x 5 / 1000 = 0.005 -> 0.00 (even); 3 tokens = 0.015 -> 0.02 (even).
+    assert by_day[dt.date(2026, 11, 2)].amounts == {"USD": Decimal("0.00")}
+    assert by_day[dt.date(2026, 11, 3)].amounts == {"USD": Decimal("0.02")}
+
+
+def test_a_dirty_day_in_range_falls_back_to_the_exact_python_path(tenant, api_key, llm):
+    price(llm, dt.date(2026, 1, 1), "1", "0")
+    make_calls(tenant, [{"api_key": api_key, "model": llm, "occurred_at": utc(2026, 11, 2), "input_tokens": 1000}])
+    filters = UsageFilters(Period(dt.date(2026, 11, 1), dt.date(2026, 11, 30)))
+    assert not costs_sql.applies(tenant=tenant, filters=filters)
+    assert costs.usage_cost(tenant=tenant, filters=filters).amounts == {"USD": Decimal("1.00")}

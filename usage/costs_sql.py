@@ -1,0 +1,104 @@
+"""The cost rule of ``usage.costs``, evaluated inside PostgreSQL.
+
+Costing in Python reads every day x key x model line into the process (14,400 lines for 90 days
+of a tenant with 8 keys and 20 models: about 200 ms). Here the database costs and rounds each
+line and returns one row per group and currency. The rule is the same, to the digit:
+
+- the price in force is resolved in Python by ``PriceBook`` (tenant contract price first) and
+  sent as runs of days over which one price holds, so the SQL only joins on (model, day);
+- PostgreSQL's ``numeric`` multiplies exactly, and nothing is divided: scaling to the minor
+  unit multiplies by an exact constant (10^digits / 1000), so the half-even test of the
+  fraction is exact too;
+- each line is rounded half-even, then summed per currency; unpriced lines are counted by model.
+
+Only for clean periods on PostgreSQL: a day still marked dirty is costed from the ledger by the
+Python path, and SQLite has no exact decimal type.
+"""
+
+import datetime as dt
+from decimal import Decimal
+
+from django.db import connection
+
+from .models import DirtyDay, Model, UsageDaily
+
+_GROUP_COLUMNS = {"model": "d.model_id", "api_key": "d.api_key_id", "day": "d.day"}
+_NO_PRICE = "(-1, NULL::date, NULL::date, 0::numeric, 0::numeric, 0::numeric, NULL::text, 1::numeric, 1::numeric)"
+
+
+def applies(*, tenant, filters):
+    """True when this path gives the same answer as the Python one and is available."""
+    if connection.vendor != "postgresql":
+        return False
+    dirty = DirtyDay.objects.filter(tenant=tenant, day__range=(filters.period.start, filters.period.end))
+    return not dirty.exists()
+
+
+def price_runs(book, period):
+    """(model_id, first_day, last_day, price) over which one price is in force within ``period``."""
+    starts_by_model = {}
+    for price in book.prices():
+        if period.start < price.effective_from <= period.end:
+            starts_by_model.setdefault(price.model_id, set()).add(price.effective_from)
+        starts_by_model.setdefault(price.model_id, set()).add(period.start)
+    for model_id, starts in starts_by_model.items():
+        starts = sorted(starts)
+        for index, first in enumerate(starts):
+            last = starts[index + 1] - dt.timedelta(days=1) if index + 1 < len(starts) else period.end
+            price = book.price_for(model_id, first)
+            if price is not None:
+                yield model_id, first, last, price
+
+
+def _price_values(book, period, minor_digits):
+    rows, params = [], []
+    for model_id, first, last, price in price_runs(book, period):
+        digits = minor_digits(price.currency)
+        cached = price.input_per_1k if price.cached_input_per_1k is None else price.cached_input_per_1k
+        rows.append("(%s, %s::date, %s::date, %s::numeric, %s::numeric, %s::numeric, %s, %s::numeric, %s::numeric)")
+        scale_up, scale_down = Decimal(10) ** digits / 1000, Decimal(1).scaleb(-digits)
+        params += [model_id, first, last, price.input_per_1k, price.output_per_1k, cached, price.currency]
+        params += [scale_up, scale_down]
+    return ", ".join(rows or [_NO_PRICE]), params
+
+
+def _statement(price_rows, group_columns, scoped):
+    group_select = "".join(f"{column} AS g{index}, " for index, column in enumerate(group_columns))
+    group_names = "".join(f"g{index}, " for index in range(len(group_columns)))
+    positions = ", ".join(str(position) for position in range(1, len(group_columns) + 3))
+    cached = "LEAST(COALESCE(d.cached_input_tokens, 0), d.input_tokens)"
+    return f"""
+        WITH p (model_id, first_day, last_day, inp, outp, cachedp, currency, up, down) AS (VALUES {price_rows}),
+        lines AS (
+            SELECT {group_select}d.model_id, p.currency, p.down, d.input_tokens + d.output_tokens AS tokens,
+                   ((d.input_tokens - {cached}) * p.inp + {cached} * p.cachedp + d.output_tokens * p.outp) * p.up
+                   AS scaled
+            FROM {UsageDaily._meta.db_table} d
+            LEFT JOIN p ON p.model_id = d.model_id AND d.day BETWEEN p.first_day AND p.last_day
+            WHERE d.tenant_id = %s AND d.day BETWEEN %s AND %s {scoped}
+        )
+        SELECT {group_names}currency, CASE WHEN currency IS NULL THEN model_id END,
+               SUM((floor(scaled) + CASE WHEN scaled - floor(scaled) > 0.5
+                    OR (scaled - floor(scaled) = 0.5 AND mod(floor(scaled), 2) = 1) THEN 1 ELSE 0 END) * down),
+               SUM(tokens)
+        FROM lines GROUP BY {positions}
+    """
+
+
+def cost_rows(*, tenant, filters, book, groups, minor_digits):
+    """Yield (group key tuple, currency or None, unpriced model id or None, amount, tokens)."""
+    price_rows, params = _price_values(book, filters.period, minor_digits)
+    scoped, scope_params = "", []
+    if filters.api_key is not None:
+        scoped, scope_params = scoped + " AND d.api_key_id = %s", [*scope_params, filters.api_key.pk]
+    if filters.model is not None:
+        scoped, scope_params = scoped + " AND d.model_id = %s", [*scope_params, filters.model.pk]
+    sql = _statement(price_rows, [_GROUP_COLUMNS[name] for name in groups], scoped)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, tenant.pk, filters.period.start, filters.period.end, *scope_params])
+        for row in cursor.fetchall():
+            yield tuple(row[: len(groups)]), *row[len(groups) :]
+
+
+def model_names(ids):
+    return {pk: model.name for pk, model in Model.objects.in_bulk([pk for pk in ids if pk is not None]).items()}
