@@ -6,8 +6,8 @@ line and returns one row per group and currency. The rule is the same, to the di
 
 - the price in force is resolved in Python by ``PriceBook`` (tenant contract price first) and
   sent as runs of days over which one price holds, so the SQL only joins on (model, day);
-- PostgreSQL's ``numeric`` multiplies exactly, and nothing is divided: scaling to the minor
-  unit multiplies by an exact constant (10^digits / 1000), so the half-even test of the
+- PostgreSQL's ``numeric`` multiplies exactly, and nothing is divided: the prices arrive
+  pre-scaled (Decimal, exactly) to minor units per token, so the half-even test of the
   fraction is exact too;
 - each line is rounded half-even, then summed per currency; unpriced lines are counted by model.
 
@@ -23,7 +23,7 @@ from django.db import connection
 from .models import DirtyDay, Model, UsageDaily
 
 _GROUP_COLUMNS = {"model": "d.model_id", "api_key": "d.api_key_id", "day": "d.day"}
-_NO_PRICE = "(-1, NULL::date, NULL::date, 0::numeric, 0::numeric, 0::numeric, NULL::text, 1::numeric, 1::numeric)"
+_NO_PRICE = "(-1, NULL::date, NULL::date, 0::numeric, 0::numeric, 0::numeric, NULL::text, 1::numeric)"
 
 
 def applies(*, tenant, filters):
@@ -51,14 +51,15 @@ def price_runs(book, period):
 
 
 def _price_values(book, period, minor_digits):
+    """VALUES rows of the price runs, prices pre-scaled so that tokens x price is in minor units."""
     rows, params = [], []
     for model_id, first, last, price in price_runs(book, period):
         digits = minor_digits(price.currency)
         cached = price.input_per_1k if price.cached_input_per_1k is None else price.cached_input_per_1k
-        rows.append("(%s, %s::date, %s::date, %s::numeric, %s::numeric, %s::numeric, %s, %s::numeric, %s::numeric)")
-        scale_up, scale_down = Decimal(10) ** digits / 1000, Decimal(1).scaleb(-digits)
-        params += [model_id, first, last, price.input_per_1k, price.output_per_1k, cached, price.currency]
-        params += [scale_up, scale_down]
+        to_minor = Decimal(10) ** digits / 1000  # per 1K tokens -> minor units per token, exact
+        rows.append("(%s, %s::date, %s::date, %s::numeric, %s::numeric, %s::numeric, %s, %s::numeric)")
+        params += [model_id, first, last, price.input_per_1k * to_minor, price.output_per_1k * to_minor]
+        params += [cached * to_minor, price.currency, Decimal(1).scaleb(-digits)]
     return ", ".join(rows or [_NO_PRICE]), params
 
 
@@ -66,20 +67,21 @@ def _statement(price_rows, group_columns, scoped):
     group_select = "".join(f"{column} AS g{index}, " for index, column in enumerate(group_columns))
     group_names = "".join(f"g{index}, " for index in range(len(group_columns)))
     positions = ", ".join(str(position) for position in range(1, len(group_columns) + 3))
-    cached = "LEAST(COALESCE(d.cached_input_tokens, 0), d.input_tokens)"
+    # Half-even for amounts >= 0: round() goes half away from zero, so an exact .5 that it
+    # rounded up to an odd number goes back down by one.
     return f"""
-        WITH p (model_id, first_day, last_day, inp, outp, cachedp, currency, up, down) AS (VALUES {price_rows}),
-        lines AS (
-            SELECT {group_select}d.model_id, p.currency, p.down, d.input_tokens + d.output_tokens AS tokens,
-                   ((d.input_tokens - {cached}) * p.inp + {cached} * p.cachedp + d.output_tokens * p.outp) * p.up
-                   AS scaled
-            FROM {UsageDaily._meta.db_table} d
+        WITH p (model_id, first_day, last_day, inp, outp, cachedp, currency, minor) AS (VALUES {price_rows}),
+        lines AS MATERIALIZED (
+            SELECT {group_select}d.model_id, p.currency, p.minor, d.input_tokens + d.output_tokens AS tokens,
+                   (d.input_tokens - d.cached) * p.inp + d.cached * p.cachedp + d.output_tokens * p.outp AS scaled
+            FROM (SELECT *, LEAST(COALESCE(cached_input_tokens, 0), input_tokens) AS cached
+                  FROM {UsageDaily._meta.db_table}
+                  WHERE tenant_id = %s AND day BETWEEN %s AND %s {scoped}) d
             LEFT JOIN p ON p.model_id = d.model_id AND d.day BETWEEN p.first_day AND p.last_day
-            WHERE d.tenant_id = %s AND d.day BETWEEN %s AND %s {scoped}
         )
         SELECT {group_names}currency, CASE WHEN currency IS NULL THEN model_id END,
-               SUM((floor(scaled) + CASE WHEN scaled - floor(scaled) > 0.5
-                    OR (scaled - floor(scaled) = 0.5 AND mod(floor(scaled), 2) = 1) THEN 1 ELSE 0 END) * down),
+               SUM(round(scaled) - CASE WHEN mod(scaled, 1) = 0.5 AND mod(round(scaled), 2) = 1 THEN 1 ELSE 0 END)
+               * MIN(minor),
                SUM(tokens)
         FROM lines GROUP BY {positions}
     """
@@ -90,9 +92,9 @@ def cost_rows(*, tenant, filters, book, groups, minor_digits):
     price_rows, params = _price_values(book, filters.period, minor_digits)
     scoped, scope_params = "", []
     if filters.api_key is not None:
-        scoped, scope_params = scoped + " AND d.api_key_id = %s", [*scope_params, filters.api_key.pk]
+        scoped, scope_params = scoped + " AND api_key_id = %s", [*scope_params, filters.api_key.pk]
     if filters.model is not None:
-        scoped, scope_params = scoped + " AND d.model_id = %s", [*scope_params, filters.model.pk]
+        scoped, scope_params = scoped + " AND model_id = %s", [*scope_params, filters.model.pk]
     sql = _statement(price_rows, [_GROUP_COLUMNS[name] for name in groups], scoped)
     with connection.cursor() as cursor:
         cursor.execute(sql, [*params, tenant.pk, filters.period.start, filters.period.end, *scope_params])
