@@ -47,7 +47,9 @@ class Command(BaseCommand):
             "--rejects", type=Path, help="Where rejected lines go (default: ./<file name>.rejects.jsonl)."
         )
         parser.add_argument("--batch-size", type=int, default=10_000, help="Calls per transaction (default 10000).")
-        parser.add_argument("--no-progress", action="store_true", help="No progress bar on stderr.")
+        parser.add_argument(
+            "--no-progress", action="store_true", help="No progress bar (there is none when stderr is no terminal)."
+        )
         parser.add_argument("--json", action="store_true", dest="as_json", help="Print the totals as one JSON object.")
 
     def handle(self, *args, file, **options):
@@ -108,14 +110,9 @@ class Command(BaseCommand):
     def _import(self, entries, source, tenant, rejects_path, options):
         totals = {"accepted": 0, "duplicates": 0, "rejected": 0}
         size = source.path.stat().st_size
-        bar = tqdm(
-            total=size,
-            unit="B",
-            unit_scale=True,
-            desc=source.path.name,
-            file=sys.stderr,
-            disable=options["no_progress"],
-        )
+        # disable=None: no bar when stderr is not a terminal (a log file, CI).
+        disable = True if options["no_progress"] else None
+        bar = tqdm(total=size, unit="B", unit_scale=True, desc=source.path.name, file=sys.stderr, disable=disable)
         with bar, rejects_path.open("w", encoding="utf-8") as rejects:
             for chunk, checked in self._checked_chunks(entries, tenant, options["batch_size"]):
                 self._import_chunk(chunk, checked, totals, rejects)
