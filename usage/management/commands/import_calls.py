@@ -9,7 +9,8 @@ from django.db import connection, connections
 from django.utils import timezone
 from tqdm import tqdm
 
-from accounts.models import ApiKey, Tenant
+from accounts.management.operator import tenant_by_slug
+from accounts.models import ApiKey
 from usage import call_files, services
 
 
@@ -72,7 +73,7 @@ class Command(BaseCommand):
         fmt = options["format"]
         if fmt == "auto":
             fmt = call_files.sniff_format(source.path)
-        tenant = self._tenant(options["tenant"]) if options["tenant"] else None
+        tenant = tenant_by_slug(options["tenant"]) if options["tenant"] else None
         if fmt != "azure":
             if options["api_keys"] or options["model"] or options["shift_to"]:
                 raise CommandError("--api-key, --model and --shift-to apply to --format azure only.")
@@ -86,12 +87,6 @@ class Command(BaseCommand):
             source, api_keys=options["api_keys"], model=options["model"], shift=shift or dt.timedelta()
         )
         return entries, tenant
-
-    def _tenant(self, slug):
-        tenant = Tenant.objects.filter(slug=slug).first()
-        if tenant is None:
-            raise CommandError(f"No tenant with slug {slug!r}.")
-        return tenant
 
     def _check_keys(self, tenant, public_ids):
         found = set(ApiKey.objects.filter(tenant=tenant, public_id__in=public_ids).values_list("public_id", flat=True))
