@@ -86,13 +86,19 @@ def _json_body(request):
         raise RequestProblem(400, "Malformed JSON", f"The body is not valid JSON: {str(exc)[:200]}") from exc
 
 
+def _json_member(request, name, kind, description):
+    """Member ``name`` of the JSON object in the body, which must be of type ``kind``."""
+    body = _json_body(request)
+    value = body.get(name) if isinstance(body, dict) else None
+    if not isinstance(value, kind):
+        raise RequestProblem(400, "Invalid request", f"The body must be a JSON object with {description}.")
+    return value
+
+
 @service_endpoint
 def ingest_calls(request):
     """``POST /api/v1/ingest/calls`` ``{"calls": [...]}`` -> accepted / duplicates / rejected + errors."""
-    body = _json_body(request)
-    calls = body.get("calls") if isinstance(body, dict) else None
-    if not isinstance(calls, list):
-        raise RequestProblem(400, "Invalid request", 'The body must be a JSON object with a list "calls".')
+    calls = _json_member(request, "calls", list, 'a list "calls"')
     limit = settings.INGEST_MAX_ITEMS
     if len(calls) > limit:
         raise RequestProblem(413, "Content too large", f"At most {limit} calls per request, got {len(calls)}.")
@@ -103,10 +109,7 @@ def ingest_calls(request):
 @service_endpoint
 def verify_key(request):
     """``POST /api/v1/keys/verify`` ``{"key": "sk_..."}`` -> the key's public id, tenant and status."""
-    body = _json_body(request)
-    secret = body.get("key") if isinstance(body, dict) else None
-    if not isinstance(secret, str):
-        raise RequestProblem(400, "Invalid request", 'The body must be a JSON object with a string "key".')
+    secret = _json_member(request, "key", str, 'a string "key"')
     key = api_key_by_secret(secret)
     if key is None:
         return JsonResponse({"public_id": None, "tenant": None, "status": "unknown"})
