@@ -4,8 +4,8 @@ The calls replay the real Azure LLM inference traces (Microsoft AzurePublicDatas
 Patel et al., "Splitwise", ISCA 2024) on the demo tenant's busy hours, on top of a synthetic
 weekly pattern over every model. Each call is derived from constants and its calendar date and
 hour only (never the clock or a global random state), and the data ends at the start of the
-current UTC day: request ids are stable, so a rerun the same day adds nothing and a rerun the
-next day adds just the new day.
+current UTC hour: request ids are stable, so a rerun within the hour adds nothing and a later
+rerun adds just the hours since.
 """
 
 import datetime as dt
@@ -422,8 +422,9 @@ class DemoResult:
 
 
 def window_for(now, days):
-    """``days`` whole UTC days ending at the start of today (UTC), so same-day reruns agree."""
-    end = now.astimezone(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    """``days`` x 24 hours ending at the start of the current UTC hour: the demo runs up to
+    the present (no empty "today" on the chart), and reruns within the hour agree."""
+    end = now.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
     return (end - dt.timedelta(days=days), end)
 
 
