@@ -1,6 +1,7 @@
 """Finance and operations pages: Prices, the month-end expense report (page + CSV), Operations."""
 
 import csv
+import datetime as dt
 import re
 
 from django import forms
@@ -145,7 +146,9 @@ def monthly_report_csv(request, slug):
 @login_required
 def operations(request, slug):
     tenant = tenant_for_request(request, slug)
-    this_week, last_week, trends = model_week_over_week(tenant=tenant, today=tenant_today(tenant))
+    # Whole days only: a week that ends with today's first hours would always look like a drop.
+    yesterday = tenant_today(tenant) - dt.timedelta(days=1)
+    this_week, last_week, trends = model_week_over_week(tenant=tenant, today=yesterday)
     context = {
         "tenant": tenant,
         "nav": "operations",
