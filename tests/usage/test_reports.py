@@ -353,3 +353,8 @@ def test_report_reads_a_fixed_number_of_queries(tenant, month_of_usage, django_a
     with django_assert_max_num_queries(6):
         report = expense_report(tenant=tenant, filters=NOVEMBER)
         assert len(report.rows) == 4 and [use.price.model.name for use in report.prices]
+
+
+def test_operations_compares_whole_days_so_today_is_not_counted(owner_client, tenant, api_key, llm):
+    make_calls(tenant, [{"api_key": api_key, "model": llm, "occurred_at": timezone.now(), "input_tokens": 10}])
+    assert "No usage in the last two weeks" in owner_client.get(report_url(tenant, "operations")).content.decode()
