@@ -161,9 +161,10 @@ CACHES = {
 }
 
 # --- Celery -----------------------------------------------------------------------
-CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "")
-# No broker configured: run tasks in-process, so the embedded default needs no services.
-CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
+# No broker configured: run tasks in-process, so the embedded default needs no services
+# (the in-memory transport only keeps Celery from looking for an AMQP server on localhost).
+CELERY_TASK_ALWAYS_EAGER = not os.environ.get("CELERY_BROKER_URL")
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or "memory://"
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
