@@ -19,7 +19,7 @@ from django.utils import timezone
 from accounts.tenancy import tenant_for_request
 
 from .colors import model_color
-from .costs import CostSummary, cost_by, usage_cost
+from .costs import CostSummary, cost_by, round_amount, usage_cost
 from .filters import CUSTOM, UsageFilterSet
 from .models import ModelPrice
 from .periods import DEFAULT_PRESET
@@ -48,14 +48,41 @@ def change(current, previous):
 def estimated_cost(tenant, filters):
     """Cost of the filtered usage by the cost engine, or None (no card, no column) with no prices at all.
 
-    The check keeps the common "no prices" case at one cheap query; costing reads every line.
+    One costing per period: the per (day, model) costs feed the card, the table and the trend's
+    cost metric alike. The check keeps the common "no prices" case at one cheap query.
     """
     if not ModelPrice.objects.filter(Q(tenant=tenant) | Q(tenant__isnull=True)).exists():
         return None
-    by_model = cost_by(tenant=tenant, filters=filters, group="model")
-    total = sum(by_model.values(), CostSummary())
+    by_day_model = cost_by(tenant=tenant, filters=filters, group=("day", "model"))
+    total, by_model = CostSummary(), {}
+    for (_day, model_id), summary in by_day_model.items():
+        total = total + summary
+        by_model[model_id] = by_model.get(model_id, CostSummary()) + summary
     previous = usage_cost(tenant=tenant, filters=_previous(filters))
-    return {"summary": total, "by_model": by_model, "change": _cost_change(total, previous)}
+    return {
+        "summary": total,
+        "by_model": by_model,
+        "by_day_model": by_day_model,
+        "change": _cost_change(total, previous),
+    }
+
+
+def trend_cost(series, cost):
+    """The trend's cost metric: per model and day, in the period's one currency.
+
+    Only for daily buckets (prices apply per local day) and a single currency (amounts in
+    different currencies never share an axis); otherwise the page offers no Cost switch.
+    """
+    if cost is None or series.bucket != "day" or len(cost["summary"].currencies) != 1:
+        return None, {}
+    currency = cost["summary"].currencies[0]
+    by_model = {}
+    for model, _points in series.groups:
+        amounts = [
+            cost["by_day_model"].get((day, model.pk), CostSummary()).amounts.get(currency) for day in series.buckets
+        ]
+        by_model[model.pk] = [str(round_amount(amount, currency)) if amount is not None else "0" for amount in amounts]
+    return currency, by_model
 
 
 def _cost_change(current, previous):
@@ -85,23 +112,27 @@ def bucket_label(bucket, value, tenant):
     return value.strftime("%b %d")
 
 
-def trend_datasets(series):
-    """One line per model; Total is shown first, Input / Output ride along for the switch."""
+def trend_datasets(series, cost_by_model=None):
+    """One line per model; Total is shown first, Input / Output (and Cost) ride along for the switch.
+
+    Cost amounts travel as decimal strings: the chart plots them, the tooltip shows them exactly.
+    """
     datasets = []
     for model, points in series.groups:
         color = model_color(model)
         total = [point.total_tokens for point in points]
-        datasets.append(
-            {
-                "label": model.name,
-                "data": total,
-                "total": total,
-                "input": [point.input_tokens for point in points],
-                "output": [point.output_tokens for point in points],
-                "borderColor": color,
-                "backgroundColor": color,
-            }
-        )
+        dataset = {
+            "label": model.name,
+            "data": total,
+            "total": total,
+            "input": [point.input_tokens for point in points],
+            "output": [point.output_tokens for point in points],
+            "borderColor": color,
+            "backgroundColor": color,
+        }
+        if cost_by_model:
+            dataset["cost"] = cost_by_model.get(model.pk, [])
+        datasets.append(dataset)
     return datasets
 
 
@@ -157,12 +188,14 @@ def distribution_rows(rows, query, cost=None):
     ]
 
 
-def trend_chart(tenant, filters, series=None):
+def trend_chart(tenant, filters, series=None, cost=None):
     series = series or usage_series(tenant=tenant, filters=filters, bucket=bucket_for(filters))
+    currency, cost_by_model = trend_cost(series, cost)
     return {
         "bucket": series.bucket,
         "labels": [bucket_label(series.bucket, value, tenant) for value in series.buckets],
-        "datasets": trend_datasets(series),
+        "datasets": trend_datasets(series, cost_by_model),
+        "cost_currency": currency,
     }
 
 
@@ -183,7 +216,7 @@ def dashboard_data(tenant, filters, query):
         "previous_period": _dates(filters.period.previous()),
         "cards": cards(current, previous),
         "cost": cost,
-        "trend": trend_chart(tenant, filters, series),
+        "trend": trend_chart(tenant, filters, series, cost),
         "distribution": distribution_rows(rows, query, cost),
         "updated_at": now.isoformat(),
         "updated_display": now.astimezone(tenant.tz).strftime("%H:%M:%S"),

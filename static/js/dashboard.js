@@ -12,6 +12,7 @@
   const state = { data: JSON.parse(source.textContent), metric: "total", trend: null, distribution: null };
 
   const wholeK = new Intl.NumberFormat("en-US", { maximumFractionDigits: 0 });
+  const money = new Intl.NumberFormat("en-US", { maximumFractionDigits: 2 });
 
   function kTokens(value) {
     return inK.format(value / 1000) + "K";
@@ -22,14 +23,25 @@
     return value >= 10000 ? wholeK.format(value / 1000) + "K" : kTokens(value);
   }
 
-  // Each dataset carries total/input/output; the switch only picks which one is drawn.
+  // Cost is offered for daily buckets in a single currency only (the server leaves it out otherwise).
+  function costAvailable() {
+    return Boolean(state.data.trend.cost_currency);
+  }
+
+  function metricValues(set, metric) {
+    // Cost amounts arrive as exact decimal strings; the chart needs numbers to plot them.
+    return metric === "cost" ? (set.cost || []).map(Number) : set[metric];
+  }
+
+  // Each dataset carries total/input/output (and cost); the switch only picks which one is drawn.
   function trendDatasets() {
     return state.data.trend.datasets.map((set) => ({
       label: set.label,
-      data: set[state.metric],
+      data: metricValues(set, state.metric),
       total: set.total,
       input: set.input,
       output: set.output,
+      cost: set.cost,
       borderColor: set.borderColor,
       backgroundColor: set.backgroundColor,
       borderWidth: 2,
@@ -38,6 +50,14 @@
       pointRadius: state.data.trend.labels.length > 40 ? 0 : 2,
       pointHoverRadius: 4,
     }));
+  }
+
+  function trendTooltip(item) {
+    if (state.metric === "cost") {
+      const amount = item.dataset.cost[item.dataIndex];
+      return `${item.dataset.label}: ${amount} ${state.data.trend.cost_currency}`;
+    }
+    return `${item.dataset.label}: ${exact.format(item.raw)} tokens`;
   }
 
   function drawTrend() {
@@ -52,7 +72,7 @@
         maintainAspectRatio: false,
         interaction: { mode: "index", intersect: false },
         scales: {
-          y: { beginAtZero: true, ticks: { callback: (value) => tickK(value) } },
+          y: { beginAtZero: true, ticks: { callback: (value) => (state.metric === "cost" ? money.format(value) : tickK(value)) } },
           x: { ticks: { autoSkip: true, maxRotation: 0 } },
         },
         plugins: {
@@ -61,7 +81,7 @@
             // With 20 models the tooltip lists only the models used in that bucket, largest first.
             filter: (item) => item.raw > 0,
             itemSort: (a, b) => b.raw - a.raw,
-            callbacks: { label: (item) => `${item.dataset.label}: ${exact.format(item.raw)} tokens` },
+            callbacks: { label: trendTooltip },
           },
         },
       },
@@ -110,12 +130,15 @@
   }
 
   function setMetric(metric) {
+    const costButton = document.querySelector('.metric-switch button[data-metric="cost"]');
+    if (costButton) costButton.hidden = !costAvailable();
+    if (metric === "cost" && !costAvailable()) metric = "total";
     state.metric = metric;
     document.querySelectorAll(".metric-switch button").forEach((button) => {
       button.setAttribute("aria-pressed", String(button.dataset.metric === metric));
     });
     state.trend.data.datasets.forEach((set) => {
-      set.data = set[metric];
+      set.data = metricValues(set, metric);
     });
     state.trend.update();
     root.dataset.metric = metric;

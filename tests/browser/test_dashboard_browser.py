@@ -5,6 +5,7 @@ import json
 import os
 import re
 import urllib.request
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from django.utils import timezone
 from accounts import services
 from accounts.models import Membership, User
 from usage import rollups
-from usage.models import Model
+from usage.models import Model, ModelPrice
 from usage.periods import tenant_today
 
 from ..usage.factories import make_calls
@@ -259,3 +260,25 @@ def test_screenshot(browser, live_server, cast, tmp_path):
     path = SCREENSHOT if os.environ.get("UPDATE_SCREENSHOT") == "1" else tmp_path / "dashboard.png"
     page.screenshot(path=str(path), full_page=True)
     assert path.stat().st_size > 10_000
+
+
+def test_cost_metric_draws_each_models_daily_cost(browser, live_server, cast):
+    for model in cast["models"]:
+        ModelPrice.objects.create(
+            model=model, input_per_1k="0.50", output_per_1k="1.50", effective_from=dt.date(2020, 1, 1)
+        )
+    page = login(browser, live_server, cast)
+    button = page.get_by_role("button", name="Cost", exact=True)
+    button.click()
+    assert button.get_attribute("aria-pressed") == "true"
+    drawn = dict(trend_data(page))
+    stored = page.evaluate(
+        "Object.fromEntries(Chart.getChart('trend-chart').data.datasets.map((s) => [s.label, s.cost.map(Number)]))"
+    )
+    assert drawn == stored and any(value > 0 for values in drawn.values() for value in values)
+    card = page.locator("#cost-card").inner_text()
+    total = sum(
+        sum(Decimal(v) for v in values)
+        for values in page.evaluate("Chart.getChart('trend-chart').data.datasets.map((s) => s.cost)")
+    )
+    assert f"{total:,.2f}" in card

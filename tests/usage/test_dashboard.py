@@ -309,3 +309,46 @@ def test_chart_js_4_is_served_and_django_chartjs_bundles_are_not():
     assert chart and "4.6.1" in Path(chart).read_text()[:300]
     for bundled in ("js/Chart.min.js", "js/highcharts/highcharts.js", "js/excanvas.js"):
         assert finders.find(bundled) is None
+
+
+def test_cost_is_a_metric_of_the_trend_per_model_and_day(owner_client, tenant, api_key, llm, other_model):
+    ModelPrice.objects.create(model=llm, input_per_1k="2.00", output_per_1k="4.00", effective_from=dt.date(2026, 1, 1))
+    ModelPrice.objects.create(
+        model=llm, input_per_1k="1.00", output_per_1k="1.00", effective_from=dt.date(2026, 11, 27)
+    )
+    calls = [(utc(2026, 11, 26, 9), 1000, 500), (utc(2026, 11, 27, 9), 1000, 500), (utc(2026, 11, 27, 10), 5, 0)]
+    make_calls(
+        tenant,
+        [
+            {"api_key": api_key, "model": llm, "occurred_at": at, "input_tokens": i, "output_tokens": o}
+            for at, i, o in calls
+        ],
+    )
+    make_calls(
+        tenant, [{"api_key": api_key, "model": other_model, "occurred_at": utc(2026, 11, 27, 9), "input_tokens": 3}]
+    )
+    data = owner_client.get(reverse("usage:data", kwargs={"slug": tenant.slug}), {"preset": "last_7_days"}).json()
+    trend = data["trend"]
+    assert trend["cost_currency"] == "USD"
+    by_label = {
+        dataset["label"]: dict(zip(trend["labels"], dataset["cost"], strict=True)) for dataset in trend["datasets"]
+    }
+    # Nov 26 at the old price: 1000 x 2 / 1000 + 500 x 4 / 1000 = 4.00; Nov 27 at the new one: 1.5 + 0.005
+    # as one day x key x model line = 1.505 -> 1.50 (half-even); the unpriced model costs nothing.
+    assert by_label[llm.name]["Nov 26"] == "4.00" and by_label[llm.name]["Nov 27"] == "1.50"
+    assert set(by_label[other_model.name].values()) == {"0"}
+    assert data["cost"]["amounts"][0]["amount"] == "5.50"
+    html = owner_client.get(reverse("usage:dashboard", kwargs={"slug": tenant.slug})).content.decode()
+    assert '<button type="button" data-metric="cost" aria-pressed="false" >Cost</button>' in html
+
+
+def test_no_cost_metric_for_hours_or_without_prices(owner_client, tenant, api_key, llm):
+    make_calls(tenant, [{"api_key": api_key, "model": llm, "occurred_at": utc(2026, 11, 28, 9), "input_tokens": 10}])
+    url = reverse("usage:data", kwargs={"slug": tenant.slug})
+    assert owner_client.get(url).json()["trend"]["cost_currency"] is None
+    ModelPrice.objects.create(model=llm, input_per_1k="2.00", output_per_1k="4.00", effective_from=dt.date(2026, 1, 1))
+    hourly = owner_client.get(url, {"preset": "today"}).json()["trend"]
+    assert hourly["bucket"] == "hour" and hourly["cost_currency"] is None
+    assert "cost" not in hourly["datasets"][0]
+    html = owner_client.get(reverse("usage:dashboard", kwargs={"slug": tenant.slug}), {"preset": "today"})
+    assert 'data-metric="cost" aria-pressed="false" hidden' in html.content.decode()
