@@ -182,11 +182,17 @@ def consecutive_ranges(days):
     return ranges
 
 
-def usage_rollup_dirty(*, tenant):
-    """Recompute every dirty day of the tenant; returns how many days were recomputed."""
+def usage_rollup_dirty(*, tenant, chunk_days=31):
+    """Recompute every dirty day of the tenant, in transactions of at most ``chunk_days`` days.
+
+    Returns how many days were recomputed.
+    """
     days = list(DirtyDay.objects.filter(tenant=tenant).values_list("day", flat=True))
     for first_day, last_day in consecutive_ranges(days):
-        usage_rollup_days(tenant=tenant, first_day=first_day, last_day=last_day)
+        while first_day <= last_day:
+            chunk_end = min(first_day + dt.timedelta(days=chunk_days - 1), last_day)
+            usage_rollup_days(tenant=tenant, first_day=first_day, last_day=chunk_end)
+            first_day = chunk_end + dt.timedelta(days=1)
     return len(days)
 
 

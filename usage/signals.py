@@ -4,12 +4,13 @@ import datetime as dt
 import zoneinfo
 from functools import lru_cache
 
-from django.db import transaction
 from django.db.backends.signals import connection_created
 from django.db.models.signals import post_save, pre_save
 from django.dispatch import receiver
 
 from accounts.models import Tenant
+
+from . import rollups
 
 
 @lru_cache(maxsize=64)
@@ -52,11 +53,18 @@ def remember_old_timezone(sender, instance, **kwargs):
 
 
 @receiver(post_save, sender=Tenant)
-def rebuild_after_timezone_change(sender, instance, created, **kwargs):
-    """Local days move with the zone, so every bucket of the tenant is recomputed."""
-    previous = getattr(instance, "_previous_timezone", None)
-    if not created and previous is not None and previous != instance.timezone:
-        from .tasks import rebuild_tenant
+def recompute_after_timezone_change(sender, instance, created, **kwargs):
+    """Local days move with the zone: every day with calls is marked dirty in the same transaction.
 
-        tenant_id = instance.pk
-        transaction.on_commit(lambda: rebuild_tenant.delay(tenant_id))
+    Reads then come from the ledger (exact in the new zone) until the rollup task, its retries
+    and the beat sweep have recomputed each day; old buckets are replaced as days are redone.
+    A day either side is included because the old zone's dates differ by at most one.
+    """
+    previous = getattr(instance, "_previous_timezone", None)
+    if created or previous is None or previous == instance.timezone:
+        return
+    bounds = rollups.ledger_day_range(tenant=instance)
+    if bounds is not None:
+        first, last = bounds[0] - dt.timedelta(days=1), bounds[1] + dt.timedelta(days=1)
+        days = [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
+        rollups.mark_days_dirty(tenant=instance, days=days)

@@ -40,7 +40,14 @@ def sweep_dirty_rollups():
     return len(tenant_ids)
 
 
-@shared_task(acks_late=True, reject_on_worker_lost=True)
+@shared_task(
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(Exception,),
+    retry_backoff=2,
+    retry_backoff_max=120,
+    max_retries=8,
+)
 def rebuild_tenant(tenant_id):
     """Rebuild all of a tenant's rollups, e.g. after its time zone changed."""
     tenant = Tenant.objects.filter(pk=tenant_id).first()

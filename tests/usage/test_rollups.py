@@ -287,3 +287,16 @@ def test_admin_action_rebuilds_a_tenants_rollups(tenant, api_key, llm, admin_cli
     )
     assert "Rebuild of 1 tenant(s) started." in response.content.decode()
     assert table(UsageDaily, "day") == {(dt.date(2026, 3, 1), api_key.pk, llm.pk): (1, 9, 0, None, None)}
+
+
+def test_reads_are_exact_in_the_new_zone_before_the_recompute_runs(tenant, api_key, llm):
+    make_calls(tenant, [{"api_key": api_key, "model": llm, "occurred_at": utc(2026, 3, 1, 20), "input_tokens": 7}])
+    run_dirty(tenant)
+    tenant.timezone = "Asia/Tokyo"  # 20:00 UTC is 05:00 on March 2nd in Tokyo
+    tenant.save()  # on_commit never fires inside the test transaction: no recompute has run
+    day = lambda d: usage_summary(tenant=tenant, filters=UsageFilters(Period(d, d))).input_tokens  # noqa: E731
+    assert (day(dt.date(2026, 3, 1)), day(dt.date(2026, 3, 2))) == (0, 7)
+    assert UsageDaily.objects.get().day == dt.date(2026, 3, 1)  # the stale bucket is still there
+    run_dirty(tenant)
+    assert list(UsageDaily.objects.values_list("day", flat=True)) == [dt.date(2026, 3, 2)]
+    assert not DirtyDay.objects.exists()
