@@ -1,5 +1,8 @@
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.cache import add_never_cache_headers
 
 from . import services
 from .forms import UserAddForm, UserEditForm
@@ -90,13 +93,24 @@ class CredentialAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         if not change:
-            secret = obj.set_new_secret()
-            self.message_user(
-                request,
-                f"Secret for “{obj.name}” (shown once, copy it now): {secret}",
-                messages.WARNING,
-            )
+            obj.new_secret = obj.set_new_secret()
         super().save_model(request, obj, form, change)
+
+    def response_add(self, request, obj, post_url_continue=None):
+        """Show the secret on a page of its own (never cached), not in a message cookie."""
+        secret = getattr(obj, "new_secret", None)
+        if secret is None:
+            return super().response_add(request, obj, post_url_continue)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "credential": obj,
+            "secret": secret,
+            "changelist_url": reverse(f"admin:{self.model._meta.app_label}_{self.model._meta.model_name}_changelist"),
+        }
+        response = TemplateResponse(request, "admin/credential_secret.html", context)
+        add_never_cache_headers(response)
+        return response
 
 
 @admin.register(ApiKey)
@@ -106,6 +120,11 @@ class ApiKeyAdmin(CredentialAdmin):
     search_fields = ["name", "public_id", "tenant__slug"]
     list_select_related = ["tenant"]
     raw_id_fields = ["tenant", "created_by"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # A key's calls and rollups belong to its tenant: moving it would hand its history over.
+        fields = list(super().get_readonly_fields(request, obj))
+        return [*fields, "tenant"] if obj is not None else fields
 
 
 @admin.register(AccessToken)

@@ -2,6 +2,7 @@ from django.utils import timezone
 from rest_framework import authentication, exceptions
 
 from .models import AccessToken
+from .services import credential_touch
 
 
 class AccessTokenAuthentication(authentication.BaseAuthentication):
@@ -22,7 +23,7 @@ class AccessTokenAuthentication(authentication.BaseAuthentication):
         token = AccessToken.find_by_secret(header[1])
         if token is None or token.status != "active":
             raise exceptions.AuthenticationFailed("Invalid, revoked or expired access token.")
-        AccessToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
+        credential_touch(token, at=timezone.now())
         return (TokenUser(token), token)
 
     def authenticate_header(self, request):

@@ -1,6 +1,9 @@
+import datetime as dt
+
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -87,3 +90,16 @@ def validation_message(error):
         prefix = "" if field == "__all__" else f"{field}: "
         parts.append(prefix + " ".join(messages))
     return "; ".join(parts)
+
+
+# ``last_used_at`` is shown to the minute: a busy key must not cost a write per call.
+LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
+
+
+def credential_touch(credential, *, at):
+    """Record that a key or token was used at ``at``; a no-op while its stored time is < 1 min older."""
+    if credential.last_used_at is not None and at - credential.last_used_at < LAST_USED_RESOLUTION:
+        return
+    stale = Q(last_used_at__isnull=True) | Q(last_used_at__lt=at)
+    type(credential).objects.filter(stale, pk=credential.pk).update(last_used_at=at)
+    credential.last_used_at = at

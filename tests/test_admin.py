@@ -173,7 +173,17 @@ def test_api_key_created_in_the_admin_shows_its_secret_once(superuser_client, te
     response = superuser_client.post(
         reverse("admin:accounts_apikey_add"), {"name": "from-admin", "tenant": tenant.pk}, follow=True
     )
-    messages = [str(m) for m in response.context["messages"]]
     key = ApiKey.objects.get(name="from-admin")
-    secret = next(m.split(": ")[-1] for m in messages if "shown once" in m)
+    secret = response.context["secret"]
     assert ApiKey.find_by_secret(secret) == key
+    assert secret in response.content.decode() and "no-store" in response["Cache-Control"]
+    # The secret travels in the page only: never in a message cookie or the session.
+    assert not [str(m) for m in response.context["messages"]]
+    assert secret not in str(response.cookies)
+
+
+def test_an_existing_keys_tenant_cannot_be_changed_in_the_admin(superuser_client, tenant, other_tenant, api_key):
+    url = reverse("admin:accounts_apikey_change", args=[api_key.pk])
+    superuser_client.post(url, {"name": "renamed", "tenant": other_tenant.pk})
+    api_key.refresh_from_db()
+    assert (api_key.name, api_key.tenant) == ("renamed", tenant)

@@ -24,13 +24,13 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import ApiKey
+from accounts.services import credential_touch
 
 from .ingest import error, request_id_of, validate_call
 from .models import CallRecord, Model
 from .rollups import local_day, mark_days_dirty
 
 # Bumping "last used" on every batch would write the same key or token row many times a second.
-LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
 _SQLITE_ROWS_PER_STATEMENT = 500  # 10 values a row stays far below SQLite's 32,766 variables
 _RETRIES = 3
 _EPOCH = dt.datetime(1, 1, 1, tzinfo=dt.UTC)
@@ -445,12 +445,3 @@ def _touch_keys(rows, *, conflicts, now):
             latest[key_id], keys[key_id] = instant, row.key
     for key_id, instant in latest.items():
         credential_touch(keys[key_id], at=min(instant, now))
-
-
-def credential_touch(credential, *, at):
-    """Record that a key or token was used at ``at``; a no-op while its stored time is < 1 min older."""
-    if credential.last_used_at is not None and at - credential.last_used_at < LAST_USED_RESOLUTION:
-        return
-    stale = Q(last_used_at__isnull=True) | Q(last_used_at__lt=at)
-    type(credential).objects.filter(stale, pk=credential.pk).update(last_used_at=at)
-    credential.last_used_at = at

@@ -14,6 +14,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from accounts.models import ServiceToken
 from accounts.selectors import api_key_by_secret
+from accounts.services import credential_touch
 from usageproject.problems import problem_response
 
 from .. import ingest, services
@@ -59,7 +60,7 @@ def _authenticate(request):
             "Send 'Authorization: Bearer <service token>' with an active service token.",
             {"WWW-Authenticate": 'Bearer realm="usage-ingest"'},
         )
-    services.credential_touch(token, at=now)
+    credential_touch(token, at=now)
     return token
 
 
