@@ -4,6 +4,9 @@ from django.utils import timezone
 
 from .models import User
 
+# Far enough for any real expiry; near year 9999 the UTC form of a local time overflows.
+MAX_EXPIRY_YEAR = 9000
+
 
 class CredentialCreateForm(forms.Form):
     name = forms.CharField(max_length=200, help_text="What uses it, e.g. “billing-service”.")
@@ -30,6 +33,8 @@ class CredentialCreateForm(forms.Form):
         value = self.cleaned_data.get("expires_at")
         if value is not None and value <= timezone.now():
             raise forms.ValidationError("The expiry must be in the future.")
+        if value is not None and value.year >= MAX_EXPIRY_YEAR:
+            raise forms.ValidationError(f"Choose an expiry before {MAX_EXPIRY_YEAR}, or none.")
         return value
 
 

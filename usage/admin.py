@@ -38,6 +38,7 @@ class BigTableAdmin(admin.ModelAdmin):
 @admin.register(Model)
 class ModelAdmin(admin.ModelAdmin):
     list_display = ["name", "tenant", "listed", "color", "created_at"]
+    list_select_related = ["tenant"]
     list_filter = ["listed", ("tenant", admin.EmptyFieldListFilter)]
     search_fields = ["name"]
     raw_id_fields = ["tenant"]

@@ -146,7 +146,7 @@ def _plainly_valid(raw):
         return None
     instant = get("occurred_at")
     instant = instant if type(instant) is dt.datetime and instant.tzinfo is not None else parse_rfc3339(instant)
-    if instant is None:
+    if instant is None or not EARLIEST_CALL <= instant <= LATEST_CALL:
         return None
     return Call(request_id, api_key, model, instant, inp, out, cached, reasoning)
 
@@ -208,6 +208,10 @@ def _count(raw, field, errors, *, required):
     return value
 
 
+EARLIEST_CALL = dt.datetime(1970, 1, 2, tzinfo=dt.UTC)
+LATEST_CALL = dt.datetime(9998, 12, 30, tzinfo=dt.UTC)
+
+
 def _instant(raw, errors):
     value = raw.get("occurred_at")
     if value is None:
@@ -218,6 +222,12 @@ def _instant(raw, errors):
     if instant is None or instant.tzinfo is None:
         errors.append(
             error("occurred_at", "invalid_datetime", "Must be RFC 3339 with an offset, e.g. 2025-01-31T09:30:00Z.")
+        )
+        return None
+    if not EARLIEST_CALL <= instant <= LATEST_CALL:
+        # Outside every date a filter can select (and near the calendar's ends local days overflow).
+        errors.append(
+            error("occurred_at", "out_of_range", f"Must lie between {EARLIEST_CALL:%Y} and {LATEST_CALL:%Y}.")
         )
         return None
     return instant

@@ -204,6 +204,9 @@ def usage_series(*, tenant, filters, bucket="day", group_by="model"):
     buckets = hour_buckets(tenant, filters.period) if bucket == "hour" else filters.period.dates()
     dims = (group_by,) if group_by else ()
     grouped = grouped_usage(tenant=tenant, filters=filters, bucket=bucket, dims=dims)
+    if bucket == "hour":
+        # Zones that shift by half an hour (Lord Howe) start some local hours at :30: keep them.
+        buckets = sorted({*buckets, *(key[0] for key in grouped)})
     group_ids = sorted({key[1] for key in grouped}) if group_by else [None]
     objects = _objects(group_by, group_ids)
     series = Series(bucket=bucket, buckets=buckets)

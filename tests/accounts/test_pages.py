@@ -175,3 +175,9 @@ def test_email_login_form_ignores_the_case_of_the_email(rf, owner):
     form = EmailAuthenticationForm(rf.post("/"), data={"username": " Owner@ACME.test", "password": "pw-for-tests-123"})
     assert form.is_valid(), form.errors
     assert form.get_user() == owner
+
+
+def test_an_expiry_near_the_end_of_the_calendar_is_a_form_error_not_a_500(owner_client):
+    response = _create(owner_client, "api_keys", expires_at="9999-12-31T23:00")
+    assert response.status_code == 400
+    assert "Choose an expiry before" in response.content.decode()

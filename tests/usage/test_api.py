@@ -372,3 +372,14 @@ def test_schema_describes_every_parameter_and_response_field(client, db):
                 for content in response.get("content", {}).values():
                     missing += _undescribed(schema, content["schema"], path, set())
     assert missing == []
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"cursor": "cD1hYmM="}, {"cursor": "cD0yMDI2LTEzLTQw"}, {"page_size": "\u00b2"}],
+)
+def test_forged_cursors_and_odd_digits_are_400_not_500(tenant, params):
+    response = token_client(tenant).get("/api/v1/calls", params)
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/problem+json"
+    assert next(iter(params)) in {error["field"] for error in response.json()["errors"]}

@@ -343,3 +343,17 @@ def test_outside_a_transaction_checks_run_ahead_in_the_reader_thread(tmp_path, r
         (28, "conflict"),
     ]
     assert Model.objects.get(name="vendor/fresh").listed is False
+
+
+def test_instants_no_filter_can_reach_are_rejected_per_line(tmp_path, key, rejects):
+    path = write_jsonl(
+        tmp_path / "edges.jsonl",
+        [
+            record(key, "early", occurred_at="0001-01-01T01:00:00Z"),
+            record(key, "late", occurred_at="9999-12-31T23:00:00Z"),
+            record(key, "fine"),
+        ],
+    )
+    assert counts(run(path, rejects=rejects)) == (1, 0, 2)
+    reasons = [json.loads(line) for line in rejects.read_text().splitlines()]
+    assert {r["errors"][0]["code"] for r in reasons} == {"out_of_range"}

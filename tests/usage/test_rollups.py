@@ -300,3 +300,23 @@ def test_reads_are_exact_in_the_new_zone_before_the_recompute_runs(tenant, api_k
     run_dirty(tenant)
     assert list(UsageDaily.objects.values_list("day", flat=True)) == [dt.date(2026, 3, 2)]
     assert not DirtyDay.objects.exists()
+
+
+def test_half_hour_dst_zone_keeps_every_call_in_the_hourly_series(db):
+    tenant = services.tenant_create(slug="lh", name="LH", timezone_name="Australia/Lord_Howe")
+    key = services.api_key_create(tenant=tenant, name="k")[0]
+    model = Model.objects.create(name="m/lh")
+    # 2026-04-05: Lord Howe moves from +11:00 to +10:30 at 02:00 local; 01:30-02:00 happens twice.
+    start = utc(2026, 4, 4, 13)
+    make_calls(
+        tenant,
+        [
+            {"api_key": key, "model": model, "occurred_at": start + dt.timedelta(minutes=20 * n), "input_tokens": 1}
+            for n in range(24)
+        ],
+    )
+    run_dirty(tenant)
+    filters = UsageFilters(Period(dt.date(2026, 4, 5), dt.date(2026, 4, 5)))
+    series = usage_series(tenant=tenant, filters=filters, bucket="hour", group_by=None)
+    assert sum(point.input_tokens for point in series.groups[0][1]) == 24
+    assert usage_summary(tenant=tenant, filters=filters).input_tokens == 24

@@ -1,3 +1,4 @@
+from django.utils.dateparse import parse_datetime
 from rest_framework import exceptions
 from rest_framework.pagination import CursorPagination
 
@@ -14,17 +15,21 @@ class CallCursorPagination(CursorPagination):
         raw = request.query_params.get(self.page_size_query_param)
         if raw is None:
             return self.page_size
-        if not raw.isdigit() or not 1 <= int(raw) <= self.max_page_size:
+        # isascii: "²".isdigit() is True but int("²") fails.
+        if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= self.max_page_size:
             raise exceptions.ValidationError({"page_size": f"Enter a whole number from 1 to {self.max_page_size}."})
         return int(raw)
 
     def decode_cursor(self, request):
+        invalid = exceptions.ValidationError({"cursor": "Invalid cursor: use the next or previous link as given."})
         try:
-            return super().decode_cursor(request)
+            cursor = super().decode_cursor(request)
         except exceptions.NotFound as exc:
-            raise exceptions.ValidationError(
-                {"cursor": "Invalid cursor: use the next or previous link as given."}
-            ) from exc
+            raise invalid from exc
+        # The position is compared with occurred_at: a forged one must be a 400, not a 500.
+        if cursor is not None and cursor.position is not None and parse_datetime(cursor.position) is None:
+            raise invalid
+        return cursor
 
     def get_paginated_response_schema(self, schema):
         paginated = super().get_paginated_response_schema(schema)
