@@ -56,8 +56,8 @@ def estimated_cost(tenant, filters):
     by_day_model = cost_by(tenant=tenant, filters=filters, group=("day", "model"))
     total, by_model = CostSummary(), {}
     for (_day, model_id), summary in by_day_model.items():
-        total = total + summary
-        by_model[model_id] = by_model.get(model_id, CostSummary()) + summary
+        total.merge(summary)
+        by_model.setdefault(model_id, CostSummary()).merge(summary)
     previous = usage_cost(tenant=tenant, filters=_previous(filters))
     return {
         "summary": total,

@@ -161,11 +161,17 @@ class CostSummary:
         self.amounts[currency] = self.amounts.get(currency, Decimal(0)) + amount
 
     def __add__(self, other):
-        models = sorted({*self.unpriced_models, *other.unpriced_models})
-        total = CostSummary(dict(self.amounts), self.unpriced_tokens + other.unpriced_tokens, models)
+        return CostSummary(dict(self.amounts), self.unpriced_tokens, list(self.unpriced_models)).merge(other)
+
+    def merge(self, other):
+        """Add ``other`` into this summary in place (summing many summaries without copies)."""
+        self.unpriced_tokens += other.unpriced_tokens
+        for name in other.unpriced_models:
+            if name not in self.unpriced_models:
+                bisect.insort(self.unpriced_models, name)
         for currency, amount in other.amounts.items():
-            total.amounts[currency] = total.amounts.get(currency, Decimal(0)) + amount
-        return total
+            self.amounts[currency] = self.amounts.get(currency, Decimal(0)) + amount
+        return self
 
     def change_from(self, previous):
         """{currency: relative change against ``previous`` as a Decimal, None when it had none}.
