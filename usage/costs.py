@@ -27,15 +27,18 @@ named, so a cost is shown as partial instead of silently low.
 
 import bisect
 import datetime as dt
-from dataclasses import dataclass, field
+import hashlib
+from dataclasses import dataclass, field, replace
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 
-from django.db.models import Q
+from django.core.cache import cache
+from django.db.models import Max, Q
 
 from accounts.models import ApiKey
 
 from . import costs_sql
-from .models import Model, ModelPrice
+from .models import Model, ModelPrice, UsageDaily
+from .periods import Period, tenant_today
 from .selectors import Totals, grouped_usage
 
 # ISO 4217 minor units that differ from the usual 2 decimals.
@@ -47,6 +50,8 @@ MINOR_UNITS = {
 # The currency of a cost object when nothing in it is priced (ModelPrice's default currency).
 DEFAULT_CURRENCY = "USD"
 _THOUSAND = Decimal(1000)
+# Cached costs of closed days carry their own version, so this only bounds memory use.
+CLOSED_DAYS_CACHE_SECONDS = 3600
 # Tokens (up to 2**53) times prices (18 digits) need more than Decimal's default 28 digits.
 _PRECISION = 60
 
@@ -245,12 +250,7 @@ def _minor_digits(currency):
     return MINOR_UNITS.get(currency, 2)
 
 
-def _summaries_in_sql(*, tenant, filters, groups):
-    """{group key tuple: CostSummary} costed by PostgreSQL (see ``usage.costs_sql``)."""
-    book = prices_in_force(tenant=tenant, period=filters.period)
-    rows = list(
-        costs_sql.cost_rows(tenant=tenant, filters=filters, book=book, groups=groups, minor_digits=_minor_digits)
-    )
+def _summaries_from_rows(rows):
     names = costs_sql.model_names({row[2] for row in rows})
     result = {}
     for key, currency, unpriced_model, amount, tokens in rows:
@@ -260,6 +260,55 @@ def _summaries_in_sql(*, tenant, filters, groups):
             bisect.insort(summary.unpriced_models, names[unpriced_model])
         else:
             summary.amounts[currency] = summary.amounts.get(currency, Decimal(0)) + amount
+    return result
+
+
+def _costed_in_sql(tenant, filters, groups, book):
+    rows = costs_sql.cost_rows(tenant=tenant, filters=filters, book=book, groups=groups, minor_digits=_minor_digits)
+    return _summaries_from_rows(list(rows))
+
+
+def _closed_days_costed(tenant, filters, groups, book):
+    """Like ``_costed_in_sql`` for days before today, cached until those days or the prices change.
+
+    The key holds the newest daily-rollup id of those days (a recompute inserts new rows) and a
+    fingerprint of every price in the book, so a stale entry can never be read: it is never hit.
+    """
+    version = UsageDaily.objects.filter(tenant=tenant, day__lte=filters.period.end).aggregate(v=Max("id"))["v"]
+    prices = sorted(
+        (p.pk, p.model_id, p.tenant_id, p.currency, str(p.input_per_1k), str(p.output_per_1k),
+         str(p.cached_input_per_1k), p.effective_from.isoformat())
+        for p in book.prices()
+    )  # fmt: skip
+    scope = (filters.api_key.pk if filters.api_key else None, filters.model.pk if filters.model else None)
+    raw = repr((tenant.pk, tenant.timezone, filters.period, scope, groups, version, prices))
+    key = "cost:" + hashlib.sha256(raw.encode()).hexdigest()
+    result = cache.get(key)
+    if result is None:
+        result = _costed_in_sql(tenant, filters, groups, book)
+        cache.set(key, result, timeout=CLOSED_DAYS_CACHE_SECONDS)
+    return result
+
+
+def _summaries_in_sql(*, tenant, filters, groups):
+    """{group key tuple: CostSummary} costed by PostgreSQL (see ``usage.costs_sql``).
+
+    Days before the tenant's today rarely change, so their part comes from a cache; today is
+    always costed afresh. The parts are merged into new summaries (cached ones stay untouched).
+    """
+    book = prices_in_force(tenant=tenant, period=filters.period)
+    period, today = filters.period, tenant_today(tenant)
+    parts = []
+    if period.start < today:
+        closed = Period(period.start, min(period.end, today - dt.timedelta(days=1)))
+        parts.append(_closed_days_costed(tenant, replace(filters, period=closed), groups, book))
+    if period.end >= today:
+        current = Period(max(period.start, today), period.end)
+        parts.append(_costed_in_sql(tenant, replace(filters, period=current), groups, book))
+    result = {}
+    for part in parts:
+        for key, summary in part.items():
+            result.setdefault(key, CostSummary()).merge(summary)
     return result
 
 

@@ -105,3 +105,36 @@ def test_a_dirty_day_in_range_falls_back_to_the_exact_python_path(tenant, api_ke
     filters = UsageFilters(Period(dt.date(2026, 11, 1), dt.date(2026, 11, 30)))
     assert not costs_sql.applies(tenant=tenant, filters=filters)
     assert costs.usage_cost(tenant=tenant, filters=filters).amounts == {"USD": Decimal("1.00")}
+
+
+def test_closed_days_are_cached_until_a_day_is_recomputed_or_a_price_changes(
+    postgres, tenant, api_key, llm, django_assert_num_queries
+):
+    price(llm, dt.date(2026, 1, 1), "1", "0")
+    make_calls(tenant, [{"api_key": api_key, "model": llm, "occurred_at": utc(2026, 11, 2), "input_tokens": 1000}])
+    rollups.usage_rollup_dirty(tenant=tenant)
+    filters = UsageFilters(Period(dt.date(2026, 11, 1), dt.date(2026, 11, 3)))  # all before today
+    first = costs.usage_cost(tenant=tenant, filters=filters)
+    with django_assert_num_queries(3):  # dirty days, prices, rollup version: no costing query
+        assert costs.usage_cost(tenant=tenant, filters=filters) == first == costs.CostSummary({"USD": Decimal("1.00")})
+    make_calls(tenant, [{"api_key": api_key, "model": llm, "occurred_at": utc(2026, 11, 3), "input_tokens": 500}])
+    rollups.usage_rollup_dirty(tenant=tenant)  # a late call: the day's buckets are new rows
+    assert costs.usage_cost(tenant=tenant, filters=filters).amounts == {"USD": Decimal("1.50")}
+    price(llm, dt.date(2026, 11, 3), "2", "0")  # a new price from the 3rd re-costs history at once
+    assert costs.usage_cost(tenant=tenant, filters=filters).amounts == {"USD": Decimal("2.00")}
+
+
+def test_a_range_ending_today_costs_today_afresh(postgres, tenant, api_key, llm, monkeypatch):
+    monkeypatch.setattr("django.utils.timezone.now", lambda: utc(2026, 11, 3, 12))
+    price(llm, dt.date(2026, 1, 1), "1", "0")
+    make_calls(tenant, [{"api_key": api_key, "model": llm, "occurred_at": utc(2026, 11, 2), "input_tokens": 1000}])
+    rollups.usage_rollup_dirty(tenant=tenant)
+    filters = UsageFilters(Period(dt.date(2026, 11, 1), dt.date(2026, 11, 3)))
+    assert costs.cost_by(tenant=tenant, filters=filters, group="day") == {
+        dt.date(2026, 11, 2): costs.CostSummary({"USD": Decimal("1.00")})
+    }
+    make_calls(tenant, [{"api_key": api_key, "model": llm, "occurred_at": utc(2026, 11, 3, 9), "input_tokens": 2000}])
+    rollups.usage_rollup_dirty(tenant=tenant)
+    by_day = costs.cost_by(tenant=tenant, filters=filters, group="day")
+    assert by_day[dt.date(2026, 11, 3)].amounts == {"USD": Decimal("2.00")}
+    assert costs.usage_cost(tenant=tenant, filters=filters).amounts == {"USD": Decimal("3.00")}
