@@ -32,12 +32,12 @@ from dataclasses import dataclass, field, replace
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 
 from django.core.cache import cache
-from django.db.models import Max, Q
+from django.db.models import F, Max, Q
 
 from accounts.models import ApiKey
 
 from . import costs_sql
-from .models import Model, ModelPrice, UsageDaily
+from .models import Model, ModelPrice, UsageDailyModel
 from .periods import Period, tenant_today
 from .selectors import Totals, grouped_usage
 
@@ -274,7 +274,10 @@ def _closed_days_costed(tenant, filters, groups, book):
     The key holds the newest daily-rollup id of those days (a recompute inserts new rows) and a
     fingerprint of every price in the book, so a stale entry can never be read: it is never hit.
     """
-    version = UsageDaily.objects.filter(tenant=tenant, day__lte=filters.period.end).aggregate(v=Max("id"))["v"]
+    # Every recompute re-inserts the per-model rows of its days; "+ 0" keeps PostgreSQL from
+    # walking the primary key backwards through every tenant's rows to find the maximum.
+    days = UsageDailyModel.objects.filter(tenant=tenant, day__range=(filters.period.start, filters.period.end))
+    version = days.aggregate(v=Max(F("id") + 0))["v"]
     prices = sorted(
         (p.pk, p.model_id, p.tenant_id, p.currency, str(p.input_per_1k), str(p.output_per_1k),
          str(p.cached_input_per_1k), p.effective_from.isoformat())
