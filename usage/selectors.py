@@ -246,20 +246,33 @@ def usage_breakdown(*, tenant, filters, by="model"):
     return rows
 
 
-def usage_rows(*, tenant, filters):
-    """Yield (date, ApiKey, Model, Totals) per local day x key x model, one day at a time.
+# An export reads this many days per query: memory stays bounded, queries stay few.
+EXPORT_CHUNK_DAYS = 31
 
-    Reading a day at a time keeps memory flat over long ranges and lets an export start at once.
+
+def _export_chunks(period):
+    """The period in chunks: first a single day, so an export starts at once, then a month each."""
+    start, size = period.start, 1
+    while start <= period.end:
+        end = min(start + dt.timedelta(days=size - 1), period.end)
+        yield Period(start, end)
+        start, size = end + dt.timedelta(days=1), EXPORT_CHUNK_DAYS
+
+
+def usage_rows(*, tenant, filters):
+    """Yield (date, ApiKey, Model, Totals) per local day x key x model, by day, key name, model name.
+
+    Read a chunk of days at a time: memory stays flat over long ranges and the export starts at once.
     """
     keys = ApiKey.objects.filter(tenant=tenant).in_bulk()
     models = {}
-    for day in filters.period.dates():
-        day_filters = UsageFilters(Period(day, day), filters.api_key, filters.model)
-        grouped = grouped_usage(tenant=tenant, filters=day_filters, dims=("api_key", "model"))
-        missing = {model_id for _, model_id in grouped} - models.keys()
+    for chunk in _export_chunks(filters.period):
+        chunk_filters = UsageFilters(chunk, filters.api_key, filters.model)
+        grouped = grouped_usage(tenant=tenant, filters=chunk_filters, bucket="day", dims=("api_key", "model"))
+        missing = {model_id for _, _, model_id in grouped} - models.keys()
         models.update(Model.objects.in_bulk(missing))
-        rows = sorted(grouped.items(), key=lambda item: (keys[item[0][0]].name, models[item[0][1]].name))
-        for (key_id, model_id), totals in rows:
+        order = lambda item: (item[0][0], keys[item[0][1]].name, models[item[0][2]].name)  # noqa: E731
+        for (day, key_id, model_id), totals in sorted(grouped.items(), key=order):
             yield day, keys[key_id], models[model_id], totals
 
 
