@@ -2,7 +2,7 @@
 
 Served twice with the same rows: at /api/v1/usage/export.csv for integrations and at
 /t/<slug>/usage/export.csv for the Usage Statistics page's Export button. Both read the same
-filters as the page and the same selector (``usage_rows``), one day at a time, so an export
+filters as the page and the same selector (``usage_rows``), a week of days at a time, so an export
 of months starts at once and its memory stays flat.
 
 Each row also has its cost and currency at the price in force that day (``usage.costs``); the
