@@ -62,3 +62,36 @@ def checked_password(password, email):
     except ValidationError as exc:
         raise CommandError(f"Password for {email} refused: {' '.join(exc.messages)}") from exc
     return password, False
+
+
+class TenantCredentialCommand(OperatorCommand):
+    """``--tenant SLUG NAME``: create a tenant's key or token and print its secret once.
+
+    Subclasses name the model, the creating service, a noun and the help of the name argument.
+    """
+
+    model = None
+    create = None
+    noun = ""
+    name_help = ""
+    extra_lines = ()
+
+    def add_arguments(self, parser):
+        parser.add_argument("--tenant", required=True, metavar="SLUG", help=f"The tenant the {self.noun} belongs to.")
+        parser.add_argument("name", help=self.name_help)
+
+    def handle(self, *args, **options):
+        tenant = tenant_by_slug(options["tenant"])
+        name = options["name"].strip()
+        # Pages and reports list these by name, so one tenant's names stay distinct.
+        if self.model.objects.filter(tenant=tenant, name__iexact=name).exists():
+            raise CommandError(f"Tenant {tenant.slug} already has an {self.noun} named {name!r}.")
+        credential, secret = type(self).create(tenant=tenant, name=name)
+        result = {"tenant": tenant.slug, "name": credential.name, "public_id": credential.public_id, "secret": secret}
+        lines = [
+            f"{self.noun[0].upper()}{self.noun[1:]} “{credential.name}” for tenant {tenant.slug}, "
+            f"public id {credential.public_id}.",
+            f"Secret (shown once, store it now): {secret}",
+            *self.extra_lines,
+        ]
+        self.emit(options, result, lines)
