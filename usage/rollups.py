@@ -111,26 +111,32 @@ def _instant_params(start, end):
     return [adapt(start), adapt(end)]
 
 
-def _insert_hourly(cursor, tenant, start, end):
-    bucket, params = local_hour_sql("occurred_at", tenant.timezone)
+def _insert_grouped(cursor, tenant, start, end, *, target, bucket, source, time_column, calls):
+    """INSERT the buckets of ``target`` summed from ``source`` rows whose ``time_column`` lies in [start, end)."""
+    bucket_name, (bucket_sql, params) = bucket
     cursor.execute(
-        f"INSERT INTO {_TABLES['hourly']} ({_COLUMNS.format(bucket='hour')}) "
-        f"SELECT tenant_id, api_key_id, model_id, {bucket}, COUNT(*), {_SUMS} "
-        f"FROM {_TABLES['ledger']} WHERE tenant_id = %s AND occurred_at >= %s AND occurred_at < %s "
+        f"INSERT INTO {_TABLES[target]} ({_COLUMNS.format(bucket=bucket_name)}) "
+        f"SELECT tenant_id, api_key_id, model_id, {bucket_sql}, {calls}, {_SUMS} "
+        f"FROM {_TABLES[source]} WHERE tenant_id = %s AND {time_column} >= %s AND {time_column} < %s "
         "GROUP BY tenant_id, api_key_id, model_id, 4",
         [*params, tenant.pk, *_instant_params(start, end)],
     )
+
+
+def _insert_hourly(cursor, tenant, start, end):
+    bucket = ("hour", local_hour_sql("occurred_at", tenant.timezone))
+    _insert_grouped(
+        cursor, tenant, start, end, target="hourly", bucket=bucket, source="ledger", time_column="occurred_at",
+        calls="COUNT(*)",
+    )  # fmt: skip
 
 
 def _insert_daily(cursor, tenant, start, end):
-    bucket, params = local_date_sql("hour", tenant.timezone)
-    cursor.execute(
-        f"INSERT INTO {_TABLES['daily']} ({_COLUMNS.format(bucket='day')}) "
-        f"SELECT tenant_id, api_key_id, model_id, {bucket}, SUM(calls), {_SUMS} "
-        f"FROM {_TABLES['hourly']} WHERE tenant_id = %s AND hour >= %s AND hour < %s "
-        "GROUP BY tenant_id, api_key_id, model_id, 4",
-        [*params, tenant.pk, *_instant_params(start, end)],
-    )
+    bucket = ("day", local_date_sql("hour", tenant.timezone))
+    _insert_grouped(
+        cursor, tenant, start, end, target="daily", bucket=bucket, source="hourly", time_column="hour",
+        calls="SUM(calls)",
+    )  # fmt: skip
 
 
 def _insert_daily_model(cursor, tenant, first_day, last_day):

@@ -2,9 +2,10 @@
 
 import datetime as dt
 import itertools
+from decimal import Decimal
 
 from usage import rollups
-from usage.models import CallRecord
+from usage.models import CallRecord, ModelPrice
 
 _ids = itertools.count(1)
 
@@ -22,3 +23,16 @@ def make_calls(tenant, specs):
 
 def utc(*args):
     return dt.datetime(*args, tzinfo=dt.UTC)
+
+
+def price(model, day, inp, out="0", *, tenant=None, currency="USD", cached=None):
+    """A ModelPrice from plain strings: per 1K input / output (/ cached input) tokens from ``day``."""
+    return ModelPrice.objects.create(
+        model=model,
+        tenant=tenant,
+        currency=currency,
+        input_per_1k=Decimal(inp),
+        output_per_1k=Decimal(out),
+        cached_input_per_1k=None if cached is None else Decimal(cached),
+        effective_from=day,
+    )

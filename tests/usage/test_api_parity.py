@@ -23,11 +23,11 @@ from accounts import services
 from usage import rollups
 from usage.api.scope import filters_or_errors
 from usage.costs import usage_cost
-from usage.models import CallRecord, Model, ModelPrice
+from usage.models import CallRecord, Model
 from usage.periods import PRESETS
 
 from .api_helpers import csv_body, token_client
-from .factories import make_calls
+from .factories import make_calls, price
 
 SEED = 6
 FIELDS = ["calls", "input_tokens", "output_tokens", "total_tokens", "cached_input_tokens", "reasoning_tokens"]
@@ -170,28 +170,16 @@ def test_the_page_shows_cards_to_compare(tenant, world, owner_client):
 # --- Cost -------------------------------------------------------------------------------------
 
 
-def _price(model, day, inp, out, *, tenant=None, currency="USD", cached=None):
-    ModelPrice.objects.create(
-        model=model,
-        tenant=tenant,
-        currency=currency,
-        input_per_1k=Decimal(inp),
-        output_per_1k=Decimal(out),
-        cached_input_per_1k=None if cached is None else Decimal(cached),
-        effective_from=day,
-    )
-
-
 @pytest.fixture
 def priced_world(tenant, other_tenant, world):
     """model-0: a platform price that changes 20 days ago; model-1: a platform price in USD and,
     from 10 days ago, the tenant's contract price in EUR; model-2: no price at all."""
     _rng, _keys, models, today = world
-    _price(models[0], today - dt.timedelta(days=400), "0.137", "0.411", cached="0.013")
-    _price(models[0], today - dt.timedelta(days=20), "0.171", "0.533")
-    _price(models[1], today - dt.timedelta(days=400), "1.003", "2.997")
-    _price(models[1], today - dt.timedelta(days=10), "0.901", "2.503", tenant=tenant, currency="EUR")
-    _price(models[1], today - dt.timedelta(days=400), "99", "99", tenant=other_tenant, currency="GBP")  # not ours
+    price(models[0], today - dt.timedelta(days=400), "0.137", "0.411", cached="0.013")
+    price(models[0], today - dt.timedelta(days=20), "0.171", "0.533")
+    price(models[1], today - dt.timedelta(days=400), "1.003", "2.997")
+    price(models[1], today - dt.timedelta(days=10), "0.901", "2.503", tenant=tenant, currency="EUR")
+    price(models[1], today - dt.timedelta(days=400), "99", "99", tenant=other_tenant, currency="GBP")  # not ours
     return world
 
 

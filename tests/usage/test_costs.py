@@ -18,25 +18,13 @@ from usage.costs import (
     row_cost,
     usage_cost,
 )
-from usage.models import Model, ModelPrice
+from usage.models import Model
 from usage.periods import month_period
 from usage.selectors import Totals, UsageFilters
 
-from .factories import make_calls, utc
+from .factories import make_calls, price, utc
 
 NOVEMBER = UsageFilters(period=month_period(2026, 11))
-
-
-def price(model, day, inp, out, *, tenant=None, currency="USD", cached=None):
-    return ModelPrice.objects.create(
-        model=model,
-        tenant=tenant,
-        currency=currency,
-        input_per_1k=Decimal(inp),
-        output_per_1k=Decimal(out),
-        cached_input_per_1k=None if cached is None else Decimal(cached),
-        effective_from=day,
-    )
 
 
 def call(api_key, model, when, inp, out=0, cached=None):

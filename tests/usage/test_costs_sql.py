@@ -13,8 +13,7 @@ from usage.models import Model
 from usage.periods import Period
 from usage.selectors import UsageFilters
 
-from .factories import make_calls, utc
-from .test_costs import price
+from .factories import make_calls, price, utc
 
 pytestmark = pytest.mark.django_db
 GROUPS = [(), "model", "api_key", "day", ("day", "model"), ("day", "api_key")]

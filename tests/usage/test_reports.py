@@ -12,26 +12,15 @@ from django.utils import timezone
 
 from accounts import services
 from usage.costs import usage_cost
-from usage.models import Model, ModelPrice
+from usage.models import Model
 from usage.periods import month_period
 from usage.selectors import SCALE_HINT_CHANGE, UsageFilters, model_week_over_week
 
-from .factories import make_calls, utc
+from .factories import make_calls, price, utc
 
 MONTH = "2026-11"
 NOVEMBER = UsageFilters(period=month_period(2026, 11))
 API_URL = "/api/v1/reports/monthly"
-
-
-def price(model, day, inp, out="0", *, tenant=None, currency="USD"):
-    return ModelPrice.objects.create(
-        model=model,
-        tenant=tenant,
-        currency=currency,
-        input_per_1k=Decimal(inp),
-        output_per_1k=Decimal(out),
-        effective_from=day,
-    )
 
 
 def token_client(tenant):
