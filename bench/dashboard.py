@@ -6,6 +6,7 @@ PostgreSQL only, in a database of its own (it fills the ledger with millions of 
     export DATABASE_URL=postgres://postgres@127.0.0.1:5432/usage_bench_dash
     .venv/bin/python manage.py migrate
     .venv/bin/python bench/dashboard.py generate --calls 10000000   # once: ledger + rollups
+    .venv/bin/python bench/dashboard.py prices                       # once: prices, so cost is shown
     .venv/bin/python bench/dashboard.py measure                      # prints the figures
 
 ``measure`` times, for the largest and the smallest tenant and for "Last 2 weeks" and 90 days,
@@ -28,6 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "usageproject.settings")
 os.environ.setdefault("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
+# Server time as in production: without DEBUG's per-query logging and template debug data.
+os.environ.setdefault("DEBUG", "0")
 
 import django  # noqa: E402
 
@@ -135,6 +138,28 @@ def generate(calls):
     print(f"generated {first - 1:,} calls in {time.perf_counter() - started:.0f} s")
 
 
+def add_prices():
+    """A platform price per model since 2020 and a price change 45 days ago: the page then costs
+    every day x key x model line, and the 90-day range spans the change. Idempotent."""
+    from decimal import Decimal
+
+    from usage.models import ModelPrice
+
+    change = timezone.now().date() - dt.timedelta(days=45)
+    added = 0
+    for index, model in enumerate(Model.objects.filter(name__in=MODEL_NAMES).order_by("name")):
+        base = Decimal(index + 1) / 1000
+        for effective_from, factor in ((dt.date(2020, 1, 1), 1), (change, Decimal("0.8"))):
+            _, created = ModelPrice.objects.get_or_create(
+                model=model,
+                tenant=None,
+                effective_from=effective_from,
+                defaults={"input_per_1k": base * factor, "output_per_1k": base * 4 * factor},
+            )
+            added += created
+    print(f"prices: {added} added, {ModelPrice.objects.count()} in all")
+
+
 # --- Measure -------------------------------------------------------------------------------
 
 ENDPOINTS = {
@@ -218,6 +243,7 @@ def first_render(tenant, repeat=5, port=8765):
     server = subprocess.Popen(
         [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
         cwd=ROOT,
+        env={**os.environ, "DEBUG": "1"},  # runserver serves the static files (no collectstatic here)
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -288,12 +314,15 @@ def main():
     sub = parser.add_subparsers(dest="command", required=True)
     gen = sub.add_parser("generate", help="fill the ledger and rebuild the rollups")
     gen.add_argument("--calls", type=int, default=10_000_000)
+    sub.add_parser("prices", help="add platform prices with a price change (idempotent)")
     sub.add_parser("measure", help="print the timings")
     args = parser.parse_args()
     if connection.vendor != "postgresql":
         sys.exit("Set DATABASE_URL to a dedicated PostgreSQL database (see the docstring).")
     if args.command == "generate":
         generate(args.calls)
+    elif args.command == "prices":
+        add_prices()
     else:
         measure()
 

@@ -11,7 +11,6 @@ from urllib.parse import urlencode
 
 from chartjs.views.lines import BaseLineChartView
 from django.contrib.auth.mixins import LoginRequiredMixin
-from django.db.models import Q
 from django.http import JsonResponse
 from django.template.loader import render_to_string
 from django.utils import timezone
@@ -19,11 +18,12 @@ from django.utils import timezone
 from accounts.tenancy import tenant_for_request
 
 from .colors import model_color
-from .costs import CostSummary, cost_by, round_amount, usage_cost
+from .costs import CostSummary, minor_unit
 from .filters import CUSTOM, UsageFilterSet
-from .models import ModelPrice
+from .grid import usage_grid, usage_grids
+from .models import Model
 from .periods import DEFAULT_PRESET
-from .selectors import MAX_HOURLY_DAYS, BreakdownRow, Totals, usage_breakdown, usage_series, usage_summary
+from .selectors import MAX_HOURLY_DAYS, BreakdownRow, Totals
 
 METRICS = ("total", "input", "output")
 
@@ -45,43 +45,39 @@ def change(current, previous):
     return {"percent": round(percent, 1), "display": f"{percent:+,.1f}%", "direction": direction}
 
 
-def estimated_cost(tenant, filters):
-    """Cost of the filtered usage by the cost engine, or None (no card, no column) with no prices at all.
+def grid_cost(grid, previous, models):
+    """The page's estimated cost, or None (no card, no column) when the tenant has no prices.
 
-    One costing per period: the per (day, model) costs feed the card, the table and the trend's
-    cost metric alike. The check keeps the common "no prices" case at one cheap query.
+    One costing per period, per day x model in the grid: the card, the table and the trend's cost
+    metric all add up the same amounts. ``models`` maps the grids' model ids to Model objects.
     """
-    if not ModelPrice.objects.filter(Q(tenant=tenant) | Q(tenant__isnull=True)).exists():
+    if not grid.priced:
         return None
-    by_day_model = cost_by(tenant=tenant, filters=filters, group=("day", "model"))
-    total, by_model = CostSummary(), {}
-    for (_day, model_id), summary in by_day_model.items():
+    by_model = {model_id: usage.cost_summary(models[model_id].name) for model_id, usage in grid.models.items()}
+    total = CostSummary()
+    for summary in by_model.values():
         total.merge(summary)
-        by_model.setdefault(model_id, CostSummary()).merge(summary)
-    previous = usage_cost(tenant=tenant, filters=_previous(filters))
-    return {
-        "summary": total,
-        "by_model": by_model,
-        "by_day_model": by_day_model,
-        "change": _cost_change(total, previous),
-    }
+    before = previous.cost_summary({model_id: models[model_id].name for model_id in previous.models})
+    return {"summary": total, "by_model": by_model, "change": _cost_change(total, before)}
 
 
-def trend_cost(series, cost):
+def trend_cost(grid, cost):
     """The trend's cost metric: per model and day, in the period's one currency.
 
     Only for daily buckets (prices apply per local day) and a single currency (amounts in
     different currencies never share an axis); otherwise the page offers no Cost switch.
     """
-    if cost is None or series.bucket != "day" or len(cost["summary"].currencies) != 1:
+    if cost is None or grid.bucket != "day" or len(cost["summary"].currencies) != 1:
         return None, {}
     currency = cost["summary"].currencies[0]
+    quantum = minor_unit(currency)  # amounts are sums of rounded lines: this only fixes the digits shown
     by_model = {}
-    for model, _points in series.groups:
-        amounts = [
-            cost["by_day_model"].get((day, model.pk), CostSummary()).amounts.get(currency) for day in series.buckets
-        ]
-        by_model[model.pk] = [str(round_amount(amount, currency)) if amount is not None else "0" for amount in amounts]
+    for model_id, usage in grid.models.items():
+        amounts = usage.cost.get(currency)
+        if amounts is None:
+            by_model[model_id] = ["0"] * len(grid.days)
+        else:
+            by_model[model_id] = [str(amount.quantize(quantum)) if amount else "0" for amount in amounts]
     return currency, by_model
 
 
@@ -112,21 +108,22 @@ def bucket_label(bucket, value, tenant):
     return value.strftime("%b %d")
 
 
-def trend_datasets(series, cost_by_model=None):
-    """One line per model; Total is shown first, Input / Output (and Cost) ride along for the switch.
+def trend_datasets(lines, cost_by_model=None):
+    """One line per (Model, ModelUsage), in the order given; Total is shown first, Input / Output
+    (and Cost) ride along for the switch.
 
     Cost amounts travel as decimal strings: the chart plots them, the tooltip shows them exactly.
     """
     datasets = []
-    for model, points in series.groups:
+    for model, usage in lines:
         color = model_color(model)
-        total = [point.total_tokens for point in points]
+        total = usage.total
         dataset = {
             "label": model.name,
             "data": total,
             "total": total,
-            "input": [point.input_tokens for point in points],
-            "output": [point.output_tokens for point in points],
+            "input": usage.input,
+            "output": usage.output,
             "borderColor": color,
             "backgroundColor": color,
         }
@@ -188,36 +185,55 @@ def distribution_rows(rows, query, cost=None):
     ]
 
 
-def trend_chart(tenant, filters, series=None, cost=None):
-    series = series or usage_series(tenant=tenant, filters=filters, bucket=bucket_for(filters))
-    currency, cost_by_model = trend_cost(series, cost)
+def grid_lines(grid, models):
+    """[(Model, ModelUsage, Totals)] of the grid, busiest model first (ties by name)."""
+    lines = [(models[model_id], usage, usage.totals) for model_id, usage in grid.models.items()]
+    lines.sort(key=lambda line: (-line[2].total_tokens, line[0].name))
+    return lines
+
+
+def breakdown_rows(lines):
+    """The distribution's rows (``usage_breakdown``'s shape) from the grid's lines."""
+    grand_total = sum(totals.total_tokens for _model, _usage, totals in lines)
+    return [
+        BreakdownRow(model, totals, totals.total_tokens / grand_total if grand_total else 0.0)
+        for model, _usage, totals in lines
+    ]
+
+
+def trend_chart(tenant, grid, lines, cost=None):
+    currency, cost_by_model = trend_cost(grid, cost)
     return {
-        "bucket": series.bucket,
-        "labels": [bucket_label(series.bucket, value, tenant) for value in series.buckets],
-        "datasets": trend_datasets(series, cost_by_model),
+        "bucket": grid.bucket,
+        "labels": [bucket_label(grid.bucket, value, tenant) for value in grid.buckets],
+        "datasets": trend_datasets([(model, usage) for model, usage, _totals in lines], cost_by_model),
         "cost_currency": currency,
     }
 
 
-def dashboard_data(tenant, filters, query):
-    """Cards, trend and distribution of the filtered range: every number of the page.
+def filtered_grid(tenant, filters):
+    """(grid, lines) of the filters: the grid by the page's bucket, its models loaded."""
+    grid = usage_grid(tenant=tenant, filters=filters, bucket=bucket_for(filters))
+    return grid, grid_lines(grid, Model.objects.in_bulk(list(grid.models)))
 
-    The breakdown and the current totals are summed from the trend's series, which saves queries.
-    """
-    series = usage_series(tenant=tenant, filters=filters, bucket=bucket_for(filters))
-    rows = breakdown_from_series(series)
-    current = sum((row.totals for row in rows), Totals())
-    previous = usage_summary(tenant=tenant, filters=_previous(filters))
-    cost = estimated_cost(tenant, filters)
+
+def dashboard_data(tenant, filters, query):
+    """Cards, trend and distribution of the filtered range: every number of the page, from one grid
+    of the range and one of the previous period (both mostly cached; see ``usage.grid``)."""
+    grid, previous = usage_grids(tenant=tenant, wanted=[(filters, bucket_for(filters)), (_previous(filters), "day")])
+    models = Model.objects.in_bulk([*grid.models, *previous.models])
+    lines = grid_lines(grid, models)
+    current = sum((totals for _model, _usage, totals in lines), Totals())
+    cost = grid_cost(grid, previous, models)
     now = timezone.now()
     return {
         "empty": current.calls == 0,
         "period": _dates(filters.period),
         "previous_period": _dates(filters.period.previous()),
-        "cards": cards(current, previous),
+        "cards": cards(current, previous.totals),
         "cost": cost,
-        "trend": trend_chart(tenant, filters, series, cost),
-        "distribution": distribution_rows(rows, query, cost),
+        "trend": trend_chart(tenant, grid, lines, cost),
+        "distribution": distribution_rows(breakdown_rows(lines), query, cost),
         "updated_at": now.isoformat(),
         "updated_display": now.astimezone(tenant.tz).strftime("%H:%M:%S"),
     }
@@ -233,17 +249,6 @@ def _model_link(query):
     query.pop("model", None)
     prefix = f"?{query.urlencode()}&" if query else "?"
     return lambda name: prefix + urlencode({"model": name})
-
-
-def breakdown_from_series(series):
-    """``usage_breakdown``'s rows summed from a per-model series: the page needs both, and one query is enough."""
-    totals = [(model, sum(points, Totals())) for model, points in series.groups]
-    grand_total = sum(total.total_tokens for _model, total in totals)
-    rows = [
-        BreakdownRow(model, total, total.total_tokens / grand_total if grand_total else 0.0) for model, total in totals
-    ]
-    rows.sort(key=lambda row: (-row.totals.total_tokens, str(row.group)))
-    return rows
 
 
 def _previous(filters):
@@ -287,7 +292,8 @@ class TrendChartView(TenantChartView):
 
     @cached_property
     def chart(self):
-        return trend_chart(self.tenant, self.filters)
+        grid, lines = filtered_grid(self.tenant, self.filters)
+        return trend_chart(self.tenant, grid, lines)
 
     def get_labels(self):
         return self.chart["labels"]
@@ -311,7 +317,8 @@ class DistributionChartView(TenantChartView):
 
     @cached_property
     def rows(self):
-        return distribution_rows(usage_breakdown(tenant=self.tenant, filters=self.filters), self.request.GET)
+        _grid, lines = filtered_grid(self.tenant, self.filters)
+        return distribution_rows(breakdown_rows(lines), self.request.GET)
 
     def get_labels(self):
         return [row["model"] for row in self.rows]
@@ -347,8 +354,8 @@ class DashboardDataView(TrendChartView):
     def get_context_data(self, **kwargs):
         data = self.data
         html = {
-            "cards": render_to_string("usage/_cards.html", {"data": data}, request=self.request),
-            "distribution": render_to_string("usage/_distribution.html", {"data": data}, request=self.request),
+            "cards": render_to_string("usage/_cards.html", {"data": data}),
+            "distribution": render_to_string("usage/_distribution.html", {"data": data}),
         }
         return {**json_data(data), "html": html}
 

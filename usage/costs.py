@@ -30,6 +30,7 @@ import datetime as dt
 import hashlib
 from dataclasses import dataclass, field, replace
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
+from typing import NamedTuple
 
 from django.core.cache import cache
 from django.db.models import F, Max, Q
@@ -86,6 +87,19 @@ def line_cost(*, price, totals):
 # --- Price resolution -----------------------------------------------------------------------
 
 
+class PriceTerms(NamedTuple):
+    """A ModelPrice's terms without the model object: all costing reads, and cheap to load."""
+
+    pk: int
+    model_id: int
+    tenant_id: int | None
+    currency: str
+    input_per_1k: Decimal
+    output_per_1k: Decimal
+    cached_input_per_1k: Decimal | None
+    effective_from: dt.date
+
+
 class PriceBook:
     """The prices of some models for one tenant, answering "which price is in force on a day"."""
 
@@ -114,11 +128,13 @@ class PriceBook:
         return [price for prices in self._prices.values() for price in prices]
 
 
-def prices_in_force(*, tenant, model_ids=None, period=None):
+def prices_in_force(*, tenant, model_ids=None, period=None, terms_only=False):
     """A PriceBook of the tenant's contract prices and the platform prices, in one query.
 
     ``model_ids`` None loads every model's prices (for a streaming export that does not know its
-    models in advance); ``period`` None also loads prices that start in the future.
+    models in advance); ``period`` None also loads prices that start in the future. A book of
+    every price answers for any period. ``terms_only`` loads PriceTerms tuples instead of
+    ModelPrice objects with their model (which only reports and the price sheet name).
     """
     prices = ModelPrice.objects.filter(Q(tenant__isnull=True) | Q(tenant=tenant))
     # Another tenant's private model is never priced (nor shown) for this one.
@@ -127,6 +143,8 @@ def prices_in_force(*, tenant, model_ids=None, period=None):
         prices = prices.filter(model_id__in=list(model_ids))
     if period is not None:
         prices = prices.filter(effective_from__lte=period.end)
+    if terms_only:
+        return PriceBook(PriceTerms._make(row) for row in prices.values_list(*PriceTerms._fields))
     return PriceBook(prices.select_related("model"))
 
 
@@ -232,12 +250,13 @@ class CostLine:
         return summary
 
 
-def cost_lines(*, tenant, filters):
-    """Every costed line of the filters, from one usage query and one price query."""
+def cost_lines(*, tenant, filters, book=None):
+    """Every costed line of the filters, from one usage query and one price query (none given ``book``)."""
     grouped = grouped_usage(tenant=tenant, filters=filters, bucket="day", dims=("api_key", "model"))
     model_ids = {model_id for _day, _key, model_id in grouped}
     models = Model.objects.in_bulk(model_ids)
-    book = prices_in_force(tenant=tenant, model_ids=model_ids, period=filters.period)
+    if book is None:
+        book = prices_in_force(tenant=tenant, model_ids=model_ids, period=filters.period)
     lines = []
     for (day, key_id, model_id), totals in sorted(grouped.items()):
         price = book.price_for(model_id, day)
@@ -293,13 +312,14 @@ def _closed_days_costed(tenant, filters, groups, book):
     return result
 
 
-def _summaries_in_sql(*, tenant, filters, groups):
+def _summaries_in_sql(*, tenant, filters, groups, book=None):
     """{group key tuple: CostSummary} costed by PostgreSQL (see ``usage.costs_sql``).
 
     Days before the tenant's today rarely change, so their part comes from a cache; today is
     always costed afresh. The parts are merged into new summaries (cached ones stay untouched).
     """
-    book = prices_in_force(tenant=tenant, period=filters.period)
+    if book is None:
+        book = prices_in_force(tenant=tenant, period=filters.period)
     period, today = filters.period, tenant_today(tenant)
     parts = []
     if period.start < today:
@@ -342,19 +362,20 @@ def _key_function(group):
     return lambda line: tuple(_GROUP_KEYS[name](line) for name in names)
 
 
-def cost_by(*, tenant, filters, group="model"):
+def cost_by(*, tenant, filters, group="model", book=None):
     """{model id | api key id | local date: CostSummary}; only groups with usage appear.
 
     ``group`` may also be a tuple of those names, such as ("day", "model"): the keys are then
     tuples in the same order (the API's per-model daily series), still from the same two queries.
+    ``book``: a PriceBook already loaded for the tenant, to save its query.
     """
     key_of = _key_function(group)
     if costs_sql.applies(tenant=tenant, filters=filters):
         names = (group,) if isinstance(group, str) else tuple(group)
-        summaries = _summaries_in_sql(tenant=tenant, filters=filters, groups=names)
+        summaries = _summaries_in_sql(tenant=tenant, filters=filters, groups=names, book=book)
         return {key[0] if isinstance(group, str) else key: summary for key, summary in summaries.items()}
     result = {}
-    for line in cost_lines(tenant=tenant, filters=filters):
+    for line in cost_lines(tenant=tenant, filters=filters, book=book):
         line.add_to(result.setdefault(key_of(line), CostSummary()))
     return result
 

@@ -9,6 +9,9 @@ import datetime as dt
 
 import django_filters
 from django import forms
+from django.forms.models import ModelChoiceIterator
+from django.forms.utils import flatatt
+from django.utils.html import format_html, format_html_join
 
 from accounts.models import ApiKey
 
@@ -21,6 +24,44 @@ CUSTOM = "custom"
 # previous-period and day-span arithmetic would overflow.
 MIN_DATE = dt.date(1970, 1, 1)
 MAX_DATE = dt.date(9998, 12, 31)
+
+
+class PlainSelect(forms.Select):
+    """A <select> built in Python rather than through a template per option.
+
+    Same markup and semantics as Django's Select (selected option, attributes, escaping); the
+    filter bar renders on every page view, where the option templates cost more than the rest of
+    the form together.
+    """
+
+    def render(self, name, value, attrs=None, renderer=None):
+        widget = self.get_context(name, value, attrs)["widget"]
+        options = format_html_join(
+            "\n",
+            '<option value="{}"{}>{}</option>',
+            (
+                (option["value"], flatatt({k: v for k, v in option["attrs"].items() if k != "id"}), option["label"])
+                for _group, group_options, _index in widget["optgroups"]
+                for option in group_options
+            ),
+        )
+        return format_html('<select name="{}"{}>\n{}\n</select>', name, flatatt(widget["attrs"]), options)
+
+
+class ListedChoices(ModelChoiceIterator):
+    """Choices from one plain query: Django's iterator opens a server-side cursor on PostgreSQL
+    (three round trips) for what is a short list of keys or models."""
+
+    def __iter__(self):
+        if self.field.empty_label is not None:
+            yield ("", self.field.empty_label)
+        for obj in self.queryset:
+            yield self.choice(obj)
+
+
+class ListedModelChoiceFilter(django_filters.ModelChoiceFilter):
+    class field_class(django_filters.fields.ModelChoiceField):  # noqa: N801 (django-filter's attribute name)
+        iterator = ListedChoices
 
 
 class UsageFilterForm(forms.Form):
@@ -61,14 +102,28 @@ class UsageFilterForm(forms.Form):
 
 
 class UsageFilterSet(django_filters.FilterSet):
-    api_key = django_filters.ModelChoiceFilter(
-        queryset=ApiKey.objects.none(), to_field_name="public_id", empty_label="All", label="API Key", method="keep"
+    api_key = ListedModelChoiceFilter(
+        queryset=ApiKey.objects.none(),
+        to_field_name="public_id",
+        empty_label="All",
+        label="API Key",
+        method="keep",
+        widget=PlainSelect,
     )
-    model = django_filters.ModelChoiceFilter(
-        queryset=Model.objects.none(), to_field_name="name", empty_label="All", label="Model", method="keep"
+    model = ListedModelChoiceFilter(
+        queryset=Model.objects.none(),
+        to_field_name="name",
+        empty_label="All",
+        label="Model",
+        method="keep",
+        widget=PlainSelect,
     )
     preset = django_filters.ChoiceFilter(
-        choices=[*PRESETS.items(), (CUSTOM, "Custom")], empty_label=None, label="Time range", method="keep"
+        choices=[*PRESETS.items(), (CUSTOM, "Custom")],
+        empty_label=None,
+        label="Time range",
+        method="keep",
+        widget=PlainSelect,
     )
     # ISO dates only: "11/01/2026" means different days to different readers.
     start = django_filters.DateFilter(

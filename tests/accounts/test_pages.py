@@ -157,6 +157,12 @@ def test_tenant_switcher_shows_for_a_member_of_several_tenants(owner_client, own
     assert 'class="tenant-switcher"' in content
     assert reverse("usage:dashboard", kwargs={"slug": "globex"}) in content
     assert "Globex" in content
+    # The viewed tenant is marked, and each entry names the user's role there.
+    assert f'<a href="{reverse("usage:dashboard", kwargs={"slug": "acme"})}" aria-current="true">' in content
+    assert (
+        f'<a href="{reverse("usage:dashboard", kwargs={"slug": "globex"})}" >Globex</a> <small>Viewer</small>'
+        in content
+    )
 
 
 def test_no_tenant_switcher_for_a_single_tenant(owner_client):

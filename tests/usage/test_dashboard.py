@@ -289,17 +289,29 @@ def test_cost_card_and_column_appear_only_with_prices(owner_client, tenant, api_
     assert data["cost"]["amounts"] == [{"amount": "4.00", "currency": "USD", "unpriced_tokens": 7}]
 
 
-def test_page_breakdown_equals_the_breakdown_selector(tenant, ledger):
-    from usage.charts import breakdown_from_series
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"preset": "last_30_days"},  # closed days rolled up and dirty, and today
+        {"preset": "today"},  # by hour, today only
+        {"start": "2026-11-20", "end": "2026-11-21"},  # by hour, closed and clean: cached
+        {"start": "2026-11-08", "end": "2026-11-21"},  # by day, closed and clean: cached
+    ],
+    ids=["30-days", "today", "closed-hours", "closed-days"],
+)
+def test_page_breakdown_equals_the_breakdown_selector(tenant, ledger, params):
+    from usage.charts import breakdown_rows, filtered_grid
     from usage.filters import UsageFilterSet
-    from usage.selectors import usage_breakdown, usage_series
+    from usage.selectors import usage_breakdown
 
-    filters = UsageFilterSet({"preset": "last_30_days"}, tenant=tenant)
-    assert filters.is_valid()
+    filters = UsageFilterSet({"preset": "custom", **params}, tenant=tenant)
+    assert filters.is_valid(), filters.errors
     filters = filters.usage_filters()
     expected = [(row.group, row.totals, row.share) for row in usage_breakdown(tenant=tenant, filters=filters)]
-    derived = breakdown_from_series(usage_series(tenant=tenant, filters=filters))
-    assert [(row.group, row.totals, row.share) for row in derived] == expected
+    assert expected
+    for _ in range(2):  # the second read comes from the cache of closed days
+        _grid, lines = filtered_grid(tenant, filters)
+        assert [(row.group, row.totals, row.share) for row in breakdown_rows(lines)] == expected
 
 
 def test_chart_js_4_is_served_and_django_chartjs_bundles_are_not():

@@ -1,5 +1,7 @@
 import datetime as dt
 
+import pytest
+
 from usage.filters import UsageFilterSet
 from usage.periods import Period
 
@@ -50,3 +52,18 @@ def test_dashboard_shows_a_form_error_for_an_out_of_range_date(owner_client, ten
     response = owner_client.get(f"/t/{tenant.slug}/usage/", {"start": "9999-12-31"})
     assert response.status_code == 400
     assert "Enter a date between" in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    ("attrs", "value"),
+    [({"id": "id_model", "class": "a&b"}, "2"), ({}, None), ({"id": "id_key", "required": True}, "<b>")],
+)
+def test_plain_select_renders_what_djangos_select_renders(attrs, value):
+    from django import forms
+    from django.test.html import parse_html
+
+    from usage.filters import PlainSelect
+
+    choices = [("", "All"), ("1", "one <1>"), ("2", 'two "q"'), ("<b>", "bold & co")]
+    expected = forms.Select(choices=choices).render("f", value, attrs)
+    assert parse_html(PlainSelect(choices=choices).render("f", value, attrs)) == parse_html(expected)

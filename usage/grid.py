@@ -1,0 +1,203 @@
+"""Per-model usage and cost of a filtered period: what the Usage Statistics page draws.
+
+A grid holds, for each model, its calls and tokens per bucket (a local day, or an hour for short
+ranges) and its cost per local day by the rule of ``usage.costs``. The page, its Refresh endpoint
+and its chart endpoints all draw from grids, so they cannot disagree with each other.
+
+Grids are cached under a key that holds everything their numbers depend on, so a stale grid is
+never read:
+
+- the rollup version of the days: the newest per-model daily rollup id and the number of rows.
+  A recompute deletes and re-inserts its days' rows under the tenant's lock, so either changes;
+- the dirty marks of the days with their tokens. Ingestion upserts a fresh token in the same
+  transaction as the calls, and a dirty day is read from the ledger, so a new call is a new key;
+- a fingerprint of the tenant's prices, its time zone and the filters.
+
+The version is read before the numbers: a grid computed from newer data than its key says is
+harmless (the next reader's key differs), the other way round cannot happen. A period is cached
+in two segments, the days before the tenant's today and the rest, so calls arriving today leave
+the cached closed days alone and only today's segment (one day) is recomputed.
+"""
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+
+from django.core.cache import cache
+from django.db.models import Count, Max, Q
+
+from .costs import CostSummary, cost_by, prices_in_force
+from .models import DirtyDay, UsageDailyModel
+from .periods import Period, tenant_today
+from .selectors import Totals, grouped_usage, hour_buckets
+
+# A cached grid carries its own version, so this only bounds how long unused entries stay.
+GRID_CACHE_SECONDS = 3600
+
+
+@dataclass
+class ModelUsage:
+    """One model's calls and tokens per bucket and cost per day (lists in the grid's order)."""
+
+    calls: list
+    input: list
+    output: list
+    cost: dict = field(default_factory=dict)  # currency -> [Decimal per day], 0 where none
+    unpriced_tokens: int = 0
+
+    @classmethod
+    def empty(cls, buckets):
+        return cls([0] * buckets, [0] * buckets, [0] * buckets)
+
+    @property
+    def total(self):
+        return [inp + out for inp, out in zip(self.input, self.output, strict=True)]
+
+    @property
+    def totals(self):
+        return Totals(sum(self.calls), sum(self.input), sum(self.output))
+
+    def cost_summary(self, model_name):
+        summary = CostSummary({currency: sum(amounts, Decimal(0)) for currency, amounts in self.cost.items()})
+        if self.unpriced_tokens:
+            summary.unpriced_tokens = self.unpriced_tokens
+            summary.unpriced_models = [model_name]
+        return summary
+
+
+@dataclass
+class UsageGrid:
+    bucket: str  # "day" or "hour"
+    buckets: list  # local dates, or the UTC instants local hours start at
+    days: list  # the local dates that ``ModelUsage.cost`` lists follow
+    priced: bool  # the tenant has prices: cost is shown, even if nothing in range is priced
+    models: dict = field(default_factory=dict)  # model id -> ModelUsage
+
+    @property
+    def totals(self):
+        return sum((usage.totals for usage in self.models.values()), Totals())
+
+    def cost_summary(self, names):
+        """CostSummary of the whole grid; ``names`` maps model ids to names (for unpriced models)."""
+        total = CostSummary()
+        for model_id, usage in self.models.items():
+            total.merge(usage.cost_summary(names[model_id]))
+        return total
+
+    def followed_by(self, later):
+        """This grid and ``later`` (whose buckets and days come after this one's) as one grid."""
+        combined = UsageGrid(
+            self.bucket, self.buckets + later.buckets, self.days + later.days, self.priced or later.priced
+        )
+        for model_id in {*self.models, *later.models}:
+            first = self.models.get(model_id) or ModelUsage.empty(len(self.buckets))
+            second = later.models.get(model_id) or ModelUsage.empty(len(later.buckets))
+            cost = {}
+            for currency in {*first.cost, *second.cost}:
+                cost[currency] = first.cost.get(currency, [Decimal(0)] * len(self.days)) + second.cost.get(
+                    currency, [Decimal(0)] * len(later.days)
+                )
+            combined.models[model_id] = ModelUsage(
+                first.calls + second.calls,
+                first.input + second.input,
+                first.output + second.output,
+                cost,
+                first.unpriced_tokens + second.unpriced_tokens,
+            )
+        return combined
+
+
+def _read(tenant, filters, bucket, book):
+    """The grid of ``filters`` from the selectors and, given a ``book``, the cost engine (no cache)."""
+    priced = book is not None and bool(book.prices())
+    grouped = grouped_usage(tenant=tenant, filters=filters, bucket=bucket, dims=("model",))
+    if bucket == "hour":
+        # Zones that shift by half an hour (Lord Howe) start some local hours at :30: keep them.
+        buckets = sorted({*hour_buckets(tenant, filters.period), *(key[0] for key in grouped)})
+    else:
+        buckets = filters.period.dates()
+    grid = UsageGrid(bucket, buckets, filters.period.dates(), priced)
+    position = {value: index for index, value in enumerate(buckets)}
+    for (value, model_id), totals in grouped.items():
+        usage = grid.models.get(model_id) or grid.models.setdefault(model_id, ModelUsage.empty(len(buckets)))
+        index = position[value]
+        usage.calls[index], usage.input[index], usage.output[index] = (
+            totals.calls,
+            totals.input_tokens,
+            totals.output_tokens,
+        )
+    if priced:
+        day_index = {day: index for index, day in enumerate(grid.days)}
+        costed = cost_by(tenant=tenant, filters=filters, group=("day", "model"), book=book)
+        for (day, model_id), summary in costed.items():
+            usage = grid.models.get(model_id) or grid.models.setdefault(model_id, ModelUsage.empty(len(buckets)))
+            for currency, amount in summary.amounts.items():
+                usage.cost.setdefault(currency, [Decimal(0)] * len(grid.days))[day_index[day]] = amount
+            usage.unpriced_tokens += summary.unpriced_tokens
+    return grid
+
+
+def _versions(tenant, periods):
+    """The version of each period's numbers (see the module docstring), in two queries."""
+    low, high = min(p.start for p in periods), max(p.end for p in periods)
+    aggregates = {}
+    for index, period in enumerate(periods):
+        within = Q(day__range=(period.start, period.end))
+        aggregates[f"newest{index}"] = Max("id", filter=within)
+        aggregates[f"rows{index}"] = Count("id", filter=within)
+    rollup = UsageDailyModel.objects.filter(tenant=tenant, day__range=(low, high)).aggregate(**aggregates)
+    dirty = list(DirtyDay.objects.filter(tenant=tenant, day__range=(low, high)).values_list("day", "token"))
+    return [
+        (
+            rollup[f"newest{index}"],
+            rollup[f"rows{index}"],
+            sorted((day, token) for day, token in dirty if period.start <= day <= period.end),
+        )
+        for index, period in enumerate(periods)
+    ]
+
+
+def _segments(period, today):
+    """The period split into the days before ``today`` and the rest (either may be absent)."""
+    if period.start < today:
+        yield Period(period.start, min(period.end, today - dt.timedelta(days=1)))
+    if period.end >= today:
+        yield Period(max(period.start, today), period.end)
+
+
+def usage_grids(*, tenant, wanted, book=None):
+    """The UsageGrid of each (filters, bucket) in ``wanted``, from the cache where it holds them.
+
+    Several grids at once (the page wants its period and the previous one) cost two version
+    queries and one cache round trip. ``book``: the tenant's PriceBook of every price, if loaded.
+    """
+    if book is None:
+        book = prices_in_force(tenant=tenant, terms_only=True)
+    prices = repr(sorted(book.prices()))
+    today = tenant_today(tenant)
+    segments = [
+        (index, replace(filters, period=segment), bucket)
+        for index, (filters, bucket) in enumerate(wanted)
+        for segment in _segments(filters.period, today)
+    ]
+    versions = _versions(tenant, [filters.period for _index, filters, _bucket in segments])
+    keys = []
+    for (_index, filters, bucket), version in zip(segments, versions, strict=True):
+        scope = (filters.api_key.pk if filters.api_key else None, filters.model.pk if filters.model else None)
+        raw = repr((tenant.pk, tenant.timezone, filters.period, scope, bucket, version, prices))
+        keys.append("grid:" + hashlib.sha256(raw.encode()).hexdigest())
+    cached = cache.get_many(keys)
+    grids = [None] * len(wanted)
+    for (index, filters, bucket), key in zip(segments, keys, strict=True):
+        grid = cached.get(key)
+        if grid is None:
+            grid = _read(tenant, filters, bucket, book)
+            cache.set(key, grid, timeout=GRID_CACHE_SECONDS)
+        grids[index] = grid if grids[index] is None else grids[index].followed_by(grid)
+    return grids
+
+
+def usage_grid(*, tenant, filters, bucket="day", book=None):
+    """The UsageGrid of ``filters`` by ``bucket`` ("day" or "hour")."""
+    return usage_grids(tenant=tenant, wanted=[(filters, bucket)], book=book)[0]
