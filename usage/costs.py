@@ -33,7 +33,7 @@ from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from typing import NamedTuple
 
 from django.core.cache import cache
-from django.db.models import F, Max, Q
+from django.db.models import Count, F, Max, Q
 
 from accounts.models import ApiKey
 
@@ -290,13 +290,14 @@ def _costed_in_sql(tenant, filters, groups, book):
 def _closed_days_costed(tenant, filters, groups, book):
     """Like ``_costed_in_sql`` for days before today, cached until those days or the prices change.
 
-    The key holds the newest daily-rollup id of those days (a recompute inserts new rows) and a
-    fingerprint of every price in the book, so a stale entry can never be read: it is never hit.
+    The key holds the newest daily-rollup id of those days and their number (a recompute deletes
+    and re-inserts its days' rows, so one or the other changes) and a fingerprint of every price
+    in the book, so a stale entry can never be read: it is never hit.
     """
     # Every recompute re-inserts the per-model rows of its days; "+ 0" keeps PostgreSQL from
     # walking the primary key backwards through every tenant's rows to find the maximum.
     days = UsageDailyModel.objects.filter(tenant=tenant, day__range=(filters.period.start, filters.period.end))
-    version = days.aggregate(v=Max(F("id") + 0))["v"]
+    version = days.aggregate(newest=Max(F("id") + 0), rows=Count("id"))  # rows: a day can roll up to none
     prices = sorted(
         (p.pk, p.model_id, p.tenant_id, p.currency, str(p.input_per_1k), str(p.output_per_1k),
          str(p.cached_input_per_1k), p.effective_from.isoformat())
