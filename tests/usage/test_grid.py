@@ -87,8 +87,8 @@ def test_grid_equals_the_ledger_and_its_buckets_are_gap_filled(tenant, api_key, 
 
 def test_a_second_read_comes_from_the_cache(tenant, history, django_assert_num_queries):
     first = read(tenant, Period(dt.date(2026, 11, 20), dt.date(2026, 11, 27)))  # closed days only
-    # Prices, rollup version, dirty marks: no usage or costing query.
-    with django_assert_num_queries(3):
+    # Prices, and the days' rollup versions and dirty marks: no usage or costing query.
+    with django_assert_num_queries(2):
         assert read(tenant, Period(dt.date(2026, 11, 20), dt.date(2026, 11, 27))) == first
 
 
@@ -178,7 +178,7 @@ def test_another_tenants_activity_does_not_touch_this_tenants_grid(
     first = read(tenant, Period(dt.date(2026, 11, 20), dt.date(2026, 11, 27)))
     make_calls(other_tenant, [call(other_api_key, llm, utc(2026, 11, 21, 9), 10, 0)])
     rollups.usage_rollup_dirty(tenant=other_tenant)
-    with django_assert_num_queries(3):
+    with django_assert_num_queries(2):
         assert read(tenant, Period(dt.date(2026, 11, 20), dt.date(2026, 11, 27))) == first
 
 
