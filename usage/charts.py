@@ -6,14 +6,17 @@ Chart endpoints subclass django-chartjs's ``BaseLineChartView`` but return only 
 its default context would also serialise the view object and the URL arguments.
 """
 
+import hashlib
 from functools import cached_property
 from urllib.parse import urlencode
 
 from chartjs.views.lines import BaseLineChartView
 from django.contrib.auth.mixins import LoginRequiredMixin
+from django.core.cache import cache
 from django.http import JsonResponse
 from django.template.loader import render_to_string
 from django.utils import timezone
+from django.utils.html import json_script
 
 from accounts.tenancy import tenant_for_request
 
@@ -26,6 +29,8 @@ from .periods import DEFAULT_PRESET
 from .selectors import MAX_HOURLY_DAYS, BreakdownRow, Totals
 
 METRICS = ("total", "input", "output")
+# A panel carries its own version (its grids' keys), so this only bounds how long unused ones stay.
+PANEL_CACHE_SECONDS = 3600
 
 
 # --- Formatting --------------------------------------------------------------------------
@@ -217,15 +222,51 @@ def filtered_grid(tenant, filters):
     return grid, grid_lines(grid, Model.objects.in_bulk(list(grid.models)))
 
 
-def dashboard_data(tenant, filters, query):
-    """Cards, trend and distribution of the filtered range: every number of the page, from one grid
-    of the range and one of the previous period (both mostly cached; see ``usage.grid``)."""
+def dashboard_panel(tenant, filters, query, models=None):
+    """Everything the page shows of the filtered range: ``data`` (every number: cards, trend,
+    distribution), ``html`` (the cards and the table, rendered) and ``json`` (the charts' data as
+    a script element), from one grid of the range and one of the previous period.
+
+    A panel is a function of its grids (their keys hold their versions; see ``usage.grid``), of
+    the models' names and colours, the page's query (the table's links) and the tenant's zone,
+    so it is cached under those. Only the clock ("Updated 12:00:00") is added afresh.
+    ``models``: {id: Model} already loaded (the filter bar's choices); others are fetched.
+    """
     grid, previous = usage_grids(tenant=tenant, wanted=[(filters, bucket_for(filters)), (_previous(filters), "day")])
-    models = Model.objects.in_bulk([*grid.models, *previous.models])
+    models = dict(models or {})
+    missing = {*grid.models, *previous.models} - models.keys()
+    if missing:
+        models.update(Model.objects.in_bulk(list(missing)))
+    shown = sorted((pk, models[pk].name, models[pk].color) for pk in {*grid.models, *previous.models})
+    raw = repr((grid.key, previous.key, shown, query.urlencode(), tenant.timezone, filters.period))
+    key = "panel:" + hashlib.sha256(raw.encode()).hexdigest()
+    panel = cache.get(key)
+    if panel is None:
+        data = _panel_data(tenant, filters, query, grid, previous, models)
+        panel = {
+            "data": data,
+            "html": {
+                "cards": render_to_string("usage/_cards.html", {"data": data}),
+                "distribution": render_to_string("usage/_distribution.html", {"data": data}),
+            },
+            "json": json_script(json_data(data), "dashboard-data"),
+        }
+        cache.set(key, panel, timeout=PANEL_CACHE_SECONDS)
+    now = timezone.now()
+    panel["data"]["updated_at"] = now.isoformat()
+    panel["data"]["updated_display"] = now.astimezone(tenant.tz).strftime("%H:%M:%S")
+    return panel
+
+
+def dashboard_data(tenant, filters, query, models=None):
+    """Every number of the page (``dashboard_panel``'s ``data``)."""
+    return dashboard_panel(tenant, filters, query, models)["data"]
+
+
+def _panel_data(tenant, filters, query, grid, previous, models):
     lines = grid_lines(grid, models)
     current = sum((totals for _model, _usage, totals in lines), Totals())
     cost = grid_cost(grid, previous, models)
-    now = timezone.now()
     return {
         "empty": current.calls == 0,
         "period": _dates(filters.period),
@@ -234,8 +275,6 @@ def dashboard_data(tenant, filters, query):
         "cost": cost,
         "trend": trend_chart(tenant, grid, lines, cost),
         "distribution": distribution_rows(breakdown_rows(lines), query, cost),
-        "updated_at": now.isoformat(),
-        "updated_display": now.astimezone(tenant.tz).strftime("%H:%M:%S"),
     }
 
 
@@ -344,20 +383,15 @@ class DashboardDataView(TrendChartView):
     """Everything the page shows, for the refresh button: chart data plus the rendered cards and table."""
 
     @cached_property
-    def data(self):
-        return dashboard_data(self.tenant, self.filters, self.request.GET)
+    def panel(self):
+        return dashboard_panel(self.tenant, self.filters, self.request.GET)
 
     @cached_property
     def chart(self):
-        return self.data["trend"]
+        return self.panel["data"]["trend"]
 
     def get_context_data(self, **kwargs):
-        data = self.data
-        html = {
-            "cards": render_to_string("usage/_cards.html", {"data": data}),
-            "distribution": render_to_string("usage/_distribution.html", {"data": data}),
-        }
-        return {**json_data(data), "html": html}
+        return {**json_data(self.panel["data"]), "html": self.panel["html"]}
 
 
 def json_data(data):

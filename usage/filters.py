@@ -27,25 +27,29 @@ MAX_DATE = dt.date(9998, 12, 31)
 
 
 class PlainSelect(forms.Select):
-    """A <select> built in Python rather than through a template per option.
+    """A <select> of flat choices built in Python rather than through a template per option.
 
-    Same markup and semantics as Django's Select (selected option, attributes, escaping); the
-    filter bar renders on every page view, where the option templates cost more than the rest of
-    the form together.
+    Same markup and semantics as Django's Select (the first matching option selected, attributes,
+    escaping); the filter bar renders on every page view, where the option templates cost more
+    than the rest of the form together. Grouped choices fall back to Django's rendering.
     """
 
     def render(self, name, value, attrs=None, renderer=None):
-        widget = self.get_context(name, value, attrs)["widget"]
-        options = format_html_join(
-            "\n",
-            '<option value="{}"{}>{}</option>',
-            (
-                (option["value"], flatatt({k: v for k, v in option["attrs"].items() if k != "id"}), option["label"])
-                for _group, group_options, _index in widget["optgroups"]
-                for option in group_options
-            ),
+        choices = list(self.choices)
+        if any(isinstance(label, list | tuple) for _value, label in choices):
+            return super().render(name, value, attrs, renderer)
+        wanted, found, options = set(self.format_value(value)), False, []
+        for option_value, label in choices:
+            option_value = "" if option_value is None else option_value
+            selected = not found and str(option_value) in wanted
+            found |= selected
+            options.append((option_value, " selected" if selected else "", label))
+        return format_html(
+            '<select name="{}"{}>\n{}\n</select>',
+            name,
+            flatatt(self.build_attrs(self.attrs, attrs)),
+            format_html_join("\n", '<option value="{}"{}>{}</option>', options),
         )
-        return format_html('<select name="{}"{}>\n{}\n</select>', name, flatatt(widget["attrs"]), options)
 
 
 class ListedChoices(ModelChoiceIterator):
@@ -57,6 +61,10 @@ class ListedChoices(ModelChoiceIterator):
             yield ("", self.field.empty_label)
         for obj in self.queryset:
             yield self.choice(obj)
+
+    def __len__(self):
+        # The rows themselves (and then cached), not a COUNT query.
+        return len(self.queryset) + (self.field.empty_label is not None)
 
 
 class ListedModelChoiceFilter(django_filters.ModelChoiceFilter):

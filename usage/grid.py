@@ -73,6 +73,7 @@ class UsageGrid:
     days: list  # the local dates that ``ModelUsage.cost`` lists follow
     priced: bool  # the tenant has prices: cost is shown, even if nothing in range is priced
     models: dict = field(default_factory=dict)  # model id -> ModelUsage
+    key: str = ""  # the cache key(s) it was read under: equal keys, equal grids
 
     @property
     def totals(self):
@@ -88,7 +89,11 @@ class UsageGrid:
     def followed_by(self, later):
         """This grid and ``later`` (whose buckets and days come after this one's) as one grid."""
         combined = UsageGrid(
-            self.bucket, self.buckets + later.buckets, self.days + later.days, self.priced or later.priced
+            self.bucket,
+            self.buckets + later.buckets,
+            self.days + later.days,
+            self.priced or later.priced,
+            key=f"{self.key}+{later.key}",
         )
         for model_id in {*self.models, *later.models}:
             first = self.models.get(model_id) or ModelUsage.empty(len(self.buckets))
@@ -206,6 +211,7 @@ def usage_grids(*, tenant, wanted, book=None):
         grid = cached.get(key)
         if grid is None:
             grid = _read(tenant, filters, bucket, book)
+            grid.key = key
             cache.set(key, grid, timeout=GRID_CACHE_SECONDS)
         grids[index] = grid if grids[index] is None else grids[index].followed_by(grid)
     return grids

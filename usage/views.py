@@ -1,7 +1,7 @@
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
 
-from .charts import dashboard_data, filtered, json_data
+from .charts import dashboard_panel, filtered
 
 
 def _key_label(key):
@@ -18,6 +18,8 @@ def dashboard(request, slug):
     context = {"tenant": tenant, "nav": "usage", "filterset": filterset, "form": filterset.form, "data": None}
     if not filterset.is_valid():
         return render(request, "usage/dashboard.html", context, status=400)
-    context["data"] = dashboard_data(tenant, filterset.usage_filters(), request.GET)
-    context["initial"] = json_data(context["data"])
+    # The model choices are the tenant's models: loaded once, for the filter bar and the charts.
+    models = {model.pk: model for model in filterset.form.fields["model"].queryset}
+    panel = dashboard_panel(tenant, filterset.usage_filters(), request.GET, models)
+    context.update(data=panel["data"], html=panel["html"], chart_json=panel["json"])
     return render(request, "usage/dashboard.html", context)

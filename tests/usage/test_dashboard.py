@@ -364,3 +364,30 @@ def test_no_cost_metric_for_hours_or_without_prices(owner_client, tenant, api_ke
     assert "cost" not in hourly["datasets"][0]
     html = owner_client.get(reverse("usage:dashboard", kwargs={"slug": tenant.slug}), {"preset": "today"})
     assert 'data-metric="cost" aria-pressed="false" hidden' in html.content.decode()
+
+
+def test_a_cached_page_follows_new_calls_model_colours_and_the_query(owner_client, tenant, api_key, llm, ledger):
+    """The page's panel is cached under its grids' versions, the models' colours and the query."""
+    url = reverse("usage:dashboard", kwargs={"slug": tenant.slug})
+    first = owner_client.get(url, {"preset": "last_30_days"})
+    again = owner_client.get(url, {"preset": "last_30_days"})
+    assert card_values(again.context["data"]) == card_values(first.context["data"])
+    make_calls(tenant, [{"api_key": api_key, "model": llm, "occurred_at": NOW, "input_tokens": 5, "output_tokens": 1}])
+    after = card_values(owner_client.get(url, {"preset": "last_30_days"}).context["data"])
+    assert after["calls"] == card_values(first.context["data"])["calls"] + 1
+    assert after["input_tokens"] == truth(tenant, dt.date(2026, 10, 30), dt.date(2026, 11, 28))[1]
+    llm.color = "#123456"
+    llm.save()
+    html = owner_client.get(url, {"preset": "last_30_days"}).content.decode()
+    assert "background: #123456" in html and '"borderColor": "#123456"' in html
+    links = owner_client.get(url, {"preset": "last_30_days", "api_key": api_key.public_id}).context["data"]
+    assert all(f"api_key={api_key.public_id}" in row["url"] for row in links["distribution"])
+
+
+def test_a_cached_page_is_a_bounded_number_of_queries(owner_client, tenant, ledger, django_assert_max_num_queries):
+    url = reverse("usage:dashboard", kwargs={"slug": tenant.slug})
+    owner_client.get(url, {"preset": "last_30_days"})
+    # Session, user, membership, the filter bar's dirty days / models / keys, prices, the grids'
+    # versions, the tenant switcher: nothing that grows with the range or the number of calls.
+    with django_assert_max_num_queries(9):
+        assert owner_client.get(url, {"preset": "last_30_days"}).status_code == 200

@@ -56,14 +56,23 @@ def test_dashboard_shows_a_form_error_for_an_out_of_range_date(owner_client, ten
 
 @pytest.mark.parametrize(
     ("attrs", "value"),
-    [({"id": "id_model", "class": "a&b"}, "2"), ({}, None), ({"id": "id_key", "required": True}, "<b>")],
+    [
+        ({"id": "id_model", "class": "a&b"}, "2"),
+        ({}, None),
+        ({"id": "id_key", "required": True}, "<b>"),
+        ({}, "not-a-choice"),
+        ({}, 1),
+    ],
 )
-def test_plain_select_renders_what_djangos_select_renders(attrs, value):
+@pytest.mark.parametrize("grouped", [False, True], ids=["flat", "grouped"])
+def test_plain_select_renders_what_djangos_select_renders(attrs, value, grouped):
     from django import forms
     from django.test.html import parse_html
 
     from usage.filters import PlainSelect
 
-    choices = [("", "All"), ("1", "one <1>"), ("2", 'two "q"'), ("<b>", "bold & co")]
+    choices = [("", "All"), ("1", "one <1>"), ("2", 'two "q"'), ("<b>", "bold & co"), ("1", "one again")]
+    if grouped:
+        choices = [("", "All"), ("Group <g>", choices[1:])]
     expected = forms.Select(choices=choices).render("f", value, attrs)
     assert parse_html(PlainSelect(choices=choices).render("f", value, attrs)) == parse_html(expected)
