@@ -27,7 +27,7 @@ from decimal import Decimal
 from django.core.cache import cache
 from django.db import connection
 
-from .costs import CostSummary, cost_by, prices_in_force
+from .costs import CostSummary, cost_by, line_cost, prices_in_force
 from .models import DirtyDay, UsageDailyModel
 from .periods import Period, tenant_today
 from .selectors import Totals, grouped_usage, hour_buckets
@@ -113,34 +113,72 @@ class UsageGrid:
         return combined
 
 
-def _read(tenant, filters, bucket, book):
-    """The grid of ``filters`` from the selectors and, given a ``book``, the cost engine (no cache)."""
-    priced = book is not None and bool(book.prices())
+def _read(tenant, filters, bucket, book, *, dirty=False):
+    """The grid of ``filters`` from the selectors and the cost engine (no cache).
+
+    ``dirty``: some of its days are marked dirty, so their calls are read from the ledger. Then
+    one query by bucket x key x model serves both the usage and the cost lines (``_read_lines``),
+    instead of the ledger being aggregated twice.
+    """
+    priced = bool(book.prices())
+    if dirty and priced:
+        return _read_lines(tenant, filters, bucket, book)
     grouped = grouped_usage(tenant=tenant, filters=filters, bucket=bucket, dims=("model",))
+    grid = _empty_grid(tenant, filters, bucket, grouped, priced)
+    position = {value: index for index, value in enumerate(grid.buckets)}
+    for (value, model_id), totals in grouped.items():
+        _add_usage(grid, model_id, position[value], totals)
+    if priced:
+        day_index = {day: index for index, day in enumerate(grid.days)}
+        costed = cost_by(tenant=tenant, filters=filters, group=("day", "model"), book=book)
+        for (day, model_id), summary in costed.items():
+            usage = _model_usage(grid, model_id)
+            for currency, amount in summary.amounts.items():
+                usage.cost.setdefault(currency, [Decimal(0)] * len(grid.days))[day_index[day]] = amount
+            usage.unpriced_tokens += summary.unpriced_tokens
+    return grid
+
+
+def _read_lines(tenant, filters, bucket, book):
+    """Like ``_read``, from one bucket x key x model query, costed line by line by ``usage.costs``."""
+    grouped = grouped_usage(tenant=tenant, filters=filters, bucket=bucket, dims=("api_key", "model"))
+    grid = _empty_grid(tenant, filters, bucket, grouped, priced=True)
+    position = {value: index for index, value in enumerate(grid.buckets)}
+    lines = {}  # (local day, key, model) -> Totals: the costing unit
+    for (value, key_id, model_id), totals in grouped.items():
+        _add_usage(grid, model_id, position[value], totals)
+        day = value if bucket == "day" else value.astimezone(tenant.tz).date()
+        line = (day, key_id, model_id)
+        lines[line] = lines[line] + totals if line in lines else totals
+    day_index = {day: index for index, day in enumerate(grid.days)}
+    for (day, _key_id, model_id), totals in lines.items():
+        usage, price = grid.models[model_id], book.price_for(model_id, day)
+        if price is None:
+            usage.unpriced_tokens += totals.total_tokens
+        else:
+            amounts = usage.cost.setdefault(price.currency, [Decimal(0)] * len(grid.days))
+            amounts[day_index[day]] += line_cost(price=price, totals=totals)
+    return grid
+
+
+def _empty_grid(tenant, filters, bucket, grouped, priced):
     if bucket == "hour":
         # Zones that shift by half an hour (Lord Howe) start some local hours at :30: keep them.
         buckets = sorted({*hour_buckets(tenant, filters.period), *(key[0] for key in grouped)})
     else:
         buckets = filters.period.dates()
-    grid = UsageGrid(bucket, buckets, filters.period.dates(), priced)
-    position = {value: index for index, value in enumerate(buckets)}
-    for (value, model_id), totals in grouped.items():
-        usage = grid.models.get(model_id) or grid.models.setdefault(model_id, ModelUsage.empty(len(buckets)))
-        index = position[value]
-        usage.calls[index], usage.input[index], usage.output[index] = (
-            totals.calls,
-            totals.input_tokens,
-            totals.output_tokens,
-        )
-    if priced:
-        day_index = {day: index for index, day in enumerate(grid.days)}
-        costed = cost_by(tenant=tenant, filters=filters, group=("day", "model"), book=book)
-        for (day, model_id), summary in costed.items():
-            usage = grid.models.get(model_id) or grid.models.setdefault(model_id, ModelUsage.empty(len(buckets)))
-            for currency, amount in summary.amounts.items():
-                usage.cost.setdefault(currency, [Decimal(0)] * len(grid.days))[day_index[day]] = amount
-            usage.unpriced_tokens += summary.unpriced_tokens
-    return grid
+    return UsageGrid(bucket, buckets, filters.period.dates(), priced)
+
+
+def _model_usage(grid, model_id):
+    return grid.models.get(model_id) or grid.models.setdefault(model_id, ModelUsage.empty(len(grid.buckets)))
+
+
+def _add_usage(grid, model_id, index, totals):
+    usage = _model_usage(grid, model_id)
+    usage.calls[index] += totals.calls
+    usage.input[index] += totals.input_tokens
+    usage.output[index] += totals.output_tokens
 
 
 _VERSIONS_SQL = f"""
@@ -207,10 +245,10 @@ def usage_grids(*, tenant, wanted, book=None):
         keys.append("grid:" + hashlib.sha256(raw.encode()).hexdigest())
     cached = cache.get_many(keys)
     grids = [None] * len(wanted)
-    for (index, filters, bucket), key in zip(segments, keys, strict=True):
+    for (index, filters, bucket), key, version in zip(segments, keys, versions, strict=True):
         grid = cached.get(key)
         if grid is None:
-            grid = _read(tenant, filters, bucket, book)
+            grid = _read(tenant, filters, bucket, book, dirty=bool(version[2]))
             grid.key = key
             cache.set(key, grid, timeout=GRID_CACHE_SECONDS)
         grids[index] = grid if grids[index] is None else grids[index].followed_by(grid)
