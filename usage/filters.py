@@ -68,8 +68,13 @@ class ListedChoices(ModelChoiceIterator):
 
 
 class ListedModelChoiceFilter(django_filters.ModelChoiceFilter):
+    """ "All" or one of the tenant's objects (the FilterSet sets the queryset), as a PlainSelect."""
+
     class field_class(django_filters.fields.ModelChoiceField):  # noqa: N801 (django-filter's attribute name)
         iterator = ListedChoices
+
+    def __init__(self, **kwargs):
+        super().__init__(empty_label="All", method="keep", widget=PlainSelect, **kwargs)
 
 
 class UsageFilterForm(forms.Form):
@@ -110,22 +115,8 @@ class UsageFilterForm(forms.Form):
 
 
 class UsageFilterSet(django_filters.FilterSet):
-    api_key = ListedModelChoiceFilter(
-        queryset=ApiKey.objects.none(),
-        to_field_name="public_id",
-        empty_label="All",
-        label="API Key",
-        method="keep",
-        widget=PlainSelect,
-    )
-    model = ListedModelChoiceFilter(
-        queryset=Model.objects.none(),
-        to_field_name="name",
-        empty_label="All",
-        label="Model",
-        method="keep",
-        widget=PlainSelect,
-    )
+    api_key = ListedModelChoiceFilter(queryset=ApiKey.objects.none(), to_field_name="public_id", label="API Key")
+    model = ListedModelChoiceFilter(queryset=Model.objects.none(), to_field_name="name", label="Model")
     preset = django_filters.ChoiceFilter(
         choices=[*PRESETS.items(), (CUSTOM, "Custom")],
         empty_label=None,
