@@ -9,6 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from django.db import connections
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
@@ -93,10 +94,13 @@ def browser(chromium_path, monkeypatch):
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     from playwright.sync_api import sync_playwright
 
+    # Inside Playwright's sync API the ORM gets a database connection of its own, which nothing
+    # else closes: close it here, or the test database cannot be dropped at the end of the run.
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium_path, headless=True, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+        connections.close_all()
 
 
 def login(browser, live_server, cast, viewport=None):
