@@ -272,6 +272,8 @@ def first_render(tenant, repeat=5, port=8765):
     """Navigation start to both charts drawn (dashboard.js stamps data-rendered), in headless Chromium."""
     from playwright.sync_api import sync_playwright
 
+    from tests.browser.chromium import CHROMIUM_ARGS
+
     client = Client()
     client.force_login(User.objects.get(email=BENCH_USER))
     cookie = {"name": "sessionid", "value": client.cookies["sessionid"].value, "domain": "127.0.0.1", "path": "/"}
@@ -284,16 +286,8 @@ def first_render(tenant, repeat=5, port=8765):
     )
     try:
         time.sleep(3)
-        args = [
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-        ]
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=args)
+            browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
             context = browser.new_context()
             context.add_cookies([cookie])
             times = []

@@ -20,13 +20,14 @@ from django.utils.html import json_script
 
 from accounts.tenancy import tenant_for_request
 
+from . import selectors
 from .colors import model_color
 from .costs import CostSummary, minor_unit
 from .filters import CUSTOM, UsageFilterSet
 from .grid import usage_grid, usage_grids
 from .models import Model
 from .periods import DEFAULT_PRESET
-from .selectors import MAX_HOURLY_DAYS, BreakdownRow, Totals
+from .selectors import MAX_HOURLY_DAYS, Totals
 
 METRICS = ("total", "input", "output")
 # A panel carries its own version (its grids' keys), so this only bounds how long unused ones stay.
@@ -114,13 +115,13 @@ def bucket_label(bucket, value, tenant):
 
 
 def trend_datasets(lines, cost_by_model=None):
-    """One line per (Model, ModelUsage), in the order given; Total is shown first, Input / Output
+    """One line per model of ``grid_lines``, in that order; Total is shown first, Input / Output
     (and Cost) ride along for the switch.
 
     Cost amounts travel as decimal strings: the chart plots them, the tooltip shows them exactly.
     """
     datasets = []
-    for model, usage in lines:
+    for model, usage, _totals in lines:
         color = model_color(model)
         total = usage.total
         dataset = {
@@ -198,12 +199,8 @@ def grid_lines(grid, models):
 
 
 def breakdown_rows(lines):
-    """The distribution's rows (``usage_breakdown``'s shape) from the grid's lines."""
-    grand_total = sum(totals.total_tokens for _model, _usage, totals in lines)
-    return [
-        BreakdownRow(model, totals, totals.total_tokens / grand_total if grand_total else 0.0)
-        for model, _usage, totals in lines
-    ]
+    """The distribution's rows (``usage_breakdown``'s) from the grid's lines."""
+    return selectors.breakdown_rows((model, totals) for model, _usage, totals in lines)
 
 
 def trend_chart(tenant, grid, lines, cost=None):
@@ -211,7 +208,7 @@ def trend_chart(tenant, grid, lines, cost=None):
     return {
         "bucket": grid.bucket,
         "labels": [bucket_label(grid.bucket, value, tenant) for value in grid.buckets],
-        "datasets": trend_datasets([(model, usage) for model, usage, _totals in lines], cost_by_model),
+        "datasets": trend_datasets(lines, cost_by_model),
         "cost_currency": currency,
     }
 
@@ -256,11 +253,6 @@ def dashboard_panel(tenant, filters, query, models=None):
     panel["data"]["updated_at"] = now.isoformat()
     panel["data"]["updated_display"] = now.astimezone(tenant.tz).strftime("%H:%M:%S")
     return panel
-
-
-def dashboard_data(tenant, filters, query, models=None):
-    """Every number of the page (``dashboard_panel``'s ``data``)."""
-    return dashboard_panel(tenant, filters, query, models)["data"]
 
 
 def _panel_data(tenant, filters, query, grid, previous, models):
@@ -395,6 +387,6 @@ class DashboardDataView(TrendChartView):
 
 
 def json_data(data):
-    """``dashboard_data`` with the cost objects turned into the API's cost shape."""
+    """A panel's ``data`` with the cost objects turned into the API's cost shape."""
     cost = data["cost"]
     return {**data, "cost": cost and {"amounts": cost["summary"].as_api(), "change": cost["change"]}}

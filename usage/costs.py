@@ -33,14 +33,14 @@ from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from typing import NamedTuple
 
 from django.core.cache import cache
-from django.db.models import Count, F, Max, Q
+from django.db.models import Q
 
 from accounts.models import ApiKey
 
 from . import costs_sql
-from .models import Model, ModelPrice, UsageDailyModel
+from .models import Model, ModelPrice
 from .periods import Period, tenant_today
-from .selectors import Totals, grouped_usage
+from .selectors import Totals, grouped_usage, usage_versions
 
 # ISO 4217 minor units that differ from the usual 2 decimals.
 MINOR_UNITS = {
@@ -126,6 +126,12 @@ class PriceBook:
     def prices(self):
         """Every loaded price, by model then date."""
         return [price for prices in self._prices.values() for price in prices]
+
+
+def price_fingerprint(book):
+    """Every term of every price in ``book`` as one string: a cache key part that any change of a
+    price (added, edited, deleted) changes. ModelPrice objects and PriceTerms give the same."""
+    return repr(sorted(tuple(getattr(price, name) for name in PriceTerms._fields) for price in book.prices()))
 
 
 def prices_in_force(*, tenant, model_ids=None, period=None, terms_only=False):
@@ -290,19 +296,11 @@ def _costed_in_sql(tenant, filters, groups, book):
 def _closed_days_costed(tenant, filters, groups, book):
     """Like ``_costed_in_sql`` for days before today, cached until those days or the prices change.
 
-    The key holds the newest daily-rollup id of those days and their number (a recompute deletes
-    and re-inserts its days' rows, so one or the other changes) and a fingerprint of every price
-    in the book, so a stale entry can never be read: it is never hit.
+    The key holds those days' ``usage_versions`` (a recompute changes it) and a fingerprint of
+    every price in the book, so a stale entry can never be read: it is never hit.
     """
-    # Every recompute re-inserts the per-model rows of its days; "+ 0" keeps PostgreSQL from
-    # walking the primary key backwards through every tenant's rows to find the maximum.
-    days = UsageDailyModel.objects.filter(tenant=tenant, day__range=(filters.period.start, filters.period.end))
-    version = days.aggregate(newest=Max(F("id") + 0), rows=Count("id"))  # rows: a day can roll up to none
-    prices = sorted(
-        (p.pk, p.model_id, p.tenant_id, p.currency, str(p.input_per_1k), str(p.output_per_1k),
-         str(p.cached_input_per_1k), p.effective_from.isoformat())
-        for p in book.prices()
-    )  # fmt: skip
+    version = usage_versions(tenant, [filters.period])[0]
+    prices = price_fingerprint(book)
     scope = (filters.api_key.pk if filters.api_key else None, filters.model.pk if filters.model else None)
     raw = repr((tenant.pk, tenant.timezone, filters.period, scope, groups, version, prices))
     key = "cost:" + hashlib.sha256(raw.encode()).hexdigest()

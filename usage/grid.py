@@ -5,13 +5,9 @@ ranges) and its cost per local day by the rule of ``usage.costs``. The page, its
 and its chart endpoints all draw from grids, so they cannot disagree with each other.
 
 Grids are cached under a key that holds everything their numbers depend on, so a stale grid is
-never read:
-
-- the rollup version of the days: the newest per-model daily rollup id and the number of rows.
-  A recompute deletes and re-inserts its days' rows under the tenant's lock, so either changes;
-- the dirty marks of the days with their tokens. Ingestion upserts a fresh token in the same
-  transaction as the calls, and a dirty day is read from the ledger, so a new call is a new key;
-- a fingerprint of the tenant's prices, its time zone and the filters.
+never read: the days' ``usage_versions`` (newest rollup id and row count, dirty marks' tokens:
+a recompute or a new call is a new key), a fingerprint of the tenant's prices, its time zone and
+the filters.
 
 The version is read before the numbers: a grid computed from newer data than its key says is
 harmless (the next reader's key differs), the other way round cannot happen. A period is cached
@@ -25,12 +21,10 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 from django.core.cache import cache
-from django.db import connection
 
-from .costs import CostSummary, cost_by, line_cost, prices_in_force
-from .models import DirtyDay, UsageDailyModel
+from .costs import CostSummary, cost_by, line_cost, price_fingerprint, prices_in_force
 from .periods import Period, tenant_today
-from .selectors import Totals, grouped_usage, hour_buckets
+from .selectors import Totals, bucket_values, grouped_usage, usage_versions
 
 # A cached grid carries its own version, so this only bounds how long unused entries stay.
 GRID_CACHE_SECONDS = 3600
@@ -162,11 +156,7 @@ def _read_lines(tenant, filters, bucket, book):
 
 
 def _empty_grid(tenant, filters, bucket, grouped, priced):
-    if bucket == "hour":
-        # Zones that shift by half an hour (Lord Howe) start some local hours at :30: keep them.
-        buckets = sorted({*hour_buckets(tenant, filters.period), *(key[0] for key in grouped)})
-    else:
-        buckets = filters.period.dates()
+    buckets = bucket_values(tenant, filters.period, bucket, grouped)
     return UsageGrid(bucket, buckets, filters.period.dates(), priced)
 
 
@@ -179,39 +169,6 @@ def _add_usage(grid, model_id, index, totals):
     usage.calls[index] += totals.calls
     usage.input[index] += totals.input_tokens
     usage.output[index] += totals.output_tokens
-
-
-_VERSIONS_SQL = f"""
-SELECT day, MAX(id), COUNT(*), NULL FROM {UsageDailyModel._meta.db_table}
-WHERE tenant_id = %s AND day BETWEEN %s AND %s GROUP BY day
-UNION ALL
-SELECT day, NULL, NULL, token FROM {DirtyDay._meta.db_table} WHERE tenant_id = %s AND day BETWEEN %s AND %s
-"""
-
-
-def _versions(tenant, periods):
-    """The version of each period's numbers (see the module docstring), from one query of the days'
-    newest rollup ids, row counts and dirty tokens (plain SQL: this runs on every page view)."""
-    low, high = min(p.start for p in periods), max(p.end for p in periods)
-    with connection.cursor() as cursor:
-        cursor.execute(_VERSIONS_SQL, [tenant.pk, low, high, tenant.pk, low, high])
-        rows = [(_date(day), newest, count, token) for day, newest, count, token in cursor.fetchall()]
-    versions = []
-    for period in periods:
-        newest, count, dirty = None, 0, []
-        for day, day_newest, day_count, token in rows:
-            if period.start <= day <= period.end:
-                if token is not None:
-                    dirty.append((day, token))
-                else:
-                    newest = day_newest if newest is None else max(newest, day_newest)
-                    count += day_count
-        versions.append((newest, count, sorted(dirty)))
-    return versions
-
-
-def _date(value):
-    return dt.date.fromisoformat(value) if isinstance(value, str) else value  # SQLite returns text
 
 
 def _segments(period, today):
@@ -230,14 +187,14 @@ def usage_grids(*, tenant, wanted, book=None):
     """
     if book is None:
         book = prices_in_force(tenant=tenant, terms_only=True)
-    prices = repr(sorted(book.prices()))
+    prices = price_fingerprint(book)
     today = tenant_today(tenant)
     segments = [
         (index, replace(filters, period=segment), bucket)
         for index, (filters, bucket) in enumerate(wanted)
         for segment in _segments(filters.period, today)
     ]
-    versions = _versions(tenant, [filters.period for _index, filters, _bucket in segments])
+    versions = usage_versions(tenant, [filters.period for _index, filters, _bucket in segments])
     keys = []
     for (_index, filters, bucket), version in zip(segments, versions, strict=True):
         scope = (filters.api_key.pk if filters.api_key else None, filters.model.pk if filters.model else None)

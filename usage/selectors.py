@@ -8,6 +8,7 @@ already exact. All grouping happens in SQL; Python only merges the (small) group
 import datetime as dt
 from dataclasses import dataclass, field
 
+from django.db import connection
 from django.db.models import Count, DateField, DateTimeField, Q, Sum
 from django.db.models.expressions import RawSQL
 
@@ -189,6 +190,15 @@ def hour_buckets(tenant, period):
     return buckets
 
 
+def bucket_values(tenant, period, bucket, grouped):
+    """The gap-filled buckets of ``period``: its local dates, or the UTC instants of its local
+    hours together with those found in ``grouped`` (keyed by bucket first)."""
+    if bucket != "hour":
+        return period.dates()
+    # Zones that shift by half an hour (Lord Howe) start some local hours at :30: keep them.
+    return sorted({*hour_buckets(tenant, period), *(key[0] for key in grouped)})
+
+
 @dataclass
 class Series:
     bucket: str
@@ -201,12 +211,9 @@ def usage_series(*, tenant, filters, bucket="day", group_by="model"):
     """Gap-filled series by ``bucket`` ("day"/"hour"), one per ``group_by`` ("model"/"api_key"/None)."""
     if bucket == "hour" and filters.period.days > MAX_HOURLY_DAYS:
         raise ValueError(f"Hourly buckets cover at most {MAX_HOURLY_DAYS} days; use days for longer ranges.")
-    buckets = hour_buckets(tenant, filters.period) if bucket == "hour" else filters.period.dates()
     dims = (group_by,) if group_by else ()
     grouped = grouped_usage(tenant=tenant, filters=filters, bucket=bucket, dims=dims)
-    if bucket == "hour":
-        # Zones that shift by half an hour (Lord Howe) start some local hours at :30: keep them.
-        buckets = sorted({*buckets, *(key[0] for key in grouped)})
+    buckets = bucket_values(tenant, filters.period, bucket, grouped)
     group_ids = sorted({key[1] for key in grouped}) if group_by else [None]
     objects = _objects(group_by, group_ids)
     series = Series(bucket=bucket, buckets=buckets)
@@ -237,13 +244,58 @@ def usage_breakdown(*, tenant, filters, by="model"):
     """One row per model or key, largest first, with its share of the total tokens."""
     grouped = grouped_usage(tenant=tenant, filters=filters, dims=(by,))
     objects = _objects(by, [key[0] for key in grouped])
-    grand_total = sum(totals.total_tokens for totals in grouped.values())
+    return breakdown_rows((objects[key[0]], totals) for key, totals in grouped.items())
+
+
+def breakdown_rows(pairs):
+    """BreakdownRows of (group, Totals) pairs: each with its share of their tokens, largest first."""
+    pairs = list(pairs)
+    grand_total = sum(totals.total_tokens for _group, totals in pairs)
     rows = [
-        BreakdownRow(objects[key[0]], totals, totals.total_tokens / grand_total if grand_total else 0.0)
-        for key, totals in grouped.items()
+        BreakdownRow(group, totals, totals.total_tokens / grand_total if grand_total else 0.0)
+        for group, totals in pairs
     ]
     rows.sort(key=lambda row: (-row.totals.total_tokens, str(row.group)))
     return rows
+
+
+_VERSIONS_SQL = f"""
+SELECT day, MAX(id), COUNT(*), NULL FROM {UsageDailyModel._meta.db_table}
+WHERE tenant_id = %s AND day BETWEEN %s AND %s GROUP BY day
+UNION ALL
+SELECT day, NULL, NULL, token FROM {DirtyDay._meta.db_table} WHERE tenant_id = %s AND day BETWEEN %s AND %s
+"""
+
+
+def usage_versions(tenant, periods):
+    """For each period, a value that changes whenever its numbers may have: (newest per-model
+    daily rollup id, number of those rows, sorted (day, token) of its dirty marks).
+
+    A recompute deletes and re-inserts its days' rows under the tenant's lock, so the newest id
+    or the count changes; ingestion writes a fresh dirty token in the same transaction as the
+    calls. Read it before the numbers it versions. One plain query for all periods: caches check
+    it on every page view.
+    """
+    low, high = min(p.start for p in periods), max(p.end for p in periods)
+    with connection.cursor() as cursor:
+        cursor.execute(_VERSIONS_SQL, [tenant.pk, low, high, tenant.pk, low, high])
+        rows = [(_date(day), newest, count, token) for day, newest, count, token in cursor.fetchall()]
+    versions = []
+    for period in periods:
+        newest, count, dirty = None, 0, []
+        for day, day_newest, day_count, token in rows:
+            if period.start <= day <= period.end:
+                if token is not None:
+                    dirty.append((day, token))
+                else:
+                    newest = day_newest if newest is None else max(newest, day_newest)
+                    count += day_count
+        versions.append((newest, count, sorted(dirty)))
+    return versions
+
+
+def _date(value):
+    return dt.date.fromisoformat(value) if isinstance(value, str) else value  # SQLite returns text
 
 
 # An export reads this many days per query: memory stays bounded (a week of rows), queries few.

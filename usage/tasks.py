@@ -12,15 +12,19 @@ from .models import DirtyDay
 logger = logging.getLogger(__name__)
 
 
-@shared_task(
-    bind=True,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    autoretry_for=(Exception,),
-    retry_backoff=2,
-    retry_backoff_max=120,
-    max_retries=8,
-)
+# Rollup work survives a killed worker (redelivered, then recomputed from the ledger) and retries
+# with backoff: a recompute is idempotent.
+DURABLE = {
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "autoretry_for": (Exception,),
+    "retry_backoff": 2,
+    "retry_backoff_max": 120,
+    "max_retries": 8,
+}
+
+
+@shared_task(bind=True, **DURABLE)
 def rollup_tenant(self, tenant_id):
     """Recompute the tenant's dirty days. A kill mid-way leaves them dirty for the next run."""
     tenant = Tenant.objects.filter(pk=tenant_id).first()
@@ -40,14 +44,7 @@ def sweep_dirty_rollups():
     return len(tenant_ids)
 
 
-@shared_task(
-    acks_late=True,
-    reject_on_worker_lost=True,
-    autoretry_for=(Exception,),
-    retry_backoff=2,
-    retry_backoff_max=120,
-    max_retries=8,
-)
+@shared_task(**DURABLE)
 def rebuild_tenant(tenant_id):
     """Rebuild all of a tenant's rollups, e.g. after its time zone changed."""
     tenant = Tenant.objects.filter(pk=tenant_id).first()

@@ -20,19 +20,12 @@ from usage.models import Model, ModelPrice
 from usage.periods import tenant_today
 
 from ..usage.factories import make_calls
+from .chromium import CHROMIUM_ARGS
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 PASSWORD = "pw-for-browser-tests-123"
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "screenshot.png"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 MODELS = ["public/deepseek-r1", "public/qwen3-235b", "public/llama-3.3-70b", "public/glm-4.5", "public/kimi-k2"]
 
 
