@@ -269,7 +269,9 @@ def test_azure_shift_moves_whole_days(traces, trace_keys, rejects):
     azure(traces / "AzureLLMInferenceTrace_conv.csv", trace_keys, "--shift-to", "2025-03-01", rejects=rejects)
     first = CallRecord.objects.get(request_id="azure-AzureLLMInferenceTrace_conv-2")
     assert first.occurred_at == dt.datetime(2025, 3, 1, 18, 15, 46, 680590, tzinfo=dt.UTC)
-    assert list(UsageDailyModel.objects.values_list("day", "calls")) == [(dt.date(2025, 3, 1), CallRecord.objects.count())]
+    assert list(UsageDailyModel.objects.values_list("day", "calls")) == [
+        (dt.date(2025, 3, 1), CallRecord.objects.count())
+    ]
 
 
 def test_azure_reimport_with_other_options_is_rejected_as_conflicts(traces, trace_keys, rejects):
