@@ -193,13 +193,13 @@ def _reads(repeat):
     for range_name, params in ranges.items():
         for name, (client, url) in endpoints.items():
             _timed(lambda c=client, u=url, p=params: c.get(u, p), 3)
-            result[f"{range_name} | {name}"] = _p(_timed(lambda c=client, u=url, p=params: c.get(u, p), repeat))
+            result[f"{range_name} · {name}"] = _p(_timed(lambda c=client, u=url, p=params: c.get(u, p), repeat))
 
     def cold(url=endpoints["page"][1], params=ranges["90 days"]):
         cache.clear()
         return page.get(url, params)
 
-    result["90 days | page, empty cache"] = _p(_timed(cold, max(10, repeat // 3)))
+    result["90 days · page, empty cache"] = _p(_timed(cold, max(10, repeat // 3)))
     return result
 
 
@@ -407,10 +407,10 @@ def measure_level(root, db, fixtures, args, label, port):
         today = dt.date.today()
         query = urlencode({"start": (today - dt.timedelta(days=89)).isoformat(), "end": today.isoformat()})
         cookie = {"Cookie": f"sessionid={fixtures['session']}"}
-        figures["8 connections | data (page JSON), 90 days"] = concurrent(
-            port, f"/t/bench-00/usage/data?{query}", cookie, args.concurrency_seconds
+        figures["8 connections: data (page JSON), 90 days: req/s, p50 ms"] = concurrent(
+            port, f"/t/bench-00/usage/data/?{query}", cookie, args.concurrency_seconds
         )
-        figures["8 connections | API summary, 90 days"] = concurrent(
+        figures["8 connections: API summary, 90 days: req/s, p50 ms"] = concurrent(
             port, f"/api/v1/usage/summary?{query}", headers, args.concurrency_seconds
         )
         load.stop_flag.set()
