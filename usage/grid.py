@@ -24,7 +24,7 @@ from django.core.cache import cache
 
 from .costs import CostSummary, cost_by, line_cost, price_fingerprint, prices_in_force
 from .periods import Period, tenant_today
-from .selectors import Totals, bucket_values, grouped_usage, usage_versions
+from .selectors import Totals, add_optional, bucket_values, grouped_usage, usage_versions
 
 # A cached grid carries its own version, so this only bounds how long unused entries stay.
 GRID_CACHE_SECONDS = 3600
@@ -39,6 +39,9 @@ class ModelUsage:
     output: list
     cost: dict = field(default_factory=dict)  # currency -> [Decimal per day], 0 where none
     unpriced_tokens: int = 0
+    # Whole-grid sums of the optional counts (None while no call reported them): the API's summary.
+    cached: int | None = None
+    reasoning: int | None = None
 
     @classmethod
     def empty(cls, buckets):
@@ -50,7 +53,7 @@ class ModelUsage:
 
     @property
     def totals(self):
-        return Totals(sum(self.calls), sum(self.input), sum(self.output))
+        return Totals(sum(self.calls), sum(self.input), sum(self.output), self.cached, self.reasoning)
 
     def cost_summary(self, model_name):
         summary = CostSummary({currency: sum(amounts, Decimal(0)) for currency, amounts in self.cost.items()})
@@ -103,6 +106,8 @@ class UsageGrid:
                 first.output + second.output,
                 cost,
                 first.unpriced_tokens + second.unpriced_tokens,
+                add_optional(first.cached, second.cached),
+                add_optional(first.reasoning, second.reasoning),
             )
         return combined
 
@@ -169,6 +174,8 @@ def _add_usage(grid, model_id, index, totals):
     usage.calls[index] += totals.calls
     usage.input[index] += totals.input_tokens
     usage.output[index] += totals.output_tokens
+    usage.cached = add_optional(usage.cached, totals.cached_input_tokens)
+    usage.reasoning = add_optional(usage.reasoning, totals.reasoning_tokens)
 
 
 def _segments(period, today):

@@ -33,7 +33,7 @@ class UsageFilters:
     model: Model | None = None
 
 
-def _add_optional(a, b):
+def add_optional(a, b):
     if a is None:
         return b
     if b is None:
@@ -60,8 +60,8 @@ class Totals:
             self.calls + other.calls,
             self.input_tokens + other.input_tokens,
             self.output_tokens + other.output_tokens,
-            _add_optional(self.cached_input_tokens, other.cached_input_tokens),
-            _add_optional(self.reasoning_tokens, other.reasoning_tokens),
+            add_optional(self.cached_input_tokens, other.cached_input_tokens),
+            add_optional(self.reasoning_tokens, other.reasoning_tokens),
         )
 
     def as_dict(self):

@@ -15,13 +15,14 @@ from rest_framework.views import APIView
 from accounts.models import ApiKey
 from usage.costs import DEFAULT_CURRENCY, CostSummary, cost_by, usage_cost
 from usage.export import export_response
+from usage.grid import usage_grid
+from usage.models import Model
 from usage.selectors import (
     MAX_HOURLY_DAYS,
     ledger_calls,
     tenant_models,
     usage_breakdown,
     usage_series,
-    usage_summary,
 )
 
 from . import serializers as s
@@ -94,8 +95,13 @@ class SummaryView(TenantAPIView):
 
     def get(self, request):
         tenant, filters = self.scope(request)
-        totals = usage_summary(tenant=tenant, filters=filters)
-        cost = usage_cost(tenant=tenant, filters=filters)
+        # The page's grids and their caches: the API's totals and the page's cards are one number.
+        grid = usage_grid(tenant=tenant, filters=filters, bucket="day")
+        totals = grid.totals
+        if grid.priced:
+            cost = grid.cost_summary(dict(Model.objects.filter(pk__in=list(grid.models)).values_list("pk", "name")))
+        else:
+            cost = usage_cost(tenant=tenant, filters=filters)
         data = {**_period(tenant, filters), **totals.as_dict(), "cost": cost.as_api()}
         return Response(s.SummarySerializer({**data, "unpriced_models": cost.unpriced_models}).data)
 
