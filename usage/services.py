@@ -26,6 +26,7 @@ from django.utils import timezone
 from accounts.models import ApiKey
 from accounts.services import credential_touch
 
+from .budgets.services import budgets_after_ingest
 from .ingest import error, request_id_of, validate_call
 from .models import CallRecord, Model
 from .rollups import local_day, mark_days_dirty
@@ -152,6 +153,7 @@ def _stored(checked, *, now, bulk):
         for row in outcome.conflicts:
             result.reject(row.index, row.request_id, [_CONFLICT])
         _touch_keys(rows, conflicts=outcome.conflicts, now=now)
+        budgets_after_ingest(outcome.days)  # budgets: evaluate after the commit (usage.budgets)
     result.errors.sort(key=lambda item: item["index"])
     return result
 
