@@ -21,8 +21,8 @@ def budget_period(budget, today):
 
 
 def local_midnight(tenant, day):
-    """The instant the local ``day`` starts in the tenant's zone (aware, in that zone)."""
-    return dt.datetime.combine(day, dt.time(), tzinfo=tenant.tz)
+    """The instant (UTC) the local ``day`` starts in the tenant's zone."""
+    return dt.datetime.combine(day, dt.time(), tzinfo=tenant.tz).astimezone(dt.UTC)
 
 
 # The run rate is the average of this many complete local days before today.
