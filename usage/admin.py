@@ -141,6 +141,14 @@ class BudgetAdmin(admin.ModelAdmin):
     raw_id_fields = ["tenant", "api_key"]
     readonly_fields = ["webhook_salt", "state", "state_spent", "state_period_start", "state_at"]
 
+    # Budgets are made and changed on the Budgets page or with create_budget, whose form checks
+    # currencies, thresholds and webhook URLs; here they are read and, if need be, deleted.
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
 
 class AlertDeliveryInline(admin.TabularInline):
     model = AlertDelivery

@@ -3,7 +3,7 @@
 from decimal import Decimal
 
 from django import forms
-from django.core.validators import EmailValidator
+from django.core.validators import EmailValidator, URLValidator
 
 from accounts.models import ApiKey
 from usage.models import Budget
@@ -89,7 +89,7 @@ class BudgetForm(forms.ModelForm):
             return ""
         if not url.lower().startswith(("http://", "https://")):
             raise forms.ValidationError("The webhook URL must start with http:// or https://.")
-        forms.URLField().clean(url)  # a well-formed URL
+        URLValidator(schemes=["http", "https"], message="Enter a valid webhook URL.")(url)
         return url
 
     def clean(self):
