@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class WebhookReceiver:
-    """An HTTP server on 127.0.0.1 that records every request and answers from ``statuses``.
+    """An HTTP server on 127.0.0.1 that records every request; the n-th gets ``statuses[n]`` (or the last).
 
     ``hold`` (a threading.Event) makes it wait before answering, to catch a sender mid-request.
     """
@@ -21,10 +21,11 @@ class WebhookReceiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):  # noqa: N802 (the http.server API)
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                index = len(receiver.requests)
                 receiver.requests.append({"headers": dict(self.headers), "body": body, "at": time.time()})
                 if receiver.hold is not None:
                     receiver.hold.wait(60)
-                status = receiver.statuses.pop(0) if len(receiver.statuses) > 1 else receiver.statuses[0]
+                status = receiver.statuses[min(index, len(receiver.statuses) - 1)]
                 self.send_response(status)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
