@@ -213,3 +213,8 @@ def test_evaluate_budgets_command(tenant, api_key, llm, capsys):
     call_command("evaluate_budgets")
     assert "Evaluated 1 budgets" in capsys.readouterr().out
     assert b.alerts.count() == 3
+
+
+def test_a_week_start_outside_monday_to_sunday_is_refused(owner_client, tenant):
+    response = owner_client.post(url(tenant), {**GOOD, "period": "week", "week_start": "7"})
+    assert response.status_code == 400 and not Budget.objects.exists()

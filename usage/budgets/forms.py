@@ -59,6 +59,14 @@ class BudgetForm(forms.ModelForm):
             raise forms.ValidationError("The amount is too large.")
         return amount
 
+    def clean_week_start(self):
+        value = self.cleaned_data.get("week_start")
+        if value is None:
+            return 0
+        if not 0 <= value <= 6:
+            raise forms.ValidationError("Choose a weekday: 0 = Monday ... 6 = Sunday.")
+        return value
+
     def clean_currency(self):
         return (self.cleaned_data.get("currency") or "").strip().upper()
 

@@ -99,7 +99,7 @@ def _alert_once(status, kind, threshold):
                 limit=status.limit,
                 projected=status.projected,
             )
-            deliveries = [_delivery(budget, alert, channel) for channel in _channels(budget)]
+            deliveries = [_delivery(budget, alert, channel) for channel in budget_channels(budget)]
     except IntegrityError:
         return None
     for delivery in deliveries:
@@ -108,7 +108,8 @@ def _alert_once(status, kind, threshold):
     return alert
 
 
-def _channels(budget):
+def budget_channels(budget):
+    """The channels an alert of ``budget`` goes to."""
     return [
         channel
         for channel, configured in ((AlertDelivery.Channel.EMAIL, budget.emails), ("webhook", budget.webhook_url))

@@ -84,7 +84,7 @@ def budget_test(request, slug, pk):
     """Send a test message to each configured channel now, and say how it went."""
     tenant = tenant_for_request(request, slug, write=True)
     budget = get_object_or_404(Budget, tenant=tenant, pk=pk)
-    channels = services._channels(budget)
+    channels = services.budget_channels(budget)
     if not channels:
         messages.error(request, f"Budget “{budget.name}” has no e-mail or webhook to test.")
     for channel in channels:
