@@ -9,6 +9,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.urls import reverse
 
+from accounts import services as accounts
 from usage.models import Budget
 
 from ..usage.api_helpers import token_client
@@ -218,3 +219,15 @@ def test_evaluate_budgets_command(tenant, api_key, llm, capsys):
 def test_a_week_start_outside_monday_to_sunday_is_refused(owner_client, tenant):
     response = owner_client.post(url(tenant), {**GOOD, "period": "week", "week_start": "7"})
     assert response.status_code == 400 and not Budget.objects.exists()
+
+
+def test_usage_statistics_page_shows_the_budget_line_of_the_selected_key(owner_client, tenant, api_key, llm):
+    other = budget(tenant, name="staging cap", api_key=accounts.api_key_create(tenant=tenant, name="staging")[0])
+    budget(tenant, name="tenant cap", amount=1000)
+    budget(tenant, name="production cap", amount=500, api_key=api_key)
+    spend(tenant, api_key, llm, 250)
+    dashboard = reverse("usage:dashboard", kwargs={"slug": tenant.slug})
+    html = owner_client.get(dashboard, {"api_key": api_key.public_id}).content.decode()
+    assert "production cap" in html and "tenant cap" in html and other.name not in html
+    assert 'aria-valuenow="50.0"' in html and 'aria-valuenow="25.0"' in html
+    assert "production cap" not in owner_client.get(dashboard).content.decode()

@@ -157,3 +157,9 @@ def budgets_for_key(*, key):
     """The enforcing budgets that apply to an API key: its own and its tenant's."""
     scope = Q(api_key__isnull=True) | Q(api_key=key)
     return list(Budget.objects.filter(scope, tenant_id=key.tenant_id, enforce=True).select_related("tenant", "api_key"))
+
+
+def budget_lines(*, tenant, api_key=None):
+    """The Usage Statistics page's budget lines: the tenant's budgets, and the selected key's."""
+    budgets = Budget.objects.filter(tenant=tenant).filter(Q(api_key__isnull=True) | Q(api_key=api_key))
+    return [budget_status(budget=b) for b in budgets.select_related("tenant", "api_key").order_by("name", "pk")]
