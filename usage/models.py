@@ -250,7 +250,7 @@ class Budget(models.Model):
     thresholds = models.JSONField(default=list, help_text="Percentages, e.g. [50, 80, 100].")
     enforce = models.BooleanField(default=False, help_text="Report the state to the gateway in keys/verify.")
     emails = models.CharField(max_length=1000, blank=True, help_text="Comma-separated addresses.")
-    webhook_url = models.URLField(max_length=1000, blank=True)
+    webhook_url = models.CharField(max_length=1000, blank=True, help_text="http(s) URL; checked by the form.")
     webhook_salt = models.CharField(max_length=32, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     # The last evaluation, read by keys/verify without recomputing (see BUDGET_STATE_MAX_AGE_SECONDS).

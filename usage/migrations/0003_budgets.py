@@ -26,7 +26,7 @@ class Migration(migrations.Migration):
                 ('thresholds', models.JSONField(default=list, help_text='Percentages, e.g. [50, 80, 100].')),
                 ('enforce', models.BooleanField(default=False, help_text='Report the state to the gateway in keys/verify.')),
                 ('emails', models.CharField(blank=True, help_text='Comma-separated addresses.', max_length=1000)),
-                ('webhook_url', models.URLField(blank=True, max_length=1000)),
+                ('webhook_url', models.CharField(blank=True, help_text='http(s) URL; checked by the form.', max_length=1000)),
                 ('webhook_salt', models.CharField(blank=True, max_length=32)),
                 ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
                 ('state', models.CharField(blank=True, choices=[('within', 'Within'), ('warning', 'Warning'), ('exceeded', 'Exceeded')], max_length=8)),
