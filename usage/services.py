@@ -153,7 +153,8 @@ def _stored(checked, *, now, bulk):
         for row in outcome.conflicts:
             result.reject(row.index, row.request_id, [_CONFLICT])
         _touch_keys(rows, conflicts=outcome.conflicts, now=now)
-        budgets_after_ingest(outcome.days)  # budgets: evaluate after the commit (usage.budgets)
+        if outcome.accepted:  # budgets: evaluate after the commit (usage.budgets)
+            budgets_after_ingest(checked.tenants)
     result.errors.sort(key=lambda item: item["index"])
     return result
 
