@@ -5,8 +5,8 @@ ranges) and its cost per local day by the rule of ``usage.costs``. The page, its
 and its chart endpoints all draw from grids, so they cannot disagree with each other.
 
 Grids are cached under a key that holds everything their numbers depend on, so a stale grid is
-never read: the days' ``usage_versions`` (newest rollup id and row count, dirty marks' tokens:
-a recompute or a new call is a new key), a fingerprint of the tenant's prices, its time zone and
+never read: the days' ``usage_versions`` (newest rollup id, row count and revisions, dirty
+marks' tokens: a recompute or a new call is a new key), a fingerprint of the tenant's prices, its time zone and
 the filters.
 
 The version is read before the numbers: a grid computed from newer data than its key says is
@@ -205,7 +205,7 @@ def usage_grids(*, tenant, wanted, book=None):
     for (index, filters, bucket), key, version in zip(segments, keys, versions, strict=True):
         grid = cached.get(key)
         if grid is None:
-            grid = _read(tenant, filters, bucket, book, dirty=bool(version[2]))
+            grid = _read(tenant, filters, bucket, book, dirty=version.has_dirty)
             grid.key = key
             cache.set(key, grid, timeout=GRID_CACHE_SECONDS)
         grids[index] = grid if grids[index] is None else grids[index].followed_by(grid)

@@ -4,9 +4,11 @@ from django.utils import timezone
 
 from accounts.models import ApiKey, Tenant
 
-# A bucket never holds more than this many tokens of one kind; JSON integers above it are
-# not exact in most clients, so ingestion refuses them.
-MAX_TOKENS = 2**53 - 1
+# The most tokens of one kind a single call may report. Chosen so that no sum the product keeps
+# can overflow or lose exactness: a bucket (bigint, max 9.2e18) would need 9.2e9 calls at the
+# maximum, and a JSON sum stays below 2**53 (exact in every client) up to 9 million such calls.
+# The longest context windows offered today are a few million tokens.
+MAX_TOKENS = 10**9
 
 
 class Model(models.Model):
@@ -135,6 +137,9 @@ class UsageDailyModel(Sums):
     """One local day per model over all keys: what the "All keys" views read (keys x fewer rows)."""
 
     day = models.DateField()
+    # Bumped by every increment of the row: with the newest id and the row count it versions
+    # a range of days for the caches (a recompute inserts new rows, so new ids).
+    revision = models.BigIntegerField(default=1, db_default=1)
 
     class Meta:
         verbose_name_plural = "usage daily per model"

@@ -1,19 +1,25 @@
-"""Rollups: hourly and daily usage per (tenant, key, model), recomputed from the ledger.
+"""Rollups: hourly and daily usage per (tenant, key, model), kept exact as calls arrive.
 
-Contract for writers of the ledger: inside the transaction that inserts calls, call
-``mark_days_dirty(tenant=..., days=...)`` with the tenant's local days those calls fall on
-(``local_day(tenant, instant)`` gives one). On commit a debounced Celery task recomputes them.
+Ingestion adds each stored call to its buckets in the transaction that stores it
+(``usage.increments``), so rollups need no recompute to be fresh. The full recompute here is
+for what increments cannot do: a change of the tenant's time zone (every local day moves),
+a repair, and ``rebuild_rollups``. A day that needs one is marked with ``mark_days_dirty``; until
+it is recomputed, reads aggregate that day from the ledger, and a debounced Celery task (with
+retries and the beat sweep as safety nets) recomputes it.
 
 A recompute deletes the buckets of a range of local days and inserts them again from the
-ledger with one ``INSERT .. SELECT .. GROUP BY`` per table, so a rerun, a duplicate task or a
-crash half-way (the transaction rolls back, the day stays dirty) always ends in the right
-answer. Hourly buckets are local hours (``hour`` is the instant the local hour starts, so
-+05:30 zones and the repeated hour of a DST change stay apart); daily buckets are summed
-from the hourly ones by local date, and a per-model daily table sums those over keys for
-the "All keys" reads.
+ledger with one ``INSERT .. SELECT .. GROUP BY`` per table, under the tenant's exclusive rollup
+lock (increments hold it shared), so a rerun, a duplicate task or a crash half-way (the
+transaction rolls back, the day stays dirty) always ends in the right answer, and its result
+equals the increments' row for row. Hourly buckets are local hours (``hour`` is the instant the
+local hour starts, so +05:30 zones and the repeated hour of a DST change stay apart); daily
+buckets are summed from the hourly ones by local date, and a per-model daily table sums those
+over keys for the "All keys" reads.
 """
 
 import datetime as dt
+import logging
+import time
 import uuid
 from itertools import groupby
 
@@ -21,9 +27,15 @@ from django.core.cache import cache
 from django.db import connection, transaction
 from django.utils import timezone
 
+from .increments import lock_tenant_exclusive
 from .models import CallRecord, DirtyDay, UsageDaily, UsageDailyModel, UsageHourly
 
+logger = logging.getLogger(__name__)
+
 DEBOUNCE_SECONDS = 2
+# A broker or cache outage is logged once per this many seconds, not once per batch.
+OUTAGE_LOG_SECONDS = 60
+_last_outage_log = [0.0]
 
 
 def local_day(tenant, instant):
@@ -59,18 +71,30 @@ def mark_days_dirty(*, tenant, days):
 
 
 def enqueue_rollup(tenant_id):
-    """Enqueue the tenant's rollup once per burst: later marks ride on the queued task.
+    """Enqueue the tenant's recompute once per burst: later marks ride on the queued task.
 
     The countdown equals the debounce window, so a mark that finds the window taken was
-    committed before the queued task starts and is read by it.
+    committed before the queued task starts and is read by it. Runs after the marks committed:
+    if the broker or the cache is down, the marks stay and the beat sweep enqueues them later,
+    so the outage is logged (once per ``OUTAGE_LOG_SECONDS``) and never raised to the writer.
     """
     from .tasks import rollup_tenant
 
-    if rollup_tenant.app.conf.task_always_eager:
-        rollup_tenant.delay(tenant_id)
-        return
-    if cache.add(f"rollup-queued:{tenant_id}", 1, timeout=DEBOUNCE_SECONDS):
-        rollup_tenant.apply_async((tenant_id,), countdown=DEBOUNCE_SECONDS)
+    try:
+        if rollup_tenant.app.conf.task_always_eager:
+            rollup_tenant.delay(tenant_id)
+        elif cache.add(f"rollup-queued:{tenant_id}", 1, timeout=DEBOUNCE_SECONDS):
+            rollup_tenant.apply_async((tenant_id,), countdown=DEBOUNCE_SECONDS, retry=False)
+    except Exception as exc:  # noqa: BLE001 - any broker/cache failure: the sweep catches up
+        log_outage("Could not enqueue the rollup of tenant %s (the sweep will): %r", tenant_id, exc)
+
+
+def log_outage(message, *args):
+    """Log a broker/cache outage at most once per ``OUTAGE_LOG_SECONDS`` in this process."""
+    now = time.monotonic()
+    if now - _last_outage_log[0] >= OUTAGE_LOG_SECONDS:
+        _last_outage_log[0] = now
+        logger.warning(message, *args)
 
 
 # --- SQL ---------------------------------------------------------------------------------
@@ -149,12 +173,6 @@ def _insert_daily_model(cursor, tenant, first_day, last_day):
     )
 
 
-def _lock_tenant(cursor, tenant_id):
-    """Serialise recomputes of one tenant (SQLite serialises all writers already)."""
-    if connection.vendor == "postgresql":
-        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [0x5553, tenant_id])
-
-
 # --- Recompute ---------------------------------------------------------------------------
 
 
@@ -165,7 +183,7 @@ def usage_rollup_days(*, tenant, first_day, last_day):
     """
     start, end = day_span(tenant, first_day, last_day)
     with transaction.atomic(), connection.cursor() as cursor:
-        _lock_tenant(cursor, tenant.pk)
+        lock_tenant_exclusive(cursor, tenant.pk)
         marks = list(
             DirtyDay.objects.filter(tenant=tenant, day__range=(first_day, last_day)).values_list("pk", "token")
         )
@@ -191,15 +209,24 @@ def consecutive_ranges(days):
 def usage_rollup_dirty(*, tenant, chunk_days=31):
     """Recompute every dirty day of the tenant, in transactions of at most ``chunk_days`` days.
 
-    Returns how many days were recomputed.
+    A range that fails does not stop the others: each is tried, then the first error is raised
+    (so the task retries) once the rest are done. Returns how many days were recomputed.
     """
     days = list(DirtyDay.objects.filter(tenant=tenant).values_list("day", flat=True))
+    failed, done = None, 0
     for first_day, last_day in consecutive_ranges(days):
         while first_day <= last_day:
             chunk_end = min(first_day + dt.timedelta(days=chunk_days - 1), last_day)
-            usage_rollup_days(tenant=tenant, first_day=first_day, last_day=chunk_end)
+            try:
+                usage_rollup_days(tenant=tenant, first_day=first_day, last_day=chunk_end)
+                done += (chunk_end - first_day).days + 1
+            except Exception as exc:
+                logger.exception("Recompute of tenant %s days %s..%s failed", tenant.pk, first_day, chunk_end)
+                failed = failed or exc
             first_day = chunk_end + dt.timedelta(days=1)
-    return len(days)
+    if failed is not None:
+        raise failed
+    return done
 
 
 def ledger_day_range(*, tenant):

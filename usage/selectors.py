@@ -1,8 +1,9 @@
 """Reads of usage: every page, chart, API endpoint and export goes through here.
 
-Numbers come from the rollups, except for days still marked dirty (calls arrived after their
-last recompute): those are aggregated from the ledger, so a read right after ingestion is
-already exact. All grouping happens in SQL; Python only merges the (small) grouped results.
+Numbers come from the rollups, which ingestion keeps exact in the transaction that stores the
+calls (``usage.increments``). Only days marked dirty (a time zone change or a repair awaiting
+its recompute) are aggregated from the ledger instead. All grouping happens in SQL; Python only
+merges the (small) grouped results.
 """
 
 import datetime as dt
@@ -260,37 +261,51 @@ def breakdown_rows(pairs):
 
 
 _VERSIONS_SQL = f"""
-SELECT day, MAX(id), COUNT(*), NULL FROM {UsageDailyModel._meta.db_table}
+SELECT day, MAX(id), COUNT(*), SUM(revision), NULL FROM {UsageDailyModel._meta.db_table}
 WHERE tenant_id = %s AND day BETWEEN %s AND %s GROUP BY day
 UNION ALL
-SELECT day, NULL, NULL, token FROM {DirtyDay._meta.db_table} WHERE tenant_id = %s AND day BETWEEN %s AND %s
+SELECT day, NULL, NULL, NULL, token FROM {DirtyDay._meta.db_table} WHERE tenant_id = %s AND day BETWEEN %s AND %s
 """
 
 
-def usage_versions(tenant, periods):
-    """For each period, a value that changes whenever its numbers may have: (newest per-model
-    daily rollup id, number of those rows, sorted (day, token) of its dirty marks).
+@dataclass(frozen=True)
+class UsageVersion:
+    """A value that changes whenever the numbers of a range of days may have."""
 
-    A recompute deletes and re-inserts its days' rows under the tenant's lock, so the newest id
-    or the count changes; ingestion writes a fresh dirty token in the same transaction as the
-    calls. Read it before the numbers it versions. One plain query for all periods: caches check
-    it on every page view.
+    newest: int | None  # newest per-model daily row id: a recompute re-inserts rows
+    rows: int  # how many of those rows: a new model or day adds one
+    revisions: int  # sum of their revisions: every increment bumps one
+    dirty: tuple  # sorted (day, token) of the range's dirty marks
+
+    @property
+    def has_dirty(self):
+        return bool(self.dirty)
+
+
+def usage_versions(tenant, periods):
+    """For each period, its ``UsageVersion``.
+
+    Ingestion bumps a per-model daily row of the call's day in the transaction that stores it;
+    a recompute deletes and re-inserts its days' rows under the tenant's lock (new ids); a zone
+    change or repair writes a fresh dirty token. Read it before the numbers it versions. One
+    plain query for all periods: caches check it on every read.
     """
     low, high = min(p.start for p in periods), max(p.end for p in periods)
     with connection.cursor() as cursor:
         cursor.execute(_VERSIONS_SQL, [tenant.pk, low, high, tenant.pk, low, high])
-        rows = [(_date(day), newest, count, token) for day, newest, count, token in cursor.fetchall()]
+        rows = [(_date(day), *rest) for day, *rest in cursor.fetchall()]
     versions = []
     for period in periods:
-        newest, count, dirty = None, 0, []
-        for day, day_newest, day_count, token in rows:
+        newest, count, revisions, dirty = None, 0, 0, []
+        for day, day_newest, day_count, day_revisions, token in rows:
             if period.start <= day <= period.end:
                 if token is not None:
                     dirty.append((day, token))
                 else:
                     newest = day_newest if newest is None else max(newest, day_newest)
                     count += day_count
-        versions.append((newest, count, sorted(dirty)))
+                    revisions += int(day_revisions)
+        versions.append(UsageVersion(newest, count, revisions, tuple(sorted(dirty))))
     return versions
 
 

@@ -26,10 +26,10 @@ from django.utils import timezone
 from accounts.models import ApiKey
 from accounts.services import credential_touch
 
+from . import increments
 from .budgets.services import budgets_after_ingest
 from .ingest import error, request_id_of, validate_call
 from .models import CallRecord, Model
-from .rollups import local_day, mark_days_dirty
 
 # Bumping "last used" on every batch would write the same key or token row many times a second.
 _SQLITE_ROWS_PER_STATEMENT = 500  # 10 values a row stays far below SQLite's 32,766 variables
@@ -88,7 +88,7 @@ class _Outcome:
     accepted: int = 0
     duplicates: int = 0
     conflicts: list = field(default_factory=list)
-    days: dict = field(default_factory=lambda: defaultdict(set))  # tenant id -> local dates
+    buckets: dict = field(default_factory=dict)  # the stored calls' hourly buckets (``usage.increments``)
 
 
 @dataclass
@@ -97,7 +97,7 @@ class CheckedCalls:
     ones are in ``result``. Only the ledger's own verdicts (duplicate, conflict) remain."""
 
     rows: list
-    tenants: dict  # tenant id -> Tenant, for the rollup marks
+    tenants: dict  # tenant id -> Tenant of the rows' keys
     result: IngestResult
     stream: bytes | None = None  # PostgreSQL: the rows as a binary COPY stream for the staging table
 
@@ -269,19 +269,20 @@ def _with_retry(store):
 
 
 def _store(checked, *, now, bulk):
+    """Store the rows and add exactly the stored ones to the rollups, in one transaction."""
     rows, tenants = checked.rows, checked.tenants
     with transaction.atomic():
+        increments.lock_tenants_shared(tenants.keys())
         if bulk and connection.vendor == "postgresql":
             outcome = _copy_rows(rows, stream=checked.stream or _staging_stream(rows), now=now)
         else:
-            outcome = _insert_rows(rows, tenants=tenants, now=now)
-        # Last, so the day rows stay locked only for the moment before the commit.
-        for tenant_id in sorted(outcome.days):
-            mark_days_dirty(tenant=tenants[tenant_id], days=outcome.days[tenant_id])
+            outcome = _insert_rows(rows, now=now)
+        # Last, so the bucket rows other batches of the tenant also add to stay locked only briefly.
+        increments.apply(outcome.buckets)
     return outcome
 
 
-def _insert_rows(rows, *, tenants, now):
+def _insert_rows(rows, *, now):
     """A batch through ``INSERT .. ON CONFLICT DO NOTHING RETURNING``; the rest judged in Python."""
     first = {}
     for row in rows:
@@ -295,13 +296,16 @@ def _insert_rows(rows, *, tenants, now):
         identity = row.identity
         if identity in inserted and first[identity] is row:
             outcome.accepted += 1
-            outcome.days[identity[0]].add(local_day(tenants[identity[0]], row.occurred_at))
             continue
         reference = first[identity].content if identity in inserted else stored.get(identity)
         if reference == row.content:
             outcome.duplicates += 1
         else:
             outcome.conflicts.append(row)
+    # Zones read after the insert: on SQLite the write lock is held by then, on PostgreSQL the
+    # tenant lock; a zone change committed meanwhile is either seen here or waits for this commit.
+    zones = increments.tenant_zones({identity[0] for identity in inserted})
+    outcome.buckets = increments.hourly_from_values((first[identity].values for identity in inserted), zones)
     return outcome
 
 
@@ -410,19 +414,17 @@ def _copy_rows(rows, *, stream, now):
 def _insert_from_staging(cursor, *, now):
     table = CallRecord._meta.db_table
     columns = ", ".join(_COLUMNS)
-    # The local days are computed by the database: one row per (tenant, day), not per call.
+    # The stored calls' buckets are computed by the database: one row per bucket, not per call.
     cursor.execute(
         f"WITH inserted AS ("
         f" INSERT INTO {table} ({columns}, received_at) SELECT {columns}, %s FROM {_STAGING} WHERE candidate"
-        f" ON CONFLICT (tenant_id, request_id) DO NOTHING RETURNING tenant_id, occurred_at)"
-        f" SELECT i.tenant_id, (i.occurred_at AT TIME ZONE t.timezone)::date, count(*)"
-        f" FROM inserted i JOIN accounts_tenant t ON t.id = i.tenant_id GROUP BY 1, 2",
+        f" ON CONFLICT (tenant_id, request_id) DO NOTHING RETURNING {columns})"
+        f" {increments.hourly_from_inserted_sql()}",
         [now],
     )
     outcome = _Outcome()
-    for tenant_id, day, count in cursor.fetchall():
-        outcome.accepted += count
-        outcome.days[tenant_id].add(day)
+    outcome.buckets = increments.buckets_from_rows(cursor.fetchall())
+    outcome.accepted = sum(sums[0] for sums in outcome.buckets.values())
     return outcome
 
 

@@ -1,21 +1,16 @@
 """Signal handlers: SQLite helper functions for the rollup SQL, and rebuilds on a zone change."""
 
 import datetime as dt
-import zoneinfo
-from functools import lru_cache
 
+from django.db import connection, transaction
 from django.db.backends.signals import connection_created
 from django.db.models.signals import post_save, pre_save
 from django.dispatch import receiver
 
 from accounts.models import Tenant
 
-from . import rollups
-
-
-@lru_cache(maxsize=64)
-def _zone(name):
-    return zoneinfo.ZoneInfo(name)
+from . import increments, rollups
+from .increments import zone as _zone
 
 
 def _parse_utc(value):
@@ -59,12 +54,17 @@ def recompute_after_timezone_change(sender, instance, created, **kwargs):
     Reads then come from the ledger (exact in the new zone) until the rollup task, its retries
     and the beat sweep have recomputed each day; old buckets are replaced as days are redone.
     A day either side is included because the old zone's dates differ by at most one.
+
+    The tenant's rollup lock is taken exclusively first: a batch that read the old zone has
+    committed by then (its calls are in the range read here), and later batches see the new one.
     """
     previous = getattr(instance, "_previous_timezone", None)
     if created or previous is None or previous == instance.timezone:
         return
-    bounds = rollups.ledger_day_range(tenant=instance)
-    if bounds is not None:
-        first, last = bounds[0] - dt.timedelta(days=1), bounds[1] + dt.timedelta(days=1)
-        days = [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
-        rollups.mark_days_dirty(tenant=instance, days=days)
+    with transaction.atomic(), connection.cursor() as cursor:
+        increments.lock_tenant_exclusive(cursor, instance.pk)
+        bounds = rollups.ledger_day_range(tenant=instance)
+        if bounds is not None:
+            first, last = bounds[0] - dt.timedelta(days=1), bounds[1] + dt.timedelta(days=1)
+            days = [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
+            rollups.mark_days_dirty(tenant=instance, days=days)

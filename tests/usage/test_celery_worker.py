@@ -6,6 +6,7 @@ lock: the task blocks inside its transaction, and the test SIGKILLs the pool pro
 """
 
 import datetime as dt
+import json
 import os
 import signal
 import subprocess
@@ -144,3 +145,116 @@ def test_sweep_picks_up_a_day_left_dirty_while_no_worker_ran(worker, monkeypatch
     worker()
     sweep_dirty_rollups.delay()
     wait_for(lambda: daily_inputs(tenant) == 4 and not DirtyDay.objects.exists(), what="the sweep's rollup")
+
+
+def _ingest(tenant_key, model, request_id, when, tokens):
+    from usage.services import call_records_ingest
+
+    item = {
+        "request_id": request_id,
+        "api_key": tenant_key.public_id,
+        "model": model.name,
+        "occurred_at": when.isoformat(),
+        "input_tokens": tokens,
+        "output_tokens": 1,
+    }
+    return call_records_ingest(items=[item], now=when + dt.timedelta(minutes=1))
+
+
+def test_zone_change_recompute_killed_mid_way_while_calls_arrive_ends_exact(worker, monkeypatch):
+    """The recompute a zone change needs runs in the worker; SIGKILLed inside its transaction and
+    redelivered while ingestion goes on, the rollups end equal to the ledger and to a rebuild."""
+    import threading
+
+    from .test_live_rollups import stored, truth
+
+    monkeypatch.setattr(app.conf, "task_always_eager", False)
+    tenant = services.tenant_create(slug="z", name="Z", timezone_name="UTC")
+    other = services.tenant_create(slug="y", name="Y", timezone_name="UTC")  # same days, never touched
+    key, other_key = (services.api_key_create(tenant=t, name="k")[0] for t in (tenant, other))
+    model = Model.objects.create(name="m/z")
+    start = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(days=3)
+    for n in range(40):
+        _ingest(key, model, f"a{n}", start + dt.timedelta(hours=n), 10 + n)
+        _ingest(other_key, model, f"a{n}", start + dt.timedelta(hours=n), 1000 + n)
+    other_before = stored(other, lambda day: True)
+
+    tenant.timezone = "Asia/Kolkata"
+    tenant.save()  # marks every day dirty and enqueues the recompute; no worker runs yet
+    assert DirtyDay.objects.filter(tenant=tenant).exists()
+    locker = connections.create_connection("default")
+    with locker.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(%s, %s)", [0x5553, tenant.pk])
+    main = worker()
+    wait_for(blocked_on_advisory_lock, what="the worker to block inside the recompute")
+    for child in pool_children(main.pid):
+        os.kill(child, signal.SIGKILL)
+
+    def keep_ingesting():
+        for n in range(40, 80):
+            _ingest(key, model, f"a{n}", start + dt.timedelta(hours=n - 38, minutes=7), 10 + n)
+        connections.close_all()
+
+    sender = threading.Thread(target=keep_ingesting)
+    sender.start()
+    time.sleep(0.3)
+    locker.close()  # the requeued task and the waiting batches now interleave
+    sender.join(timeout=60)
+    tenant.refresh_from_db()
+    wait_for(lambda: not DirtyDay.objects.filter(tenant=tenant).exists(), what="the recompute after the kill")
+    expected = truth(tenant)
+    assert stored(tenant, lambda day: True) == expected
+    assert sum(v[1] for v in expected["daily"].values()) == sum(10 + n for n in range(80))
+    assert stored(other, lambda day: True) == other_before
+
+
+def test_broker_down_ingestion_and_zone_change_answer_normally_then_the_sweep_catches_up(worker, monkeypatch):
+    """With the broker unreachable: the import and a zone change succeed at once (logged, not
+    raised); when the broker is back, the beat sweep recomputes what the zone change marked."""
+    monkeypatch.setattr(app.conf, "task_always_eager", False)
+    tenant = services.tenant_create(slug="b", name="B", timezone_name="UTC")
+    key = services.api_key_create(tenant=tenant, name="k")[0]
+    Model.objects.create(name="m/b")
+    when = (dt.datetime.now(dt.UTC) - dt.timedelta(days=1)).replace(microsecond=0)
+    lines = "".join(
+        json.dumps(
+            {
+                "request_id": f"f{n}",
+                "api_key": key.public_id,
+                "model": "m/b",
+                "occurred_at": (when + dt.timedelta(minutes=n)).isoformat(),
+                "input_tokens": n,
+                "output_tokens": 0,
+            }
+        )
+        + "\n"
+        for n in range(500)
+    )
+    path = Path(settings.BASE_DIR) / "artifacts" / "broker-down.jsonl"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(lines)
+    env = {**os.environ, "DATABASE_URL": database_url(), "CELERY_BROKER_URL": "redis://127.0.0.1:1/0"}
+    script = (
+        "from accounts.models import Tenant; from django.core.management import call_command;"
+        f"call_command('import_calls', {str(path)!r}, '--no-progress');"
+        "t = Tenant.objects.get(slug='b'); t.timezone = 'Asia/Kolkata'; t.save(); print('saved')"
+    )
+    began = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", script], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    elapsed = time.monotonic() - began
+    assert done.returncode == 0, done.stderr
+    assert "accepted 500" in done.stdout and "saved" in done.stdout
+    assert "Could not enqueue the rollup" in done.stderr  # logged once, not raised
+    assert done.stderr.count("Could not enqueue") == 1
+    assert elapsed < 15, elapsed  # process start and migrations check included; no connect waits
+    assert CallRecord.objects.filter(tenant=tenant).count() == 500
+    assert DirtyDay.objects.filter(tenant=tenant).exists()  # the zone change's marks wait for a worker
+
+    from usage.tasks import sweep_dirty_rollups
+
+    worker()
+    sweep_dirty_rollups.delay()
+    wait_for(lambda: not DirtyDay.objects.filter(tenant=tenant).exists(), what="the sweep after the outage")
+    assert daily_inputs(tenant) == sum(range(500))

@@ -13,7 +13,7 @@ from django.db.models import Count, Sum
 from accounts import services as account_services
 from tests.conftest import required
 from usage import call_files
-from usage.models import CallRecord, DirtyDay, Model
+from usage.models import CallRecord, DirtyDay, Model, UsageDailyModel
 
 TRACES = Path(settings.BASE_DIR).parent / "shared" / "data"
 
@@ -182,14 +182,17 @@ def test_key_revoked_before_the_call_is_rejected(tmp_path, key, llm, rejects):
     assert read_rejects(rejects)[0]["errors"][0]["code"] == "api_key_revoked"
 
 
-def test_import_marks_local_days(tmp_path, other_api_key, llm, rejects):
+def test_import_adds_calls_to_their_local_days(tmp_path, other_api_key, llm, rejects):
     # Globex is on Asia/Kolkata: 20:00 UTC is the next local day.
     lines = [
         record(other_api_key, "a", occurred_at="2024-01-15T20:00:00Z"),
         record(other_api_key, "b", occurred_at="2024-01-15T10:00:00Z"),
+        record(other_api_key, "b", occurred_at="2024-01-15T10:00:00Z"),  # a duplicate adds nothing
     ]
     run(write_jsonl(tmp_path / "calls.jsonl", lines), rejects=rejects)
-    assert sorted(DirtyDay.objects.values_list("day", flat=True)) == [dt.date(2024, 1, 15), dt.date(2024, 1, 16)]
+    days = sorted(UsageDailyModel.objects.values_list("day", "calls"))
+    assert days == [(dt.date(2024, 1, 15), 1), (dt.date(2024, 1, 16), 1)]
+    assert not DirtyDay.objects.exists()
 
 
 def test_human_summary_and_default_rejects_file(tmp_path, key, llm, monkeypatch):
@@ -266,7 +269,9 @@ def test_azure_shift_moves_whole_days(traces, trace_keys, rejects):
     azure(traces / "AzureLLMInferenceTrace_conv.csv", trace_keys, "--shift-to", "2025-03-01", rejects=rejects)
     first = CallRecord.objects.get(request_id="azure-AzureLLMInferenceTrace_conv-2")
     assert first.occurred_at == dt.datetime(2025, 3, 1, 18, 15, 46, 680590, tzinfo=dt.UTC)
-    assert list(DirtyDay.objects.values_list("day", flat=True)) == [dt.date(2025, 3, 1)]
+    assert list(UsageDailyModel.objects.values_list("day", "calls")) == [
+        (dt.date(2025, 3, 1), CallRecord.objects.count())
+    ]
 
 
 def test_azure_reimport_with_other_options_is_rejected_as_conflicts(traces, trace_keys, rejects):

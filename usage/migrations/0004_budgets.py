@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('accounts', '0001_initial'),
-        ('usage', '0002_usage_daily_model'),
+        ('usage', '0003_live_rollups'),
     ]
 
     operations = [
