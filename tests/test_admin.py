@@ -1,6 +1,7 @@
 """Every admin page loads for a superuser with data present; big tables are never counted."""
 
 import datetime as dt
+import uuid
 
 import pytest
 from django.contrib import admin
@@ -13,7 +14,17 @@ from django.urls import reverse
 from accounts import services
 from accounts.models import ApiKey
 from usage import admin as usage_admin
-from usage.models import CallRecord, DirtyDay, ModelPrice, UsageDaily, UsageDailyModel, UsageHourly
+from usage.models import (
+    AlertDelivery,
+    Budget,
+    BudgetAlert,
+    CallRecord,
+    DirtyDay,
+    ModelPrice,
+    UsageDaily,
+    UsageDailyModel,
+    UsageHourly,
+)
 
 REGISTERED = sorted(admin.site._registry, key=lambda model: model._meta.label)
 IDS = [model._meta.label for model in REGISTERED]
@@ -65,6 +76,11 @@ def data(tenant, owner, api_key, llm):
     _rollup(UsageDaily, tenant, api_key, llm, day=AT.date())
     UsageDailyModel.objects.create(tenant=tenant, model=llm, day=AT.date(), calls=2, input_tokens=20, output_tokens=10)
     DirtyDay.objects.create(tenant=tenant, day=AT.date(), token="t")
+    budget = Budget.objects.create(tenant=tenant, name="cap", amount=10, currency="USD", thresholds=[100])
+    alert = BudgetAlert.objects.create(
+        budget=budget, period_start=AT.date(), kind="threshold", threshold=100, spent=10, limit=10, projected=10
+    )
+    AlertDelivery.objects.create(budget=budget, alert=alert, channel="email", delivery_id=uuid.uuid4(), log=[{"ok": 1}])
 
 
 def test_every_registered_model_has_data(data):
@@ -187,3 +203,9 @@ def test_an_existing_keys_tenant_cannot_be_changed_in_the_admin(superuser_client
     superuser_client.post(url, {"name": "renamed", "tenant": other_tenant.pk})
     api_key.refresh_from_db()
     assert (api_key.name, api_key.tenant) == ("renamed", tenant)
+
+
+def test_alert_history_changelist_needs_few_queries(superuser_client, data, django_assert_max_num_queries):
+    with django_assert_max_num_queries(8):
+        response = superuser_client.get(_admin_url(BudgetAlert, "changelist"))
+    assert response.status_code == 200 and b"cap" in response.content

@@ -2,7 +2,18 @@ from django.contrib import admin
 from django.core.paginator import Paginator
 from django.utils.functional import cached_property
 
-from .models import CallRecord, DirtyDay, Model, ModelPrice, UsageDaily, UsageDailyModel, UsageHourly
+from .models import (
+    AlertDelivery,
+    Budget,
+    BudgetAlert,
+    CallRecord,
+    DirtyDay,
+    Model,
+    ModelPrice,
+    UsageDaily,
+    UsageDailyModel,
+    UsageHourly,
+)
 
 
 class CappedCountPaginator(Paginator):
@@ -116,3 +127,60 @@ class UsageDailyModelAdmin(RollupAdmin):
     raw_id_fields = ["tenant", "model"]
     search_fields = ["model__name"]
     ordering = ["-day"]
+
+
+# --- Budgets ----------------------------------------------------------------------------------
+
+
+@admin.register(Budget)
+class BudgetAdmin(admin.ModelAdmin):
+    list_display = ["name", "tenant", "api_key", "metric", "amount", "currency", "period", "enforce", "state"]
+    list_filter = ["metric", "period", "enforce", "state"]
+    list_select_related = ["tenant", "api_key"]
+    search_fields = ["name", "tenant__slug"]
+    raw_id_fields = ["tenant", "api_key"]
+    readonly_fields = ["webhook_salt", "state", "state_spent", "state_period_start", "state_at"]
+
+    # Budgets are made and changed on the Budgets page or with create_budget, whose form checks
+    # currencies, thresholds and webhook URLs; here they are read and, if need be, deleted.
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class AlertDeliveryInline(admin.TabularInline):
+    model = AlertDelivery
+    fields = ["channel", "delivery_id", "status", "attempts", "log", "delivered_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(BudgetAlert)
+class BudgetAlertAdmin(BigTableAdmin):
+    """The alert history: which threshold of which budget fired in which period."""
+
+    list_display = ["created_at", "budget", "tenant", "period_start", "kind", "threshold", "spent", "limit"]
+    list_filter = ["kind"]
+    list_select_related = ["budget__tenant"]
+    raw_id_fields = ["budget"]
+    date_hierarchy = None
+    inlines = [AlertDeliveryInline]
+
+    @admin.display(ordering="budget__tenant__slug")
+    def tenant(self, obj):
+        return obj.budget.tenant.slug
+
+
+@admin.register(AlertDelivery)
+class AlertDeliveryAdmin(BigTableAdmin):
+    list_display = ["created_at", "budget", "alert", "channel", "status", "attempts", "delivery_id", "delivered_at"]
+    list_filter = ["status", "channel"]
+    list_select_related = ["budget", "alert"]
+    search_fields = ["=delivery_id"]
+    raw_id_fields = ["budget", "alert"]

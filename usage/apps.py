@@ -7,3 +7,4 @@ class UsageConfig(AppConfig):
 
     def ready(self):
         from . import signals  # noqa: F401  (registers SQLite helper functions)
+        from .budgets import tasks  # noqa: F401  (registers the budget tasks with Celery)

@@ -220,3 +220,127 @@ class ModelPrice(models.Model):
     def __str__(self):
         scope = self.tenant.slug if self.tenant_id else "platform"
         return f"{self.model} {scope} from {self.effective_from}"
+
+
+# --- Budgets (usage.budgets) -------------------------------------------------------------------
+
+
+class Budget(models.Model):
+    """A limit on a tenant's (or one of its keys') cost or tokens per local calendar period."""
+
+    class Metric(models.TextChoices):
+        COST = "cost", "Cost"
+        TOKENS = "tokens", "Tokens"
+
+    class PeriodKind(models.TextChoices):
+        MONTH = "month", "Calendar month"
+        WEEK = "week", "Week"
+        DAY = "day", "Day"
+
+    class State(models.TextChoices):
+        WITHIN = "within", "Within"
+        WARNING = "warning", "Warning"
+        EXCEEDED = "exceeded", "Exceeded"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="budgets")
+    api_key = models.ForeignKey(
+        ApiKey, null=True, blank=True, on_delete=models.CASCADE, related_name="budgets", help_text="Empty: all keys."
+    )
+    name = models.CharField(max_length=100)
+    metric = models.CharField(max_length=8, choices=Metric.choices, default=Metric.COST)
+    amount = models.DecimalField(max_digits=24, decimal_places=6, help_text="Currency amount, or a number of tokens.")
+    currency = models.CharField(max_length=3, blank=True, help_text="ISO 4217 code; empty for a token budget.")
+    period = models.CharField(max_length=8, choices=PeriodKind.choices, default=PeriodKind.MONTH)
+    week_start = models.PositiveSmallIntegerField(default=0, help_text="0 = Monday ... 6 = Sunday.")
+    thresholds = models.JSONField(default=list, help_text="Percentages, e.g. [50, 80, 100].")
+    enforce = models.BooleanField(default=False, help_text="Report the state to the gateway in keys/verify.")
+    emails = models.CharField(max_length=1000, blank=True, help_text="Comma-separated addresses.")
+    webhook_url = models.CharField(max_length=1000, blank=True, help_text="http(s) URL; checked by the form.")
+    webhook_salt = models.CharField(max_length=32, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    # The last evaluation, read by keys/verify without recomputing (see BUDGET_STATE_MAX_AGE_SECONDS).
+    state = models.CharField(max_length=8, choices=State.choices, blank=True)
+    state_spent = models.DecimalField(max_digits=30, decimal_places=6, null=True, blank=True)
+    state_period_start = models.DateField(null=True, blank=True)
+    state_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["tenant_id", "name", "pk"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="budget_amount_positive"),
+            models.CheckConstraint(condition=Q(week_start__lte=6), name="budget_week_start_weekday"),
+        ]
+        # Budgets are read by tenant (the page, the ingestion hook): the FK index serves them.
+
+    def __str__(self):
+        return f"{self.tenant_id}/{self.name}"
+
+
+class BudgetAlert(models.Model):
+    """A threshold (or the forecast) crossed in one period: the unique constraint makes it fire once."""
+
+    class Kind(models.TextChoices):
+        THRESHOLD = "threshold", "Threshold"
+        FORECAST = "forecast", "Forecast to exceed"
+
+    budget = models.ForeignKey(Budget, on_delete=models.CASCADE, related_name="alerts")
+    period_start = models.DateField()
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    threshold = models.PositiveIntegerField(help_text="Percent; 100 for the forecast alert.")
+    spent = models.DecimalField(max_digits=30, decimal_places=6)
+    limit = models.DecimalField(max_digits=24, decimal_places=6)
+    projected = models.DecimalField(max_digits=30, decimal_places=6)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["budget", "period_start", "kind", "threshold"], name="budgetalert_once_per_period"
+            )
+        ]
+        indexes = [
+            # The admin's alert history, newest first.
+            models.Index(fields=["-created_at"], name="budgetalert_created"),
+        ]
+
+    def __str__(self):
+        return f"{self.budget_id} {self.period_start} {self.kind} {self.threshold}%"
+
+
+class AlertDelivery(models.Model):
+    """One message of an alert to one channel; ``delivery_id`` stays the same across retries."""
+
+    class Channel(models.TextChoices):
+        EMAIL = "email", "E-mail"
+        WEBHOOK = "webhook", "Webhook"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Failed"
+
+    budget = models.ForeignKey(Budget, on_delete=models.CASCADE, related_name="deliveries")
+    alert = models.ForeignKey(
+        BudgetAlert, null=True, blank=True, on_delete=models.CASCADE, related_name="deliveries", help_text="Empty: test"
+    )
+    channel = models.CharField(max_length=8, choices=Channel.choices)
+    delivery_id = models.UUIDField(unique=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    # Every attempt: [{"at": iso, "ok": bool, "status_code": int|None, "error": str}].
+    log = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        verbose_name_plural = "alert deliveries"
+        indexes = [
+            # The beat's re-enqueue of deliveries left pending: WHERE status = 'pending' AND updated_at < %s.
+            models.Index(fields=["status", "updated_at"], name="alertdelivery_pending"),
+        ]
+
+    def __str__(self):
+        return f"{self.channel} {self.delivery_id} {self.status}"

@@ -27,6 +27,7 @@ from accounts.models import ApiKey
 from accounts.services import credential_touch
 
 from . import increments
+from .budgets.services import budgets_after_ingest
 from .ingest import error, request_id_of, validate_call
 from .models import CallRecord, Model
 
@@ -152,6 +153,8 @@ def _stored(checked, *, now, bulk):
         for row in outcome.conflicts:
             result.reject(row.index, row.request_id, [_CONFLICT])
         _touch_keys(rows, conflicts=outcome.conflicts, now=now)
+        if outcome.accepted:  # budgets: evaluate after the commit (usage.budgets)
+            budgets_after_ingest(checked.tenants)
     result.errors.sort(key=lambda item: item["index"])
     return result
 

@@ -1,6 +1,7 @@
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
 
+from .budgets.selectors import budget_lines
 from .charts import dashboard_panel, filtered
 
 
@@ -22,4 +23,5 @@ def dashboard(request, slug):
     models = {model.pk: model for model in filterset.form.fields["model"].queryset}
     panel = dashboard_panel(tenant, filterset.usage_filters(), request.GET, models)
     context.update(data=panel["data"], html=panel["html"], chart_json=panel["json"])
+    context["budget_lines"] = budget_lines(tenant=tenant, api_key=filterset.usage_filters().api_key)  # usage.budgets
     return render(request, "usage/dashboard.html", context)

@@ -181,6 +181,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "usage.tasks.sweep_dirty_rollups",
         "schedule": env_int("ROLLUP_SWEEP_SECONDS", 60),
     },
+    "evaluate-budgets": {
+        "task": "usage.budgets.tasks.evaluate_budgets",
+        "schedule": env_int("BUDGET_EVALUATE_SECONDS", 300),
+    },
 }
 
 # --- REST framework ---------------------------------------------------------------
@@ -210,6 +214,20 @@ INGEST_MAX_BODY_BYTES = env_int("INGEST_MAX_BODY_BYTES", 4 * 1024 * 1024)
 INGEST_WINDOW_PAST_DAYS = env_int("INGEST_WINDOW_PAST_DAYS", 35)
 INGEST_WINDOW_FUTURE_SECONDS = env_int("INGEST_WINDOW_FUTURE_SECONDS", 300)
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(INGEST_MAX_BODY_BYTES, 2_621_440)
+
+# --- Budgets and alerts (README "Budgets and alerts") ---------------------------------
+# keys/verify re-evaluates a budget state older than this, so its answer is never older.
+BUDGET_STATE_MAX_AGE_SECONDS = env_int("BUDGET_STATE_MAX_AGE_SECONDS", 120)
+BUDGET_DELIVERY_MAX_ATTEMPTS = env_int("BUDGET_DELIVERY_MAX_ATTEMPTS", 8)
+BUDGET_DELIVERY_BACKOFF_SECONDS = env_int("BUDGET_DELIVERY_BACKOFF_SECONDS", 5)
+BUDGET_DELIVERY_BACKOFF_MAX_SECONDS = env_int("BUDGET_DELIVERY_BACKOFF_MAX_SECONDS", 600)
+# A delivery still pending this long after its last attempt is enqueued again by the beat.
+BUDGET_DELIVERY_STALE_SECONDS = env_int("BUDGET_DELIVERY_STALE_SECONDS", 900)
+BUDGET_WEBHOOK_TIMEOUT_SECONDS = env_int("BUDGET_WEBHOOK_TIMEOUT_SECONDS", 10)
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "usage-statistics@localhost")
 
 # --- Security -------------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True

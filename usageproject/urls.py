@@ -7,5 +7,6 @@ urlpatterns = [
     path("", include("usage.urls")),
     path("", include("usage.export_urls")),
     path("", include("usage.report_urls")),
+    path("", include("usage.budgets.urls")),
     path("api/v1/", include("usage.api.urls")),
 ]

@@ -8,11 +8,15 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from accounts import services
+from usage.models import Budget
 
 # URL name -> {parameter: function of the victim tenant's objects} for parameters besides ``slug``.
 SAMPLE_KWARGS = {
     "api_key_revoke": {"public_id": lambda objects: objects["api_key"].public_id},
     "access_token_revoke": {"public_id": lambda objects: objects["access_token"].public_id},
+    "budgets:edit": {"pk": lambda objects: objects["budget"].pk},
+    "budgets:delete": {"pk": lambda objects: objects["budget"].pk},
+    "budgets:test": {"pk": lambda objects: objects["budget"].pk},
 }
 
 
@@ -32,7 +36,14 @@ TENANT_URLS = sorted(dict(tenant_url_names()).items())
 
 def test_the_walk_finds_the_known_tenant_pages():
     names = {name for name, _params in TENANT_URLS}
-    assert {"api_keys", "api_key_revoke", "access_tokens", "access_token_revoke", "usage:dashboard"} <= names
+    assert {
+        "api_keys",
+        "api_key_revoke",
+        "access_tokens",
+        "access_token_revoke",
+        "usage:dashboard",
+        "budgets:list",
+    } <= names
 
 
 @pytest.fixture
@@ -40,7 +51,8 @@ def victim(tenant, owner):
     """Acme's objects that an outsider must never reach."""
     api_key, _ = services.api_key_create(tenant=tenant, name="acme-key")
     token, _ = services.access_token_create(tenant=tenant, name="acme-token")
-    return {"tenant": tenant, "api_key": api_key, "access_token": token}
+    budget = Budget.objects.create(tenant=tenant, name="acme-budget", amount=10, currency="USD", thresholds=[100])
+    return {"tenant": tenant, "api_key": api_key, "access_token": token, "budget": budget}
 
 
 def _url(name, params, objects):

@@ -18,6 +18,7 @@ from accounts.services import credential_touch
 from usageproject.problems import problem_response
 
 from .. import ingest, services
+from ..budgets.services import budget_state_for_key
 
 
 class RequestProblem(Exception):
@@ -114,4 +115,8 @@ def verify_key(request):
     key = api_key_by_secret(secret)
     if key is None:
         return JsonResponse({"public_id": None, "tenant": None, "status": "unknown"})
-    return JsonResponse({"public_id": key.public_id, "tenant": key.tenant.slug, "status": key.status})
+    answer = {"public_id": key.public_id, "tenant": key.tenant.slug, "status": key.status}
+    budget = budget_state_for_key(key=key)  # only when an enforcing budget applies (README "Budgets")
+    if budget is not None:
+        answer["budget"] = budget
+    return JsonResponse(answer)

@@ -1,6 +1,8 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from usage.budgets import api as budgets_api
+
 from . import ingest, reports, views
 
 urlpatterns = [
@@ -14,6 +16,7 @@ urlpatterns = [
     path("ingest/calls", ingest.ingest_calls, name="api_ingest_calls"),
     path("keys/verify", ingest.verify_key, name="api_keys_verify"),
     path("reports/monthly", reports.MonthlyReportView.as_view(), name="api_reports_monthly"),
+    path("budgets", budgets_api.BudgetListView.as_view(), name="api_budgets"),
     path("schema", SpectacularAPIView.as_view(), name="api_schema"),
     path("docs", SpectacularSwaggerView.as_view(url_name="api_schema"), name="api_docs"),
 ]

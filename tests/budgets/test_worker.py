@@ -1,0 +1,128 @@
+"""Budgets through real Celery workers on the configured broker (Redis in CI).
+
+8 ingesting clients cross 80% and 100% at the same moment while two workers evaluate: one
+alert each. A worker killed while it delivers: the message is delivered again with the same
+delivery id (receivers dedupe by it), retried with back-off until the receiver acknowledges.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+
+import pytest
+from django.db import connections
+
+from accounts import services as accounts
+from usage import services as usage_services
+from usage.budgets import services
+from usage.budgets.delivery import webhook_secret
+from usage.models import AlertDelivery, BudgetAlert, Model
+from usageproject.celery import app
+
+from ..usage.test_celery_worker import ROOT, broker_url, database_url, pool_children, wait_for  # noqa: F401
+from .helpers import budget, start_of_today
+from .receivers import WebhookReceiver, verify_signature
+
+pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def workers(broker_url):  # noqa: F811 (the fixture imported above)
+    """Start worker processes with quick back-off; yields a function that starts one more."""
+    processes = []
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(),
+        "CELERY_BROKER_URL": broker_url,
+        "BUDGET_DELIVERY_BACKOFF_SECONDS": "1",
+        "BUDGET_WEBHOOK_TIMEOUT_SECONDS": "30",
+    }
+
+    def start():
+        command = [sys.executable, "-m", "celery", "-A", "usageproject", "worker", "--concurrency=1"]
+        command += ["--loglevel=warning", "--without-heartbeat", "--without-gossip", "--without-mingle"]
+        process = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
+        processes.append(process)
+        return process
+
+    app.control.purge()
+    yield start
+    for process in processes:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+
+@pytest.fixture
+def receiver():
+    server = WebhookReceiver()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def cast(db):
+    tenant = accounts.tenant_create(slug="wb", name="WB", timezone_name="America/New_York")
+    key = accounts.api_key_create(tenant=tenant, name="k")[0]
+    return tenant, key, Model.objects.create(name="m/wb")
+
+
+def _ingest_concurrently(tenant, key, model, clients=8, tokens=100):
+    barrier, errors, at = threading.Barrier(clients), [], start_of_today(tenant).isoformat()
+
+    def run(index):
+        try:
+            item = {"request_id": f"w-{index}", "api_key": key.public_id, "model": model.name, "occurred_at": at}
+            barrier.wait(timeout=30)
+            result = usage_services.call_records_ingest(items=[{**item, "input_tokens": tokens, "output_tokens": 0}])
+            assert result.accepted == 1
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors, errors
+
+
+def test_eight_clients_crossing_80_and_100_with_real_workers_fire_one_alert_each(workers, receiver, cast, monkeypatch):
+    monkeypatch.setattr(app.conf, "task_always_eager", False)
+    tenant, key, model = cast
+    b = budget(tenant, amount=800, thresholds=[80, 100], webhook_url=receiver.url)
+    workers(), workers()
+    _ingest_concurrently(tenant, key, model)
+    wait_for(lambda: len(receiver.requests) >= 2, timeout=60, what="two webhook deliveries")
+    wait_for(lambda: AlertDelivery.objects.filter(status="delivered").count() == 2, what="both recorded delivered")
+    services.budgets_evaluate_all()  # the beat's run afterwards adds nothing
+    assert sorted(BudgetAlert.objects.filter(budget=b).values_list("threshold", flat=True)) == [80, 100]
+    assert len(receiver.requests) == 2 and len(set(receiver.delivery_ids())) == 2
+    assert all(verify_signature(webhook_secret(b), request) for request in receiver.requests)
+
+
+def test_a_worker_killed_during_delivery_delivers_once_with_the_same_id(workers, receiver, cast, monkeypatch):
+    monkeypatch.setattr(app.conf, "task_always_eager", False)
+    tenant, key, model = cast
+    b = budget(tenant, amount=100, thresholds=[100], webhook_url=receiver.url)
+    receiver.hold = threading.Event()  # the first request gets no answer: the worker waits in it
+    receiver.statuses = [200, 503, 200]  # the killed request's answer is never read; then a failure, then OK
+    main = workers()
+    _ingest_concurrently(tenant, key, model, clients=1, tokens=100)
+    wait_for(lambda: len(receiver.requests) == 1, timeout=60, what="the worker to start delivering")
+    for child in pool_children(main.pid):
+        os.kill(child, signal.SIGKILL)
+    hold, receiver.hold = receiver.hold, None
+    hold.set()
+    wait_for(
+        lambda: AlertDelivery.objects.filter(status="delivered").exists(), timeout=60, what="delivery after the kill"
+    )
+    delivery = AlertDelivery.objects.get(budget=b)
+    assert len(set(receiver.delivery_ids())) == 1 == BudgetAlert.objects.count()
+    assert receiver.delivery_ids()[0] == str(delivery.delivery_id)
+    assert [entry["result"] for entry in delivery.log] == ["sending", "failed", "delivered"]
+    assert delivery.attempts == 3 and len(receiver.requests) == 3

@@ -1,0 +1,165 @@
+"""Reads of budgets: what has been spent in the current period, and where it is heading.
+
+Spent comes from the same selectors as the Usage Statistics page (``usage_cost`` for cost,
+``usage_summary`` for tokens) over the period's local days up to today, so a budget and the
+page never disagree. Amounts in other currencies than the budget's are not counted (currencies
+are never converted); tokens with no price in force are reported as ``unpriced_tokens``.
+"""
+
+import datetime as dt
+from dataclasses import dataclass
+from decimal import ROUND_HALF_EVEN, Decimal
+
+from django.db.models import Q
+
+from usage.costs import round_amount, usage_cost
+from usage.models import Budget
+from usage.periods import Period, tenant_today
+from usage.selectors import UsageFilters, usage_summary
+
+from .periods import RUN_RATE_DAYS, budget_period, run_rate_period
+
+PROJECTION_METHOD = (
+    f"Projected = spent so far + the average daily amount of the last {RUN_RATE_DAYS} complete local days"
+    " × the days left in the period after today."
+)
+
+
+@dataclass(frozen=True)
+class BudgetStatus:
+    budget: Budget
+    period: Period
+    today: dt.date
+    spent: Decimal
+    projected: Decimal
+    daily_rate: Decimal
+    unpriced_tokens: int = 0
+
+    @property
+    def limit(self):
+        return self.budget.amount
+
+    @property
+    def remaining(self):
+        return max(self.limit - self.spent, Decimal(0))
+
+    @property
+    def percent(self):
+        return _percent(self.spent, self.limit)
+
+    @property
+    def projected_percent(self):
+        return _percent(self.projected, self.limit)
+
+    @property
+    def warn_at(self):
+        """The highest threshold below 100%: from it on the state is "warning"."""
+        below = [t for t in self.budget.thresholds if t < 100]
+        return max(below) if below else None
+
+    @property
+    def forecast_exceeds(self):
+        return self.projected > self.limit
+
+    @property
+    def state(self):
+        if self.spent >= self.limit:
+            return Budget.State.EXCEEDED
+        if self.forecast_exceeds or (self.warn_at is not None and self.percent >= self.warn_at):
+            return Budget.State.WARNING
+        return Budget.State.WITHIN
+
+    @property
+    def bar_percent(self):
+        return min(self.percent, Decimal(100))
+
+    @property
+    def projected_bar_percent(self):
+        return min(self.projected_percent, Decimal(100))
+
+    def formatted(self, value):
+        if self.budget.metric == Budget.Metric.TOKENS:
+            return f"{int(value):,}"
+        return f"{round_amount(value, self.budget.currency):,}"
+
+    @property
+    def spent_text(self):
+        return self.formatted(self.spent)
+
+    @property
+    def limit_text(self):
+        return self.formatted(self.limit)
+
+    @property
+    def projected_text(self):
+        return self.formatted(self.projected)
+
+    def as_api(self):
+        return {
+            "period_start": self.period.start.isoformat(),
+            "period_end": self.period.end.isoformat(),
+            "spent": _number(self.spent, self.budget),
+            "remaining": _number(self.remaining, self.budget),
+            "percent": str(self.percent),
+            "projected": _number(self.projected, self.budget),
+            "projected_percent": str(self.projected_percent),
+            "projection_method": PROJECTION_METHOD,
+            "state": self.state,
+            "unpriced_tokens": self.unpriced_tokens,
+        }
+
+
+def _percent(value, limit):
+    return (Decimal(100) * value / limit).quantize(Decimal("0.1"), rounding=ROUND_HALF_EVEN)
+
+
+def _number(value, budget):
+    if budget.metric == Budget.Metric.TOKENS:
+        return int(value)
+    return str(round_amount(value, budget.currency))
+
+
+def budget_spent(*, budget, period):
+    """(spent, unpriced tokens) of the budget's scope over the local dates of ``period``."""
+    filters = UsageFilters(period=period, api_key=budget.api_key)
+    if budget.metric == Budget.Metric.TOKENS:
+        return Decimal(usage_summary(tenant=budget.tenant, filters=filters).total_tokens), 0
+    cost = usage_cost(tenant=budget.tenant, filters=filters)
+    return cost.amounts.get(budget.currency, Decimal(0)), cost.unpriced_tokens
+
+
+def budget_status(*, budget, now=None, today=None):
+    """The budget's state in the period that contains the tenant's local today."""
+    today = today or tenant_today(budget.tenant, now)
+    period = budget_period(budget, today)
+    spent, unpriced = budget_spent(budget=budget, period=Period(period.start, today))
+    recent, _ = budget_spent(budget=budget, period=run_rate_period(today))
+    rate = recent / RUN_RATE_DAYS
+    projected = spent + rate * (period.end - today).days
+    if budget.metric == Budget.Metric.TOKENS:
+        projected = projected.to_integral_value(rounding=ROUND_HALF_EVEN)
+    else:
+        projected = round_amount(projected, budget.currency)
+    return BudgetStatus(budget, period, today, spent, projected, rate, unpriced)
+
+
+def budget_status_for_period(*, budget, period):
+    """Spent over a whole past period (for late calls and price changes); no projection."""
+    spent, unpriced = budget_spent(budget=budget, period=period)
+    return BudgetStatus(budget, period, period.end, spent, spent, Decimal(0), unpriced)
+
+
+def tenant_budgets(*, tenant):
+    return list(Budget.objects.filter(tenant=tenant).select_related("tenant", "api_key").order_by("name", "pk"))
+
+
+def budgets_for_key(*, key):
+    """The enforcing budgets that apply to an API key: its own and its tenant's."""
+    scope = Q(api_key__isnull=True) | Q(api_key=key)
+    return list(Budget.objects.filter(scope, tenant_id=key.tenant_id, enforce=True).select_related("tenant", "api_key"))
+
+
+def budget_lines(*, tenant, api_key=None):
+    """The Usage Statistics page's budget lines: the tenant's budgets, and the selected key's."""
+    budgets = Budget.objects.filter(tenant=tenant).filter(Q(api_key__isnull=True) | Q(api_key=api_key))
+    return [budget_status(budget=b) for b in budgets.select_related("tenant", "api_key").order_by("name", "pk")]
