@@ -8,4 +8,5 @@ urlpatterns = [
     path("", include("usage.export_urls")),
     path("", include("usage.report_urls")),
     path("api/v1/", include("usage.api.urls")),
+    path("api/openai/v1/", include("usage.api.openai_urls")),
 ]
