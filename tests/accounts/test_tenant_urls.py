@@ -141,3 +141,18 @@ def test_token_urls_list_every_slugless_tenant_read():
         for entry in resolver.url_patterns
     }
     assert names == set(TOKEN_URLS)
+
+
+# Written with the gateway's service token: a tenant's access token (any tenant's) is refused,
+# and the tenant of each call is the one of its API key, never a parameter.
+SERVICE_URLS = ["api_ingest_calls", "api_keys_verify", "api_otlp_traces"]
+
+
+@pytest.mark.parametrize("name", SERVICE_URLS)
+def test_service_urls_refuse_access_tokens_and_sessions(client, owner_client, victim, name):
+    _token, secret = services.access_token_create(tenant=victim["tenant"], name="reader")
+    url = reverse(name)
+    assert client.post(url, "{}", content_type="application/json").status_code == 401
+    assert owner_client.post(url, "{}", content_type="application/json").status_code == 401
+    headers = {"Authorization": f"Bearer {secret}"}
+    assert client.post(url, "{}", content_type="application/json", headers=headers).status_code == 401

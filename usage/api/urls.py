@@ -1,7 +1,7 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from . import ingest, reports, views
+from . import ingest, otlp, reports, views
 
 urlpatterns = [
     path("usage/summary", views.SummaryView.as_view(), name="api_usage_summary"),
@@ -13,6 +13,7 @@ urlpatterns = [
     path("calls", views.CallListView.as_view(), name="api_calls"),
     path("ingest/calls", ingest.ingest_calls, name="api_ingest_calls"),
     path("keys/verify", ingest.verify_key, name="api_keys_verify"),
+    path("otlp/v1/traces", otlp.traces, name="api_otlp_traces"),
     path("reports/monthly", reports.MonthlyReportView.as_view(), name="api_reports_monthly"),
     path("schema", SpectacularAPIView.as_view(), name="api_schema"),
     path("docs", SpectacularSwaggerView.as_view(url_name="api_schema"), name="api_docs"),
