@@ -145,7 +145,7 @@ def test_token_urls_list_every_slugless_tenant_read():
 
 # Written with the gateway's service token: a tenant's access token (any tenant's) is refused,
 # and the tenant of each call is the one of its API key, never a parameter.
-SERVICE_URLS = ["api_ingest_calls", "api_keys_verify", "api_otlp_traces"]
+SERVICE_URLS = ["api_ingest_calls", "api_keys_verify", "api_otlp_traces", "api_litellm_logs"]
 
 
 @pytest.mark.parametrize("name", SERVICE_URLS)

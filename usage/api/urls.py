@@ -1,7 +1,7 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from . import ingest, otlp, reports, views
+from . import ingest, litellm_logs, otlp, reports, views
 
 urlpatterns = [
     path("usage/summary", views.SummaryView.as_view(), name="api_usage_summary"),
@@ -14,6 +14,7 @@ urlpatterns = [
     path("ingest/calls", ingest.ingest_calls, name="api_ingest_calls"),
     path("keys/verify", ingest.verify_key, name="api_keys_verify"),
     path("otlp/v1/traces", otlp.traces, name="api_otlp_traces"),
+    path("litellm/logs", litellm_logs.logs, name="api_litellm_logs"),
     path("reports/monthly", reports.MonthlyReportView.as_view(), name="api_reports_monthly"),
     path("schema", SpectacularAPIView.as_view(), name="api_schema"),
     path("docs", SpectacularSwaggerView.as_view(url_name="api_schema"), name="api_docs"),
