@@ -235,3 +235,42 @@ def test_the_sdks_otlp_http_exporter_reports_calls(transactional_db, live_server
     provider.shutdown()
     assert sorted(CallRecord.objects.values_list("request_id", flat=True)) == [f"resp-{n}" for n in range(5)]
     assert CallRecord.objects.aggregate(s=Sum("input_tokens"))["s"] == 510
+
+
+def _as_otlp_json(spans):
+    payload = json_format.MessageToDict(encode_spans(spans))
+    for resource_spans in payload["resourceSpans"]:
+        for scope_spans in resource_spans["scopeSpans"]:
+            for span in scope_spans["spans"]:
+                for name in ("traceId", "spanId", "parentSpanId"):
+                    if name in span:
+                        span[name] = base64.b64decode(span[name]).hex()
+    return payload
+
+
+def test_json_and_protobuf_give_the_same_calls_and_answer(gateway, api_key):
+    spans = make_spans(api_key)
+    columns = ("request_id", "api_key_id", "model__name", "occurred_at", "input_tokens", "output_tokens")
+    columns += ("cached_input_tokens", "reasoning_tokens")
+    proto = answer(post_protobuf(gateway, spans)).partial_success
+    stored = sorted(CallRecord.objects.values_list(*columns))
+    CallRecord.objects.all().delete()
+    response = gateway.post(URL, data=json.dumps(_as_otlp_json(spans)), content_type="application/json")
+    assert response.json()["partialSuccess"] == {"rejectedSpans": "1", "errorMessage": proto.error_message}
+    assert sorted(CallRecord.objects.values_list(*columns)) == stored and len(stored) == 2
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        [],
+        {"resourceSpans": {}},
+        {"resourceSpans": [{"scopeSpans": [{"spans": ["x"]}]}]},
+        {"resourceSpans": [{"scopeSpans": [{"spans": [{"spanId": "abc"}]}]}]},
+        {"resourceSpans": [{"scopeSpans": [{"spans": [{"endTimeUnixNano": "soon"}]}]}]},
+        {"resourceSpans": [{"scopeSpans": [{"spans": [{"attributes": [{"key": "a", "value": {"intValue": "x"}}]}]}]}]},
+    ],
+)
+def test_json_of_another_shape_is_a_400(gateway, payload):
+    response = gateway.post(URL, data=json.dumps(payload), content_type="application/json")
+    assert response.status_code == 400 and "message" in response.json()
