@@ -23,6 +23,7 @@ import datetime as dt
 from collections import defaultdict
 
 from django.utils import timezone
+from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -77,6 +78,7 @@ def _as_openai_error(exc):
     return None
 
 
+@extend_schema(exclude=True)  # OpenAI's own reference describes these; see docs/openai-compatible-api.md
 class OpenAICompatView(APIView):
     throttle_classes = [AccessTokenThrottle]
 
