@@ -9,4 +9,5 @@ urlpatterns = [
     path("", include("usage.report_urls")),
     path("", include("usage.budgets.urls")),
     path("api/v1/", include("usage.api.urls")),
+    path("api/openai/v1/", include("usage.api.openai_urls")),
 ]

@@ -104,3 +104,67 @@ def test_outsider_cannot_revoke_a_key_through_their_own_tenant(outsider_client, 
     assert outsider_client.post(url).status_code == 404
     victim["api_key"].refresh_from_db()
     assert victim["api_key"].revoked_at is None
+
+
+# --- URLs without a slug: the tenant comes from the credential ----------------------------------
+
+# Read with a tenant's access token: another tenant's token never sees this tenant's numbers,
+# and naming this tenant with ``tenant=`` is a 404.
+TOKEN_URLS = {
+    "openai_usage_completions": {"start_time": "1773100800", "end_time": "1773187200"},
+    "openai_costs": {"start_time": "1773100800", "end_time": "1773187200"},
+}
+
+
+@pytest.fixture
+def victim_usage(victim):
+    import datetime as dt
+
+    from tests.usage.factories import make_calls
+    from usage.models import Model
+
+    model = Model.objects.create(name="public/victim-model")
+    at = dt.datetime(2026, 3, 10, 12, tzinfo=dt.UTC)
+    make_calls(victim["tenant"], [{"api_key": victim["api_key"], "model": model, "occurred_at": at, "input_tokens": 7}])
+    return victim
+
+
+@pytest.mark.parametrize("name", sorted(TOKEN_URLS))
+def test_token_urls_answer_only_the_tokens_tenant(client, victim_usage, other_tenant, name):
+    _token, own_secret = services.access_token_create(tenant=victim_usage["tenant"], name="own")
+    _token, foreign_secret = services.access_token_create(tenant=other_tenant, name="foreign")
+    url, params = reverse(name), TOKEN_URLS[name]
+    own = client.get(url, params, headers={"Authorization": f"Bearer {own_secret}"})
+    assert own.status_code == 200 and any(bucket["results"] for bucket in own.json()["data"])
+    foreign = client.get(url, params, headers={"Authorization": f"Bearer {foreign_secret}"})
+    assert foreign.status_code == 200 and all(bucket["results"] == [] for bucket in foreign.json()["data"])
+    assert victim_usage["api_key"].public_id.encode() not in foreign.content
+    named = client.get(url, {**params, "tenant": "acme"}, headers={"Authorization": f"Bearer {foreign_secret}"})
+    assert named.status_code == 404
+    assert client.get(url, params).status_code == 401
+
+
+def test_token_urls_list_every_slugless_tenant_read():
+    """A new route under /api/openai/ must be listed above."""
+    names = {
+        entry.name
+        for resolver in get_resolver().url_patterns
+        if isinstance(resolver, URLResolver) and str(resolver.pattern).startswith("api/openai/")
+        for entry in resolver.url_patterns
+    }
+    assert names == set(TOKEN_URLS)
+
+
+# Written with the gateway's service token: a tenant's access token (any tenant's) is refused,
+# and the tenant of each call is the one of its API key, never a parameter.
+SERVICE_URLS = ["api_ingest_calls", "api_keys_verify", "api_otlp_traces", "api_litellm_logs"]
+
+
+@pytest.mark.parametrize("name", SERVICE_URLS)
+def test_service_urls_refuse_access_tokens_and_sessions(client, owner_client, victim, name):
+    _token, secret = services.access_token_create(tenant=victim["tenant"], name="reader")
+    url = reverse(name)
+    assert client.post(url, "{}", content_type="application/json").status_code == 401
+    assert owner_client.post(url, "{}", content_type="application/json").status_code == 401
+    headers = {"Authorization": f"Bearer {secret}"}
+    assert client.post(url, "{}", content_type="application/json", headers=headers).status_code == 401

@@ -3,7 +3,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from usage.budgets import api as budgets_api
 
-from . import ingest, reports, views
+from . import ingest, litellm_logs, otlp, reports, views
 
 urlpatterns = [
     path("usage/summary", views.SummaryView.as_view(), name="api_usage_summary"),
@@ -15,6 +15,8 @@ urlpatterns = [
     path("calls", views.CallListView.as_view(), name="api_calls"),
     path("ingest/calls", ingest.ingest_calls, name="api_ingest_calls"),
     path("keys/verify", ingest.verify_key, name="api_keys_verify"),
+    path("otlp/v1/traces", otlp.traces, name="api_otlp_traces"),
+    path("litellm/logs", litellm_logs.logs, name="api_litellm_logs"),
     path("reports/monthly", reports.MonthlyReportView.as_view(), name="api_reports_monthly"),
     path("budgets", budgets_api.BudgetListView.as_view(), name="api_budgets"),
     path("schema", SpectacularAPIView.as_view(), name="api_schema"),
