@@ -172,23 +172,51 @@
     }
   }
 
-  // Filter bar: every change reloads with the choice in the URL, so views stay shareable.
+  // Filter bar: a choice made with the pointer reloads with it in the URL (views stay shareable).
+  // A keyboard user steps through options with the arrow keys: nothing navigates until Apply, or
+  // until focus leaves the control that changed (WCAG 3.2.2, on input).
   function wireFilters() {
     const form = document.getElementById("filters");
     const preset = form.elements.preset;
     const custom = document.getElementById("custom-range");
+    const apply = document.getElementById("apply");
+    let keyboard = false;
+    const pending = new Set();
     const submit = () => form.requestSubmit();
-    form.elements.api_key.addEventListener("change", submit);
-    form.elements.model.addEventListener("change", submit);
-    preset.addEventListener("change", () => {
+    const markPending = (control) => {
+      pending.add(control);
+      apply.classList.add("is-pending");
+      apply.setAttribute("aria-describedby", "apply-hint");
+      document.getElementById("apply-hint").hidden = false;
+    };
+    form.addEventListener("keydown", (event) => {
+      if (event.key !== "Tab") keyboard = true;
+    });
+    form.addEventListener("pointerdown", () => {
+      keyboard = false;
+    });
+    const onChange = (control, beforeSubmit) => {
+      control.addEventListener("change", () => {
+        if (beforeSubmit && beforeSubmit() === false) return;
+        if (keyboard) markPending(control);
+        else submit();
+      });
+      control.addEventListener("blur", () => {
+        if (pending.has(control) && !(control === preset && preset.value === "custom")) submit();
+      });
+    };
+    onChange(form.elements.api_key);
+    onChange(form.elements.model);
+    onChange(preset, () => {
       if (preset.value === "custom") {
         custom.hidden = false;
-        form.elements.start.focus();
-        return;
+        if (!keyboard) form.elements.start.focus();
+        return false;
       }
+      custom.hidden = true;
       form.elements.start.value = "";
       form.elements.end.value = "";
-      submit();
+      return true;
     });
     // Drop empty fields so the URL carries only what was chosen.
     form.addEventListener("formdata", (event) => {

@@ -1,0 +1,59 @@
+"""The Usage Statistics page as a demanding user tries it: export, keyboard, honest charts, many models."""
+
+import re
+
+import pytest
+
+from .test_dashboard_browser import browser, cast, login, wait_rendered  # noqa: F401 (fixtures)
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def test_export_downloads_the_api_csv_of_the_current_filters(browser, live_server, cast):  # noqa: F811
+    production = cast["keys"][0]
+    page = login(browser, live_server, cast)
+    page.get_by_label("API Key", exact=True).select_option(production.public_id)
+    page.wait_for_url(re.compile(rf"api_key={production.public_id}"))
+    wait_rendered(page)
+    with page.expect_download() as info:
+        page.get_by_role("link", name="Export CSV").click()
+    download = info.value
+    with open(download.path(), "rb") as handle:
+        downloaded = handle.read()
+    api = page.request.get(
+        f"{live_server.url}/api/v1/usage/export.csv?tenant=acme&preset=last_2_weeks&api_key={production.public_id}"
+    )
+    assert api.ok
+    assert downloaded == api.body()
+    assert downloaded.count(b"\r\n") > 10
+    assert production.public_id.encode() in downloaded and cast["keys"][1].public_id.encode() not in downloaded
+    assert download.suggested_filename.startswith("usage-acme-")
+
+
+def test_arrow_keys_in_a_filter_do_not_navigate_until_apply(browser, live_server, cast):  # noqa: F811
+    page = login(browser, live_server, cast)
+    start_url = page.url
+    page.evaluate("window.notReloaded = true")
+    preset = page.get_by_label("Time range", exact=True)
+    preset.focus()
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("ArrowDown")
+    page.wait_for_timeout(400)
+    assert page.evaluate("window.notReloaded") is True
+    assert page.url == start_url
+    chosen = preset.input_value()
+    assert chosen != "last_2_weeks"
+    assert page.locator("#apply-hint").is_visible()
+    page.get_by_role("button", name="Apply").click()
+    page.wait_for_url(re.compile(rf"preset={chosen}"))
+    wait_rendered(page)
+
+    # Leaving the control applies the choice too; a model chosen with the keyboard the same.
+    model = page.get_by_label("Model", exact=True)
+    model.focus()
+    page.keyboard.press("ArrowDown")
+    page.wait_for_timeout(300)
+    assert "model=" not in page.url
+    page.keyboard.press("Tab")
+    page.wait_for_url(re.compile(r"model=public"))
+    wait_rendered(page)
