@@ -7,6 +7,7 @@ its default context would also serialise the view object and the URL arguments.
 """
 
 import hashlib
+from dataclasses import replace
 from functools import cached_property
 from urllib.parse import urlencode
 
@@ -22,11 +23,12 @@ from accounts.tenancy import tenant_for_request
 
 from . import selectors
 from .colors import model_color
+from .comparisons import previous_usage, whole_days
 from .costs import CostSummary, minor_unit
 from .filters import CUSTOM, UsageFilterSet
 from .grid import usage_grid, usage_grids
 from .models import Model
-from .periods import DEFAULT_PRESET
+from .periods import DEFAULT_PRESET, comparison
 from .selectors import MAX_HOURLY_DAYS, Totals
 
 METRICS = ("total", "input", "output")
@@ -229,7 +231,12 @@ def dashboard_panel(tenant, filters, query, models=None):
     so it is cached under those. Only the clock ("Updated 12:00:00") is added afresh.
     ``models``: {id: Model} already loaded (the filter bar's choices); others are fetched.
     """
-    grid, previous = usage_grids(tenant=tenant, wanted=[(filters, bucket_for(filters)), (_previous(filters), "day")])
+    compared = comparison(filters.period, timezone.now(), tenant.tz)
+    whole = whole_days(compared)
+    wanted = [(filters, bucket_for(filters))] + ([(replace(filters, period=whole), "day")] if whole else [])
+    grids = usage_grids(tenant=tenant, wanted=wanted)
+    grid = grids[0]
+    previous = previous_usage(tenant, filters, compared, grid.priced, grids[1] if whole else None)
     models = dict(models or {})
     missing = {*grid.models, *previous.models} - models.keys()
     if missing:
@@ -239,7 +246,7 @@ def dashboard_panel(tenant, filters, query, models=None):
     key = "panel:" + hashlib.sha256(raw.encode()).hexdigest()
     panel = cache.get(key)
     if panel is None:
-        data = _panel_data(tenant, filters, query, grid, previous, models)
+        data = _panel_data(tenant, filters, query, grid, previous, models, compared)
         panel = {
             "data": data,
             "html": {
@@ -255,14 +262,16 @@ def dashboard_panel(tenant, filters, query, models=None):
     return panel
 
 
-def _panel_data(tenant, filters, query, grid, previous, models):
+def _panel_data(tenant, filters, query, grid, previous, models, compared):
     lines = grid_lines(grid, models)
     current = sum((totals for _model, _usage, totals in lines), Totals())
     cost = grid_cost(grid, previous, models)
     return {
         "empty": current.calls == 0,
         "period": _dates(filters.period),
-        "previous_period": _dates(filters.period.previous()),
+        "previous_period": _dates(compared.period),
+        "previous_until": compared.cutoff.isoformat() if compared.cutoff else None,
+        "comparison": compared.caption,
         "cards": cards(current, previous.totals),
         "cost": cost,
         "trend": trend_chart(tenant, grid, lines, cost),
@@ -280,10 +289,6 @@ def _model_link(query):
     query.pop("model", None)
     prefix = f"?{query.urlencode()}&" if query else "?"
     return lambda name: prefix + urlencode({"model": name})
-
-
-def _previous(filters):
-    return type(filters)(period=filters.period.previous(), api_key=filters.api_key, model=filters.model)
 
 
 # --- Endpoints -------------------------------------------------------------------------------
