@@ -6,6 +6,7 @@ Chart endpoints subclass django-chartjs's ``BaseLineChartView`` but return only 
 its default context would also serialise the view object and the URL arguments.
 """
 
+import datetime as dt
 import hashlib
 from dataclasses import replace
 from functools import cached_property
@@ -116,6 +117,44 @@ def bucket_label(bucket, value, tenant):
     return value.strftime("%b %d")
 
 
+def bucket_labels(bucket, values, tenant):
+    """The axis labels; on a day the clocks change, hours carry their zone abbreviation (or
+    offset), so the two "01:00" of a fall-back night read "01:00 EDT" and "01:00 EST"."""
+    labels = [bucket_label(bucket, value, tenant) for value in values]
+    if bucket == "hour" and len({value.astimezone(tenant.tz).utcoffset() for value in values}) > 1:
+        labels = [f"{label} {value.astimezone(tenant.tz):%Z}" for label, value in zip(labels, values, strict=True)]
+    return labels
+
+
+def progress(tenant, grid, now):
+    """(index of the bucket ``now`` falls in, index of the first bucket after it), None when absent.
+
+    The page draws the bucket in progress dashed and nothing after it: a future hour or day has
+    no usage yet, which is not the same as no usage.
+    """
+    if grid.bucket == "hour":
+        starts = grid.buckets
+        future = next((index for index, start in enumerate(starts) if start > now), None)
+        last = (len(starts) if future is None else future) - 1
+        current = last if last >= 0 and now < starts[last] + dt.timedelta(hours=1) else None
+        return current, future
+    today = now.astimezone(tenant.tz).date()
+    future = next((index for index, day in enumerate(grid.buckets) if day > today), None)
+    current = grid.buckets.index(today) if today in grid.buckets else None
+    return current, future
+
+
+def progress_note(tenant, grid, now, current, future):
+    if current is None:
+        return ""
+    local = now.astimezone(tenant.tz)
+    what = "this hour" if grid.bucket == "hour" else "today"
+    note = f"The dashed part is {what}, still in progress (until {local:%H:%M})."
+    if future is not None:
+        note += " Later " + ("hours" if grid.bucket == "hour" else "days") + " are not drawn."
+    return note
+
+
 def trend_datasets(lines, cost_by_model=None):
     """One line per model of ``grid_lines``, in that order; Total is shown first, Input / Output
     (and Cost) ride along for the switch.
@@ -205,13 +244,18 @@ def breakdown_rows(lines):
     return selectors.breakdown_rows((model, totals) for model, _usage, totals in lines)
 
 
-def trend_chart(tenant, grid, lines, cost=None):
+def trend_chart(tenant, grid, lines, cost=None, now=None):
     currency, cost_by_model = trend_cost(grid, cost)
+    now = now or timezone.now()
+    current, future = progress(tenant, grid, now)
     return {
         "bucket": grid.bucket,
-        "labels": [bucket_label(grid.bucket, value, tenant) for value in grid.buckets],
+        "labels": bucket_labels(grid.bucket, grid.buckets, tenant),
         "datasets": trend_datasets(lines, cost_by_model),
         "cost_currency": currency,
+        "current_index": current,
+        "future_index": future,
+        "progress_note": progress_note(tenant, grid, now, current, future),
     }
 
 
@@ -231,7 +275,8 @@ def dashboard_panel(tenant, filters, query, models=None):
     so it is cached under those. Only the clock ("Updated 12:00:00") is added afresh.
     ``models``: {id: Model} already loaded (the filter bar's choices); others are fetched.
     """
-    compared = comparison(filters.period, timezone.now(), tenant.tz)
+    now = timezone.now()
+    compared = comparison(filters.period, now, tenant.tz)
     whole = whole_days(compared)
     wanted = [(filters, bucket_for(filters))] + ([(replace(filters, period=whole), "day")] if whole else [])
     grids = usage_grids(tenant=tenant, wanted=wanted)
@@ -242,11 +287,15 @@ def dashboard_panel(tenant, filters, query, models=None):
     if missing:
         models.update(Model.objects.in_bulk(list(missing)))
     shown = sorted((pk, models[pk].name, models[pk].color) for pk in {*grid.models, *previous.models})
-    raw = repr((grid.key, previous.key, shown, query.urlencode(), tenant.timezone, filters.period))
+    # The bucket in progress (drawn dashed, later ones not at all) moves with the clock, and the
+    # note names the minute: both are part of what the panel shows.
+    in_progress = progress(tenant, grid, now)
+    marker = (in_progress, in_progress[0] is not None and now.astimezone(tenant.tz).strftime("%H:%M"))
+    raw = repr((grid.key, previous.key, shown, query.urlencode(), tenant.timezone, filters.period, marker))
     key = "panel:" + hashlib.sha256(raw.encode()).hexdigest()
     panel = cache.get(key)
     if panel is None:
-        data = _panel_data(tenant, filters, query, grid, previous, models, compared)
+        data = _panel_data(tenant, filters, query, grid, previous, models, compared, now)
         panel = {
             "data": data,
             "html": {
@@ -256,13 +305,12 @@ def dashboard_panel(tenant, filters, query, models=None):
             "json": json_script(json_data(data), "dashboard-data"),
         }
         cache.set(key, panel, timeout=PANEL_CACHE_SECONDS)
-    now = timezone.now()
     panel["data"]["updated_at"] = now.isoformat()
     panel["data"]["updated_display"] = now.astimezone(tenant.tz).strftime("%H:%M:%S")
     return panel
 
 
-def _panel_data(tenant, filters, query, grid, previous, models, compared):
+def _panel_data(tenant, filters, query, grid, previous, models, compared, now):
     lines = grid_lines(grid, models)
     current = sum((totals for _model, _usage, totals in lines), Totals())
     cost = grid_cost(grid, previous, models)
@@ -274,7 +322,7 @@ def _panel_data(tenant, filters, query, grid, previous, models, compared):
         "comparison": compared.caption,
         "cards": cards(current, previous.totals),
         "cost": cost,
-        "trend": trend_chart(tenant, grid, lines, cost),
+        "trend": trend_chart(tenant, grid, lines, cost, now),
         "distribution": distribution_rows(breakdown_rows(lines), query, cost),
     }
 

@@ -28,10 +28,16 @@
     return Boolean(state.data.trend.cost_currency);
   }
 
+  // Buckets after "now" have no usage yet, which is not zero usage: they are not drawn (null).
   function metricValues(set, metric) {
     // Cost amounts arrive as exact decimal strings; the chart needs numbers to plot them.
-    return metric === "cost" ? (set.cost || []).map(Number) : set[metric];
+    const values = metric === "cost" ? (set.cost || []).map(Number) : set[metric];
+    const future = state.data.trend.future_index;
+    return future === null || future === undefined ? values : values.map((v, i) => (i >= future ? null : v));
   }
+
+  // The segment into the bucket in progress is dashed: its number is still growing.
+  const inProgress = (ctx) => (ctx.p1DataIndex === state.data.trend.current_index ? [6, 4] : undefined);
 
   // Each dataset carries total/input/output (and cost); the switch only picks which one is drawn.
   function trendDatasets() {
@@ -47,6 +53,7 @@
       borderWidth: 2,
       // Monotone curves never overshoot: a line never suggests usage that did not happen.
       cubicInterpolationMode: "monotone",
+      segment: { borderDash: inProgress },
       pointRadius: state.data.trend.labels.length > 40 ? 0 : 2,
       pointHoverRadius: 4,
     }));
@@ -124,6 +131,7 @@
   function render() {
     root.dataset.empty = String(state.data.empty);
     document.getElementById("trend-bucket").textContent = "by " + state.data.trend.bucket;
+    document.getElementById("trend-note").textContent = state.data.trend.progress_note || "";
     drawTrend();
     drawDistribution();
     root.dataset.rendered = String(Date.now());

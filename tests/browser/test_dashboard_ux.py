@@ -3,7 +3,9 @@
 import re
 
 import pytest
+from django.utils import timezone
 
+from ..usage.factories import make_calls
 from .test_dashboard_browser import browser, cast, login, wait_rendered  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -57,3 +59,41 @@ def test_arrow_keys_in_a_filter_do_not_navigate_until_apply(browser, live_server
     page.keyboard.press("Tab")
     page.wait_for_url(re.compile(r"model=public"))
     wait_rendered(page)
+
+
+def test_today_draws_no_future_and_dashes_the_hour_in_progress(browser, live_server, cast):  # noqa: F811
+    now = timezone.now()
+    make_calls(
+        cast["tenant"],
+        [
+            {
+                "api_key": cast["keys"][0],
+                "model": cast["models"][0],
+                "occurred_at": now,
+                "input_tokens": 100,
+                "output_tokens": 10,
+            }
+        ],
+    )
+    page = login(browser, live_server, cast)
+    page.goto(page.url.split("?")[0] + "?preset=today")
+    wait_rendered(page)
+    trend = page.evaluate(
+        """(() => { const c = Chart.getChart('trend-chart'); const t = JSON.parse(
+             document.getElementById('dashboard-data').textContent).trend;
+           return {data: c.data.datasets.map((s) => s.data), labels: c.data.labels.length,
+                   current: t.current_index, future: t.future_index}; })()"""
+    )
+    assert trend["current"] is not None
+    for values in trend["data"]:
+        drawn = [index for index, value in enumerate(values) if value is not None]
+        assert drawn == list(range(trend["current"] + 1))
+    if trend["future"] is not None:
+        assert trend["future"] == trend["current"] + 1 and trend["labels"] > trend["future"]
+    dash = page.evaluate(
+        f"Chart.getChart('trend-chart').data.datasets[0].segment.borderDash({{p1DataIndex: {trend['current']}}})"
+    )
+    assert dash == [6, 4]
+    assert page.evaluate("Chart.getChart('trend-chart').data.datasets[0].segment.borderDash({p1DataIndex: 0})") is None
+    assert "still in progress" in page.locator("#trend-note").inner_text()
+    assert "until" in page.locator("#compare-note").inner_text()
