@@ -23,7 +23,7 @@ from django.utils.html import json_script
 from accounts.tenancy import tenant_for_request
 
 from . import selectors
-from .colors import model_color
+from .colors import chart_colors, model_color
 from .comparisons import previous_usage, whole_days
 from .costs import CostSummary, minor_unit
 from .filters import CUSTOM, UsageFilterSet
@@ -155,15 +155,16 @@ def progress_note(tenant, grid, now, current, future):
     return note
 
 
-def trend_datasets(lines, cost_by_model=None):
+def trend_datasets(lines, cost_by_model=None, colors=None):
     """One line per model of ``grid_lines``, in that order; Total is shown first, Input / Output
     (and Cost) ride along for the switch.
 
     Cost amounts travel as decimal strings: the chart plots them, the tooltip shows them exactly.
     """
     datasets = []
+    colors = colors or line_colors(lines)
     for model, usage, _totals in lines:
-        color = model_color(model)
+        color = colors.get(model.pk) or model_color(model)
         total = usage.total
         dataset = {
             "label": model.name,
@@ -211,7 +212,12 @@ def cards(current, previous):
     ]
 
 
-def distribution_rows(rows, query, cost=None):
+def line_colors(lines):
+    """{model pk: colour} of models drawn together (busiest first): see ``colors.chart_colors``."""
+    return chart_colors([model for model, _usage, _totals in lines])
+
+
+def distribution_rows(rows, query, cost=None, colors=None):
     """Rows of the distribution table; ``url`` filters the page by the row's model."""
     by_model = (cost or {}).get("by_model", {})
     link = _model_link(query)
@@ -219,7 +225,7 @@ def distribution_rows(rows, query, cost=None):
         {
             "model": row.group.name,
             "url": link(row.group.name),
-            "color": model_color(row.group),
+            "color": (colors or {}).get(row.group.pk) or model_color(row.group),
             "tokens": row.totals.total_tokens,
             "display": ktokens(row.totals.total_tokens),
             "exact": f"{row.totals.total_tokens:,}",
@@ -244,14 +250,14 @@ def breakdown_rows(lines):
     return selectors.breakdown_rows((model, totals) for model, _usage, totals in lines)
 
 
-def trend_chart(tenant, grid, lines, cost=None, now=None):
+def trend_chart(tenant, grid, lines, cost=None, now=None, colors=None):
     currency, cost_by_model = trend_cost(grid, cost)
     now = now or timezone.now()
     current, future = progress(tenant, grid, now)
     return {
         "bucket": grid.bucket,
         "labels": bucket_labels(grid.bucket, grid.buckets, tenant),
-        "datasets": trend_datasets(lines, cost_by_model),
+        "datasets": trend_datasets(lines, cost_by_model, colors),
         "cost_currency": currency,
         "current_index": current,
         "future_index": future,
@@ -312,6 +318,7 @@ def dashboard_panel(tenant, filters, query, models=None):
 
 def _panel_data(tenant, filters, query, grid, previous, models, compared, now):
     lines = grid_lines(grid, models)
+    colors = line_colors(lines)
     current = sum((totals for _model, _usage, totals in lines), Totals())
     cost = grid_cost(grid, previous, models)
     return {
@@ -322,8 +329,8 @@ def _panel_data(tenant, filters, query, grid, previous, models, compared, now):
         "comparison": compared.caption,
         "cards": cards(current, previous.totals),
         "cost": cost,
-        "trend": trend_chart(tenant, grid, lines, cost, now),
-        "distribution": distribution_rows(breakdown_rows(lines), query, cost),
+        "trend": trend_chart(tenant, grid, lines, cost, now, colors),
+        "distribution": distribution_rows(breakdown_rows(lines), query, cost, colors),
     }
 
 
@@ -402,7 +409,7 @@ class DistributionChartView(TenantChartView):
     @cached_property
     def rows(self):
         _grid, lines = filtered_grid(self.tenant, self.filters)
-        return distribution_rows(breakdown_rows(lines), self.request.GET)
+        return distribution_rows(breakdown_rows(lines), self.request.GET, colors=line_colors(lines))
 
     def get_labels(self):
         return [row["model"] for row in self.rows]

@@ -1,9 +1,15 @@
 """The Usage Statistics page as a demanding user tries it: export, keyboard, honest charts, many models."""
 
+import datetime as dt
+import itertools
+import json
 import re
 
 import pytest
 from django.utils import timezone
+
+from usage.colors import MIN_DISTANCE, distance
+from usage.models import Model
 
 from ..usage.factories import make_calls
 from .test_dashboard_browser import browser, cast, login, wait_rendered  # noqa: F401 (fixtures)
@@ -97,3 +103,69 @@ def test_today_draws_no_future_and_dashes_the_hour_in_progress(browser, live_ser
     assert page.evaluate("Chart.getChart('trend-chart').data.datasets[0].segment.borderDash({p1DataIndex: 0})") is None
     assert "still in progress" in page.locator("#trend-note").inner_text()
     assert "until" in page.locator("#compare-note").inner_text()
+
+
+@pytest.fixture
+def many_models(cast):  # noqa: F811
+    """Twenty models on the cast's tenant (deepseek-r1 with its own purple) over the last days."""
+    Model.objects.filter(name="public/deepseek-r1").update(color="#7c3aed")
+    names = [f"public/model-{index:02d}" for index in range(15)]
+    models = cast["models"] + [Model.objects.create(name=name) for name in names]
+    now = timezone.now()
+    specs = [
+        {
+            "api_key": cast["keys"][index % 2],
+            "model": model,
+            "occurred_at": now - dt.timedelta(days=day, hours=3),
+            "input_tokens": 5000 - index * 200 + day,
+            "output_tokens": 100 + index,
+        }
+        for index, model in enumerate(models)
+        for day in range(1, 6)
+    ]
+    make_calls(cast["tenant"], specs)
+    return models
+
+
+def _drawn(page):
+    return page.evaluate(
+        """(() => { const c = Chart.getChart('trend-chart');
+           return {type: c.config.type, stacked: Boolean(c.options.scales.y.stacked),
+                   sets: c.data.datasets.map((s) => ({label: s.label, data: s.data, color: s.borderColor})),
+                   doughnut: Chart.getChart('distribution-chart').data.datasets[0].data,
+                   slices: Chart.getChart('distribution-chart').data.labels}; })()"""
+    )
+
+
+def test_many_models_top_n_plus_other_sum_to_the_total(browser, live_server, cast, many_models):  # noqa: F811
+    page = login(browser, live_server, cast, viewport={"width": 1440, "height": 1000})
+    server = json.loads(page.locator("#dashboard-data").text_content())
+    assert len(server["trend"]["datasets"]) == 20
+    total = int(page.locator('[data-card="total_tokens"] .stat-value').get_attribute("data-value"))
+    drawn = _drawn(page)
+    assert [s["label"] for s in drawn["sets"]][-1] == "Other (12 models)" and len(drawn["sets"]) == 9
+    for index in range(len(server["trend"]["labels"])):
+        shown = sum(s["data"][index] or 0 for s in drawn["sets"])
+        assert shown == sum(s["total"][index] for s in server["trend"]["datasets"])
+    assert sum(s["data"][i] or 0 for s in drawn["sets"] for i in range(len(s["data"]))) == total
+    assert sum(drawn["doughnut"]) == total and drawn["slices"][-1] == "Other (12 models)"
+
+    # Colours: the operator's purple stays, and no two of the twenty read as one.
+    colors = {s["label"]: s["borderColor"] for s in server["trend"]["datasets"]}
+    assert colors["public/deepseek-r1"] == "#7c3aed"
+    assert min(distance(a, b) for a, b in itertools.combinations(colors.values(), 2)) >= MIN_DISTANCE
+
+    page.get_by_label("Models", exact=True).select_option("all")
+    assert len(_drawn(page)["sets"]) == 20
+    page.get_by_role("button", name="Stacked bars").click()
+    drawn = _drawn(page)
+    assert drawn["type"] == "bar" and drawn["stacked"] and len(drawn["sets"]) == 20
+    page.get_by_label("Models", exact=True).select_option("5")
+    drawn = _drawn(page)
+    assert drawn["type"] == "bar" and len(drawn["sets"]) == 6 and len(drawn["doughnut"]) == 6
+    assert sum(drawn["doughnut"]) == total
+
+    # The data table shows what the chart draws.
+    page.get_by_text("Show the trend as a table").click()
+    headers = page.locator("#trend-table thead th").all_text_contents()
+    assert headers[1:] == [s["label"] for s in drawn["sets"]]
