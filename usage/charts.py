@@ -67,7 +67,10 @@ def grid_cost(grid, previous, models):
     for summary in by_model.values():
         total.merge(summary)
     before = previous.cost_summary({model_id: models[model_id].name for model_id in previous.models})
-    return {"summary": total, "by_model": by_model, "change": _cost_change(total, before)}
+    # One meaning on the page and in the API: the sum of the priced calls, "0.00 USD" when none
+    # (an empty period costs nothing); tokens without a price are reported beside it, never as 0.
+    display = [(item["amount"], item["currency"]) for item in total.as_api()]
+    return {"summary": total, "display": display, "by_model": by_model, "change": _cost_change(total, before)}
 
 
 def trend_cost(grid, cost):

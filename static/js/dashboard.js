@@ -291,6 +291,16 @@
     root.dataset.view = view;
   }
 
+  function sessionEnded(loginUrl) {
+    const box = document.getElementById("updated-at");
+    box.textContent = "Your session has ended. ";
+    const link = document.createElement("a");
+    link.href = loginUrl;
+    link.textContent = "Log in again";
+    box.append(link);
+    root.dataset.session = "ended";
+  }
+
   async function refresh() {
     const button = document.getElementById("refresh");
     button.disabled = true;
@@ -301,6 +311,12 @@
         headers: { Accept: "application/json" },
         credentials: "same-origin",
       });
+      // A session that ended (logout, expiry, another tab) is sent to the login page: say so.
+      const type = response.headers.get("Content-Type") || "";
+      if (response.status === 401 || response.status === 403 || (response.ok && !type.includes("json"))) {
+        sessionEnded(button.dataset.loginUrl);
+        return;
+      }
       if (!response.ok) throw new Error("HTTP " + response.status);
       const data = await response.json();
       document.getElementById("cards").innerHTML = data.html.cards;

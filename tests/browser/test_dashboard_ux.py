@@ -8,6 +8,8 @@ import re
 import pytest
 from django.utils import timezone
 
+from accounts import services
+from accounts.models import Membership, User
 from usage.colors import MIN_DISTANCE, distance
 from usage.models import Model
 
@@ -169,3 +171,26 @@ def test_many_models_top_n_plus_other_sum_to_the_total(browser, live_server, cas
     page.get_by_text("Show the trend as a table").click()
     headers = page.locator("#trend-table thead th").all_text_contents()
     assert headers[1:] == [s["label"] for s in drawn["sets"]]
+
+
+def test_refresh_after_logout_says_the_session_ended(browser, live_server, cast):  # noqa: F811
+    page = login(browser, live_server, cast)
+    page.context.clear_cookies()
+    page.get_by_role("button", name="Refresh").click()
+    page.wait_for_function("document.getElementById('dashboard').dataset.session === 'ended'")
+    assert page.locator("#updated-at").inner_text().startswith("Your session has ended.")
+    link = page.get_by_role("link", name="Log in again")
+    assert "/accounts/login/?next=/t/acme/usage/" in link.get_attribute("href")
+    link.click()
+    page.wait_for_url(re.compile(r"/accounts/login/"))
+
+
+def test_favicon_and_tenant_switcher_role_on_one_line(browser, live_server, cast):  # noqa: F811
+    other = services.tenant_create(slug="globex", name="Globex", timezone_name="UTC")
+    Membership.objects.create(user=User.objects.get(email="member@acme.test"), tenant=other, role="admin")
+    page = login(browser, live_server, cast)
+    assert page.request.get(f"{live_server.url}/favicon.ico").ok
+    page.locator(".tenant-switcher summary").click()
+    item = page.locator(".tenant-switcher li").first
+    name, role = item.locator("a").bounding_box(), item.locator("small").bounding_box()
+    assert abs(name["y"] - role["y"]) < name["height"]  # the role sits beside the name

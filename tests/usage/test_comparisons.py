@@ -125,3 +125,13 @@ def test_cost_change_compares_the_same_cut(owner_client, tenant, llm, days_of_ca
     # Each call costs 1.00 + 1.00 = 2.00 USD: 4.00 today against 6.00 yesterday until 15:30.
     assert data["cost"]["change"]["percent"] == round((4 - 6) / 6 * 100, 1)
     assert [Decimal(item["amount"]) for item in data["cost"]["amounts"]] == [Decimal("4.00")]
+
+
+def test_an_empty_priced_period_costs_zero_on_the_page_as_in_the_api(owner_client, tenant, llm, pinned):
+    price(llm, dt.date(2026, 1, 1), "1.00", "2.00")
+    params = {"preset": "custom", "start": "2026-06-01", "end": "2026-06-03"}
+    page = owner_client.get(reverse("usage:dashboard", kwargs={"slug": tenant.slug}), params).content.decode()
+    card = page[page.index('id="cost-card"') :][:400]
+    assert "0.00 <small>USD</small>" in card and "—" not in card
+    data = owner_client.get(reverse("usage:data", kwargs={"slug": tenant.slug}), params).json()
+    assert data["cost"]["amounts"] == [{"amount": "0.00", "currency": "USD", "unpriced_tokens": 0}]
