@@ -315,7 +315,8 @@ def dashboard_panel(tenant, filters, query, models=None):
         }
         cache.set(key, panel, timeout=PANEL_CACHE_SECONDS)
     panel["data"]["updated_at"] = now.isoformat()
-    panel["data"]["updated_display"] = now.astimezone(tenant.tz).strftime("%H:%M:%S")
+    # The clock names its zone (the tenant's): "14:27:54 CET".
+    panel["data"]["updated_display"] = now.astimezone(tenant.tz).strftime("%H:%M:%S %Z")
     return panel
 
 

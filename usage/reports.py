@@ -78,7 +78,11 @@ def monthly_report(request, slug):
     if not form.is_valid():
         return render(request, "usage/monthly_report.html", context, status=400)
     report = expense_report(tenant=tenant, filters=form.usage_filters())
-    context.update(report=report, period=report.filters.period, query=form.query())
+    period = report.filters.period
+    today = tenant_today(tenant)
+    # The current month is not over: the report says "month to date" and up to which day.
+    to_date = today if period.start <= today <= period.end else None
+    context.update(report=report, period=period, query=form.query(), month_to_date=to_date)
     return render(request, "usage/monthly_report.html", context)
 
 

@@ -2,6 +2,7 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
 
 from .charts import dashboard_panel, filtered
+from .models import CallRecord
 
 
 def _key_label(key):
@@ -22,4 +23,6 @@ def dashboard(request, slug):
     models = {model.pk: model for model in filterset.form.fields["model"].queryset}
     panel = dashboard_panel(tenant, filterset.usage_filters(), request.GET, models)
     context.update(data=panel["data"], html=panel["html"], chart_json=panel["json"])
+    # A tenant that never had a call gets told how calls arrive, not just "no usage".
+    context["no_calls_yet"] = panel["data"]["empty"] and not CallRecord.objects.filter(tenant=tenant).exists()
     return render(request, "usage/dashboard.html", context)

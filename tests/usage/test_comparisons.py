@@ -135,3 +135,23 @@ def test_an_empty_priced_period_costs_zero_on_the_page_as_in_the_api(owner_clien
     assert "0.00 <small>USD</small>" in card and "—" not in card
     data = owner_client.get(reverse("usage:data", kwargs={"slug": tenant.slug}), params).json()
     assert data["cost"]["amounts"] == [{"amount": "0.00", "currency": "USD", "unpriced_tokens": 0}]
+
+
+def test_a_tenant_without_calls_is_told_how_calls_arrive(owner_client, tenant, pinned):
+    page = owner_client.get(reverse("usage:dashboard", kwargs={"slug": tenant.slug})).content.decode()
+    assert "No calls reported for Acme yet" in page and reverse("api_keys", kwargs={"slug": tenant.slug}) in page
+
+
+def test_a_tenant_with_calls_elsewhere_sees_no_onboarding(owner_client, tenant, days_of_calls):
+    params = {"preset": "custom", "start": "2026-06-01", "end": "2026-06-03"}
+    page = owner_client.get(reverse("usage:dashboard", kwargs={"slug": tenant.slug}), params).content.decode()
+    assert "No calls reported" not in page and "No usage in this period" in page
+
+
+def test_updated_names_the_zone_and_the_report_says_month_to_date(owner_client, tenant, days_of_calls):
+    data = owner_client.get(reverse("usage:data", kwargs={"slug": tenant.slug})).json()
+    assert data["updated_display"] == "15:30:00 UTC"
+    page = owner_client.get(reverse("reports:monthly", kwargs={"slug": tenant.slug})).content.decode()
+    assert "(month to date)" in page and "month to date: 2026-12-01 to 2026-12-02" in page
+    past = owner_client.get(reverse("reports:monthly", kwargs={"slug": tenant.slug}), {"month": "2026-11"})
+    assert "month to date" not in past.content.decode()
