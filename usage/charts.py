@@ -227,6 +227,8 @@ def distribution_rows(rows, query, cost=None, colors=None):
     return [
         {
             "model": row.group.name,
+            # "public/deepseek-r1" may wrap after the slash on a phone, never inside a word.
+            "model_parts": row.group.name.rpartition("/"),
             "url": link(row.group.name),
             "color": (colors or {}).get(row.group.pk) or model_color(row.group),
             "tokens": row.totals.total_tokens,

@@ -246,6 +246,12 @@
     return [...rows.slice(0, count), other];
   }
 
+  // A table wider than the phone says it scrolls (caption cue, edge shadow).
+  function markScrollable() {
+    const table = document.querySelector(".distribution-table");
+    if (table) table.classList.toggle("is-scrollable", table.scrollWidth > table.clientWidth + 1);
+  }
+
   function render() {
     root.dataset.empty = String(state.data.empty);
     document.getElementById("trend-bucket").textContent = "by " + state.data.trend.bucket;
@@ -254,6 +260,7 @@
     drawDistribution();
     renderTrendTable();
     wireTop();
+    markScrollable();
     root.dataset.rendered = String(Date.now());
   }
 
@@ -402,6 +409,22 @@
     renderTrendTable();
   });
   document.getElementById("refresh").addEventListener("click", refresh);
+  // Optional auto-refresh: off by default; every 60 s while the tab is visible, and on return to it.
+  const AUTO_REFRESH_MS = 60000;
+  let autoTimer = null;
+  const autoBox = document.getElementById("auto-refresh");
+  const autoTick = () => {
+    if (document.visibilityState === "visible" && root.dataset.session !== "ended") refresh();
+  };
+  autoBox.addEventListener("change", () => {
+    clearInterval(autoTimer);
+    autoTimer = autoBox.checked ? setInterval(autoTick, AUTO_REFRESH_MS) : null;
+    root.dataset.autoRefresh = String(autoBox.checked);
+  });
+  document.addEventListener("visibilitychange", () => {
+    if (autoBox.checked && document.visibilityState === "visible") autoTick();
+  });
+  window.addEventListener("resize", markScrollable);
   wireFilters();
   render();
   root.dataset.metric = state.metric;
