@@ -194,3 +194,28 @@ def test_favicon_and_tenant_switcher_role_on_one_line(browser, live_server, cast
     item = page.locator(".tenant-switcher li").first
     name, role = item.locator("a").bounding_box(), item.locator("small").bounding_box()
     assert abs(name["y"] - role["y"]) < name["height"]  # the role sits beside the name
+
+
+def test_auto_refresh_is_off_until_chosen(browser, live_server, cast):  # noqa: F811
+    page = login(browser, live_server, cast)
+    box = page.get_by_label("Auto-refresh")
+    assert not box.is_checked()
+    updated = page.locator("#updated-at time").get_attribute("datetime")
+    page.evaluate("document.dispatchEvent(new Event('visibilitychange'))")
+    page.wait_for_timeout(500)
+    assert page.locator("#updated-at time").get_attribute("datetime") == updated
+    box.check()
+    page.evaluate("document.dispatchEvent(new Event('visibilitychange'))")
+    page.wait_for_function(f"document.querySelector('#updated-at time')?.getAttribute('datetime') !== '{updated}'")
+
+
+def test_distribution_table_fits_a_phone(browser, live_server, cast):  # noqa: F811
+    page = login(browser, live_server, cast, viewport={"width": 390, "height": 844})
+    fits = page.evaluate(
+        "(() => { const t = document.querySelector('.distribution-table');"
+        " return t.scrollWidth <= t.clientWidth + 1; })()"
+    )
+    assert fits
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    name = page.locator(".distribution-table .model-name").first
+    assert name.bounding_box()["height"] < 24  # one line: the name does not break
