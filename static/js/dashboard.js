@@ -91,6 +91,17 @@
     return [...sets.slice(0, count), other];
   }
 
+  function barColors(color) {
+    const current = state.data.trend.current_index;
+    if (current === null || current === undefined || !/^#[0-9a-f]{6}$/i.test(color)) return color;
+    return state.data.trend.labels.map((_label, index) => (index === current ? color + "66" : color));
+  }
+
+  function progressNote() {
+    const note = state.data.trend.progress_note || "";
+    return state.view === "bars" ? note.replace("The dashed part is", "The lighter bar is") : note;
+  }
+
   // Each dataset carries total/input/output (and cost); the switch only picks which one is drawn.
   function trendDatasets() {
     const bars = state.view === "bars";
@@ -102,7 +113,8 @@
       output: set.output,
       cost: set.cost,
       borderColor: set.borderColor,
-      backgroundColor: set.backgroundColor,
+      // Bars: the bucket in progress is drawn lighter (lines dash it).
+      backgroundColor: bars ? barColors(set.backgroundColor) : set.backgroundColor,
       borderWidth: bars ? 0 : 2,
       borderDash: set.other ? [2, 2] : undefined,
       // Monotone curves never overshoot: a line never suggests usage that did not happen.
@@ -255,7 +267,7 @@
   function render() {
     root.dataset.empty = String(state.data.empty);
     document.getElementById("trend-bucket").textContent = "by " + state.data.trend.bucket;
-    document.getElementById("trend-note").textContent = state.data.trend.progress_note || "";
+    document.getElementById("trend-note").textContent = progressNote();
     drawTrend();
     drawDistribution();
     renderTrendTable();
@@ -295,6 +307,7 @@
       button.setAttribute("aria-pressed", String(button.dataset.view === view));
     });
     drawTrend();
+    document.getElementById("trend-note").textContent = progressNote();
     root.dataset.view = view;
   }
 
