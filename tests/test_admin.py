@@ -209,3 +209,28 @@ def test_alert_history_changelist_needs_few_queries(superuser_client, data, djan
     with django_assert_max_num_queries(8):
         response = superuser_client.get(_admin_url(BudgetAlert, "changelist"))
     assert response.status_code == 200 and b"cap" in response.content
+
+
+def test_call_record_search_by_prefix(superuser_client, data):
+    response = superuser_client.get(_admin_url(CallRecord, "changelist"), {"q": "r-1*"})
+    found = sorted(row.request_id for row in response.context["cl"].result_list)
+    assert found and all(request_id.startswith("r-1") for request_id in found)
+    assert found == sorted(CallRecord.objects.filter(request_id__startswith="r-1").values_list("request_id", flat=True))
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="index plans are PostgreSQL's")
+def test_request_id_prefix_search_uses_an_index(data):
+    with connection.cursor() as cursor:
+        cursor.execute("SET enable_seqscan = off")
+        plan = CallRecord.objects.filter(request_id__startswith="r-1").explain()
+        cursor.execute("RESET enable_seqscan")
+    assert "callrecord_request_prefix" in plan
+
+
+def test_capped_count_reads_as_a_lower_bound(superuser_client, data, monkeypatch):
+    monkeypatch.setattr(usage_admin.CappedCountPaginator, "CAP", 12)
+    page = superuser_client.get(_admin_url(CallRecord, "changelist")).content.decode()
+    assert "12+ call records" in page
+    monkeypatch.setattr(usage_admin.CappedCountPaginator, "CAP", 10_000)
+    page = superuser_client.get(_admin_url(CallRecord, "changelist")).content.decode()
+    assert "+ call records" not in page

@@ -28,6 +28,15 @@ class CappedCountPaginator(Paginator):
     def count(self):
         return self.object_list[: self.CAP].count()
 
+    @property
+    def is_capped(self):
+        """The count stopped at the cap: the real number is at least this (shown "10,000+")."""
+        return self.count >= self.CAP
+
+    @property
+    def capped_display(self):
+        return f"{self.CAP:,}+"
+
 
 class BigTableAdmin(admin.ModelAdmin):
     """Changelists over millions of rows: no full count, no joins for filters, read-only."""
@@ -80,16 +89,23 @@ class CallRecordAdmin(BigTableAdmin):
     list_select_related = ["tenant", "api_key", "model"]
     raw_id_fields = ["tenant", "api_key", "model"]
     search_fields = ["request_id"]
-    search_help_text = "Exact request id. Filter by tenant first on big ledgers."
+    search_help_text = (
+        "Exact request id, or its beginning followed by * (case-sensitive, e.g. req-2026-11*). "
+        "Filter by tenant first on big ledgers."
+    )
     list_filter = ["tenant"]
     ordering = ["-id"]
 
     def get_search_results(self, request, queryset, search_term):
         # Django's "=request_id" is a case-insensitive UPPER() match that no index serves; an exact
         # match uses the (tenant, request_id) unique index once a tenant is filtered.
+        # A prefix ("abc*") is a LIKE 'abc%' that the varchar_pattern_ops index on request_id serves
+        # whatever the database's collation (migration 0003).
         term = search_term.strip()
         if not term:
             return queryset, False
+        if term.endswith("*") and term.rstrip("*"):
+            return queryset.filter(request_id__startswith=term.rstrip("*")), False
         return queryset.filter(request_id=term), False
 
 

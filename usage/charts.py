@@ -6,7 +6,9 @@ Chart endpoints subclass django-chartjs's ``BaseLineChartView`` but return only 
 its default context would also serialise the view object and the URL arguments.
 """
 
+import datetime as dt
 import hashlib
+from dataclasses import replace
 from functools import cached_property
 from urllib.parse import urlencode
 
@@ -21,12 +23,13 @@ from django.utils.html import json_script
 from accounts.tenancy import tenant_for_request
 
 from . import selectors
-from .colors import model_color
+from .colors import chart_colors, model_color
+from .comparisons import previous_usage, whole_days
 from .costs import CostSummary, minor_unit
 from .filters import CUSTOM, UsageFilterSet
 from .grid import usage_grid, usage_grids
 from .models import Model
-from .periods import DEFAULT_PRESET
+from .periods import DEFAULT_PRESET, comparison
 from .selectors import MAX_HOURLY_DAYS, Totals
 
 METRICS = ("total", "input", "output")
@@ -64,7 +67,10 @@ def grid_cost(grid, previous, models):
     for summary in by_model.values():
         total.merge(summary)
     before = previous.cost_summary({model_id: models[model_id].name for model_id in previous.models})
-    return {"summary": total, "by_model": by_model, "change": _cost_change(total, before)}
+    # One meaning on the page and in the API: the sum of the priced calls, "0.00 USD" when none
+    # (an empty period costs nothing); tokens without a price are reported beside it, never as 0.
+    display = [(item["amount"], item["currency"]) for item in total.as_api()]
+    return {"summary": total, "display": display, "by_model": by_model, "change": _cost_change(total, before)}
 
 
 def trend_cost(grid, cost):
@@ -114,15 +120,54 @@ def bucket_label(bucket, value, tenant):
     return value.strftime("%b %d")
 
 
-def trend_datasets(lines, cost_by_model=None):
+def bucket_labels(bucket, values, tenant):
+    """The axis labels; on a day the clocks change, hours carry their zone abbreviation (or
+    offset), so the two "01:00" of a fall-back night read "01:00 EDT" and "01:00 EST"."""
+    labels = [bucket_label(bucket, value, tenant) for value in values]
+    if bucket == "hour" and len({value.astimezone(tenant.tz).utcoffset() for value in values}) > 1:
+        labels = [f"{label} {value.astimezone(tenant.tz):%Z}" for label, value in zip(labels, values, strict=True)]
+    return labels
+
+
+def progress(tenant, grid, now):
+    """(index of the bucket ``now`` falls in, index of the first bucket after it), None when absent.
+
+    The page draws the bucket in progress dashed and nothing after it: a future hour or day has
+    no usage yet, which is not the same as no usage.
+    """
+    if grid.bucket == "hour":
+        starts = grid.buckets
+        future = next((index for index, start in enumerate(starts) if start > now), None)
+        last = (len(starts) if future is None else future) - 1
+        current = last if last >= 0 and now < starts[last] + dt.timedelta(hours=1) else None
+        return current, future
+    today = now.astimezone(tenant.tz).date()
+    future = next((index for index, day in enumerate(grid.buckets) if day > today), None)
+    current = grid.buckets.index(today) if today in grid.buckets else None
+    return current, future
+
+
+def progress_note(tenant, grid, now, current, future):
+    if current is None:
+        return ""
+    local = now.astimezone(tenant.tz)
+    what = "this hour" if grid.bucket == "hour" else "today"
+    note = f"The dashed part is {what}, still in progress (until {local:%H:%M})."
+    if future is not None:
+        note += " Later " + ("hours" if grid.bucket == "hour" else "days") + " are not drawn."
+    return note
+
+
+def trend_datasets(lines, cost_by_model=None, colors=None):
     """One line per model of ``grid_lines``, in that order; Total is shown first, Input / Output
     (and Cost) ride along for the switch.
 
     Cost amounts travel as decimal strings: the chart plots them, the tooltip shows them exactly.
     """
     datasets = []
+    colors = colors or line_colors(lines)
     for model, usage, _totals in lines:
-        color = model_color(model)
+        color = colors.get(model.pk) or model_color(model)
         total = usage.total
         dataset = {
             "label": model.name,
@@ -170,15 +215,22 @@ def cards(current, previous):
     ]
 
 
-def distribution_rows(rows, query, cost=None):
+def line_colors(lines):
+    """{model pk: colour} of models drawn together (busiest first): see ``colors.chart_colors``."""
+    return chart_colors([model for model, _usage, _totals in lines])
+
+
+def distribution_rows(rows, query, cost=None, colors=None):
     """Rows of the distribution table; ``url`` filters the page by the row's model."""
     by_model = (cost or {}).get("by_model", {})
     link = _model_link(query)
     return [
         {
             "model": row.group.name,
+            # "public/deepseek-r1" may wrap after the slash on a phone, never inside a word.
+            "model_parts": row.group.name.rpartition("/"),
             "url": link(row.group.name),
-            "color": model_color(row.group),
+            "color": (colors or {}).get(row.group.pk) or model_color(row.group),
             "tokens": row.totals.total_tokens,
             "display": ktokens(row.totals.total_tokens),
             "exact": f"{row.totals.total_tokens:,}",
@@ -203,13 +255,18 @@ def breakdown_rows(lines):
     return selectors.breakdown_rows((model, totals) for model, _usage, totals in lines)
 
 
-def trend_chart(tenant, grid, lines, cost=None):
+def trend_chart(tenant, grid, lines, cost=None, now=None, colors=None):
     currency, cost_by_model = trend_cost(grid, cost)
+    now = now or timezone.now()
+    current, future = progress(tenant, grid, now)
     return {
         "bucket": grid.bucket,
-        "labels": [bucket_label(grid.bucket, value, tenant) for value in grid.buckets],
-        "datasets": trend_datasets(lines, cost_by_model),
+        "labels": bucket_labels(grid.bucket, grid.buckets, tenant),
+        "datasets": trend_datasets(lines, cost_by_model, colors),
         "cost_currency": currency,
+        "current_index": current,
+        "future_index": future,
+        "progress_note": progress_note(tenant, grid, now, current, future),
     }
 
 
@@ -229,17 +286,27 @@ def dashboard_panel(tenant, filters, query, models=None):
     so it is cached under those. Only the clock ("Updated 12:00:00") is added afresh.
     ``models``: {id: Model} already loaded (the filter bar's choices); others are fetched.
     """
-    grid, previous = usage_grids(tenant=tenant, wanted=[(filters, bucket_for(filters)), (_previous(filters), "day")])
+    now = timezone.now()
+    compared = comparison(filters.period, now, tenant.tz)
+    whole = whole_days(compared)
+    wanted = [(filters, bucket_for(filters))] + ([(replace(filters, period=whole), "day")] if whole else [])
+    grids = usage_grids(tenant=tenant, wanted=wanted)
+    grid = grids[0]
+    previous = previous_usage(tenant, filters, compared, grid.priced, grids[1] if whole else None)
     models = dict(models or {})
     missing = {*grid.models, *previous.models} - models.keys()
     if missing:
         models.update(Model.objects.in_bulk(list(missing)))
     shown = sorted((pk, models[pk].name, models[pk].color) for pk in {*grid.models, *previous.models})
-    raw = repr((grid.key, previous.key, shown, query.urlencode(), tenant.timezone, filters.period))
+    # The bucket in progress (drawn dashed, later ones not at all) moves with the clock, and the
+    # note names the minute: both are part of what the panel shows.
+    in_progress = progress(tenant, grid, now)
+    marker = (in_progress, in_progress[0] is not None and now.astimezone(tenant.tz).strftime("%H:%M"))
+    raw = repr((grid.key, previous.key, shown, query.urlencode(), tenant.timezone, filters.period, marker))
     key = "panel:" + hashlib.sha256(raw.encode()).hexdigest()
     panel = cache.get(key)
     if panel is None:
-        data = _panel_data(tenant, filters, query, grid, previous, models)
+        data = _panel_data(tenant, filters, query, grid, previous, models, compared, now)
         panel = {
             "data": data,
             "html": {
@@ -249,24 +316,27 @@ def dashboard_panel(tenant, filters, query, models=None):
             "json": json_script(json_data(data), "dashboard-data"),
         }
         cache.set(key, panel, timeout=PANEL_CACHE_SECONDS)
-    now = timezone.now()
     panel["data"]["updated_at"] = now.isoformat()
-    panel["data"]["updated_display"] = now.astimezone(tenant.tz).strftime("%H:%M:%S")
+    # The clock names its zone (the tenant's): "14:27:54 CET".
+    panel["data"]["updated_display"] = now.astimezone(tenant.tz).strftime("%H:%M:%S %Z")
     return panel
 
 
-def _panel_data(tenant, filters, query, grid, previous, models):
+def _panel_data(tenant, filters, query, grid, previous, models, compared, now):
     lines = grid_lines(grid, models)
+    colors = line_colors(lines)
     current = sum((totals for _model, _usage, totals in lines), Totals())
     cost = grid_cost(grid, previous, models)
     return {
         "empty": current.calls == 0,
         "period": _dates(filters.period),
-        "previous_period": _dates(filters.period.previous()),
+        "previous_period": _dates(compared.period),
+        "previous_until": compared.cutoff.isoformat() if compared.cutoff else None,
+        "comparison": compared.caption,
         "cards": cards(current, previous.totals),
         "cost": cost,
-        "trend": trend_chart(tenant, grid, lines, cost),
-        "distribution": distribution_rows(breakdown_rows(lines), query, cost),
+        "trend": trend_chart(tenant, grid, lines, cost, now, colors),
+        "distribution": distribution_rows(breakdown_rows(lines), query, cost, colors),
     }
 
 
@@ -280,10 +350,6 @@ def _model_link(query):
     query.pop("model", None)
     prefix = f"?{query.urlencode()}&" if query else "?"
     return lambda name: prefix + urlencode({"model": name})
-
-
-def _previous(filters):
-    return type(filters)(period=filters.period.previous(), api_key=filters.api_key, model=filters.model)
 
 
 # --- Endpoints -------------------------------------------------------------------------------
@@ -349,7 +415,7 @@ class DistributionChartView(TenantChartView):
     @cached_property
     def rows(self):
         _grid, lines = filtered_grid(self.tenant, self.filters)
-        return distribution_rows(breakdown_rows(lines), self.request.GET)
+        return distribution_rows(breakdown_rows(lines), self.request.GET, colors=line_colors(lines))
 
     def get_labels(self):
         return [row["model"] for row in self.rows]

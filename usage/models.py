@@ -69,6 +69,8 @@ class CallRecord(models.Model):
             # Rollup recompute and dirty-day reads: WHERE tenant = %s AND occurred_at in [a, b);
             # also the ledger API, newest first.
             models.Index(fields=["tenant", "occurred_at"], name="callrecord_tenant_time"),
+            # The admin's request-id prefix search (LIKE 'abc%'): pattern ops serve it in any collation.
+            models.Index(fields=["request_id"], name="callrecord_request_prefix", opclasses=["varchar_pattern_ops"]),
         ]
 
     def __str__(self):

@@ -73,3 +73,73 @@ def month_period(year, month):
     first = dt.date(year, month, 1)
     next_first = (first + dt.timedelta(days=32)).replace(day=1)
     return Period(first, next_first - dt.timedelta(days=1))
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """What a period's change is measured against: ``period``'s local dates, and when ``cutoff``
+    is set, on its last day only the calls before that instant (the same local time as now)."""
+
+    period: Period
+    cutoff: dt.datetime | None
+    caption: str
+
+
+def _day_text(day):
+    return day.strftime("%b %d")
+
+
+def comparison(period, now, tz):
+    """Like for like: a period that has not ended yet (it holds today) is compared with as much
+    of the period before it as has elapsed of this one, up to the same local time of day.
+
+    - Today until 14:27 -> yesterday until 14:27.
+    - This month (Dec 01 to Dec 02, 14:27) -> Nov 01 to Nov 02 until 14:27, the same days of last
+      month (cut at the last day of last month when it is shorter: then whole days).
+    - Last 2 weeks (ends today) -> the 14 days before, the last one until 14:27.
+    A period wholly in the past is compared with the whole period of the same length before it.
+    """
+    local_now = now.astimezone(tz)
+    today = local_now.date()
+    if not period.start <= today <= period.end:
+        if period == month_period(period.start.year, period.start.month):
+            before = period.start - dt.timedelta(days=1)
+            previous = month_period(before.year, before.month)
+            return Comparison(previous, None, f"Compared with {_range_text(previous)} (the month before).")
+        previous = period.previous()
+        caption = f"Compared with {_range_text(previous)} (the {_days_text(previous.days)} before)."
+        return Comparison(previous, None, caption)
+    elapsed = (today - period.start).days + 1
+    same_month = period.start.day == 1 and period.end.month == period.start.month
+    cutoff_date = None
+    if same_month:
+        first = (period.start - dt.timedelta(days=1)).replace(day=1)
+        last_of_month = period.start - dt.timedelta(days=1)
+        end = first + dt.timedelta(days=elapsed - 1)
+        if end > last_of_month:
+            end = last_of_month
+        else:
+            cutoff_date = end
+        previous, how = Period(first, end), "the same days of last month"
+    else:
+        first = period.start - dt.timedelta(days=period.days)
+        previous = Period(first, first + dt.timedelta(days=elapsed - 1))
+        cutoff_date = previous.end
+        how = "the day before" if period.days == 1 else f"the {_days_text(period.days)} before"
+    if cutoff_date is None:
+        return Comparison(previous, None, f"Compared with {_range_text(previous)} ({how}, whole days).")
+    # Minutes: the comparison (and the page caching it) moves on once a minute.
+    wall = local_now.time().replace(second=0, microsecond=0)
+    cutoff = dt.datetime.combine(cutoff_date, wall, tzinfo=tz).astimezone(dt.UTC)
+    caption = f"Compared with {_range_text(previous)} until {wall:%H:%M} ({how}, up to the same time of day)."
+    return Comparison(previous, cutoff, caption)
+
+
+def _range_text(period):
+    if period.days == 1:
+        return _day_text(period.start)
+    return f"{_day_text(period.start)} to {_day_text(period.end)}"
+
+
+def _days_text(days):
+    return "day" if days == 1 else f"{days} days"

@@ -8,12 +8,16 @@ from django import forms
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse
 from django.shortcuts import render
+from django.utils.html import json_script
 
 from accounts.models import ApiKey
 from accounts.tenancy import tenant_for_request
 
+from .colors import model_color
 from .costs import expense_report, price_sheet
-from .periods import month_period, tenant_today
+from .grid import usage_grid
+from .models import Model
+from .periods import Period, month_period, tenant_today
 from .selectors import SCALE_HINT_CHANGE, UsageFilters, model_week_over_week
 
 MONTH_RE = re.compile(r"^(\d{4})-(\d{2})$")
@@ -78,7 +82,11 @@ def monthly_report(request, slug):
     if not form.is_valid():
         return render(request, "usage/monthly_report.html", context, status=400)
     report = expense_report(tenant=tenant, filters=form.usage_filters())
-    context.update(report=report, period=report.filters.period, query=form.query())
+    period = report.filters.period
+    today = tenant_today(tenant)
+    # The current month is not over: the report says "month to date" and up to which day.
+    to_date = today if period.start <= today <= period.end else None
+    context.update(report=report, period=period, query=form.query(), month_to_date=to_date)
     return render(request, "usage/monthly_report.html", context)
 
 
@@ -143,13 +151,40 @@ def monthly_report_csv(request, slug):
 # --- Operations -------------------------------------------------------------------------------
 
 
+TREND_WEEKS = 10
+
+
+def weekly_trend(tenant, last_day, weeks=TREND_WEEKS):
+    """Tokens per model in each of the last ``weeks`` whole weeks (7 local days ending ``last_day``),
+    oldest first, from the page's cached daily grid: {"labels", "datasets"} for a chart and table."""
+    first = last_day - dt.timedelta(days=7 * weeks - 1)
+    grid = usage_grid(tenant=tenant, filters=UsageFilters(Period(first, last_day)))
+    models = Model.objects.in_bulk(list(grid.models))
+    labels = [f"{first + dt.timedelta(days=7 * week):%b %d}" for week in range(weeks)]
+    datasets = []
+    for model_id, usage in grid.models.items():
+        totals = usage.total
+        per_week = [sum(totals[7 * week : 7 * week + 7]) for week in range(weeks)]
+        color = model_color(models[model_id])
+        datasets.append(
+            {"label": models[model_id].name, "data": per_week, "borderColor": color, "backgroundColor": color}
+        )
+    datasets.sort(key=lambda item: (-item["data"][-1], item["label"]))
+    return {"labels": labels, "datasets": datasets}
+
+
 @login_required
 def operations(request, slug):
     tenant = tenant_for_request(request, slug)
     # Whole days only: a week that ends with today's first hours would always look like a drop.
     yesterday = tenant_today(tenant) - dt.timedelta(days=1)
     this_week, last_week, trends = model_week_over_week(tenant=tenant, today=yesterday)
+    weekly = weekly_trend(tenant, yesterday)
+    for trend in trends:
+        trend.color = model_color(trend.model)
     context = {
+        "weekly": weekly,
+        "weekly_json": json_script(weekly, "weekly-data"),
         "tenant": tenant,
         "nav": "operations",
         "this_week": this_week,

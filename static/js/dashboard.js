@@ -9,7 +9,15 @@
 
   const exact = new Intl.NumberFormat("en-US");
   const inK = new Intl.NumberFormat("en-US", { minimumFractionDigits: 1, maximumFractionDigits: 1 });
-  const state = { data: JSON.parse(source.textContent), metric: "total", trend: null, distribution: null };
+  const state = {
+    data: JSON.parse(source.textContent),
+    metric: "total",
+    view: "lines",
+    top: null, // null: the default for the number of models (see topDefault)
+    trend: null,
+    distribution: null,
+  };
+  const OTHER_COLOR = "#6b7280";
 
   const wholeK = new Intl.NumberFormat("en-US", { maximumFractionDigits: 0 });
   const money = new Intl.NumberFormat("en-US", { maximumFractionDigits: 2 });
@@ -28,14 +36,76 @@
     return Boolean(state.data.trend.cost_currency);
   }
 
+  // Buckets after "now" have no usage yet, which is not zero usage: they are not drawn (null).
   function metricValues(set, metric) {
     // Cost amounts arrive as exact decimal strings; the chart needs numbers to plot them.
-    return metric === "cost" ? (set.cost || []).map(Number) : set[metric];
+    const values = metric === "cost" ? (set.cost || []).map(Number) : set[metric];
+    const future = state.data.trend.future_index;
+    return future === null || future === undefined ? values : values.map((v, i) => (i >= future ? null : v));
+  }
+
+  // The segment into the bucket in progress is dashed: its number is still growing.
+  const inProgress = (ctx) => (ctx.p1DataIndex === state.data.trend.current_index ? [6, 4] : undefined);
+
+  // Sum of exact decimal strings ("1.25" + "0.5" = "1.75") without binary rounding.
+  function addDecimals(values) {
+    const places = Math.max(0, ...values.map((v) => (String(v).split(".")[1] || "").length));
+    const scale = 10n ** BigInt(places);
+    let sum = 0n;
+    for (const value of values) {
+      const [whole, fraction = ""] = String(value).replace("-", "").split(".");
+      const units = BigInt(whole || "0") * scale + BigInt((fraction + "0".repeat(places)).slice(0, places) || "0");
+      sum += String(value).startsWith("-") ? -units : units;
+    }
+    const text = (sum < 0n ? -sum : sum).toString().padStart(places + 1, "0");
+    const sign = sum < 0n ? "-" : "";
+    return places ? `${sign}${text.slice(0, -places)}.${text.slice(-places)}` : sign + text;
+  }
+
+  // With many models the page shows the busiest N and one "Other" series of the rest (the
+  // datasets arrive busiest first), so lines stay readable and the sum stays the total.
+  function topDefault() {
+    return state.data.trend.datasets.length > 9 ? 8 : Infinity;
+  }
+
+  function topCount() {
+    return state.top === null ? topDefault() : state.top;
+  }
+
+  function shownSets() {
+    const sets = state.data.trend.datasets;
+    const count = topCount();
+    if (sets.length <= count) return sets;
+    const rest = sets.slice(count);
+    const sum = (key) => rest[0][key].map((_value, index) => rest.reduce((total, set) => total + set[key][index], 0));
+    const other = {
+      label: `Other (${rest.length} models)`,
+      other: true,
+      total: sum("total"),
+      input: sum("input"),
+      output: sum("output"),
+      borderColor: OTHER_COLOR,
+      backgroundColor: OTHER_COLOR,
+    };
+    if (rest[0].cost) other.cost = rest[0].cost.map((_value, index) => addDecimals(rest.map((set) => set.cost[index])));
+    return [...sets.slice(0, count), other];
+  }
+
+  function barColors(color) {
+    const current = state.data.trend.current_index;
+    if (current === null || current === undefined || !/^#[0-9a-f]{6}$/i.test(color)) return color;
+    return state.data.trend.labels.map((_label, index) => (index === current ? color + "66" : color));
+  }
+
+  function progressNote() {
+    const note = state.data.trend.progress_note || "";
+    return state.view === "bars" ? note.replace("The dashed part is", "The lighter bar is") : note;
   }
 
   // Each dataset carries total/input/output (and cost); the switch only picks which one is drawn.
   function trendDatasets() {
-    return state.data.trend.datasets.map((set) => ({
+    const bars = state.view === "bars";
+    return shownSets().map((set) => ({
       label: set.label,
       data: metricValues(set, state.metric),
       total: set.total,
@@ -43,13 +113,50 @@
       output: set.output,
       cost: set.cost,
       borderColor: set.borderColor,
-      backgroundColor: set.backgroundColor,
-      borderWidth: 2,
+      // Bars: the bucket in progress is drawn lighter (lines dash it).
+      backgroundColor: bars ? barColors(set.backgroundColor) : set.backgroundColor,
+      borderWidth: bars ? 0 : 2,
+      borderDash: set.other ? [2, 2] : undefined,
       // Monotone curves never overshoot: a line never suggests usage that did not happen.
       cubicInterpolationMode: "monotone",
+      segment: bars ? undefined : { borderDash: inProgress },
       pointRadius: state.data.trend.labels.length > 40 ? 0 : 2,
       pointHoverRadius: 4,
     }));
+  }
+
+  // The trend as a table, for screen readers and anyone who wants the numbers (same sets as drawn).
+  function renderTrendTable() {
+    const holder = document.getElementById("trend-table");
+    if (!holder) return;
+    const trend = state.data.trend;
+    const sets = shownSets();
+    const metric = state.metric;
+    const unit = metric === "cost" ? trend.cost_currency : "tokens";
+    const future = trend.future_index ?? trend.labels.length;
+    const cell = (set, index) => (metric === "cost" ? set.cost[index] : exact.format(set[metric][index]));
+    const head = sets.map((set) => `<th scope="col" class="num">${escapeHtml(set.label)}</th>`).join("");
+    const rows = trend.labels
+      .slice(0, future)
+      .map((label, index) => {
+        const cells = sets.map((set) => `<td class="num">${cell(set, index)}</td>`).join("");
+        const mark = index === trend.current_index ? " (in progress)" : "";
+        return `<tr><th scope="row">${escapeHtml(label)}${mark}</th>${cells}</tr>`;
+      })
+      .join("");
+    holder.innerHTML =
+      `<table class="table trend-table"><caption>${escapeHtml(metricName(metric))} per ${trend.bucket}, in ${unit}</caption>` +
+      `<thead><tr><th scope="col">${trend.bucket === "hour" ? "Hour" : "Day"}</th>${head}</tr></thead><tbody>${rows}</tbody></table>`;
+  }
+
+  function metricName(metric) {
+    return { total: "Total tokens", input: "Input tokens", output: "Output tokens", cost: "Estimated cost" }[metric];
+  }
+
+  function escapeHtml(text) {
+    const span = document.createElement("span");
+    span.textContent = text;
+    return span.innerHTML;
   }
 
   function trendTooltip(item) {
@@ -60,11 +167,27 @@
     return `${item.dataset.label}: ${exact.format(item.raw)} tokens`;
   }
 
+  // The tooltip's footer: the bucket's total over every model (not only the N drawn).
+  function trendFooter(items) {
+    if (!items.length) return "";
+    const index = items[0].dataIndex;
+    const sets = state.data.trend.datasets;
+    if (state.metric === "cost") {
+      return `Total: ${addDecimals(sets.map((set) => set.cost[index]))} ${state.data.trend.cost_currency}`;
+    }
+    return `Total: ${exact.format(sets.reduce((sum, set) => sum + set[state.metric][index], 0))} tokens`;
+  }
+
+  function yTick(value) {
+    return state.metric === "cost" ? `${money.format(value)} ${state.data.trend.cost_currency}` : tickK(value);
+  }
+
   function drawTrend() {
     const canvas = document.getElementById("trend-chart");
     if (state.trend) state.trend.destroy();
+    const bars = state.view === "bars";
     state.trend = new Chart(canvas, {
-      type: "line",
+      type: bars ? "bar" : "line",
       data: { labels: state.data.trend.labels, datasets: trendDatasets() },
       options: {
         animation: false,
@@ -72,8 +195,8 @@
         maintainAspectRatio: false,
         interaction: { mode: "index", intersect: false },
         scales: {
-          y: { beginAtZero: true, ticks: { callback: (value) => (state.metric === "cost" ? money.format(value) : tickK(value)) } },
-          x: { ticks: { autoSkip: true, maxRotation: 0 } },
+          y: { beginAtZero: true, stacked: bars, ticks: { callback: yTick } },
+          x: { stacked: bars, ticks: { autoSkip: true, maxRotation: 0 } },
         },
         plugins: {
           legend: { position: "bottom", labels: { boxWidth: 12, boxHeight: 12 } },
@@ -81,7 +204,7 @@
             // With 20 models the tooltip lists only the models used in that bucket, largest first.
             filter: (item) => item.raw > 0,
             itemSort: (a, b) => b.raw - a.raw,
-            callbacks: { label: trendTooltip },
+            callbacks: { label: trendTooltip, footer: trendFooter },
           },
         },
       },
@@ -91,7 +214,7 @@
   function drawDistribution() {
     const canvas = document.getElementById("distribution-chart");
     if (state.distribution) state.distribution.destroy();
-    const rows = state.data.distribution;
+    const rows = distributionRows();
     state.distribution = new Chart(canvas, {
       type: "doughnut",
       data: {
@@ -112,7 +235,8 @@
         },
         // A click on a slice filters the page by its model, like a click on its table row.
         onClick: (_event, elements) => {
-          if (elements.length) window.location.assign(rows[elements[0].index].url);
+          const row = elements.length ? rows[elements[0].index] : null;
+          if (row && row.url) window.location.assign(row.url);
         },
         onHover: (event, elements) => {
           event.native.target.style.cursor = elements.length ? "pointer" : "default";
@@ -121,11 +245,34 @@
     });
   }
 
+  // The doughnut: the same top N as the trend, the rest in one "Other" slice.
+  function distributionRows() {
+    const rows = state.data.distribution;
+    const count = topCount();
+    if (rows.length <= count) return rows;
+    const rest = rows.slice(count);
+    const all = rows.reduce((sum, row) => sum + row.tokens, 0);
+    const tokens = rest.reduce((sum, row) => sum + row.tokens, 0);
+    const other = { model: `Other (${rest.length} models)`, tokens, color: OTHER_COLOR, url: null };
+    other.share = all ? (tokens / all) * 100 : 0;
+    return [...rows.slice(0, count), other];
+  }
+
+  // A table wider than the phone says it scrolls (caption cue, edge shadow).
+  function markScrollable() {
+    const table = document.querySelector(".distribution-table");
+    if (table) table.classList.toggle("is-scrollable", table.scrollWidth > table.clientWidth + 1);
+  }
+
   function render() {
     root.dataset.empty = String(state.data.empty);
     document.getElementById("trend-bucket").textContent = "by " + state.data.trend.bucket;
+    document.getElementById("trend-note").textContent = progressNote();
     drawTrend();
     drawDistribution();
+    renderTrendTable();
+    wireTop();
+    markScrollable();
     root.dataset.rendered = String(Date.now());
   }
 
@@ -134,7 +281,7 @@
     if (costButton) costButton.hidden = !costAvailable();
     if (metric === "cost" && !costAvailable()) metric = "total";
     state.metric = metric;
-    document.querySelectorAll(".metric-switch button").forEach((button) => {
+    document.querySelectorAll(".metric-switch button[data-metric]").forEach((button) => {
       button.setAttribute("aria-pressed", String(button.dataset.metric === metric));
     });
     state.trend.data.datasets.forEach((set) => {
@@ -142,6 +289,36 @@
     });
     state.trend.update();
     root.dataset.metric = metric;
+    renderTrendTable();
+  }
+
+  // "Models" select: offered when there are more models than the smallest N.
+  function wireTop() {
+    const select = document.getElementById("top-n");
+    if (!select) return;
+    const count = state.data.trend.datasets.length;
+    select.closest(".field").hidden = count <= 5;
+    select.value = topCount() === Infinity ? "all" : String(topCount());
+  }
+
+  function setView(view) {
+    state.view = view;
+    document.querySelectorAll(".view-switch button").forEach((button) => {
+      button.setAttribute("aria-pressed", String(button.dataset.view === view));
+    });
+    drawTrend();
+    document.getElementById("trend-note").textContent = progressNote();
+    root.dataset.view = view;
+  }
+
+  function sessionEnded(loginUrl) {
+    const box = document.getElementById("updated-at");
+    box.textContent = "Your session has ended. ";
+    const link = document.createElement("a");
+    link.href = loginUrl;
+    link.textContent = "Log in again";
+    box.append(link);
+    root.dataset.session = "ended";
   }
 
   async function refresh() {
@@ -154,6 +331,12 @@
         headers: { Accept: "application/json" },
         credentials: "same-origin",
       });
+      // A session that ended (logout, expiry, another tab) is sent to the login page: say so.
+      const type = response.headers.get("Content-Type") || "";
+      if (response.status === 401 || response.status === 403 || (response.ok && !type.includes("json"))) {
+        sessionEnded(button.dataset.loginUrl);
+        return;
+      }
       if (!response.ok) throw new Error("HTTP " + response.status);
       const data = await response.json();
       document.getElementById("cards").innerHTML = data.html.cards;
@@ -172,23 +355,51 @@
     }
   }
 
-  // Filter bar: every change reloads with the choice in the URL, so views stay shareable.
+  // Filter bar: a choice made with the pointer reloads with it in the URL (views stay shareable).
+  // A keyboard user steps through options with the arrow keys: nothing navigates until Apply, or
+  // until focus leaves the control that changed (WCAG 3.2.2, on input).
   function wireFilters() {
     const form = document.getElementById("filters");
     const preset = form.elements.preset;
     const custom = document.getElementById("custom-range");
+    const apply = document.getElementById("apply");
+    let keyboard = false;
+    const pending = new Set();
     const submit = () => form.requestSubmit();
-    form.elements.api_key.addEventListener("change", submit);
-    form.elements.model.addEventListener("change", submit);
-    preset.addEventListener("change", () => {
+    const markPending = (control) => {
+      pending.add(control);
+      apply.classList.add("is-pending");
+      apply.setAttribute("aria-describedby", "apply-hint");
+      document.getElementById("apply-hint").hidden = false;
+    };
+    form.addEventListener("keydown", (event) => {
+      if (event.key !== "Tab") keyboard = true;
+    });
+    form.addEventListener("pointerdown", () => {
+      keyboard = false;
+    });
+    const onChange = (control, beforeSubmit) => {
+      control.addEventListener("change", () => {
+        if (beforeSubmit && beforeSubmit() === false) return;
+        if (keyboard) markPending(control);
+        else submit();
+      });
+      control.addEventListener("blur", () => {
+        if (pending.has(control) && !(control === preset && preset.value === "custom")) submit();
+      });
+    };
+    onChange(form.elements.api_key);
+    onChange(form.elements.model);
+    onChange(preset, () => {
       if (preset.value === "custom") {
         custom.hidden = false;
-        form.elements.start.focus();
-        return;
+        if (!keyboard) form.elements.start.focus();
+        return false;
       }
+      custom.hidden = true;
       form.elements.start.value = "";
       form.elements.end.value = "";
-      submit();
+      return true;
     });
     // Drop empty fields so the URL carries only what was chosen.
     form.addEventListener("formdata", (event) => {
@@ -198,10 +409,35 @@
     });
   }
 
-  document.querySelectorAll(".metric-switch button").forEach((button) => {
+  document.querySelectorAll(".metric-switch button[data-metric]").forEach((button) => {
     button.addEventListener("click", () => setMetric(button.dataset.metric));
   });
+  document.querySelectorAll(".view-switch button").forEach((button) => {
+    button.addEventListener("click", () => setView(button.dataset.view));
+  });
+  document.getElementById("top-n").addEventListener("change", (event) => {
+    state.top = event.target.value === "all" ? Infinity : Number(event.target.value);
+    drawTrend();
+    drawDistribution();
+    renderTrendTable();
+  });
   document.getElementById("refresh").addEventListener("click", refresh);
+  // Optional auto-refresh: off by default; every 60 s while the tab is visible, and on return to it.
+  const AUTO_REFRESH_MS = 60000;
+  let autoTimer = null;
+  const autoBox = document.getElementById("auto-refresh");
+  const autoTick = () => {
+    if (document.visibilityState === "visible" && root.dataset.session !== "ended") refresh();
+  };
+  autoBox.addEventListener("change", () => {
+    clearInterval(autoTimer);
+    autoTimer = autoBox.checked ? setInterval(autoTick, AUTO_REFRESH_MS) : null;
+    root.dataset.autoRefresh = String(autoBox.checked);
+  });
+  document.addEventListener("visibilitychange", () => {
+    if (autoBox.checked && document.visibilityState === "visible") autoTick();
+  });
+  window.addEventListener("resize", markScrollable);
   wireFilters();
   render();
   root.dataset.metric = state.metric;

@@ -187,3 +187,18 @@ def test_an_expiry_near_the_end_of_the_calendar_is_a_form_error_not_a_500(owner_
     response = _create(owner_client, "api_keys", expires_at="9999-12-31T23:00")
     assert response.status_code == 400
     assert "Choose an expiry before" in response.content.decode()
+
+
+def test_favicon_is_served(client, settings):
+    response = client.get("/favicon.ico")
+    assert response.status_code == 301 and response["Location"].endswith("favicon.svg")
+
+
+def test_access_tokens_page_does_not_reuse_api_key_wording(owner_client, tenant):
+    services.access_token_create(tenant=tenant, name="ci")
+    page = owner_client.get(reverse("access_tokens", kwargs={"slug": tenant.slug})).content.decode()
+    assert "keeps its name in usage reports" not in page and "Calls with it" not in page
+    assert "can no longer read this tenant" in page
+    services.api_key_create(tenant=tenant, name="prod")
+    page = owner_client.get(reverse("api_keys", kwargs={"slug": tenant.slug})).content.decode()
+    assert "A revoked API key keeps its name in usage reports." in page

@@ -347,3 +347,25 @@ def test_report_reads_a_fixed_number_of_queries(tenant, month_of_usage, django_a
 def test_operations_compares_whole_days_so_today_is_not_counted(owner_client, tenant, api_key, llm):
     make_calls(tenant, [{"api_key": api_key, "model": llm, "occurred_at": timezone.now(), "input_tokens": 10}])
     assert "No usage in the last two weeks" in owner_client.get(report_url(tenant, "operations")).content.decode()
+
+
+def test_operations_weekly_trend_sums_whole_weeks(owner_client, tenant, api_key, llm):
+    from usage.reports import TREND_WEEKS, weekly_trend
+
+    make_calls(
+        tenant,
+        [
+            {"api_key": api_key, "model": llm, "occurred_at": _noon(1), "input_tokens": 10},
+            {"api_key": api_key, "model": llm, "occurred_at": _noon(7), "input_tokens": 20},
+            {"api_key": api_key, "model": llm, "occurred_at": _noon(8), "input_tokens": 40},
+            {"api_key": api_key, "model": llm, "occurred_at": _noon(0), "input_tokens": 999},  # today: not a whole day
+        ],
+    )
+    yesterday = timezone.now().date() - dt.timedelta(days=1)
+    weekly = weekly_trend(tenant, yesterday)
+    [dataset] = weekly["datasets"]
+    assert len(weekly["labels"]) == TREND_WEEKS and dataset["label"] == llm.name
+    assert dataset["data"][-1] == 30 and dataset["data"][-2] == 40 and sum(dataset["data"]) == 70
+    assert dataset["borderColor"] == "#7c3aed"  # the model's own colour
+    html = owner_client.get(report_url(tenant, "operations")).content.decode()
+    assert "Tokens per week, last 10 whole weeks" in html and "background: #7c3aed" in html
