@@ -16,7 +16,11 @@ Every rejection names a ``field`` (or null for the item as a whole) and a stable
 ``invalid_datetime``   ``occurred_at`` is not RFC 3339 with an offset, or not a real instant
 ``not_an_integer``     a token count is not a JSON integer (``1.0``, ``"1"`` and ``true`` are not)
 ``out_of_range``       a token count is negative or above 2^53-1
+``duplicate_field``    the item names a field twice (JSON leaves which one wins undefined)
 =====================  ====================================================================
+
+A request body whose top-level object names a member twice (``{"calls": [...], "calls": []}``)
+is refused as a whole: 400 with ``"code": "duplicate_member"``.
 """
 
 import datetime as dt
@@ -58,6 +62,26 @@ class TooLargeInteger:
     """Stands in for a JSON integer too long for Python to convert; it is out of range anyway."""
 
 
+class DuplicateMembers(dict):
+    """A JSON object that named a member twice; ``duplicates`` lists those names.
+
+    The last value wins, as in ``json``, but the type marks the object so that it is rejected
+    instead of silently resolved.
+    """
+
+    duplicates = ()
+
+
+def _object(pairs):
+    value = dict(pairs)
+    if len(value) == len(pairs):
+        return value
+    marked = DuplicateMembers(value)
+    seen = set()
+    marked.duplicates = tuple(dict.fromkeys(name for name, _ in pairs if name in seen or seen.add(name)))
+    return marked
+
+
 def _refuse_constant(name):
     raise ValueError(f"{name} is not valid JSON")
 
@@ -67,8 +91,8 @@ def _bounded_int(text):
 
 
 # Built once: json.loads with any option builds a new decoder per call, and files have millions of lines.
-_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
-_TOLERANT_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_int=_bounded_int)
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, object_pairs_hook=_object)
+_TOLERANT_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_int=_bounded_int, object_pairs_hook=_object)
 
 
 def loads(data):
@@ -155,6 +179,11 @@ def _validate_in_detail(raw):
     if not isinstance(raw, dict):
         return None, [error(None, "not_an_object", "Each call must be a JSON object.")]
     errors = []
+    if isinstance(raw, DuplicateMembers):
+        errors.extend(
+            error(name, "duplicate_field", "Named more than once in this call; name each field once.")
+            for name in raw.duplicates
+        )
     if not raw.keys() <= _KNOWN_FIELDS:
         errors.extend(
             error(name, "unknown_field", f"Unknown field; the fields are {', '.join(FIELDS)}.")

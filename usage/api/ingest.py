@@ -21,12 +21,13 @@ from .. import ingest, services
 
 
 class RequestProblem(Exception):
-    def __init__(self, status, title, detail, headers=None):
+    def __init__(self, status, title, detail, headers=None, **extra):
         super().__init__(detail)
         self.status, self.title, self.detail, self.headers = status, title, detail, headers or {}
+        self.extra = extra
 
     def response(self):
-        response = problem_response(self.status, self.title, self.detail)
+        response = problem_response(self.status, self.title, self.detail, **self.extra)
         for name, value in self.headers.items():
             response[name] = value
         return response
@@ -90,6 +91,13 @@ def _json_body(request):
 def _json_member(request, name, kind, description):
     """Member ``name`` of the JSON object in the body, which must be of type ``kind``."""
     body = _json_body(request)
+    if isinstance(body, ingest.DuplicateMembers):
+        raise RequestProblem(
+            400,
+            "Invalid request",
+            f"The body names {', '.join(map(repr, body.duplicates))} more than once; name each member once.",
+            code="duplicate_member",
+        )
     value = body.get(name) if isinstance(body, dict) else None
     if not isinstance(value, kind):
         raise RequestProblem(400, "Invalid request", f"The body must be a JSON object with {description}.")
