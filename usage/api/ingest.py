@@ -79,13 +79,35 @@ def _json_body(request):
         declared = 0
     if declared > limit:
         raise too_large  # refused before reading a byte of it
-    data = request.read(limit + 1)
+    data = _read_body(request, limit + 1)
     if len(data) > limit:
         raise too_large
     try:
         return ingest.loads(data)
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise RequestProblem(400, "Malformed JSON", f"The body is not valid JSON: {str(exc)[:200]}") from exc
+
+
+def _read_body(request, size):
+    """Up to ``size`` bytes of the body, whether sent with a Content-Length or chunked.
+
+    Django reads a body without Content-Length as empty. gunicorn decodes a chunked body and
+    says so with ``wsgi.input_terminated``: then the stream itself is read. A server that does
+    not (e.g. ``runserver``) gets a clear 411 instead of an empty body.
+    """
+    chunked = "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower()
+    if not chunked or request.META.get("CONTENT_LENGTH"):
+        return request.read(size)
+    if not request.environ.get("wsgi.input_terminated"):
+        raise RequestProblem(411, "Length required", "Send a Content-Length; this server cannot read chunked bodies.")
+    stream, parts, total = request.environ["wsgi.input"], [], 0
+    while total < size:
+        part = stream.read(size - total)
+        if not part:
+            break
+        parts.append(part)
+        total += len(part)
+    return b"".join(parts)
 
 
 def _json_member(request, name, kind, description):
