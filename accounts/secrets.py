@@ -14,6 +14,7 @@ from django.conf import settings
 
 PUBLIC_ID_ALPHABET = string.ascii_lowercase + string.digits
 PUBLIC_ID_LENGTH = 12
+_PUBLIC_ID_CHARACTERS = frozenset(PUBLIC_ID_ALPHABET)
 
 
 def new_public_id():
@@ -33,10 +34,14 @@ def new_secret(prefix, public_id):
 
 def split_secret(secret, prefix):
     """The public id inside ``secret``, or None when it is not shaped like ours."""
-    if not isinstance(secret, str) or len(secret) > 200:
+    # Ours are printable ASCII: a NUL (PostgreSQL refuses it in a query) or a lone surrogate
+    # (unencodable, so no hash) is simply not one of our secrets.
+    if not isinstance(secret, str) or len(secret) > 200 or not (secret.isascii() and secret.isprintable()):
         return None
     parts = secret.split("_", 2)
     if len(parts) != 3 or parts[0] != prefix or len(parts[1]) != PUBLIC_ID_LENGTH:
+        return None
+    if not set(parts[1]) <= _PUBLIC_ID_CHARACTERS:
         return None
     return parts[1]
 

@@ -16,7 +16,18 @@ Every rejection names a ``field`` (or null for the item as a whole) and a stable
 ``invalid_datetime``   ``occurred_at`` is not RFC 3339 with an offset, or not a real instant
 ``not_an_integer``     a token count is not a JSON integer (``1.0``, ``"1"`` and ``true`` are not)
 ``out_of_range``       a token count is negative or above 2^53-1
+``duplicate_field``    the item names a field twice (JSON leaves which one wins undefined)
+``exceeds_input``      ``cached_input_tokens`` is above ``input_tokens`` (providers count the
+                       cached tokens inside the input tokens)
+``exceeds_output``     ``reasoning_tokens`` is above ``output_tokens`` (reasoning is counted
+                       inside the output)
+
+``model`` is trimmed of outer whitespace (``"public/x "`` is ``public/x``); blank once trimmed is
+``blank``. ``request_id`` and ``api_key`` are taken as sent.
 =====================  ====================================================================
+
+A request body whose top-level object names a member twice (``{"calls": [...], "calls": []}``)
+is refused as a whole: 400 with ``"code": "duplicate_member"``.
 """
 
 import datetime as dt
@@ -58,6 +69,26 @@ class TooLargeInteger:
     """Stands in for a JSON integer too long for Python to convert; it is out of range anyway."""
 
 
+class DuplicateMembers(dict):
+    """A JSON object that named a member twice; ``duplicates`` lists those names.
+
+    The last value wins, as in ``json``, but the type marks the object so that it is rejected
+    instead of silently resolved.
+    """
+
+    duplicates = ()
+
+
+def _object(pairs):
+    value = dict(pairs)
+    if len(value) == len(pairs):
+        return value
+    marked = DuplicateMembers(value)
+    seen = set()
+    marked.duplicates = tuple(dict.fromkeys(name for name, _ in pairs if name in seen or seen.add(name)))
+    return marked
+
+
 def _refuse_constant(name):
     raise ValueError(f"{name} is not valid JSON")
 
@@ -67,8 +98,8 @@ def _bounded_int(text):
 
 
 # Built once: json.loads with any option builds a new decoder per call, and files have millions of lines.
-_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
-_TOLERANT_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_int=_bounded_int)
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, object_pairs_hook=_object)
+_TOLERANT_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_int=_bounded_int, object_pairs_hook=_object)
 
 
 def loads(data):
@@ -126,6 +157,7 @@ def _plainly_valid(raw):
         and 0 < len(request_id) <= TEXT_MAX_LENGTH
         and 0 < len(api_key) <= TEXT_MAX_LENGTH
         and 0 < len(model) <= TEXT_MAX_LENGTH
+        and not (model[0].isspace() or model[-1].isspace())
         and _BAD_CHARACTERS.search(request_id + api_key + model) is None
     ):
         return None
@@ -142,6 +174,8 @@ def _plainly_valid(raw):
         and 0 <= out <= MAX_TOKENS
         and (cached is None or (type(cached) is int and 0 <= cached <= MAX_TOKENS))
         and (reasoning is None or (type(reasoning) is int and 0 <= reasoning <= MAX_TOKENS))
+        and (cached is None or cached <= inp)
+        and (reasoning is None or reasoning <= out)
     ):
         return None
     instant = get("occurred_at")
@@ -155,6 +189,11 @@ def _validate_in_detail(raw):
     if not isinstance(raw, dict):
         return None, [error(None, "not_an_object", "Each call must be a JSON object.")]
     errors = []
+    if isinstance(raw, DuplicateMembers):
+        errors.extend(
+            error(name, "duplicate_field", "Named more than once in this call; name each field once.")
+            for name in raw.duplicates
+        )
     if not raw.keys() <= _KNOWN_FIELDS:
         errors.extend(
             error(name, "unknown_field", f"Unknown field; the fields are {', '.join(FIELDS)}.")
@@ -171,13 +210,23 @@ def _validate_in_detail(raw):
         _count(raw, "cached_input_tokens", errors, required=False),
         _count(raw, "reasoning_tokens", errors, required=False),
     )
+    _within(values[4], values[6], "cached_input_tokens", "exceeds_input", "input_tokens", errors)
+    _within(values[5], values[7], "reasoning_tokens", "exceeds_output", "output_tokens", errors)
     if errors:
         return None, errors
     return Call(*values), errors
 
 
+def _within(total, part, field, code, total_field, errors):
+    """``part`` (counted inside ``total`` by every provider) may not exceed it."""
+    if type(total) is int and type(part) is int and 0 <= part <= MAX_TOKENS and 0 <= total < part:
+        errors.append(error(field, code, f"Must not exceed {total_field} ({total}): it is counted inside them."))
+
+
 def _text(raw, field, errors):
     value = raw.get(field)
+    if field == "model" and isinstance(value, str):
+        value = value.strip()
     if value is None:
         errors.append(error(field, "required", "This field is required."))
     elif not isinstance(value, str):

@@ -57,3 +57,73 @@ def problem_exception_handler(exc, context):
     response.data = body
     response.content_type = PROBLEM_CONTENT_TYPE
     return response
+
+
+# --- Django's own errors under /api/ -------------------------------------------------------
+# DRF renders its exceptions through ``problem_exception_handler``; what happens outside a DRF
+# view (an unknown URL, a body or query string Django refuses, an uncaught exception, a URL too
+# long) goes through these handlers, which answer problem+json under /api/ and Django's HTML
+# pages elsewhere.
+
+API_PREFIX = "/api/"
+
+
+def is_api_request(request):
+    return request.path_info.startswith(API_PREFIX)
+
+
+def bad_request(request, exception=None):
+    from django.core.exceptions import RequestDataTooBig
+    from django.views import defaults
+
+    if not is_api_request(request):
+        return defaults.bad_request(request, exception)
+    if isinstance(exception, RequestDataTooBig):
+        return problem_response(413, "Content too large", "The request body is larger than the server accepts.")
+    return problem_response(400, "Invalid request", "The server could not read this request.")
+
+
+def permission_denied(request, exception=None):
+    from django.views import defaults
+
+    if not is_api_request(request):
+        return defaults.permission_denied(request, exception)
+    return problem_response(403, "Forbidden", "You do not have permission to perform this action.")
+
+
+def page_not_found(request, exception=None):
+    from django.views import defaults
+
+    if not is_api_request(request):
+        return defaults.page_not_found(request, exception)
+    return problem_response(404, "Not found", "No API endpoint at this URL; see /api/v1/docs.")
+
+
+def server_error(request):
+    from django.views import defaults
+
+    if not is_api_request(request):
+        return defaults.server_error(request)
+    return problem_response(500, "Internal server error", "The server failed to answer; the error is logged.")
+
+
+class UrlLengthMiddleware:
+    """414 for a path plus query string longer than ``MAX_URL_LENGTH`` (problem+json under /api/).
+
+    gunicorn's own limit (``limit_request_line`` in ``gunicorn.conf.py``) is set above this one so
+    that the answer comes from here; gunicorn answers its plain 414 only beyond that.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        from django.conf import settings
+        from django.http import HttpResponse
+
+        limit = settings.MAX_URL_LENGTH
+        if len(request.META.get("PATH_INFO", "")) + len(request.META.get("QUERY_STRING", "")) > limit:
+            if is_api_request(request):
+                return problem_response(414, "URI too long", f"The path and query string may be at most {limit} bytes.")
+            return HttpResponse("URI too long", status=414, content_type="text/plain")
+        return self.get_response(request)

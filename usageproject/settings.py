@@ -66,6 +66,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "usageproject.problems.UrlLengthMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -213,6 +214,8 @@ INGEST_MAX_ITEMS = env_int("INGEST_MAX_ITEMS", 1000)
 INGEST_MAX_BODY_BYTES = env_int("INGEST_MAX_BODY_BYTES", 4 * 1024 * 1024)
 INGEST_WINDOW_PAST_DAYS = env_int("INGEST_WINDOW_PAST_DAYS", 35)
 INGEST_WINDOW_FUTURE_SECONDS = env_int("INGEST_WINDOW_FUTURE_SECONDS", 300)
+# Path plus query string; gunicorn.conf.py lets longer request lines through to answer 414 here.
+MAX_URL_LENGTH = env_int("MAX_URL_LENGTH", 4096)
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(INGEST_MAX_BODY_BYTES, 2_621_440)
 
 # --- Budgets and alerts (README "Budgets and alerts") ---------------------------------

@@ -11,3 +11,9 @@ urlpatterns = [
     path("api/v1/", include("usage.api.urls")),
     path("api/openai/v1/", include("usage.api.openai_urls")),
 ]
+
+# Under /api/ every error is application/problem+json (usageproject/problems.py).
+handler400 = "usageproject.problems.bad_request"
+handler403 = "usageproject.problems.permission_denied"
+handler404 = "usageproject.problems.page_not_found"
+handler500 = "usageproject.problems.server_error"

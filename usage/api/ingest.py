@@ -22,12 +22,13 @@ from ..budgets.services import budget_state_for_key
 
 
 class RequestProblem(Exception):
-    def __init__(self, status, title, detail, headers=None):
+    def __init__(self, status, title, detail, headers=None, **extra):
         super().__init__(detail)
         self.status, self.title, self.detail, self.headers = status, title, detail, headers or {}
+        self.extra = extra
 
     def response(self):
-        response = problem_response(self.status, self.title, self.detail)
+        response = problem_response(self.status, self.title, self.detail, **self.extra)
         for name, value in self.headers.items():
             response[name] = value
         return response
@@ -79,7 +80,7 @@ def _json_body(request):
         declared = 0
     if declared > limit:
         raise too_large  # refused before reading a byte of it
-    data = request.read(limit + 1)
+    data = _read_body(request, limit + 1)
     if len(data) > limit:
         raise too_large
     try:
@@ -88,9 +89,38 @@ def _json_body(request):
         raise RequestProblem(400, "Malformed JSON", f"The body is not valid JSON: {str(exc)[:200]}") from exc
 
 
+def _read_body(request, size):
+    """Up to ``size`` bytes of the body, whether sent with a Content-Length or chunked.
+
+    Django reads a body without Content-Length as empty. gunicorn decodes a chunked body and
+    says so with ``wsgi.input_terminated``: then the stream itself is read. A server that does
+    not (e.g. ``runserver``) gets a clear 411 instead of an empty body.
+    """
+    chunked = "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower()
+    if not chunked or request.META.get("CONTENT_LENGTH"):
+        return request.read(size)
+    if not request.environ.get("wsgi.input_terminated"):
+        raise RequestProblem(411, "Length required", "Send a Content-Length; this server cannot read chunked bodies.")
+    stream, parts, total = request.environ["wsgi.input"], [], 0
+    while total < size:
+        part = stream.read(size - total)
+        if not part:
+            break
+        parts.append(part)
+        total += len(part)
+    return b"".join(parts)
+
+
 def _json_member(request, name, kind, description):
     """Member ``name`` of the JSON object in the body, which must be of type ``kind``."""
     body = _json_body(request)
+    if isinstance(body, ingest.DuplicateMembers):
+        raise RequestProblem(
+            400,
+            "Invalid request",
+            f"The body names {', '.join(map(repr, body.duplicates))} more than once; name each member once.",
+            code="duplicate_member",
+        )
     value = body.get(name) if isinstance(body, dict) else None
     if not isinstance(value, kind):
         raise RequestProblem(400, "Invalid request", f"The body must be a JSON object with {description}.")
