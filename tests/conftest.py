@@ -11,6 +11,21 @@ from accounts.models import Membership, User
 from usage.models import Model
 
 
+def traces_dir():
+    """The real traces (../shared/data beside the checkout; USAGE_TRACES_DIR or /work/shared/data
+    for a clone elsewhere, e.g. CI's fresh clone under /tmp)."""
+    from pathlib import Path
+
+    from django.conf import settings
+
+    candidates = [os.environ.get("USAGE_TRACES_DIR", ""), Path(settings.BASE_DIR).parent / "shared" / "data"]
+    candidates.append("/work/shared/data")
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "AzureLLMInferenceTrace_code.csv").is_file():
+            return Path(candidate)
+    return Path(candidates[1])
+
+
 def required(variable):
     """True when CI demands a service: then a missing one fails instead of skipping."""
     return os.environ.get(variable, "") not in ("", "0", "false")

@@ -3,19 +3,17 @@
 import datetime as dt
 import json
 from io import StringIO
-from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.db.models import Count, Sum
 
 from accounts import services as account_services
-from tests.conftest import required
+from tests.conftest import required, traces_dir
 from usage import call_files
 from usage.models import CallRecord, DirtyDay, Model, UsageDailyModel
 
-TRACES = Path(settings.BASE_DIR).parent / "shared" / "data"
+TRACES = traces_dir()
 
 
 @pytest.fixture

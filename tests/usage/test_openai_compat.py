@@ -9,17 +9,15 @@ the client of a live server in the tests marked so.
 import datetime as dt
 from decimal import Decimal
 from io import StringIO
-from pathlib import Path
 
 import openai
 import pytest
-from django.conf import settings
 from django.core.management import call_command
 from django.urls import reverse
 
 from accounts import services as account_services
 from accounts.models import Tenant
-from tests.conftest import required
+from tests.conftest import required, traces_dir
 from tests.usage.api_helpers import token_and_client
 from tests.usage.factories import make_calls, price, utc
 from usage import demo, rollups
@@ -27,7 +25,7 @@ from usage.models import Model
 
 COMPLETIONS = "/api/openai/v1/organization/usage/completions"
 COSTS = "/api/openai/v1/organization/costs"
-TRACES = Path(settings.BASE_DIR).parent / "shared" / "data"
+TRACES = traces_dir()
 DAY = dt.date(2026, 3, 10)
 
 
