@@ -95,9 +95,10 @@ def generate(n, tenant, keys, models):
     for i in range(n):
         key, model = keys[i % KEYS], models[(i // 7) % MODELS]
         occurred_at = start + step * i
-        cached = rng.randrange(0, 2000) if i % 3 == 0 else None
-        reasoning = rng.randrange(0, 4000) if i % 5 == 0 else None
         inp, out = rng.randrange(1, 8000), rng.randrange(1, 2000)
+        # Providers count cached tokens inside input and reasoning inside output (ingestion checks it).
+        cached = rng.randrange(0, inp + 1) if i % 3 == 0 else None
+        reasoning = rng.randrange(0, out + 1) if i % 5 == 0 else None
         request_id = f"bench-{i:09d}"
         rows.append((tenant.pk, key.pk, model.pk, occurred_at, inp, out, cached, reasoning, request_id, now))
         item = {
