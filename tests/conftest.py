@@ -26,6 +26,17 @@ def traces_dir():
     return Path(candidates[1])
 
 
+@pytest.fixture
+def traces():
+    """The Azure traces' folder; missing traces fail under REQUIRE_SERVICES, else skip."""
+    folder = traces_dir()
+    if not (folder / "AzureLLMInferenceTrace_code.csv").is_file():
+        if required("REQUIRE_SERVICES"):
+            pytest.fail(f"REQUIRE_SERVICES is set but the Azure traces are missing from {folder}")
+        pytest.skip(f"Azure traces not found in {folder}")
+    return folder
+
+
 def required(variable):
     """True when CI demands a service: then a missing one fails instead of skipping."""
     return os.environ.get(variable, "") not in ("", "0", "false")

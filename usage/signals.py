@@ -21,10 +21,7 @@ def local_hour_start(value, zone_name):
     """UTC instant at which the local hour containing ``value`` began (fold-safe)."""
     if value is None:
         return None
-    instant = _parse_utc(value)
-    local = instant.astimezone(_zone(zone_name))
-    into_hour = dt.timedelta(minutes=local.minute, seconds=local.second, microseconds=local.microsecond)
-    return (instant - into_hour).strftime("%Y-%m-%d %H:%M:%S")
+    return increments.local_hour_start(_parse_utc(value), _zone(zone_name)).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def local_date(value, zone_name):

@@ -9,11 +9,8 @@ from django.core.management import CommandError, call_command
 from django.db.models import Count, Sum
 
 from accounts import services as account_services
-from tests.conftest import required, traces_dir
 from usage import call_files
 from usage.models import CallRecord, DirtyDay, Model, UsageDailyModel
-
-TRACES = traces_dir()
 
 
 @pytest.fixture
@@ -222,15 +219,6 @@ TRACE_TOTALS = {
     "AzureLLMInferenceTrace_code.csv": (8_819, 18_059_974, 245_896),
     "AzureLLMInferenceTrace_conv.csv": (19_366, 22_361_870, 4_088_665),
 }
-
-
-@pytest.fixture
-def traces():
-    if not (TRACES / "AzureLLMInferenceTrace_code.csv").is_file():
-        if required("REQUIRE_SERVICES"):
-            pytest.fail(f"REQUIRE_SERVICES is set but the Azure traces are missing from {TRACES}")
-        pytest.skip(f"Azure traces not found in {TRACES}")
-    return TRACES
 
 
 @pytest.fixture

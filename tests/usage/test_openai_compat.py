@@ -17,7 +17,6 @@ from django.urls import reverse
 
 from accounts import services as account_services
 from accounts.models import Tenant
-from tests.conftest import required, traces_dir
 from tests.usage.api_helpers import token_and_client
 from tests.usage.factories import make_calls, price, utc
 from usage import demo, rollups
@@ -25,7 +24,6 @@ from usage.models import Model
 
 COMPLETIONS = "/api/openai/v1/organization/usage/completions"
 COSTS = "/api/openai/v1/organization/costs"
-TRACES = traces_dir()
 DAY = dt.date(2026, 3, 10)
 
 
@@ -100,15 +98,6 @@ def _check_against_summary(tenant, client, first, last):
 
 
 # --- demo data and the Azure traces -----------------------------------------------------------
-
-
-@pytest.fixture
-def traces():
-    if not (TRACES / "AzureLLMInferenceTrace_code.csv").is_file():
-        if required("REQUIRE_SERVICES"):
-            pytest.fail(f"REQUIRE_SERVICES is set but the Azure traces are missing from {TRACES}")
-        pytest.skip(f"Azure traces not found in {TRACES}")
-    return TRACES
 
 
 def test_sums_equal_the_summary_on_the_demo_data(db, traces):
