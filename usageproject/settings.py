@@ -165,6 +165,9 @@ CACHES = {
 # No broker configured: run tasks in-process, so the embedded default needs no services
 # (the in-memory transport only keeps Celery from looking for an AMQP server on localhost).
 CELERY_TASK_ALWAYS_EAGER = not os.environ.get("CELERY_BROKER_URL")
+# A publish runs on the request path (after an ingested batch commits): never wait on a broker
+# that is down; the beat sweeps catch up with what was not enqueued.
+CELERY_TASK_PUBLISH_RETRY = False
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or "memory://"
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True

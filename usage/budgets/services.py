@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from usage.models import AlertDelivery, Budget, BudgetAlert
 from usage.periods import tenant_today
+from usage.rollups import log_outage
 
 from . import tasks
 from .periods import budget_period
@@ -188,7 +189,9 @@ def budgets_after_ingest(tenant_ids):
 
 
 def _enqueue_evaluation(tenant_id):
+    # No publish retries (CELERY_TASK_PUBLISH_RETRY); an outage is logged once a minute, and beat's
+    # evaluate_budgets catches up (as for the rollup recompute, ``rollups.enqueue_rollup``).
     try:
         tasks.evaluate_tenant_budgets.delay(tenant_id)
-    except Exception:
-        logger.exception("Could not enqueue the budget evaluation of tenant %s", tenant_id)
+    except Exception as exc:  # noqa: BLE001
+        log_outage("Could not enqueue the budget evaluation of tenant %s: %r", tenant_id, exc)
