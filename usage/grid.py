@@ -32,35 +32,67 @@ GRID_CACHE_SECONDS = 3600
 
 @dataclass
 class ModelUsage:
-    """One model's calls and tokens per bucket and cost per day (lists in the grid's order)."""
+    """One group's (a model's, or a key's in a grid ``by="api_key"``) calls and tokens per bucket,
+    and its cost per local day (lists in the grid's order)."""
 
     calls: list
     input: list
     output: list
-    cost: dict = field(default_factory=dict)  # currency -> [Decimal per day], 0 where none
-    unpriced_tokens: int = 0
-    # Whole-grid sums of the optional counts (None while no call reported them): the API's summary.
-    cached: int | None = None
-    reasoning: int | None = None
+    # currency -> [Decimal per day, None on days without a line in that currency]
+    cost: dict = field(default_factory=dict)
+    unpriced: list = field(default_factory=list)  # tokens without a price, per day
+    # Per bucket, None while no call of the bucket reported them (as the SQL sums).
+    cached: list = field(default_factory=list)
+    reasoning: list = field(default_factory=list)
 
     @classmethod
-    def empty(cls, buckets):
-        return cls([0] * buckets, [0] * buckets, [0] * buckets)
+    def empty(cls, buckets, days):
+        return cls([0] * buckets, [0] * buckets, [0] * buckets, {}, [0] * days, [None] * buckets, [None] * buckets)
 
     @property
     def total(self):
         return [inp + out for inp, out in zip(self.input, self.output, strict=True)]
 
     @property
+    def unpriced_tokens(self):
+        return sum(self.unpriced)
+
+    def point(self, index):
+        """Totals of one bucket."""
+        return Totals(
+            self.calls[index], self.input[index], self.output[index], self.cached[index], self.reasoning[index]
+        )
+
+    @property
     def totals(self):
-        return Totals(sum(self.calls), sum(self.input), sum(self.output), self.cached, self.reasoning)
+        return Totals(
+            sum(self.calls),
+            sum(self.input),
+            sum(self.output),
+            _optional_sum(self.cached),
+            _optional_sum(self.reasoning),
+        )
 
     def cost_summary(self, model_name):
-        summary = CostSummary({currency: sum(amounts, Decimal(0)) for currency, amounts in self.cost.items()})
+        summary = CostSummary(
+            {currency: sum(filter(None, amounts), Decimal(0)) for currency, amounts in self.cost.items()}
+        )
         if self.unpriced_tokens:
             summary.unpriced_tokens = self.unpriced_tokens
             summary.unpriced_models = [model_name]
         return summary
+
+    def day_cost(self, index):
+        """CostSummary of one local day (``grid.days[index]``): the currencies it has lines in."""
+        amounts = {currency: amounts[index] for currency, amounts in self.cost.items() if amounts[index] is not None}
+        return CostSummary(amounts, self.unpriced[index])
+
+
+def _optional_sum(values):
+    result = None
+    for value in values:
+        result = add_optional(result, value)
+    return result
 
 
 @dataclass
@@ -69,8 +101,9 @@ class UsageGrid:
     buckets: list  # local dates, or the UTC instants local hours start at
     days: list  # the local dates that ``ModelUsage.cost`` lists follow
     priced: bool  # the tenant has prices: cost is shown, even if nothing in range is priced
-    models: dict = field(default_factory=dict)  # model id -> ModelUsage
+    models: dict = field(default_factory=dict)  # group (model, or key: ``by``) id -> ModelUsage
     key: str = ""  # the cache key(s) it was read under: equal keys, equal grids
+    by: str = "model"
 
     @property
     def totals(self):
@@ -91,29 +124,31 @@ class UsageGrid:
             self.days + later.days,
             self.priced or later.priced,
             key=f"{self.key}+{later.key}",
+            by=self.by,
         )
         for model_id in {*self.models, *later.models}:
-            first = self.models.get(model_id) or ModelUsage.empty(len(self.buckets))
-            second = later.models.get(model_id) or ModelUsage.empty(len(later.buckets))
+            first = self.models.get(model_id) or ModelUsage.empty(len(self.buckets), len(self.days))
+            second = later.models.get(model_id) or ModelUsage.empty(len(later.buckets), len(later.days))
             cost = {}
             for currency in {*first.cost, *second.cost}:
-                cost[currency] = first.cost.get(currency, [Decimal(0)] * len(self.days)) + second.cost.get(
-                    currency, [Decimal(0)] * len(later.days)
+                cost[currency] = first.cost.get(currency, [None] * len(self.days)) + second.cost.get(
+                    currency, [None] * len(later.days)
                 )
             combined.models[model_id] = ModelUsage(
                 first.calls + second.calls,
                 first.input + second.input,
                 first.output + second.output,
                 cost,
-                first.unpriced_tokens + second.unpriced_tokens,
-                add_optional(first.cached, second.cached),
-                add_optional(first.reasoning, second.reasoning),
+                first.unpriced + second.unpriced,
+                first.cached + second.cached,
+                first.reasoning + second.reasoning,
             )
         return combined
 
 
-def _read(tenant, filters, bucket, book, *, dirty=False):
-    """The grid of ``filters`` from the selectors and the cost engine (no cache).
+def _read(tenant, filters, bucket, book, by, *, dirty=False):
+    """The grid of ``filters`` by ``by`` ("model" or "api_key") from the selectors and the cost
+    engine (no cache).
 
     ``dirty``: some of its days are marked dirty, so their calls are read from the ledger. Then
     one query by bucket x key x model serves both the usage and the cost lines (``_read_lines``),
@@ -121,61 +156,68 @@ def _read(tenant, filters, bucket, book, *, dirty=False):
     """
     priced = bool(book.prices())
     if dirty and priced:
-        return _read_lines(tenant, filters, bucket, book)
-    grouped = grouped_usage(tenant=tenant, filters=filters, bucket=bucket, dims=("model",))
-    grid = _empty_grid(tenant, filters, bucket, grouped, priced)
+        return _read_lines(tenant, filters, bucket, book, by)
+    grouped = grouped_usage(tenant=tenant, filters=filters, bucket=bucket, dims=(by,))
+    grid = _empty_grid(tenant, filters, bucket, grouped, priced, by)
     position = {value: index for index, value in enumerate(grid.buckets)}
-    for (value, model_id), totals in grouped.items():
-        _add_usage(grid, model_id, position[value], totals)
+    day_index = {day: index for index, day in enumerate(grid.days)}
+    for (value, group_id), totals in grouped.items():
+        _add_usage(grid, group_id, position[value], totals)
+        if not priced:  # a tenant without prices: every token is unpriced
+            day = value if bucket == "day" else value.astimezone(tenant.tz).date()
+            grid.models[group_id].unpriced[day_index[day]] += totals.total_tokens
     if priced:
-        day_index = {day: index for index, day in enumerate(grid.days)}
-        costed = cost_by(tenant=tenant, filters=filters, group=("day", "model"), book=book)
-        for (day, model_id), summary in costed.items():
-            usage = _model_usage(grid, model_id)
+        costed = cost_by(tenant=tenant, filters=filters, group=("day", by), book=book)
+        for (day, group_id), summary in costed.items():
+            usage, index = _group_usage(grid, group_id), day_index[day]
             for currency, amount in summary.amounts.items():
-                usage.cost.setdefault(currency, [Decimal(0)] * len(grid.days))[day_index[day]] = amount
-            usage.unpriced_tokens += summary.unpriced_tokens
+                usage.cost.setdefault(currency, [None] * len(grid.days))[index] = amount
+            usage.unpriced[index] += summary.unpriced_tokens
     return grid
 
 
-def _read_lines(tenant, filters, bucket, book):
+def _read_lines(tenant, filters, bucket, book, by):
     """Like ``_read``, from one bucket x key x model query, costed line by line by ``usage.costs``."""
     grouped = grouped_usage(tenant=tenant, filters=filters, bucket=bucket, dims=("api_key", "model"))
-    grid = _empty_grid(tenant, filters, bucket, grouped, priced=True)
+    grid = _empty_grid(tenant, filters, bucket, grouped, True, by)
     position = {value: index for index, value in enumerate(grid.buckets)}
     lines = {}  # (local day, key, model) -> Totals: the costing unit
     for (value, key_id, model_id), totals in grouped.items():
-        _add_usage(grid, model_id, position[value], totals)
+        _add_usage(grid, model_id if by == "model" else key_id, position[value], totals)
         day = value if bucket == "day" else value.astimezone(tenant.tz).date()
         line = (day, key_id, model_id)
         lines[line] = lines[line] + totals if line in lines else totals
     day_index = {day: index for index, day in enumerate(grid.days)}
-    for (day, _key_id, model_id), totals in lines.items():
-        usage, price = grid.models[model_id], book.price_for(model_id, day)
+    for (day, key_id, model_id), totals in lines.items():
+        usage, price = grid.models[model_id if by == "model" else key_id], book.price_for(model_id, day)
+        index = day_index[day]
         if price is None:
-            usage.unpriced_tokens += totals.total_tokens
+            usage.unpriced[index] += totals.total_tokens
         else:
-            amounts = usage.cost.setdefault(price.currency, [Decimal(0)] * len(grid.days))
-            amounts[day_index[day]] += line_cost(price=price, totals=totals)
+            amounts = usage.cost.setdefault(price.currency, [None] * len(grid.days))
+            amounts[index] = (amounts[index] or Decimal(0)) + line_cost(price=price, totals=totals)
     return grid
 
 
-def _empty_grid(tenant, filters, bucket, grouped, priced):
+def _empty_grid(tenant, filters, bucket, grouped, priced, by):
     buckets = bucket_values(tenant, filters.period, bucket, grouped)
-    return UsageGrid(bucket, buckets, filters.period.dates(), priced)
+    return UsageGrid(bucket, buckets, filters.period.dates(), priced, by=by)
 
 
-def _model_usage(grid, model_id):
-    return grid.models.get(model_id) or grid.models.setdefault(model_id, ModelUsage.empty(len(grid.buckets)))
+def _group_usage(grid, group_id):
+    usage = grid.models.get(group_id)
+    if usage is None:
+        usage = grid.models[group_id] = ModelUsage.empty(len(grid.buckets), len(grid.days))
+    return usage
 
 
-def _add_usage(grid, model_id, index, totals):
-    usage = _model_usage(grid, model_id)
+def _add_usage(grid, group_id, index, totals):
+    usage = _group_usage(grid, group_id)
     usage.calls[index] += totals.calls
     usage.input[index] += totals.input_tokens
     usage.output[index] += totals.output_tokens
-    usage.cached = add_optional(usage.cached, totals.cached_input_tokens)
-    usage.reasoning = add_optional(usage.reasoning, totals.reasoning_tokens)
+    usage.cached[index] = add_optional(usage.cached[index], totals.cached_input_tokens)
+    usage.reasoning[index] = add_optional(usage.reasoning[index], totals.reasoning_tokens)
 
 
 def _segments(period, today):
@@ -186,12 +228,15 @@ def _segments(period, today):
         yield Period(max(period.start, today), period.end)
 
 
-def usage_grids(*, tenant, wanted, book=None):
+def usage_grids(*, tenant, wanted, book=None, by="model"):
     """The UsageGrid of each (filters, bucket) in ``wanted``, from the cache where it holds them.
 
     Several grids at once (the page wants its period and the previous one) cost one version
     query and one cache round trip. ``book``: the tenant's PriceBook of every price, if loaded.
+    ``by``: the grids' groups, "model" (the page's) or "api_key".
     """
+    if by not in ("model", "api_key"):
+        raise ValueError(f"Unknown grid group {by!r}")
     if book is None:
         book = prices_in_force(tenant=tenant, terms_only=True)
     prices = price_fingerprint(book)
@@ -205,20 +250,20 @@ def usage_grids(*, tenant, wanted, book=None):
     keys = []
     for (_index, filters, bucket), version in zip(segments, versions, strict=True):
         scope = (filters.api_key.pk if filters.api_key else None, filters.model.pk if filters.model else None)
-        raw = repr((tenant.pk, tenant.timezone, filters.period, scope, bucket, version, prices))
+        raw = repr((tenant.pk, tenant.timezone, filters.period, scope, bucket, by, version, prices))
         keys.append("grid:" + hashlib.sha256(raw.encode()).hexdigest())
     cached = cache.get_many(keys)
     grids = [None] * len(wanted)
     for (index, filters, bucket), key, version in zip(segments, keys, versions, strict=True):
         grid = cached.get(key)
         if grid is None:
-            grid = _read(tenant, filters, bucket, book, dirty=version.has_dirty)
+            grid = _read(tenant, filters, bucket, book, by, dirty=version.has_dirty)
             grid.key = key
             cache.set(key, grid, timeout=GRID_CACHE_SECONDS)
         grids[index] = grid if grids[index] is None else grids[index].followed_by(grid)
     return grids
 
 
-def usage_grid(*, tenant, filters, bucket="day", book=None):
-    """The UsageGrid of ``filters`` by ``bucket`` ("day" or "hour")."""
-    return usage_grids(tenant=tenant, wanted=[(filters, bucket)], book=book)[0]
+def usage_grid(*, tenant, filters, bucket="day", book=None, by="model"):
+    """The UsageGrid of ``filters`` by ``bucket`` ("day" or "hour") and ``by`` ("model" or "api_key")."""
+    return usage_grids(tenant=tenant, wanted=[(filters, bucket)], book=book, by=by)[0]

@@ -13,17 +13,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import ApiKey
-from usage.costs import DEFAULT_CURRENCY, CostSummary, cost_by, usage_cost
+from usage.costs import DEFAULT_CURRENCY, CostSummary, usage_cost
 from usage.export import export_response
 from usage.grid import usage_grid
 from usage.models import Model
-from usage.selectors import (
-    MAX_HOURLY_DAYS,
-    ledger_calls,
-    tenant_models,
-    usage_breakdown,
-    usage_series,
-)
+from usage.selectors import MAX_HOURLY_DAYS, Totals, breakdown_rows, ledger_calls, tenant_models
 
 from . import serializers as s
 from .pagination import CallCursorPagination
@@ -53,36 +47,40 @@ def _group_fields(group):
     return {}
 
 
-def _fallback_currency(summaries):
-    """The currency of a zero cost object: the range's first, so a tenant priced in EUR never sees USD 0."""
-    currencies = sorted({currency for summary in summaries for currency in summary.amounts})
-    return currencies[0] if currencies else DEFAULT_CURRENCY
+def _grid_series(grid, group_by):
+    """[(group object or None, [Totals per bucket], [CostSummary per bucket] or None)], busiest first.
 
-
-def _cost(costs, key, fallback):
-    return costs.get(key, CostSummary()).as_api(fallback_currency=fallback)
-
-
-def _point_costs(tenant, filters, bucket, group_by):
-    """(costs, fallback currency) of daily points; costs is {(date, group id) or (date,): CostSummary}.
-
-    Prices apply per local day, so hourly points have no cost: (None, None). A fixed number of
-    queries (usage, models, prices) whatever the number of points.
+    Daily points carry their cost (prices apply per local day); hourly points have none.
+    ``group_by`` None sums the grid's groups into one series.
     """
-    if bucket != "day":
-        return None, None
-    costs = cost_by(tenant=tenant, filters=filters, group=("day", group_by) if group_by else ("day",))
-    return costs, _fallback_currency(costs.values())
+    buckets = range(len(grid.buckets))
+    daily = grid.bucket == "day"
+    usages = sorted(grid.models.items(), key=lambda item: item[0])
+    if group_by is None:
+        points = [sum((usage.point(i) for _pk, usage in usages), Totals()) for i in buckets]
+        costs = [sum((usage.day_cost(i) for _pk, usage in usages), CostSummary()) for i in buckets] if daily else None
+        return [(None, points, costs)]
+    objects = (Model if group_by == "model" else ApiKey).objects.in_bulk([pk for pk, _usage in usages])
+    series = [
+        (objects[pk], [usage.point(i) for i in buckets], [usage.day_cost(i) for i in buckets] if daily else None)
+        for pk, usage in usages
+    ]
+    series.sort(key=lambda entry: -sum(point.total_tokens for point in entry[1]))
+    return series
 
 
-def _series_item(group, points, buckets, labels, costs):
-    """One series; ``costs`` is what _point_costs returned."""
-    costs, fallback = costs
+def _series_item(group, points, labels, costs, fallback):
     items = []
-    for bucket, label, point in zip(buckets, labels, points, strict=True):
-        cost = None if costs is None else _cost(costs, (bucket, group.pk) if group else (bucket,), fallback)
+    for index, (label, point) in enumerate(zip(labels, points, strict=True)):
+        cost = None if costs is None else costs[index].as_api(fallback_currency=fallback)
         items.append({"bucket": label, **point.as_dict(), "cost": cost})
     return {**_group_fields(group), "points": items}
+
+
+def _grid_fallback(grid):
+    """The currency of a zero cost object: the range's first, so a tenant priced in EUR never sees USD 0."""
+    currencies = sorted({currency for usage in grid.models.values() for currency in usage.cost})
+    return currencies[0] if currencies else DEFAULT_CURRENCY
 
 
 def _bucket_label(tenant, bucket):
@@ -123,10 +121,14 @@ class TimeseriesView(TenantAPIView):
                 {"bucket": f"Hourly buckets cover at most {MAX_HOURLY_DAYS} days; use bucket=day."}
             )
         group_by = None if params["group_by"] == "none" else params["group_by"]
-        series = usage_series(tenant=tenant, filters=filters, bucket=params["bucket"], group_by=group_by)
-        costs = _point_costs(tenant, filters, params["bucket"], group_by)
-        labels = [_bucket_label(tenant, bucket) for bucket in series.buckets]
-        items = [_series_item(group, points, series.buckets, labels, costs) for group, points in series.groups]
+        # The page's grids and caches: a key's or model's series is the page's to the token.
+        grid = usage_grid(tenant=tenant, filters=filters, bucket=params["bucket"], by=group_by or "model")
+        labels = [_bucket_label(tenant, bucket) for bucket in grid.buckets]
+        fallback = _grid_fallback(grid)
+        items = [
+            _series_item(group, points, labels, costs, fallback)
+            for group, points, costs in _grid_series(grid, group_by)
+        ]
         data = {**_period(tenant, filters), **params, "buckets": labels, "series": items}
         return Response(s.TimeseriesSerializer(data).data)
 
@@ -138,14 +140,15 @@ class BreakdownView(TenantAPIView):
     def get(self, request):
         tenant, filters = self.scope(request)
         by = validated(s.BreakdownParams, request)["by"]
-        rows = usage_breakdown(tenant=tenant, filters=filters, by=by)
-        costs = cost_by(tenant=tenant, filters=filters, group=by)
-        fallback = _fallback_currency(costs.values())
-        results = [
-            {**_group_fields(row.group), **row.totals.as_dict(), "share": row.share}
-            | {"cost": _cost(costs, row.group.pk, fallback)}
-            for row in rows
-        ]
+        grid = usage_grid(tenant=tenant, filters=filters, bucket="day", by=by)
+        objects = (Model if by == "model" else ApiKey).objects.in_bulk(list(grid.models))
+        rows = breakdown_rows((objects[pk], usage.totals) for pk, usage in grid.models.items())
+        fallback = _grid_fallback(grid)
+        results = []
+        for row in rows:
+            usage = grid.models[row.group.pk]
+            cost = usage.cost_summary(row.group.name).as_api(fallback_currency=fallback)
+            results.append({**_group_fields(row.group), **row.totals.as_dict(), "share": row.share, "cost": cost})
         data = {**_period(tenant, filters), "by": by, "results": results}
         return Response(s.BreakdownSerializer(data).data)
 
