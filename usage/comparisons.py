@@ -12,12 +12,14 @@ import hashlib
 from dataclasses import dataclass, field, replace
 
 from django.core.cache import cache
+from django.db.models import Min
 
+from . import rollups
 from .costs import CostSummary, line_cost, prices_in_force
 from .grid import usage_grid
-from .models import CallRecord
+from .models import CallRecord, DirtyDay, UsageHourly
 from .periods import Period
-from .selectors import _LEDGER_SUMS, Totals, _group, _scoped, grouped_usage
+from .selectors import _LEDGER_SUMS, _SUMS, Totals, _group, _scoped
 
 HOUR = dt.timedelta(hours=1)
 CUT_DAY_CACHE_SECONDS = 120
@@ -55,18 +57,24 @@ def cut_day(tenant, filters, day, cutoff, priced):
 
 
 def _cut_day_lines(tenant, filters, day, cutoff):
-    day_filters = replace(filters, period=Period(day, day))
-    lines, partial_hour = {}, None
-    grouped = grouped_usage(tenant=tenant, filters=day_filters, bucket="hour", dims=("api_key", "model"))
-    for (hour, key_id, model_id), totals in grouped.items():
-        if hour + HOUR <= cutoff:
-            lines[(key_id, model_id)] = lines.get((key_id, model_id), Totals()) + totals
-        elif hour < cutoff:
-            partial_hour = hour
-    if partial_hour is not None:
-        calls = CallRecord.objects.filter(tenant=tenant, occurred_at__gte=partial_hour, occurred_at__lt=cutoff)
-        for (key_id, model_id), totals in _group(_scoped(calls, filters), None, ("api_key", "model"), _LEDGER_SUMS):
-            lines[(key_id, model_id)] = lines.get((key_id, model_id), Totals()) + totals
+    """{(key id, model id): Totals} of the calls on ``day`` before ``cutoff``, grouped in SQL: the
+    hours that end by the cutoff from the hourly rollups, the rest from the ledger (all of it on
+    a day marked dirty)."""
+    start, end = rollups.day_span(tenant, day, day)
+    end = min(end, cutoff)
+    partial = end
+    if not DirtyDay.objects.filter(tenant=tenant, day=day).exists():
+        hours = _scoped(UsageHourly.objects.filter(tenant=tenant, hour__gte=start, hour__lt=end), filters)
+        # Buckets that start before the cutoff but end after it are read from the ledger.
+        partial = hours.filter(hour__gt=cutoff - HOUR).aggregate(first=Min("hour"))["first"] or end
+        whole = hours.filter(hour__lt=partial)
+        lines = dict(_group(whole, None, ("api_key", "model"), _SUMS))
+    else:
+        lines, partial = {}, start
+    if partial < end:
+        calls = CallRecord.objects.filter(tenant=tenant, occurred_at__gte=partial, occurred_at__lt=end)
+        for line, totals in _group(_scoped(calls, filters), None, ("api_key", "model"), _LEDGER_SUMS):
+            lines[line] = lines.get(line, Totals()) + totals
     return lines
 
 

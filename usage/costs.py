@@ -271,7 +271,7 @@ def cost_lines(*, tenant, filters, book=None):
     return lines
 
 
-def _minor_digits(currency):
+def minor_digits(currency):
     return MINOR_UNITS.get(currency, 2)
 
 
@@ -289,7 +289,7 @@ def _summaries_from_rows(rows):
 
 
 def _costed_in_sql(tenant, filters, groups, book):
-    rows = costs_sql.cost_rows(tenant=tenant, filters=filters, book=book, groups=groups, minor_digits=_minor_digits)
+    rows = costs_sql.cost_rows(tenant=tenant, filters=filters, book=book, groups=groups, minor_digits=minor_digits)
     return _summaries_from_rows(list(rows))
 
 

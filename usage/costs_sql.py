@@ -20,7 +20,8 @@ from decimal import Decimal
 
 from django.db import connection
 
-from .models import DirtyDay, Model, UsageDaily
+from .models import DirtyDay, Model, UsageDaily, UsageDailyModel
+from .periods import Period
 
 _GROUP_COLUMNS = {"model": "d.model_id", "api_key": "d.api_key_id", "day": "d.day"}
 _NO_PRICE = "(-1, NULL::date, NULL::date, 0::numeric, 0::numeric, 0::numeric, NULL::text, 1::numeric)"
@@ -100,6 +101,23 @@ def cost_rows(*, tenant, filters, book, groups, minor_digits):
         cursor.execute(sql, [*params, tenant.pk, filters.period.start, filters.period.end, *scope_params])
         for row in cursor.fetchall():
             yield tuple(row[: len(groups)]), *row[len(groups) :]
+
+
+def cost_rows_with_revision(*, tenant, filters, book, first, last, minor_digits):
+    """Yield ((day, model id), currency, unpriced model, amount, tokens, revision) for the days
+    ``first``..``last`` of ``filters``: the cost per day and model with the ``revision`` of its
+    per-model row, read in one statement (one snapshot), so the two belong together."""
+    price_rows, params = _price_values(book, Period(first, last), minor_digits)
+    scoped, scope_params = "", []
+    if filters.model is not None:
+        scoped, scope_params = " AND model_id = %s", [filters.model.pk]
+    inner = _statement(price_rows, [_GROUP_COLUMNS["day"], _GROUP_COLUMNS["model"]], scoped)
+    sql = f"""SELECT c.*, m.revision FROM ({inner}) AS c (day, model_id, currency, unpriced_model, amount, tokens)
+        JOIN {UsageDailyModel._meta.db_table} m ON m.tenant_id = %s AND m.day = c.day AND m.model_id = c.model_id"""  # noqa: S608
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, tenant.pk, first, last, *scope_params, tenant.pk])
+        for day, model_id, *rest in cursor.fetchall():
+            yield (day, model_id), *rest
 
 
 def model_names(ids):

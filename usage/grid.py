@@ -22,6 +22,7 @@ from decimal import Decimal
 
 from django.core.cache import cache
 
+from . import day_costs
 from .costs import CostSummary, cost_by, line_cost, price_fingerprint, prices_in_force
 from .periods import Period, tenant_today
 from .selectors import Totals, add_optional, bucket_values, grouped_usage, usage_versions
@@ -146,17 +147,20 @@ class UsageGrid:
         return combined
 
 
-def _read(tenant, filters, bucket, book, by, *, dirty=False):
+def _read(tenant, filters, bucket, book, by, *, dirty=False, closed=False):
     """The grid of ``filters`` by ``by`` ("model" or "api_key") from the selectors and the cost
     engine (no cache).
 
     ``dirty``: some of its days are marked dirty, so their calls are read from the ledger. Then
     one query by bucket x key x model serves both the usage and the cost lines (``_read_lines``),
-    instead of the ledger being aggregated twice.
+    instead of the ledger being aggregated twice. ``closed``: all its days are before the
+    tenant's today, so their costs may come stored (``usage.day_costs``).
     """
     priced = bool(book.prices())
     if dirty and priced:
         return _read_lines(tenant, filters, bucket, book, by)
+    if priced and day_costs.applies(filters=filters, bucket=bucket, by=by, dirty=dirty, closed=closed):
+        return _read_stored(tenant, filters, book)
     grouped = grouped_usage(tenant=tenant, filters=filters, bucket=bucket, dims=(by,))
     grid = _empty_grid(tenant, filters, bucket, grouped, priced, by)
     position = {value: index for index, value in enumerate(grid.buckets)}
@@ -173,6 +177,21 @@ def _read(tenant, filters, bucket, book, by, *, dirty=False):
             for currency, amount in summary.amounts.items():
                 usage.cost.setdefault(currency, [None] * len(grid.days))[index] = amount
             usage.unpriced[index] += summary.unpriced_tokens
+    return grid
+
+
+def _read_stored(tenant, filters, book):
+    """Like ``_read``, for closed days by model: one read of the per-model rows and their stored costs."""
+    grid = UsageGrid("day", filters.period.dates(), filters.period.dates(), True)
+    index = {day: position for position, day in enumerate(grid.days)}
+    rows = day_costs.day_rows(tenant=tenant, filters=filters, book=book)
+    for day, model_id, sums, currency, amount, unpriced in rows:
+        position = index[day]
+        _add_usage(grid, model_id, position, Totals(*sums))
+        usage = grid.models[model_id]
+        if currency is not None:
+            usage.cost.setdefault(currency, [None] * len(grid.days))[position] = amount
+        usage.unpriced[position] += unpriced
     return grid
 
 
@@ -257,7 +276,8 @@ def usage_grids(*, tenant, wanted, book=None, by="model"):
     for (index, filters, bucket), key, version in zip(segments, keys, versions, strict=True):
         grid = cached.get(key)
         if grid is None:
-            grid = _read(tenant, filters, bucket, book, by, dirty=version.has_dirty)
+            closed = filters.period.end < today
+            grid = _read(tenant, filters, bucket, book, by, dirty=version.has_dirty, closed=closed)
             grid.key = key
             cache.set(key, grid, timeout=GRID_CACHE_SECONDS)
         grids[index] = grid if grids[index] is None else grids[index].followed_by(grid)

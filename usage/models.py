@@ -142,6 +142,13 @@ class UsageDailyModel(Sums):
     # Bumped by every increment of the row: with the newest id and the row count it versions
     # a range of days for the caches (a recompute inserts new rows, so new ids).
     revision = models.BigIntegerField(default=1, db_default=1)
+    # The row's cost (``usage.day_costs``), stored by the first read of a closed day: valid while
+    # ``cost_revision`` equals ``revision`` and ``cost_terms`` the terms of the price in force.
+    cost_revision = models.BigIntegerField(null=True, blank=True)
+    cost_terms = models.TextField(null=True, blank=True)
+    cost_currency = models.CharField(max_length=3, null=True, blank=True)
+    cost_amount = models.DecimalField(max_digits=40, decimal_places=4, null=True, blank=True)
+    cost_unpriced = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
         verbose_name_plural = "usage daily per model"

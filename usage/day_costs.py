@@ -1,0 +1,123 @@
+"""Stored costs of closed days: a grid of days before today costs a read of per-model rows.
+
+Costing a range means rounding every day x key x model line (``usage.costs``): for 90 days of a
+big tenant that is 14,400 lines, the larger part of a page read with an empty cache. A closed
+day rarely changes, so its cost per model is kept on its ``UsageDailyModel`` row, stored by the
+first read that computes it:
+
+- ``cost_revision`` is the row's ``revision`` the cost was computed at. Every increment bumps
+  the revision and a recompute inserts new rows, so a late call or a rebuild leaves the stored
+  cost stale, never wrong: it is used only while ``cost_revision = revision``.
+- ``cost_terms`` is the price in force for the model on that day (currency, per-1K prices and
+  the currency's minor digits): a price added, edited or deleted changes it.
+- The cost is computed by ``usage.costs_sql`` (the same rule and rounding), in a statement that
+  also reads the revision, and stored only where the revision is still the one read; storing
+  is best effort (it gives up at once on a lock held by ingestion and is retried by a later
+  read), so a read never waits on, or fails because of, the store.
+
+PostgreSQL only (the SQL cost engine's exact numeric); reads filtered by API key, dirty days,
+today and SQLite take the line-by-line path of ``usage.grid``.
+"""
+
+import logging
+
+from django.db import DatabaseError, connection, transaction
+
+from . import costs_sql
+from .costs import minor_digits, minor_unit
+from .models import UsageDailyModel
+from .rollups import consecutive_ranges
+
+log = logging.getLogger(__name__)
+
+_TABLE = UsageDailyModel._meta.db_table
+_READ_SQL = f"""
+SELECT id, day, model_id, calls, input_tokens, output_tokens, cached_input_tokens, reasoning_tokens,
+       revision, cost_revision, cost_terms, cost_currency, cost_amount, cost_unpriced
+FROM {_TABLE} WHERE tenant_id = %s AND day BETWEEN %s AND %s
+"""
+
+
+def terms(price):
+    """The stored form of the price in force (None: no price), compared on every read."""
+    if price is None:
+        return ""
+    digits = minor_digits(price.currency)
+    return f"{price.currency} {price.input_per_1k} {price.output_per_1k} {price.cached_input_per_1k} {digits}"
+
+
+def applies(*, filters, bucket, by, dirty, closed):
+    return (
+        connection.vendor == "postgresql"
+        and closed
+        and not dirty
+        and bucket == "day"
+        and by == "model"
+        and filters.api_key is None
+    )
+
+
+def day_rows(*, tenant, filters, book):
+    """[(day, model id, Totals fields..., currency or None, amount or None, unpriced tokens)] of the
+    closed period: one read of the per-model rows, the stale costs computed and stored."""
+    period = filters.period
+    sql, params = _READ_SQL, [tenant.pk, period.start, period.end]
+    if filters.model is not None:
+        sql, params = sql + " AND model_id = %s", [*params, filters.model.pk]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    result, stale, known = [], {}, {}
+    for pk, day, model_id, *sums, revision, cost_revision, cost_terms, currency, amount, unpriced in rows:
+        price = book.price_for(model_id, day)
+        wanted = known.get(price)
+        if wanted is None:
+            wanted = known[price] = terms(price)
+        if cost_revision == revision and cost_terms == wanted:
+            amount = None if currency is None else amount.quantize(minor_unit(currency))
+            result.append((day, model_id, sums, currency, amount, unpriced or 0))
+        else:
+            stale[(day, model_id)] = (pk, sums, wanted)
+    if stale:
+        result.extend(_cost_and_store(tenant, filters, book, stale))
+    return result
+
+
+def _cost_and_store(tenant, filters, book, stale):
+    """Cost the stale (day, model) rows with ``usage.costs_sql``, store what is still current."""
+    costed = {}  # (day, model id) -> (currency, amount, unpriced tokens, revision)
+    for first, last in consecutive_ranges(sorted({day for day, _model in stale})):
+        for key, currency, _unpriced_model, amount, tokens, revision in costs_sql.cost_rows_with_revision(
+            tenant=tenant, filters=filters, book=book, first=first, last=last, minor_digits=minor_digits
+        ):
+            if key in stale:
+                unpriced = int(tokens) if currency is None else 0
+                costed[key] = (currency, None if currency is None else amount, unpriced, revision)
+    rows, updates = [], []
+    for (day, model_id), (pk, sums, wanted) in stale.items():
+        currency, amount, unpriced, revision = costed.get((day, model_id), (None, None, 0, None))
+        rows.append((day, model_id, sums, currency, amount, unpriced))
+        if revision is not None:
+            updates.append((pk, revision, wanted, currency, amount, unpriced))
+    _store(updates)
+    return rows
+
+
+def _store(updates):
+    if not updates:
+        return
+    values = ", ".join(["(%s, %s, %s, %s, %s::numeric, %s)"] * len(updates))
+    params = [value for row in updates for value in row]
+    sql = f"""
+        UPDATE {_TABLE} AS u SET cost_revision = v.revision, cost_terms = v.terms, cost_currency = v.currency,
+               cost_amount = v.amount, cost_unpriced = v.unpriced
+        FROM (VALUES {values}) AS v (id, revision, terms, currency, amount, unpriced)
+        WHERE u.id = v.id AND u.revision = v.revision
+    """  # noqa: S608 (placeholders only)
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            # Ingestion holds these rows' locks while it increments a late call: skip, do not wait.
+            cursor.execute("SET LOCAL lock_timeout = '50ms'")
+            cursor.execute(sql, params)
+    except DatabaseError as error:  # a lock or a read-only replica: a later read stores them
+        log.info("Day costs not stored (%s): %s", len(updates), error)
