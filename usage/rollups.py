@@ -15,6 +15,10 @@ equals the increments' row for row. Hourly buckets are local hours (``hour`` is 
 local hour starts, so +05:30 zones and the repeated hour of a DST change stay apart); daily
 buckets are summed from the hourly ones by local date, and a per-model daily table sums those
 over keys for the "All keys" reads.
+
+Local days that start before the retention horizon (``usage.retention``) have no complete
+ledger any more: their rollups are the only record, so no recompute, rebuild or zone change
+touches them, and they are never marked dirty (a dirty day would be read from the ledger).
 """
 
 import datetime as dt
@@ -29,6 +33,7 @@ from django.utils import timezone
 
 from .increments import lock_tenant_exclusive
 from .models import CallRecord, DirtyDay, UsageDaily, UsageDailyModel, UsageHourly
+from .retention import detail_available_from
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +60,8 @@ def day_span(tenant, first_day, last_day):
 
 def mark_days_dirty(*, tenant, days):
     """Mark ``days`` (local dates) of ``tenant`` stale and enqueue their recompute on commit."""
-    days = sorted(set(days))
+    available_from = detail_available_from(tenant)
+    days = sorted(day for day in set(days) if available_from is None or day >= available_from)
     if not days:
         return
     token = uuid.uuid4().hex
@@ -179,8 +185,15 @@ def _insert_daily_model(cursor, tenant, first_day, last_day):
 def usage_rollup_days(*, tenant, first_day, last_day):
     """Recompute the hourly and daily buckets of local days first_day..last_day inclusive.
 
-    Dirty marks of those days are cleared only if no ingestion re-marked them meanwhile.
+    Dirty marks of those days are cleared only if no ingestion re-marked them meanwhile. Days
+    before the retention horizon are left as they are (their marks dropped): see the module doc.
     """
+    available_from = detail_available_from(tenant)
+    if available_from is not None and first_day < available_from:
+        DirtyDay.objects.filter(tenant=tenant, day__lt=available_from).delete()
+        first_day = available_from
+        if first_day > last_day:
+            return
     start, end = day_span(tenant, first_day, last_day)
     with transaction.atomic(), connection.cursor() as cursor:
         lock_tenant_exclusive(cursor, tenant.pk)
@@ -245,11 +258,14 @@ def usage_rebuild(*, tenant, first_day=None, last_day=None, chunk_days=7, progre
     ``progress`` is called with the number of days done after each chunk.
     """
     bounds = ledger_day_range(tenant=tenant)
+    available_from = detail_available_from(tenant)
     if first_day is None and last_day is None:
-        _drop_rollups_outside(tenant, bounds)
+        _drop_rollups_outside(tenant, bounds, available_from)
     if bounds is None:
         return 0
     first_day, last_day = first_day or bounds[0], last_day or bounds[1]
+    if available_from is not None:
+        first_day = max(first_day, available_from)
     day, done = first_day, 0
     while day <= last_day:
         chunk_end = min(day + dt.timedelta(days=chunk_days - 1), last_day)
@@ -261,9 +277,13 @@ def usage_rebuild(*, tenant, first_day=None, last_day=None, chunk_days=7, progre
     return done
 
 
-def _drop_rollups_outside(tenant, bounds):
+def _drop_rollups_outside(tenant, bounds, available_from):
+    """Remove buckets of days without calls, except those before the horizon (the only record left)."""
     hourly = UsageHourly.objects.filter(tenant=tenant)
     daily = [UsageDaily.objects.filter(tenant=tenant), UsageDailyModel.objects.filter(tenant=tenant)]
+    if available_from is not None:
+        hourly = hourly.filter(hour__gte=local_midnight(tenant, available_from))
+        daily = [queryset.filter(day__gte=available_from) for queryset in daily]
     if bounds is not None:
         start, end = day_span(tenant, *bounds)
         hourly = hourly.exclude(hour__gte=start, hour__lt=end)
