@@ -19,7 +19,7 @@ import re
 from django.conf import settings
 from django.db import connection, transaction
 
-LOCK_NAMESPACE = 0x5550  # "UP": advisory lock of one month's partition creation
+LOCK_NAMESPACE = 0x5550  # "UP": advisory lock of partition creation
 TABLE = "usage_callrecord"
 DEFAULT = f"{TABLE}_default"
 _NAME = re.compile(rf"{TABLE}_y(\d{{4}})m(\d{{2}})\Z")
@@ -104,7 +104,7 @@ def partitions_list(cursor):
 def partitions_ensure(instants):
     """Create the partitions the given instants fall in, if missing. Returns the names created.
 
-    Safe under concurrency: creators of one month serialise on an advisory lock and re-check.
+    Safe under concurrency: creators serialise on an advisory lock and re-check.
     """
     if not partitioned():
         return []
@@ -124,7 +124,9 @@ def partitions_ensure(instants):
             name = partition_name(month)
             if name not in missing:
                 continue
-            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [LOCK_NAMESPACE, month.year * 100 + month.month])
+            # One lock for all months: creators of two months would otherwise each hold one of the
+            # parent's and the DEFAULT partition's exclusive locks and wait for the other.
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, 0)", [LOCK_NAMESPACE])
             cursor.execute("SELECT to_regclass(%s)", [name])
             if cursor.fetchone()[0] is None:
                 _create(cursor, month)

@@ -16,9 +16,13 @@ local hour starts, so +05:30 zones and the repeated hour of a DST change stay ap
 buckets are summed from the hourly ones by local date, and a per-model daily table sums those
 over keys for the "All keys" reads.
 
-Local days that start before the retention horizon (``usage.retention``) have no complete
-ledger any more: their rollups are the only record, so no recompute, rebuild or zone change
-touches them, and they are never marked dirty (a dirty day would be read from the ledger).
+Before the retention horizon (``usage.retention``) the ledger is gone and the hourly buckets are
+the record: a recompute rebuilds hourly buckets only from the first local hour at or after the
+horizon, and daily buckets, as always, from the hourly ones, so a rebuild or a zone change never
+wipes a purged day. Days that start before the horizon are never marked dirty (a dirty day is
+read from the ledger); after a zone change they are re-summed from their hourly buckets at once.
+Hourly buckets before the horizon keep the old zone's hour starts (the same instants for zones
+a whole number of hours apart).
 """
 
 import datetime as dt
@@ -31,9 +35,9 @@ from django.core.cache import cache
 from django.db import connection, transaction
 from django.utils import timezone
 
-from .increments import lock_tenant_exclusive
+from .increments import local_hour_start, lock_tenant_exclusive
 from .models import CallRecord, DirtyDay, UsageDaily, UsageDailyModel, UsageHourly
-from .retention import detail_available_from
+from .retention import detail_available_from, purge_horizon
 
 logger = logging.getLogger(__name__)
 
@@ -185,29 +189,47 @@ def _insert_daily_model(cursor, tenant, first_day, last_day):
 def usage_rollup_days(*, tenant, first_day, last_day):
     """Recompute the hourly and daily buckets of local days first_day..last_day inclusive.
 
-    Dirty marks of those days are cleared only if no ingestion re-marked them meanwhile. Days
-    before the retention horizon are left as they are (their marks dropped): see the module doc.
+    Dirty marks of those days are cleared only if no ingestion re-marked them meanwhile. Hourly
+    buckets before the retention horizon are kept (see the module doc).
     """
-    available_from = detail_available_from(tenant)
-    if available_from is not None and first_day < available_from:
-        DirtyDay.objects.filter(tenant=tenant, day__lt=available_from).delete()
-        first_day = available_from
-        if first_day > last_day:
-            return
     start, end = day_span(tenant, first_day, last_day)
+    hourly_start = max(start, _first_hour_in_ledger(tenant))
     with transaction.atomic(), connection.cursor() as cursor:
         lock_tenant_exclusive(cursor, tenant.pk)
         marks = list(
             DirtyDay.objects.filter(tenant=tenant, day__range=(first_day, last_day)).values_list("pk", "token")
         )
-        UsageHourly.objects.filter(tenant=tenant, hour__gte=start, hour__lt=end).delete()
-        _insert_hourly(cursor, tenant, start, end)
+        if hourly_start < end:
+            UsageHourly.objects.filter(tenant=tenant, hour__gte=hourly_start, hour__lt=end).delete()
+            _insert_hourly(cursor, tenant, hourly_start, end)
         UsageDaily.objects.filter(tenant=tenant, day__range=(first_day, last_day)).delete()
         _insert_daily(cursor, tenant, start, end)
         UsageDailyModel.objects.filter(tenant=tenant, day__range=(first_day, last_day)).delete()
         _insert_daily_model(cursor, tenant, first_day, last_day)
         for pk, token in marks:
             DirtyDay.objects.filter(pk=pk, token=token).delete()
+
+
+def _first_hour_in_ledger(tenant):
+    """The first of the tenant's local hours whose calls are all in the ledger (the horizon, or the
+    next local hour start after it in a zone like +05:30)."""
+    horizon = purge_horizon()
+    if horizon is None:
+        return dt.datetime.min.replace(tzinfo=dt.UTC)
+    hour = local_hour_start(horizon, tenant.tz)
+    return hour if hour >= horizon else hour + dt.timedelta(hours=1)
+
+
+def usage_resum_purged_days(*, tenant):
+    """Re-sum the daily buckets of days before call detail is available from their hourly buckets
+    (after a zone change: their local dates moved). Touches no hourly bucket and no ledger."""
+    available_from = detail_available_from(tenant)
+    first = UsageHourly.objects.filter(tenant=tenant).order_by("hour").values_list("hour", flat=True).first()
+    if available_from is None or first is None:
+        return
+    first_day = local_day(tenant, first)
+    if first_day < available_from:
+        usage_rollup_days(tenant=tenant, first_day=first_day, last_day=available_from - dt.timedelta(days=1))
 
 
 def consecutive_ranges(days):
