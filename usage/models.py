@@ -39,7 +39,14 @@ class Model(models.Model):
 
 
 class CallRecord(models.Model):
-    """One reported model call: the append-only ledger every number is derived from."""
+    """One reported model call: the append-only ledger every number is derived from.
+
+    On PostgreSQL the table is range-partitioned by month of ``occurred_at`` (``usage.partitions``;
+    migration 0006). A partitioned table's keys must contain the partition key, so its real primary
+    key is (id, occurred_at); Django keeps ``id`` as the primary key, which stays unique (one
+    sequence), so the admin and ORM reads by pk work unchanged. (tenant, request_id) is unique
+    across partitions through ``CallRequest``, which every writer claims first.
+    """
 
     tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="+")
     api_key = models.ForeignKey(ApiKey, on_delete=models.PROTECT, related_name="+")
@@ -55,8 +62,12 @@ class CallRecord(models.Model):
 
     class Meta:
         constraints = [
-            # Deduplication of re-sent calls: one row per request id within a tenant.
-            models.UniqueConstraint(fields=["tenant", "request_id"], name="callrecord_unique_request"),
+            # A partition may only enforce keys that contain occurred_at: this one refuses the same
+            # call twice at the same instant; CallRequest makes the request id unique across months.
+            # It also serves the duplicate/conflict read, pruned to the one partition of the instant.
+            models.UniqueConstraint(
+                fields=["tenant", "request_id", "occurred_at"], name="callrecord_unique_request_instant"
+            ),
             models.CheckConstraint(
                 condition=Q(input_tokens__gte=0)
                 & Q(output_tokens__gte=0)
@@ -79,6 +90,52 @@ class CallRecord(models.Model):
     @property
     def total_tokens(self):
         return self.input_tokens + self.output_tokens
+
+
+class CallRequest(models.Model):
+    """The claim of a request id by a stored call: what deduplicates the ledger across partitions.
+
+    Written in the transaction that stores the call, before it, with ``ON CONFLICT DO NOTHING
+    RETURNING``: only the calls whose claim is new reach the ledger. ``occurred_at`` locates the
+    stored call (its partition) for the duplicate-or-conflict comparison, and lets retention
+    delete the claims of purged months.
+    """
+
+    pk = models.CompositePrimaryKey("tenant_id", "request_id")
+    # No database constraint: the ledger row's own key references the tenant; a claim is never
+    # written without it.
+    tenant = models.ForeignKey(Tenant, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    request_id = models.CharField(max_length=255)
+    occurred_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            # Retention: DELETE .. WHERE occurred_at < horizon, in batches.
+            models.Index(fields=["occurred_at"], name="callrequest_time"),
+        ]
+
+    def __str__(self):
+        return f"{self.tenant_id}/{self.request_id}"
+
+
+class CallPurge(models.Model):
+    """One retention run: ledger rows before ``purged_before`` (a UTC month start) are gone.
+
+    The newest ``purged_before`` is the horizon: call-level detail exists from it on, rollups keep
+    the totals of every day, and nothing may store or recompute from the ledger before it.
+    """
+
+    purged_before = models.DateTimeField()
+    purged_at = models.DateTimeField(default=timezone.now)
+    calls = models.BigIntegerField(help_text="Calls deleted (PostgreSQL: the dropped partitions' row estimate).")
+    partitions = models.JSONField(default=list, blank=True, help_text="PostgreSQL: the partitions dropped.")
+
+    class Meta:
+        ordering = ["-purged_before"]
+        # The horizon read (newest purged_before) scans a handful of rows: one per purge.
+
+    def __str__(self):
+        return f"before {self.purged_before:%Y-%m-%d}"
 
 
 class Sums(models.Model):

@@ -15,6 +15,14 @@ equals the increments' row for row. Hourly buckets are local hours (``hour`` is 
 local hour starts, so +05:30 zones and the repeated hour of a DST change stay apart); daily
 buckets are summed from the hourly ones by local date, and a per-model daily table sums those
 over keys for the "All keys" reads.
+
+Before the retention horizon (``usage.retention``) the ledger is gone and the hourly buckets are
+the record: a recompute rebuilds hourly buckets only from the first local hour at or after the
+horizon, and daily buckets, as always, from the hourly ones, so a rebuild or a zone change never
+wipes a purged day. Days that start before the horizon are never marked dirty (a dirty day is
+read from the ledger); after a zone change they are re-summed from their hourly buckets at once.
+Hourly buckets before the horizon keep the old zone's hour starts (the same instants for zones
+a whole number of hours apart).
 """
 
 import datetime as dt
@@ -27,8 +35,9 @@ from django.core.cache import cache
 from django.db import connection, transaction
 from django.utils import timezone
 
-from .increments import lock_tenant_exclusive
+from .increments import local_hour_start, lock_tenant_exclusive
 from .models import CallRecord, DirtyDay, UsageDaily, UsageDailyModel, UsageHourly
+from .retention import detail_available_from, purge_horizon
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +64,8 @@ def day_span(tenant, first_day, last_day):
 
 def mark_days_dirty(*, tenant, days):
     """Mark ``days`` (local dates) of ``tenant`` stale and enqueue their recompute on commit."""
-    days = sorted(set(days))
+    available_from = detail_available_from(tenant)
+    days = sorted(day for day in set(days) if available_from is None or day >= available_from)
     if not days:
         return
     token = uuid.uuid4().hex
@@ -179,22 +189,47 @@ def _insert_daily_model(cursor, tenant, first_day, last_day):
 def usage_rollup_days(*, tenant, first_day, last_day):
     """Recompute the hourly and daily buckets of local days first_day..last_day inclusive.
 
-    Dirty marks of those days are cleared only if no ingestion re-marked them meanwhile.
+    Dirty marks of those days are cleared only if no ingestion re-marked them meanwhile. Hourly
+    buckets before the retention horizon are kept (see the module doc).
     """
     start, end = day_span(tenant, first_day, last_day)
+    hourly_start = max(start, _first_hour_in_ledger(tenant))
     with transaction.atomic(), connection.cursor() as cursor:
         lock_tenant_exclusive(cursor, tenant.pk)
         marks = list(
             DirtyDay.objects.filter(tenant=tenant, day__range=(first_day, last_day)).values_list("pk", "token")
         )
-        UsageHourly.objects.filter(tenant=tenant, hour__gte=start, hour__lt=end).delete()
-        _insert_hourly(cursor, tenant, start, end)
+        if hourly_start < end:
+            UsageHourly.objects.filter(tenant=tenant, hour__gte=hourly_start, hour__lt=end).delete()
+            _insert_hourly(cursor, tenant, hourly_start, end)
         UsageDaily.objects.filter(tenant=tenant, day__range=(first_day, last_day)).delete()
         _insert_daily(cursor, tenant, start, end)
         UsageDailyModel.objects.filter(tenant=tenant, day__range=(first_day, last_day)).delete()
         _insert_daily_model(cursor, tenant, first_day, last_day)
         for pk, token in marks:
             DirtyDay.objects.filter(pk=pk, token=token).delete()
+
+
+def _first_hour_in_ledger(tenant):
+    """The first of the tenant's local hours whose calls are all in the ledger (the horizon, or the
+    next local hour start after it in a zone like +05:30)."""
+    horizon = purge_horizon()
+    if horizon is None:
+        return dt.datetime.min.replace(tzinfo=dt.UTC)
+    hour = local_hour_start(horizon, tenant.tz)
+    return hour if hour >= horizon else hour + dt.timedelta(hours=1)
+
+
+def usage_resum_purged_days(*, tenant):
+    """Re-sum the daily buckets of days before call detail is available from their hourly buckets
+    (after a zone change: their local dates moved). Touches no hourly bucket and no ledger."""
+    available_from = detail_available_from(tenant)
+    first = UsageHourly.objects.filter(tenant=tenant).order_by("hour").values_list("hour", flat=True).first()
+    if available_from is None or first is None:
+        return
+    first_day = local_day(tenant, first)
+    if first_day < available_from:
+        usage_rollup_days(tenant=tenant, first_day=first_day, last_day=available_from - dt.timedelta(days=1))
 
 
 def consecutive_ranges(days):
@@ -245,11 +280,14 @@ def usage_rebuild(*, tenant, first_day=None, last_day=None, chunk_days=7, progre
     ``progress`` is called with the number of days done after each chunk.
     """
     bounds = ledger_day_range(tenant=tenant)
+    available_from = detail_available_from(tenant)
     if first_day is None and last_day is None:
-        _drop_rollups_outside(tenant, bounds)
+        _drop_rollups_outside(tenant, bounds, available_from)
     if bounds is None:
         return 0
     first_day, last_day = first_day or bounds[0], last_day or bounds[1]
+    if available_from is not None:
+        first_day = max(first_day, available_from)
     day, done = first_day, 0
     while day <= last_day:
         chunk_end = min(day + dt.timedelta(days=chunk_days - 1), last_day)
@@ -261,9 +299,13 @@ def usage_rebuild(*, tenant, first_day=None, last_day=None, chunk_days=7, progre
     return done
 
 
-def _drop_rollups_outside(tenant, bounds):
+def _drop_rollups_outside(tenant, bounds, available_from):
+    """Remove buckets of days without calls, except those before the horizon (the only record left)."""
     hourly = UsageHourly.objects.filter(tenant=tenant)
     daily = [UsageDaily.objects.filter(tenant=tenant), UsageDailyModel.objects.filter(tenant=tenant)]
+    if available_from is not None:
+        hourly = hourly.filter(hour__gte=local_midnight(tenant, available_from))
+        daily = [queryset.filter(day__gte=available_from) for queryset in daily]
     if bounds is not None:
         start, end = day_span(tenant, *bounds)
         hourly = hourly.exclude(hour__gte=start, hour__lt=end)

@@ -5,9 +5,14 @@ models and the window) and differ only in how rows reach the table: the API inse
 with one ``INSERT .. ON CONFLICT DO NOTHING RETURNING``; the import on PostgreSQL copies a
 chunk into a staging table and inserts it with one set-based statement.
 
-A request id is unique per tenant. Items are judged as if they arrived one by one: the first
-to claim a request id is stored, a later one with the same content is a duplicate, one with
-other content is a conflict and is rejected, leaving the stored call as it was.
+A request id is unique per tenant, across every partition of the ledger: each writer first
+claims (tenant, request id) in ``CallRequest`` with ``ON CONFLICT DO NOTHING RETURNING``, in
+the same statement (PostgreSQL) or transaction (SQLite) as the insert of the calls, and only
+the calls whose claim is new are inserted. Items are judged as if they arrived one by one: the
+first to claim a request id is stored, a later one with the same content is a duplicate, one
+with other content (another instant included, even in another month) is a conflict and is
+rejected, leaving the stored call as it was. Calls before the retention horizon
+(``usage.retention``) are rejected: their claims were purged with them.
 """
 
 import datetime as dt
@@ -26,10 +31,10 @@ from django.utils import timezone
 from accounts.models import ApiKey
 from accounts.services import credential_touch
 
-from . import increments
+from . import increments, partitions, retention
 from .budgets.services import budgets_after_ingest
 from .ingest import error, request_id_of, validate_call
-from .models import CallRecord, Model
+from .models import CallRecord, CallRequest, Model
 
 # Bumping "last used" on every batch would write the same key or token row many times a second.
 _SQLITE_ROWS_PER_STATEMENT = 500  # 10 values a row stays far below SQLite's 32,766 variables
@@ -148,6 +153,7 @@ def call_records_store(checked, *, now=None):
 def _stored(checked, *, now, bulk):
     result, rows = checked.result, checked.rows
     if rows:
+        partitions.partitions_ensure({row.occurred_at for row in rows})
         outcome = _with_retry(lambda: _store(checked, now=now, bulk=bulk))
         result.accepted, result.duplicates = outcome.accepted, outcome.duplicates
         for row in outcome.conflicts:
@@ -168,10 +174,11 @@ _MODEL_NOT_AVAILABLE = error("model", "model_not_available", "This model is priv
 def _checked(calls, *, window, tenant, result):
     """The calls whose key, time and model allow storing them, as rows, and the tenants of their keys."""
     keys = _api_keys({call.api_key for _, call in calls})
+    horizon = retention.purge_horizon() if calls else None
     candidates = []
     for index, call in calls:
         key = keys.get(call.api_key)
-        errors = _key_errors(key, call, tenant) + _window_errors(call, window)
+        errors = _key_errors(key, call, tenant) + _window_errors(call, window) + _horizon_errors(call, horizon)
         if errors:
             result.reject(index, call.request_id, errors)
         else:
@@ -224,6 +231,13 @@ def _window_errors(call, window):
     return ()
 
 
+def _horizon_errors(call, horizon):
+    if horizon is None or call.occurred_at >= horizon:
+        return ()
+    detail = f"Call-level detail before {horizon:%Y-%m-%d} (UTC) was purged; calls before it are not stored."
+    return (error("occurred_at", "purged", detail),)
+
+
 def _models(candidates, result):
     """The candidates' models as ``name -> (id, tenant id)``, unknown names added unlisted; and the
     candidates that are left.
@@ -236,7 +250,7 @@ def _models(candidates, result):
     if all(call.model in found for _, _, call in candidates):
         return found, candidates
     new = {(key.tenant_id, call.request_id) for _, key, call in candidates if call.model not in found}
-    taken = _stored_contents(new).keys()
+    taken = _claims(new).keys()
     kept = []
     for index, key, call in candidates:
         if call.model not in found and (key.tenant_id, call.request_id) in taken:
@@ -324,46 +338,100 @@ _CONTENT_COLUMNS = _COLUMNS[1:-1]  # what "same content" compares, in Row.conten
 _PG_TYPES = ("int8", "int8", "int8", "timestamptz", "int8", "int8", "int8", "int8", "text")
 
 
+_LEDGER = CallRecord._meta.db_table
+_CLAIMS = CallRequest._meta.db_table
+_CLAIM = (
+    f"INSERT INTO {_CLAIMS} (tenant_id, request_id, occurred_at) SELECT tenant_id, request_id, occurred_at"
+    " FROM {source} ON CONFLICT (tenant_id, request_id) DO NOTHING RETURNING tenant_id, request_id"
+)
+_CLAIMED_ROWS = (
+    "{source} JOIN claimed ON claimed.tenant_id = {source}.tenant_id AND claimed.request_id = {source}.request_id"
+)
+
+
 def _insert_returning(rows, *, now):
-    """Insert ``rows``; return the (tenant id, request id) of those that were new."""
-    table = CallRecord._meta.db_table
-    columns = ", ".join((*_COLUMNS, "received_at"))
-    conflict = "ON CONFLICT (tenant_id, request_id) DO NOTHING RETURNING tenant_id, request_id"
+    """Claim and insert ``rows`` (one per identity); return the (tenant id, request id) of those that were new."""
     if connection.vendor == "postgresql":
-        # One statement whatever the batch size: each column travels as one binary array.
-        arrays = ", ".join(f"%b::{kind}[]" for kind in _PG_TYPES)
-        sql = f"INSERT INTO {table} ({columns}) SELECT *, %b FROM unnest({arrays}) {conflict}"
-        connection.ensure_connection()
-        with psycopg.Cursor(connection.connection) as cursor:
-            cursor.execute(sql, [now, *(list(column) for column in zip(*(row.values for row in rows), strict=True))])
-            return set(cursor.fetchall())
+        return _insert_returning_postgresql(rows, now=now)
     adapt = connection.ops.adapt_datetimefield_value
     inserted = set()
     with connection.cursor() as cursor:
         for start in range(0, len(rows), _SQLITE_ROWS_PER_STATEMENT):
             chunk = rows[start : start + _SQLITE_ROWS_PER_STATEMENT]
-            placeholders = ", ".join(["(" + ", ".join(["%s"] * (len(_COLUMNS) + 1)) + ")"] * len(chunk))
-            params = []
-            for row in chunk:
-                values = row.values
-                params.extend((*values[:3], adapt(values[3]), *values[4:], adapt(now)))
-            cursor.execute(f"INSERT INTO {table} ({columns}) VALUES {placeholders} {conflict}", params)
-            inserted.update(cursor.fetchall())
+            claims = [(*row.identity, adapt(row.occurred_at)) for row in chunk]
+            cursor.execute(
+                f"INSERT INTO {_CLAIMS} (tenant_id, request_id, occurred_at) VALUES "
+                + ", ".join(["(%s, %s, %s)"] * len(claims))
+                + " ON CONFLICT (tenant_id, request_id) DO NOTHING RETURNING tenant_id, request_id",
+                [value for claim in claims for value in claim],
+            )
+            claimed = set(cursor.fetchall())
+            new = [row for row in chunk if row.identity in claimed]
+            if new:
+                placeholders = ", ".join(["(" + ", ".join(["%s"] * (len(_COLUMNS) + 1)) + ")"] * len(new))
+                params = []
+                for row in new:
+                    values = row.values
+                    params.extend((*values[:3], adapt(values[3]), *values[4:], adapt(now)))
+                columns = ", ".join((*_COLUMNS, "received_at"))
+                cursor.execute(f"INSERT INTO {_LEDGER} ({columns}) VALUES {placeholders}", params)
+            inserted.update(claimed)
     return inserted
 
 
-def _stored_contents(identities):
-    """The stored content of each (tenant id, request id), in one query."""
-    if not identities:
-        return {}
+def _insert_returning_postgresql(rows, *, now):
+    # One statement whatever the batch size: each column travels as one binary array; the claims
+    # are inserted first, and only the rows whose claim was new reach the ledger.
+    arrays = ", ".join(f"%b::{kind}[]" for kind in _PG_TYPES)
+    columns = ", ".join(_COLUMNS)
+    sql = (
+        f"WITH batch AS (SELECT * FROM unnest({arrays}) AS batch ({columns})),"
+        f" claimed AS ({_CLAIM.format(source='batch')})"
+        f" INSERT INTO {_LEDGER} ({columns}, received_at)"
+        f" SELECT {', '.join(f'batch.{name}' for name in _COLUMNS)}, %b FROM {_CLAIMED_ROWS.format(source='batch')}"
+        " RETURNING tenant_id, request_id"
+    )
+    connection.ensure_connection()
+    with psycopg.Cursor(connection.connection) as cursor:
+        cursor.execute(sql, [*(list(column) for column in zip(*(row.values for row in rows), strict=True)), now])
+        return set(cursor.fetchall())
+
+
+def _by_tenant(identities):
     by_tenant = defaultdict(list)
     for tenant_id, request_id in identities:
         by_tenant[tenant_id].append(request_id)
+    return by_tenant
+
+
+def _claims(identities):
+    """{(tenant id, request id): instant of the stored call} of those already claimed, in one query."""
+    if not identities:
+        return {}
     condition = Q()
-    for tenant_id, request_ids in by_tenant.items():
+    for tenant_id, request_ids in _by_tenant(identities).items():
         condition |= Q(tenant_id=tenant_id, request_id__in=request_ids)
+    claims = CallRequest.objects.filter(condition).values_list("tenant_id", "request_id", "occurred_at")
+    return {(tenant_id, request_id): instant for tenant_id, request_id, instant in claims}
+
+
+def _stored_contents(identities):
+    """The stored content of each claimed (tenant id, request id): the claim says at which instant,
+    so the ledger read is pruned to the partitions of those instants."""
+    claims = _claims(identities)
+    if not claims:
+        return {}
+    condition = Q()
+    for tenant_id, request_ids in _by_tenant(claims).items():
+        instants = {claims[(tenant_id, request_id)] for request_id in request_ids}
+        condition |= Q(tenant_id=tenant_id, request_id__in=request_ids, occurred_at__in=instants)
     stored = CallRecord.objects.filter(condition).values_list("tenant_id", "request_id", *_CONTENT_COLUMNS)
-    return {(values[0], values[1]): tuple(values[2:]) for values in stored}
+    contents = {}
+    for values in stored:
+        identity, content = (values[0], values[1]), tuple(values[2:])
+        if claims[identity] == content[2]:
+            contents[identity] = content
+    return contents
 
 
 _STAGING = "usage_ingest_staging"
@@ -412,13 +480,15 @@ def _copy_rows(rows, *, stream, now):
 
 
 def _insert_from_staging(cursor, *, now):
-    table = CallRecord._meta.db_table
     columns = ", ".join(_COLUMNS)
+    staged = ", ".join(f"{_STAGING}.{name}" for name in _COLUMNS)
+    candidates = f"(SELECT * FROM {_STAGING} WHERE candidate) AS {_STAGING}"
     # The stored calls' buckets are computed by the database: one row per bucket, not per call.
     cursor.execute(
-        f"WITH inserted AS ("
-        f" INSERT INTO {table} ({columns}, received_at) SELECT {columns}, %s FROM {_STAGING} WHERE candidate"
-        f" ON CONFLICT (tenant_id, request_id) DO NOTHING RETURNING {columns})"
+        f"WITH claimed AS ({_CLAIM.format(source=candidates)}),"
+        f" inserted AS (INSERT INTO {_LEDGER} ({columns}, received_at)"
+        f" SELECT {staged}, %s FROM {_CLAIMED_ROWS.format(source=_STAGING)} WHERE {_STAGING}.candidate"
+        f" RETURNING {columns})"
         f" {increments.hourly_from_inserted_sql()}",
         [now],
     )
@@ -429,12 +499,14 @@ def _insert_from_staging(cursor, *, now):
 
 
 def _staged_conflicts(cursor):
-    """Lines whose content differs from the stored call of their request id."""
-    table = CallRecord._meta.db_table
+    """Lines whose content differs from the stored call of their request id (found at its claim's instant)."""
     staged = ", ".join(f"s.{name}" for name in _CONTENT_COLUMNS)
     stored = ", ".join(f"c.{name}" for name in _CONTENT_COLUMNS)
     cursor.execute(
-        f"SELECT s.line FROM {_STAGING} s JOIN {table} c ON c.tenant_id = s.tenant_id AND c.request_id = s.request_id"
+        f"SELECT s.line FROM {_STAGING} s"
+        f" JOIN {_CLAIMS} r ON r.tenant_id = s.tenant_id AND r.request_id = s.request_id"
+        f" LEFT JOIN {_LEDGER} c ON c.tenant_id = r.tenant_id AND c.request_id = r.request_id"
+        f" AND c.occurred_at = r.occurred_at"
         f" WHERE ({staged}) IS DISTINCT FROM ({stored}) ORDER BY s.line"
     )
     return [line for (line,) in cursor.fetchall()]

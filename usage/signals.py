@@ -65,3 +65,4 @@ def recompute_after_timezone_change(sender, instance, created, **kwargs):
             first, last = bounds[0] - dt.timedelta(days=1), bounds[1] + dt.timedelta(days=1)
             days = [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
             rollups.mark_days_dirty(tenant=instance, days=days)
+        rollups.usage_resum_purged_days(tenant=instance)

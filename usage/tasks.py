@@ -3,10 +3,12 @@
 import logging
 
 from celery import shared_task
+from django.conf import settings
+from django.utils import timezone
 
 from accounts.models import Tenant
 
-from . import rollups
+from . import partitions, retention, rollups
 from .models import DirtyDay
 
 logger = logging.getLogger(__name__)
@@ -49,3 +51,23 @@ def rebuild_tenant(tenant_id):
     """Rebuild all of a tenant's rollups, e.g. after its time zone changed."""
     tenant = Tenant.objects.filter(pk=tenant_id).first()
     return rollups.usage_rebuild(tenant=tenant) if tenant else 0
+
+
+@shared_task
+def ledger_partitions_ahead():
+    """Beat: the ledger's partitions of this month and the next ones exist (PostgreSQL)."""
+    created = partitions.ledger_partitions_ahead(now=timezone.now())
+    if created:
+        logger.info("Created ledger partitions %s", ", ".join(created))
+    return created
+
+
+@shared_task
+def purge_calls():
+    """Beat (when CALL_RETENTION_MONTHS is set): purge call detail older than the retention."""
+    if settings.CALL_RETENTION_MONTHS < 1:
+        return 0
+    summary = retention.calls_purge(older_than_months=settings.CALL_RETENTION_MONTHS)
+    if summary.calls or summary.partitions:
+        logger.info("Purged %d calls before %s", summary.calls, summary.before.date())
+    return summary.calls

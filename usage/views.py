@@ -4,6 +4,7 @@ from django.shortcuts import render
 from .budgets.selectors import budget_lines
 from .charts import dashboard_panel, filtered
 from .models import CallRecord
+from .retention import detail_available_from
 
 
 def _key_label(key):
@@ -26,5 +27,6 @@ def dashboard(request, slug):
     context.update(data=panel["data"], html=panel["html"], chart_json=panel["json"])
     context["budget_lines"] = budget_lines(tenant=tenant, api_key=filterset.usage_filters().api_key)  # usage.budgets
     # A tenant that never had a call gets told how calls arrive, not just "no usage".
+    context["detail_available_from"] = detail_available_from(tenant)  # usage.retention
     context["no_calls_yet"] = panel["data"]["empty"] and not CallRecord.objects.filter(tenant=tenant).exists()
     return render(request, "usage/dashboard.html", context)

@@ -42,6 +42,7 @@ def problem_exception_handler(exc, context):
         status.HTTP_404_NOT_FOUND: "Not found",
         status.HTTP_405_METHOD_NOT_ALLOWED: "Method not allowed",
         status.HTTP_406_NOT_ACCEPTABLE: "Not acceptable",
+        status.HTTP_410_GONE: "Gone",
         status.HTTP_415_UNSUPPORTED_MEDIA_TYPE: "Unsupported media type",
         status.HTTP_429_TOO_MANY_REQUESTS: "Too many requests",
     }.get(response.status_code, "Error")

@@ -189,7 +189,17 @@ CELERY_BEAT_SCHEDULE = {
         "task": "usage.budgets.tasks.evaluate_budgets",
         "schedule": env_int("BUDGET_EVALUATE_SECONDS", 300),
     },
+    # PostgreSQL: the ledger's partitions of this month and LEDGER_PARTITIONS_AHEAD months ahead.
+    "ledger-partitions-ahead": {"task": "usage.tasks.ledger_partitions_ahead", "schedule": 6 * 3600},
 }
+
+# --- Ledger partitions and retention (README "How it works") -------------------------
+LEDGER_PARTITIONS_AHEAD = env_int("LEDGER_PARTITIONS_AHEAD", 3)
+# Months of call-level detail kept before the current UTC month; 0 keeps the ledger forever.
+# When set, the beat purges older months daily (manage.py purge_calls does it by hand).
+CALL_RETENTION_MONTHS = env_int("CALL_RETENTION_MONTHS", 0)
+if CALL_RETENTION_MONTHS > 0:
+    CELERY_BEAT_SCHEDULE["purge-calls"] = {"task": "usage.tasks.purge_calls", "schedule": 24 * 3600}
 
 # --- REST framework ---------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -17,11 +17,12 @@ from usage.costs import DEFAULT_CURRENCY, CostSummary, usage_cost
 from usage.export import export_response
 from usage.grid import usage_grid
 from usage.models import Model
+from usage.retention import detail_available_from
 from usage.selectors import MAX_HOURLY_DAYS, Totals, breakdown_rows, ledger_calls, tenant_models
 
 from . import serializers as s
 from .pagination import CallCursorPagination
-from .schema import ERRORS, responses
+from .schema import ERRORS, PROBLEM, problem, responses
 from .scope import CommonParams, TenantParams, api_tenant, usage_filters, validated
 from .throttling import AccessTokenThrottle
 
@@ -200,7 +201,26 @@ class ModelListView(TenantAPIView):
         return Response({"results": s.ModelSerializer(results, many=True).data})
 
 
-@extend_schema(tags=["usage"], parameters=[CommonParams], responses=responses(s.CallSerializer(many=True)))
+class CallDetailPurged(exceptions.APIException):
+    """A request for calls of days whose call-level detail was purged (``usage.retention``)."""
+
+    status_code = 410
+    default_code = "purged"
+
+    def __init__(self, available_from):
+        super().__init__(
+            f"Call-level detail is available from {available_from:%Y-%m-%d}; earlier calls were purged by the "
+            "retention policy. Start the range on or after that day; /api/v1/usage/summary, timeseries and "
+            "breakdown keep every day's totals."
+        )
+
+
+@extend_schema(
+    tags=["usage"],
+    parameters=[CommonParams],
+    responses=responses(s.CallSerializer(many=True))
+    | {(410, PROBLEM): problem("The range starts before the day call-level detail is available from.")},
+)
 class CallListView(TenantAPIView, generics.ListAPIView):
     """The ledger: one item per call matching the filters, newest first, cursor-paginated."""
 
@@ -209,6 +229,9 @@ class CallListView(TenantAPIView, generics.ListAPIView):
 
     def get_queryset(self):
         self.tenant, filters = self.scope(self.request)
+        available_from = detail_available_from(self.tenant)
+        if available_from is not None and filters.period.start < available_from:
+            raise CallDetailPurged(available_from)
         return ledger_calls(tenant=self.tenant, filters=filters)
 
     def list(self, request, *args, **kwargs):

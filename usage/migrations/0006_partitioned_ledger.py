@@ -1,0 +1,191 @@
+"""The ledger partitioned by month on PostgreSQL, deduplicated through CallRequest, with retention.
+
+PostgreSQL: the populated ``usage_callrecord`` is renamed, a partitioned table of the same columns
+takes its name (primary key (id, occurred_at), the same check, indexes and deferred foreign keys),
+one partition per UTC month from the oldest call to ``LEDGER_PARTITIONS_AHEAD`` months ahead and
+a DEFAULT partition (``usage.partitions``) are created, the rows are copied (ids kept, the id sequence continues after the highest), and the old
+table is dropped. It runs in one transaction: a failure leaves the old table as it was. The copy
+is a plain ``INSERT .. SELECT``: expect about a minute per few million calls.
+
+SQLite: the ledger stays one table; only its unique key changes, as on PostgreSQL.
+
+Both: every stored call's (tenant, request id) is claimed in the new ``usage_callrequest``.
+Reversible: going back copies the ledger into one plain table again.
+"""
+
+import django.utils.timezone
+from django.conf import settings
+from django.db import migrations, models
+
+TABLE = "usage_callrecord"
+OLD = "usage_callrecord_unpartitioned"
+NEW_UNIQUE = models.UniqueConstraint(
+    fields=["tenant", "request_id", "occurred_at"], name="callrecord_unique_request_instant"
+)
+
+_CREATE = f"""
+CREATE TABLE {TABLE} (
+    id bigint NOT NULL,
+    occurred_at timestamp with time zone NOT NULL,
+    input_tokens bigint NOT NULL,
+    output_tokens bigint NOT NULL,
+    cached_input_tokens bigint NULL,
+    reasoning_tokens bigint NULL,
+    request_id varchar(255) NOT NULL,
+    received_at timestamp with time zone NOT NULL,
+    api_key_id bigint NOT NULL,
+    model_id bigint NOT NULL,
+    tenant_id bigint NOT NULL,
+    CONSTRAINT usage_callrecord_pkey PRIMARY KEY (id, occurred_at),
+    CONSTRAINT callrecord_tokens_not_negative CHECK (
+        input_tokens >= 0 AND output_tokens >= 0
+        AND (cached_input_tokens IS NULL OR cached_input_tokens >= 0)
+        AND (reasoning_tokens IS NULL OR reasoning_tokens >= 0))
+) PARTITION BY RANGE (occurred_at)
+"""
+_COLUMNS = (
+    "id, occurred_at, input_tokens, output_tokens, cached_input_tokens, reasoning_tokens, request_id, "
+    "received_at, api_key_id, model_id, tenant_id"
+)
+_FOREIGN_KEYS = [("tenant_id", "accounts_tenant"), ("api_key_id", "accounts_apikey"), ("model_id", "usage_model")]
+
+
+def _months(cursor, table):
+    from usage import partitions
+
+    cursor.execute(f"SELECT min(occurred_at) FROM {table}")
+    oldest = cursor.fetchone()[0]
+    now = django.utils.timezone.now()
+    month = partitions.month_start(oldest or now)
+    last = partitions.add_months(partitions.month_start(now), settings.LEDGER_PARTITIONS_AHEAD)
+    while month <= last:
+        yield month
+        month = partitions.next_month(month)
+
+
+def _partition_postgresql(schema_editor):
+    from usage import partitions
+
+    execute = schema_editor.execute
+    with schema_editor.connection.cursor() as cursor:
+        execute(f"ALTER TABLE {TABLE} RENAME TO {OLD}")
+        execute(f"ALTER INDEX {TABLE}_pkey RENAME TO {OLD}_pkey")
+        execute(_CREATE)
+        for month in _months(cursor, OLD):
+            execute(partitions.create_sql(month))
+        execute(partitions.default_sql())
+        execute(f"INSERT INTO {TABLE} ({_COLUMNS}) SELECT {_COLUMNS} FROM {OLD}")
+        execute(f"DROP TABLE {OLD}")
+        execute(f"CREATE SEQUENCE {TABLE}_id_seq OWNED BY {TABLE}.id")
+        execute(f"SELECT setval('{TABLE}_id_seq', COALESCE((SELECT max(id) FROM {TABLE}), 0) + 1, false)")
+        execute(f"ALTER TABLE {TABLE} ALTER COLUMN id SET DEFAULT nextval('{TABLE}_id_seq')")
+    # Built after the copy (faster than maintaining them row by row); on the parent, so every
+    # partition, present or future, gets them.
+    execute(f"CREATE INDEX callrecord_tenant_time ON {TABLE} (tenant_id, occurred_at)")
+    execute(f"CREATE INDEX callrecord_request_prefix ON {TABLE} (request_id varchar_pattern_ops)")
+    execute(
+        f"ALTER TABLE {TABLE} ADD CONSTRAINT callrecord_unique_request_instant UNIQUE (tenant_id, request_id, occurred_at)"
+    )
+    _foreign_keys(schema_editor)
+
+
+def _foreign_keys(schema_editor):
+    execute = schema_editor.execute
+    for column, target in _FOREIGN_KEYS:
+        # The key and model indexes serve the PROTECT check of a delete (which calls name this row?).
+        index = schema_editor._create_index_name(TABLE, [column])
+        execute(f"CREATE INDEX {index} ON {TABLE} ({column})")
+        execute(
+            f"ALTER TABLE {TABLE} ADD CONSTRAINT {TABLE}_{column}_fk FOREIGN KEY ({column}) "
+            f"REFERENCES {target} (id) DEFERRABLE INITIALLY DEFERRED"
+        )
+
+
+def _unpartition_postgresql(schema_editor):
+    execute = schema_editor.execute
+    execute(f"ALTER TABLE {TABLE} RENAME TO {OLD}")
+    execute(f"ALTER INDEX {TABLE}_pkey RENAME TO {OLD}_pkey")
+    execute(
+        _CREATE.replace("id bigint NOT NULL", "id bigint NOT NULL GENERATED BY DEFAULT AS IDENTITY")
+        .replace("PRIMARY KEY (id, occurred_at)", "PRIMARY KEY (id)")
+        .replace(" PARTITION BY RANGE (occurred_at)", "")
+    )
+    execute(f"INSERT INTO {TABLE} ({_COLUMNS}) SELECT {_COLUMNS} FROM {OLD}")
+    execute(f"DROP TABLE {OLD}")
+    execute(f"SELECT setval(pg_get_serial_sequence('{TABLE}', 'id'), COALESCE((SELECT max(id) FROM {TABLE}), 0) + 1, false)")
+    execute(f"CREATE INDEX callrecord_tenant_time ON {TABLE} (tenant_id, occurred_at)")
+    execute(f"CREATE INDEX callrecord_request_prefix ON {TABLE} (request_id varchar_pattern_ops)")
+    execute(
+        f"ALTER TABLE {TABLE} ADD CONSTRAINT callrecord_unique_request_instant UNIQUE (tenant_id, request_id, occurred_at)"
+    )
+    _foreign_keys(schema_editor)
+
+
+def partition(apps, schema_editor):
+    if schema_editor.connection.vendor == "postgresql":
+        _partition_postgresql(schema_editor)
+
+
+def unpartition(apps, schema_editor):
+    if schema_editor.connection.vendor == "postgresql":
+        _unpartition_postgresql(schema_editor)
+
+
+def claim_stored_calls(apps, schema_editor):
+    schema_editor.execute(
+        f"INSERT INTO usage_callrequest (tenant_id, request_id, occurred_at) "
+        f"SELECT tenant_id, request_id, occurred_at FROM {TABLE}"
+    )
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("accounts", "0001_initial"),
+        ("usage", "0005_request_id_prefix"),
+    ]
+
+    operations = [
+        migrations.CreateModel(
+            name="CallPurge",
+            fields=[
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("purged_before", models.DateTimeField()),
+                ("purged_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "calls",
+                    models.BigIntegerField(
+                        help_text="Calls deleted (PostgreSQL: the dropped partitions' row estimate)."
+                    ),
+                ),
+                (
+                    "partitions",
+                    models.JSONField(blank=True, default=list, help_text="PostgreSQL: the partitions dropped."),
+                ),
+            ],
+            options={"ordering": ["-purged_before"]},
+        ),
+        migrations.CreateModel(
+            name="CallRequest",
+            fields=[
+                ("pk", models.CompositePrimaryKey("tenant_id", "request_id", blank=True, editable=False, primary_key=True, serialize=False)),
+                ("request_id", models.CharField(max_length=255)),
+                ("occurred_at", models.DateTimeField()),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        db_constraint=False,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        to="accounts.tenant",
+                    ),
+                ),
+            ],
+            options={"indexes": [models.Index(fields=["occurred_at"], name="callrequest_time")]},
+        ),
+        # On both databases first (PostgreSQL: on the old table, whose rows the partitioned one takes).
+        migrations.RemoveConstraint(model_name="callrecord", name="callrecord_unique_request"),
+        migrations.AddConstraint(model_name="callrecord", constraint=NEW_UNIQUE),
+        migrations.RunPython(partition, unpartition),
+        migrations.RunPython(claim_stored_calls, migrations.RunPython.noop),
+    ]
+
