@@ -16,36 +16,16 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.db import connection, connections, transaction
+from django.db import connections, transaction
 
 from accounts import services
 from usage.models import CallRecord, DirtyDay, Model, UsageDaily
 from usageproject.celery import app
 
-from ..conftest import required
+from .conftest import ROOT, blocked_on_advisory_lock, database_url, wait_for
 from .factories import make_calls, utc
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
-ROOT = Path(settings.BASE_DIR)
-
-
-@pytest.fixture
-def broker_url():
-    url = os.environ.get("CELERY_BROKER_URL", "")
-    if not url:
-        if required("REQUIRE_SERVICES"):
-            pytest.fail("REQUIRE_SERVICES is set but CELERY_BROKER_URL is not")
-        pytest.skip("No CELERY_BROKER_URL: the real-worker test needs a broker")
-    if connection.vendor != "postgresql":
-        pytest.skip("The worker test needs PostgreSQL (advisory locks hold the worker mid-rollup)")
-    with app.connection_for_write() as conn:
-        conn.ensure_connection(max_retries=2)  # unreachable broker: the test fails here
-    return url
-
-
-def database_url():
-    db = connection.settings_dict
-    return f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
 @pytest.fixture
@@ -80,24 +60,9 @@ def worker(broker_url):
             process.wait(timeout=10)
 
 
-def wait_for(predicate, timeout=30.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    pytest.fail(f"Timed out after {timeout}s waiting for {what}")
-
-
 def pool_children(pid):
     children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     return [int(child) for child in children]
-
-
-def blocked_on_advisory_lock():
-    with connections["default"].cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'advisory'")
-        return cursor.fetchone()[0] > 0
 
 
 def daily_inputs(tenant):
