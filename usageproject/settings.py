@@ -5,6 +5,7 @@ Celery tasks run eagerly in-process, DEBUG on. ``DJANGO_ENV=production`` switche
 to the hardened mode that passes ``manage.py check --deploy``.
 """
 
+import datetime as dt
 import os
 from pathlib import Path
 
@@ -60,6 +61,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI served locally: no CDN
+    "axes",
     "accounts",
     "usage",
 ]
@@ -74,6 +76,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into the lockout page (429).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "usageproject.urls"
@@ -120,6 +124,28 @@ AUTH_USER_MODEL = "accounts.User"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
+
+# --- Login throttling (django-axes) ---------------------------------------------------
+# Every password login (/accounts/login/ and /admin/login/) goes through authenticate(), which
+# AxesStandaloneBackend checks first. Failures are counted per account AND client: after
+# LOGIN_FAILURE_LIMIT wrong passwords for one email from one client, that pair is locked out
+# (429) for LOGIN_COOLOFF_MINUTES; the same account from elsewhere and other accounts from the
+# same client are not. The REST API's tokens never call authenticate(), so they are not counted.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 10)
+AXES_COOLOFF_TIME = dt.timedelta(minutes=env_int("LOGIN_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_USERNAME_FORM_FIELD = "username"
+# The client's address: REMOTE_ADDR, or behind the proxy only the header it sets
+# (LOGIN_CLIENT_IP_HEADER, e.g. X-Real-IP), never a header a client could choose.
+LOGIN_CLIENT_IP_HEADER = os.environ.get("LOGIN_CLIENT_IP_HEADER", "")
+AXES_CLIENT_IP_CALLABLE = "accounts.throttling.client_ip"
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

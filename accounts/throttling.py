@@ -1,0 +1,20 @@
+"""The client address that login throttling (django-axes) counts failures against."""
+
+from django.conf import settings
+
+
+def client_ip(request):
+    """``REMOTE_ADDR``, or with ``LOGIN_CLIENT_IP_HEADER`` set only that header.
+
+    Behind the proxy every request comes from the proxy's address, so the proxy must put the
+    client's address in one header it always overwrites (e.g. ``X-Real-IP``). No other header is
+    read: a client could write ``X-Forwarded-For`` itself and pick a fresh address per attempt.
+    """
+    header = settings.LOGIN_CLIENT_IP_HEADER
+    if header:
+        meta_name = "HTTP_" + header.upper().replace("-", "_")
+        value = request.META.get(meta_name, "").strip()
+        if value:
+            return value
+    # Without the header the request did not come through the proxy: its own address counts.
+    return request.META.get("REMOTE_ADDR")
