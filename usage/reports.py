@@ -154,11 +154,46 @@ def monthly_report_csv(request, slug):
 TREND_WEEKS = 10
 
 
-def weekly_trend(tenant, last_day, weeks=TREND_WEEKS):
+class OperationsForm(forms.Form):
+    """The week (its first local day; 7 whole days ending yesterday at the latest, the last
+    ``TREND_WEEKS`` weeks) and the API key (one of the tenant's, default all)."""
+
+    week = forms.DateField(required=False, input_formats=["%Y-%m-%d"], widget=forms.Select, label="Week")
+    api_key = forms.ModelChoiceField(
+        queryset=ApiKey.objects.none(), to_field_name="public_id", required=False, empty_label="All", label="API Key"
+    )
+
+    def __init__(self, data=None, *, tenant, yesterday):
+        super().__init__(data)
+        self.latest = Period(yesterday - dt.timedelta(days=6), yesterday)
+        self.earliest = self.latest.start - dt.timedelta(days=7 * (TREND_WEEKS - 1))
+        self.fields["api_key"].queryset = ApiKey.objects.filter(tenant=tenant).order_by("name")
+        starts = [self.latest.start - dt.timedelta(days=7 * week) for week in range(TREND_WEEKS)]
+        chosen = self.data.get("week")
+        self.fields["week"].widget.choices = [(f"{day:%Y-%m-%d}", self._label(day)) for day in starts]
+        if chosen and chosen not in dict(self.fields["week"].widget.choices):
+            # A bookmarked week that no longer lines up with yesterday is still offered, if valid.
+            self.fields["week"].widget.choices.append((chosen, chosen))
+
+    def _label(self, start):
+        text = f"{start:%b %d} – {start + dt.timedelta(days=6):%b %d, %Y}"
+        return text + (" (latest)" if start == self.latest.start else "")
+
+    def clean_week(self):
+        start = self.cleaned_data.get("week") or self.latest.start
+        if not self.earliest <= start <= self.latest.start:
+            raise forms.ValidationError(
+                f"Choose a week that starts between {self.earliest} and {self.latest.start}: "
+                f"the last {TREND_WEEKS} whole weeks."
+            )
+        return Period(start, start + dt.timedelta(days=6))
+
+
+def weekly_trend(tenant, last_day, weeks=TREND_WEEKS, api_key=None):
     """Tokens per model in each of the last ``weeks`` whole weeks (7 local days ending ``last_day``),
     oldest first, from the page's cached daily grid: {"labels", "datasets"} for a chart and table."""
     first = last_day - dt.timedelta(days=7 * weeks - 1)
-    grid = usage_grid(tenant=tenant, filters=UsageFilters(Period(first, last_day)))
+    grid = usage_grid(tenant=tenant, filters=UsageFilters(Period(first, last_day), api_key=api_key))
     models = Model.objects.in_bulk(list(grid.models))
     labels = [f"{first + dt.timedelta(days=7 * week):%b %d}" for week in range(weeks)]
     datasets = []
@@ -178,18 +213,26 @@ def operations(request, slug):
     tenant = tenant_for_request(request, slug)
     # Whole days only: a week that ends with today's first hours would always look like a drop.
     yesterday = tenant_today(tenant) - dt.timedelta(days=1)
-    this_week, last_week, trends = model_week_over_week(tenant=tenant, today=yesterday)
-    weekly = weekly_trend(tenant, yesterday)
+    form = OperationsForm(request.GET, tenant=tenant, yesterday=yesterday)
+    context = {"tenant": tenant, "nav": "operations", "form": form}
+    if not form.is_valid():
+        # Another tenant's key is "not one of the available choices": a form error, nothing of it shown.
+        return render(request, "usage/operations.html", context, status=400)
+    week, key = form.cleaned_data["week"], form.cleaned_data["api_key"]
+    this_week, last_week, trends = model_week_over_week(tenant=tenant, today=week.end, api_key=key)
+    weekly = weekly_trend(tenant, week.end, api_key=key)
     for trend in trends:
         trend.color = model_color(trend.model)
-    context = {
-        "weekly": weekly,
-        "weekly_json": json_script(weekly, "weekly-data"),
-        "tenant": tenant,
-        "nav": "operations",
-        "this_week": this_week,
-        "last_week": last_week,
-        "trends": trends,
-        "scale_hint_percent": int(SCALE_HINT_CHANGE * 100),
-    }
+    scope = f"&api_key={key.public_id}" if key else ""
+    context.update(
+        weekly=weekly,
+        weekly_json=json_script(weekly, "weekly-data"),
+        this_week=this_week,
+        last_week=last_week,
+        trends=trends,
+        api_key=key,
+        # The dashboard of the same two weeks and key, per model (the row's link).
+        dashboard_query=f"preset=custom&start={last_week.start}&end={this_week.end}{scope}",
+        scale_hint_percent=int(SCALE_HINT_CHANGE * 100),
+    )
     return render(request, "usage/operations.html", context)

@@ -407,12 +407,12 @@ def _weeks(today):
     return this_week, this_week.previous()
 
 
-def model_week_over_week(*, tenant, today):
-    """Per model, the last 7 local days ending ``today`` against the 7 before; busiest first."""
+def model_week_over_week(*, tenant, today, api_key=None):
+    """Per model, the last 7 local days ending ``today`` against the 7 before; busiest first.
+    ``api_key``: only that key's calls (one of the tenant's keys)."""
     this_week, last_week = _weeks(today)
-    grouped = grouped_usage(
-        tenant=tenant, filters=UsageFilters(Period(last_week.start, today)), bucket="day", dims=("model",)
-    )
+    filters = UsageFilters(Period(last_week.start, today), api_key=api_key)
+    grouped = grouped_usage(tenant=tenant, filters=filters, bucket="day", dims=("model",))
     sums = {}
     for (day, model_id), totals in grouped.items():
         current, previous = sums.setdefault(model_id, ([0, 0], [0, 0]))

@@ -3,7 +3,9 @@ from django.shortcuts import render
 
 from .budgets.selectors import budget_lines
 from .charts import dashboard_panel, filtered
+from .filters import CUSTOM
 from .models import CallRecord
+from .periods import PRESETS, tenant_today
 from .retention import detail_available_from
 
 
@@ -13,12 +15,44 @@ def _key_label(key):
     return f"{key.name} ({key.public_id})" + ("" if status == "active" else f" — {status}")
 
 
+def _day_text(day, today):
+    return f"{day:%b %d}" if day.year == today.year else f"{day:%b %d, %Y}"
+
+
+def range_picker(form, today):
+    """What the range picker shows: the choices, the one in force and its dates as a button text.
+
+    ``form`` is bound (``filtered`` fills in the preset); an invalid one still shows what was asked.
+    """
+    preset = form.data.get("preset")
+    if preset not in PRESETS:
+        preset = CUSTOM
+    period = form.cleaned_data.get("period") if form.is_valid() else None
+    start, end = form.data.get("start") or "", form.data.get("end") or ""
+    text = "Choose a range"
+    if period is not None:
+        span = _day_text(period.start, today)
+        if period.end != period.start:
+            span += " – " + _day_text(period.end, today)
+        text = span if preset == CUSTOM else f"{PRESETS[preset]} · {span}"
+        start, end = (period.start.isoformat(), period.end.isoformat()) if preset == CUSTOM else ("", "")
+    return {
+        "choices": [*PRESETS.items(), (CUSTOM, "Custom")],
+        "preset": preset,
+        "text": text,
+        "single_day": preset == CUSTOM and bool(start) and end in ("", start),
+        "start": start,
+        "end": end,
+    }
+
+
 @login_required
 def dashboard(request, slug):
     """The Usage Statistics page, rendered with its numbers so the first paint needs no request."""
     tenant, filterset = filtered(request, slug)
     filterset.form.fields["api_key"].label_from_instance = _key_label
     context = {"tenant": tenant, "nav": "usage", "filterset": filterset, "form": filterset.form, "data": None}
+    context["range"] = range_picker(filterset.form, tenant_today(tenant))
     if not filterset.is_valid():
         return render(request, "usage/dashboard.html", context, status=400)
     # The model choices are the tenant's models: loaded once, for the filter bar and the charts.

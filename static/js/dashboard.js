@@ -1,4 +1,4 @@
-// Usage Statistics page: charts from the server's data, metric switch, refresh, filter bar.
+// Usage Statistics page: charts from the server's data, metric switch, refresh (the filter bar: filters.js).
 // The numbers are rendered by Django; this file only draws them and fetches fresh ones.
 (function () {
   "use strict";
@@ -355,60 +355,6 @@
     }
   }
 
-  // Filter bar: a choice made with the pointer reloads with it in the URL (views stay shareable).
-  // A keyboard user steps through options with the arrow keys: nothing navigates until Apply, or
-  // until focus leaves the control that changed (WCAG 3.2.2, on input).
-  function wireFilters() {
-    const form = document.getElementById("filters");
-    const preset = form.elements.preset;
-    const custom = document.getElementById("custom-range");
-    const apply = document.getElementById("apply");
-    let keyboard = false;
-    const pending = new Set();
-    const submit = () => form.requestSubmit();
-    const markPending = (control) => {
-      pending.add(control);
-      apply.classList.add("is-pending");
-      apply.setAttribute("aria-describedby", "apply-hint");
-      document.getElementById("apply-hint").hidden = false;
-    };
-    form.addEventListener("keydown", (event) => {
-      if (event.key !== "Tab") keyboard = true;
-    });
-    form.addEventListener("pointerdown", () => {
-      keyboard = false;
-    });
-    const onChange = (control, beforeSubmit) => {
-      control.addEventListener("change", () => {
-        if (beforeSubmit && beforeSubmit() === false) return;
-        if (keyboard) markPending(control);
-        else submit();
-      });
-      control.addEventListener("blur", () => {
-        if (pending.has(control) && !(control === preset && preset.value === "custom")) submit();
-      });
-    };
-    onChange(form.elements.api_key);
-    onChange(form.elements.model);
-    onChange(preset, () => {
-      if (preset.value === "custom") {
-        custom.hidden = false;
-        if (!keyboard) form.elements.start.focus();
-        return false;
-      }
-      custom.hidden = true;
-      form.elements.start.value = "";
-      form.elements.end.value = "";
-      return true;
-    });
-    // Drop empty fields so the URL carries only what was chosen.
-    form.addEventListener("formdata", (event) => {
-      for (const [name, value] of [...event.formData.entries()]) {
-        if (value === "") event.formData.delete(name);
-      }
-    });
-  }
-
   document.querySelectorAll(".metric-switch button[data-metric]").forEach((button) => {
     button.addEventListener("click", () => setMetric(button.dataset.metric));
   });
@@ -438,7 +384,6 @@
     if (autoBox.checked && document.visibilityState === "visible") autoTick();
   });
   window.addEventListener("resize", markScrollable);
-  wireFilters();
   render();
   root.dataset.metric = state.metric;
 })();

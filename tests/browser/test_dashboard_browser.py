@@ -123,7 +123,7 @@ def test_filters_change_the_numbers_and_the_url(browser, live_server, cast):
     tenant, (production, _staging), models = cast["tenant"], cast["keys"], cast["models"]
     today = tenant_today(tenant)
     page = login(browser, live_server, cast)
-    assert page.get_by_label("Time range", exact=True).input_value() == "last_2_weeks"
+    assert page.locator('#range-panel input[name="preset"]:checked').input_value() == "last_2_weeks"
     assert cards(page) == expected(cast, today - dt.timedelta(days=13), today)
 
     page.get_by_label("API Key", exact=True).select_option(production.public_id)
@@ -137,16 +137,18 @@ def test_filters_change_the_numbers_and_the_url(browser, live_server, cast):
     assert cards(page) == expected(cast, today - dt.timedelta(days=13), today, key=production, model=models[1])
     assert [label for label, _data in trend_data(page)] == [models[1].name]
 
-    page.get_by_label("Time range", exact=True).select_option("last_7_days")
+    page.get_by_role("button", name="Time range").click()
+    page.get_by_label("Last 7 days", exact=True).check()
     page.wait_for_url(re.compile(r"preset=last_7_days"))
     wait_rendered(page)
     assert cards(page) == expected(cast, today - dt.timedelta(days=6), today, key=production, model=models[1])
 
-    page.get_by_label("Time range", exact=True).select_option("custom")
+    page.get_by_role("button", name="Time range").click()
+    page.get_by_label("Custom", exact=True).check()
     first, last = today - dt.timedelta(days=9), today - dt.timedelta(days=8)
     page.get_by_label("From", exact=True).fill(first.isoformat())
     page.get_by_label("To", exact=True).fill(last.isoformat())
-    page.get_by_role("button", name="Apply").click()
+    page.get_by_role("button", name="Apply range").click()
     page.wait_for_url(re.compile(rf"start={first.isoformat()}&end={last.isoformat()}"))
     wait_rendered(page)
     assert cards(page) == expected(cast, first, last, key=production, model=models[1])

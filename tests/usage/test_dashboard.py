@@ -134,7 +134,22 @@ def test_default_is_last_two_weeks_and_shows_it_selected(owner_client, tenant, l
     assert (
         card_values(response.context["data"])["calls"] == truth(tenant, dt.date(2026, 11, 15), dt.date(2026, 11, 28))[0]
     )
-    assert '<option value="last_2_weeks" selected>Last 2 weeks</option>' in response.content.decode()
+    html = response.content.decode()
+    assert '<input type="radio" name="preset" value="last_2_weeks" checked> Last 2 weeks' in html
+    assert '<span id="range-value">Last 2 weeks · Nov 15 – Nov 28</span>' in html
+
+
+def test_range_picker_names_a_custom_range_and_keeps_a_refused_one(owner_client, tenant, ledger):
+    url = reverse("usage:dashboard", kwargs={"slug": tenant.slug})
+    html = owner_client.get(url, {"start": "2026-11-02", "end": "2026-11-04"}).content.decode()
+    assert '<span id="range-value">Nov 02 – Nov 04</span>' in html
+    assert 'value="custom" checked' in html and 'name="start" id="id_start" value="2026-11-02"' in html
+    single = owner_client.get(url, {"preset": "custom", "start": "2025-12-31"}).content.decode()
+    assert '<span id="range-value">Dec 31, 2025</span>' in single and 'value="day" disabled checked' in single
+    refused = owner_client.get(url, {"start": "2026-11-04", "end": "2026-11-02"})
+    assert refused.status_code == 400
+    text = refused.content.decode()
+    assert "The end date is before the start date." in text and 'value="2026-11-04"' in text
 
 
 def test_change_against_previous_period(owner_client, tenant, ledger):
@@ -250,8 +265,10 @@ def test_page_has_accessible_controls(owner_client, tenant, ledger):
     assert 'aria-label="Refresh"' in html
     for name in ("Total", "Input", "Output"):
         assert f'aria-pressed="{"true" if name == "Total" else "false"}">{name}</button>' in html
-    for label in ("API Key", "Model", "Time range", "From", "To"):
+    for label in ("API Key", "Model", "From", "To"):
         assert f">{label}</label>" in html
+    # The range picker's button is named by its label and the range it shows.
+    assert 'id="range-label">Time range</span>' in html and 'aria-labelledby="range-label range-value"' in html
     assert "vendor/chart.js/chart.umd.min.js" in html and "cdn" not in html.lower()
 
 
@@ -379,7 +396,7 @@ def test_a_cached_page_follows_new_calls_model_colours_and_the_query(owner_clien
     llm.color = "#123456"
     llm.save()
     html = owner_client.get(url, {"preset": "last_30_days"}).content.decode()
-    assert "background: #123456" in html and '"borderColor": "#123456"' in html
+    assert 'fill="#123456"' in html and '"borderColor": "#123456"' in html
     links = owner_client.get(url, {"preset": "last_30_days", "api_key": api_key.public_id}).context["data"]
     assert all(f"api_key={api_key.public_id}" in row["url"] for row in links["distribution"])
 

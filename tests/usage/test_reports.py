@@ -326,7 +326,7 @@ def test_operations_page_lists_models(owner_client, tenant, api_key, llm):
 
 
 def test_operations_empty_state(owner_client, tenant):
-    assert "No usage in the last two weeks" in owner_client.get(report_url(tenant, "operations")).content.decode()
+    assert "No usage in these two weeks" in owner_client.get(report_url(tenant, "operations")).content.decode()
 
 
 @pytest.mark.parametrize("month", ["1970-01", "9998-12"])
@@ -346,7 +346,7 @@ def test_report_reads_a_fixed_number_of_queries(tenant, month_of_usage, django_a
 
 def test_operations_compares_whole_days_so_today_is_not_counted(owner_client, tenant, api_key, llm):
     make_calls(tenant, [{"api_key": api_key, "model": llm, "occurred_at": timezone.now(), "input_tokens": 10}])
-    assert "No usage in the last two weeks" in owner_client.get(report_url(tenant, "operations")).content.decode()
+    assert "No usage in these two weeks" in owner_client.get(report_url(tenant, "operations")).content.decode()
 
 
 def test_operations_weekly_trend_sums_whole_weeks(owner_client, tenant, api_key, llm):
@@ -368,4 +368,55 @@ def test_operations_weekly_trend_sums_whole_weeks(owner_client, tenant, api_key,
     assert dataset["data"][-1] == 30 and dataset["data"][-2] == 40 and sum(dataset["data"]) == 70
     assert dataset["borderColor"] == "#7c3aed"  # the model's own colour
     html = owner_client.get(report_url(tenant, "operations")).content.decode()
-    assert "Tokens per week, last 10 whole weeks" in html and "background: #7c3aed" in html
+    assert "Tokens per week, 10 whole weeks to" in html and 'fill="#7c3aed"' in html
+
+
+def _week_param(days_ago_end):
+    """The ``week`` parameter of the whole week that ends ``days_ago_end`` days before today."""
+    return f"{timezone.now().date() - dt.timedelta(days=days_ago_end + 6):%Y-%m-%d}"
+
+
+def test_operations_week_and_key_pick_what_is_compared(owner_client, tenant, owner, api_key, llm):
+    other_key = services.api_key_create(tenant=tenant, name="batch", created_by=owner)[0]
+    make_calls(
+        tenant,
+        [
+            {"api_key": api_key, "model": llm, "occurred_at": _noon(8), "input_tokens": 300},  # week 8..14 days ago
+            {"api_key": api_key, "model": llm, "occurred_at": _noon(15), "input_tokens": 100},  # the week before it
+            {"api_key": other_key, "model": llm, "occurred_at": _noon(9), "input_tokens": 5000},
+            {"api_key": api_key, "model": llm, "occurred_at": _noon(1), "input_tokens": 7},  # the latest week
+        ],
+    )
+    params = {"week": _week_param(8), "api_key": api_key.public_id}
+    response = owner_client.get(report_url(tenant, "operations"), params)
+    assert response.status_code == 200
+    [trend] = response.context["trends"]
+    assert (trend.tokens, trend.previous_tokens, trend.calls, trend.change_percent) == (300, 100, 1, 200)
+    assert response.context["this_week"].end == timezone.now().date() - dt.timedelta(days=8)
+    weekly = response.context["weekly"]
+    assert weekly["datasets"][0]["data"][-2:] == [100, 300]  # the trend ends with the week picked
+    everything = owner_client.get(report_url(tenant, "operations"), {"week": _week_param(8)}).context["trends"]
+    assert everything[0].tokens == 5300
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"week": "2020-01-01"}, {"week": "not-a-date"}, {"week": "9999-99-99"}, {"api_key": "nope"}],
+)
+def test_operations_refuses_a_week_or_key_it_does_not_offer(owner_client, tenant, params):
+    response = owner_client.get(report_url(tenant, "operations"), params)
+    assert response.status_code == 400
+    assert response.context["form"].errors and response.context.get("trends") is None
+
+
+def test_operations_another_tenants_key_is_a_form_error_and_shows_nothing_of_it(
+    owner_client, tenant, api_key, llm, other_api_key
+):
+    make_calls(
+        other_api_key.tenant, [{"api_key": other_api_key, "model": llm, "occurred_at": _noon(2), "input_tokens": 999}]
+    )
+    response = owner_client.get(report_url(tenant, "operations"), {"api_key": other_api_key.public_id})
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert "Select a valid choice" in html
+    assert "999" not in html and "theirs" not in html and llm.name not in html

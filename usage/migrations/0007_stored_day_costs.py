@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('usage', '0005_request_id_prefix'),
+        ('usage', '0006_partitioned_ledger'),
     ]
 
     operations = [
