@@ -21,7 +21,8 @@ from usage.budgets.delivery import webhook_secret
 from usage.models import AlertDelivery, BudgetAlert, Model
 from usageproject.celery import app
 
-from ..usage.test_celery_worker import ROOT, broker_url, database_url, pool_children, wait_for  # noqa: F401
+from ..usage.conftest import ROOT, broker_url, database_url, wait_for  # noqa: F401
+from ..usage.test_celery_worker import pool_children
 from .helpers import budget, start_of_today
 from .receivers import WebhookReceiver, verify_signature
 
