@@ -65,11 +65,26 @@ def as_truth(grid):
 
 
 @pytest.fixture
-def history(tenant, api_key, llm):
-    """Calls on every day of PERIOD, rolled up (clean), and a price from before it."""
+def history(tenant, api_key, llm, other_tenant, other_api_key):
+    """Calls on every day of PERIOD, rolled up (clean), and a price from before it.
+
+    Another tenant (Asia/Kolkata) has calls of the same model on the same days, rolled up, and
+    two more left dirty (a closed day and today): none of it may reach this tenant's grid.
+    """
     price(llm, dt.date(2026, 1, 1), "1", "2")
     make_calls(tenant, [call(api_key, llm, utc(2026, 11, day, 10), 1000 + day, 10 * day) for day in range(20, 29)])
+    make_calls(
+        other_tenant, [call(other_api_key, llm, utc(2026, 11, day, 10), 7000 + day, 3 * day) for day in range(20, 29)]
+    )
     rollups.usage_rollup_dirty(tenant=tenant)
+    rollups.usage_rollup_dirty(tenant=other_tenant)
+    make_calls(
+        other_tenant,
+        [
+            call(other_api_key, llm, utc(2026, 11, 21, 11), 900, 9),
+            call(other_api_key, llm, utc(2026, 11, 28, 9), 800, 8),
+        ],
+    )
 
 
 def read(tenant, period=PERIOD, bucket="day"):
@@ -83,6 +98,15 @@ def test_grid_equals_the_ledger_and_its_buckets_are_gap_filled(tenant, api_key, 
     assert usage.input[:2] == [0, 0] and usage.input[-2:] == [0, 0]  # before the calls, and the future
     assert usage.input[2:11] == [1000 + day for day in range(20, 29)]
     assert read(tenant) == truth(tenant, PERIOD)
+
+
+def test_each_tenant_reads_only_its_own_calls_on_the_same_days(tenant, other_tenant, llm, history):
+    # Hand-summed: Acme 1000 + day in, 10 x day out; Globex 7000 + day in, 3 x day out, plus 900 + 800 dirty.
+    days = range(20, 29)
+    assert read(tenant)[llm.pk][:3] == (9, sum(1000 + d for d in days), sum(10 * d for d in days))
+    assert read(other_tenant)[llm.pk][:3] == (11, 64916, sum(3 * d for d in days) + 17)
+    assert read(tenant) == truth(tenant, PERIOD)
+    assert read(other_tenant) == truth(other_tenant, PERIOD)
 
 
 def test_a_second_read_comes_from_the_cache(tenant, history, django_assert_num_queries):

@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts import services
+from usage import rollups
 from usage.costs import usage_cost
 from usage.models import Model
 from usage.periods import month_period
@@ -29,7 +30,7 @@ def token_client(tenant):
 
 
 @pytest.fixture
-def month_of_usage(tenant, owner, api_key, llm):
+def month_of_usage(tenant, owner, api_key, llm, other_tenant, other_api_key):
     """November: a price change, a contract price, an unpriced model, a EUR model and two keys.
 
     Hand-computed cost:
@@ -38,7 +39,14 @@ def month_of_usage(tenant, owner, api_key, llm):
       staging / deepseek:    Nov 25, 1000 in at the contract 0.80 (from Nov 21) = 0.80 USD
       staging / mistral:     Nov 5, 1500 in at 2.00 EUR = 3.00 EUR
       staging / unpriced:    Nov 6, 300 in + 200 out: 500 unpriced tokens
-    Totals: 6.05 USD, 3.00 EUR, 500 unpriced tokens.
+    Totals: 6.05 USD, 3.00 EUR, 500 unpriced tokens. The days up to Nov 6 are rolled up, Nov 20
+    and 25 left dirty (read from the ledger).
+
+    Globex (Asia/Kolkata) on the same days, none of it Acme's:
+      theirs / deepseek:     Nov 3, 7000 in + 3000 out at 0.50/1.50 = 3.50 + 4.50 = 8.00 USD (rolled up)
+                             Nov 20, 4000 in at 1.00 = 4.00 USD; Nov 25, 1000 in at 1.00 (Acme's
+                             contract is not theirs) = 1.00 USD (both dirty)
+    Globex totals: 3 calls, 12000 in, 3000 out, 13.00 USD.
     """
     staging, _ = services.api_key_create(tenant=tenant, name="staging", created_by=owner)
     mistral = Model.objects.create(name="eu/mistral-large")
@@ -61,13 +69,16 @@ def month_of_usage(tenant, owner, api_key, llm):
         tenant,
         [
             c(api_key, llm, 3, 1000, 500),
-            c(api_key, llm, 20, 2000, 1000),
-            c(staging, llm, 25, 1000),
             c(staging, mistral, 5, 1500),
             c(staging, unpriced, 6, 300, 200),
             {**c(api_key, llm, 1, 5000), "occurred_at": utc(2026, 10, 31, 23)},  # October: not in the report
         ],
     )
+    make_calls(other_tenant, [c(other_api_key, llm, 3, 7000, 3000)])
+    rollups.usage_rollup_dirty(tenant=tenant)
+    rollups.usage_rollup_dirty(tenant=other_tenant)
+    make_calls(tenant, [c(api_key, llm, 20, 2000, 1000), c(staging, llm, 25, 1000)])
+    make_calls(other_tenant, [c(other_api_key, llm, 20, 4000), c(other_api_key, llm, 25, 1000)])
     return staging
 
 
@@ -104,10 +115,25 @@ def test_api_outsider_gets_404_for_another_tenant(tenant, outsider_client, month
     assert response["Content-Type"] == "application/problem+json"
 
 
-def test_api_token_reads_only_its_tenant(tenant, other_tenant, month_of_usage):
+def test_api_token_reads_only_its_tenant(tenant, other_tenant, other_api_key, month_of_usage):
     client = token_client(other_tenant)
-    assert client.get(API_URL, {"month": MONTH}).json()["rows"] == []
+    report = client.get(API_URL, {"month": MONTH}).json()
+    assert [(r["api_key"], r["model"], r["calls"]) for r in report["rows"]] == [
+        (other_api_key.public_id, "public/deepseek-r1", 3)
+    ]
+    assert (report["totals"]["input_tokens"], report["totals"]["output_tokens"]) == (12000, 3000)
+    assert [(c["amount"], c["currency"]) for c in report["cost"]] == [("13.00", "USD")]
     assert client.get(API_URL, {"month": MONTH, "tenant": tenant.slug}).status_code == 404
+
+
+def test_another_tenant_on_the_same_days_has_its_own_report_page_and_csv(outsider_client, other_tenant, month_of_usage):
+    client = outsider_client  # Globex's owner
+    report = client.get(report_url(other_tenant), {"month": MONTH}).context["report"]
+    assert report.cost.amounts == {"USD": Decimal("13.00")} and report.cost.unpriced_tokens == 0
+    assert (report.totals.calls, report.totals.input_tokens, report.totals.output_tokens) == (3, 12000, 3000)
+    rows = csv_rows(client.get(report_url(other_tenant, "monthly_csv"), {"month": MONTH}))
+    assert sum(Decimal(row["cost"]) for row in rows) == Decimal("13.00")
+    assert sum(int(row["input_tokens"]) for row in rows) == 12000
 
 
 def test_api_requires_authentication(db):
