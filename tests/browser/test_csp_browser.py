@@ -9,6 +9,7 @@ from django.urls import reverse
 from accounts.models import User
 from usage.models import Budget
 
+from .chromium import wait_until
 from .test_dashboard_browser import browser, cast, login, wait_rendered  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -51,7 +52,7 @@ def test_pages_work_under_the_policy(browser, live_server, cast):  # noqa: F811
     found["dashboard"] = _violations(page, messages)
 
     page.goto(live_server.url + reverse("reports:operations", kwargs={"slug": "acme"}))
-    page.wait_for_function("document.getElementById('weekly-chart')?.dataset.rendered === 'true'")
+    wait_until(page, "document.getElementById('weekly-chart')?.dataset.rendered === 'true'")
     assert page.evaluate("Chart.getChart('weekly-chart').data.datasets.length") == 5
     found["operations"] = _violations(page, messages)
 
@@ -77,5 +78,5 @@ def test_pages_work_under_the_policy(browser, live_server, cast):  # noqa: F811
 
     # The watch itself works: an inline style attribute set by a script is refused and reported.
     page.evaluate("document.body.setAttribute('style', 'color: red')")
-    page.wait_for_function("window.__csp.length > 0")
+    wait_until(page, "window.__csp.length > 0")
     assert _violations(page, messages)[0].startswith("style-src")

@@ -20,7 +20,7 @@ from usage.models import Model, ModelPrice
 from usage.periods import tenant_today
 
 from ..usage.factories import make_calls
-from .chromium import CHROMIUM_ARGS
+from .chromium import CHROMIUM_ARGS, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -110,9 +110,7 @@ def login(browser, live_server, cast, viewport=None):
 
 
 def wait_rendered(page):
-    page.wait_for_function(
-        "document.getElementById('dashboard') && document.getElementById('dashboard').dataset.rendered"
-    )
+    wait_until(page, "document.getElementById('dashboard') && document.getElementById('dashboard').dataset.rendered")
 
 
 def trend_data(page):
@@ -223,7 +221,7 @@ def test_refresh_shows_newly_ingested_calls(browser, live_server, cast):
 
     _ingest(live_server, tenant, key, model, 1000)
     page.get_by_role("button", name="Refresh").click()
-    page.wait_for_function(f"document.querySelector('#updated-at time')?.getAttribute('datetime') !== '{updated}'")
+    wait_until(page, f"document.querySelector('#updated-at time')?.getAttribute('datetime') !== '{updated}'")
 
     assert cards(page) == {
         "total_tokens": before["total_tokens"] + 3 * 1500,

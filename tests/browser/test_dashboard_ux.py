@@ -14,6 +14,7 @@ from usage.colors import MIN_DISTANCE, distance
 from usage.models import Model
 
 from ..usage.factories import make_calls
+from .chromium import wait_until
 from .test_dashboard_browser import browser, cast, login, wait_rendered  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -177,7 +178,7 @@ def test_refresh_after_logout_says_the_session_ended(browser, live_server, cast)
     page = login(browser, live_server, cast)
     page.context.clear_cookies()
     page.get_by_role("button", name="Refresh").click()
-    page.wait_for_function("document.getElementById('dashboard').dataset.session === 'ended'")
+    wait_until(page, "document.getElementById('dashboard').dataset.session === 'ended'")
     assert page.locator("#updated-at").inner_text().startswith("Your session has ended.")
     link = page.get_by_role("link", name="Log in again")
     assert "/accounts/login/?next=/t/acme/usage/" in link.get_attribute("href")
@@ -206,7 +207,7 @@ def test_auto_refresh_is_off_until_chosen(browser, live_server, cast):  # noqa: 
     assert page.locator("#updated-at time").get_attribute("datetime") == updated
     box.check()
     page.evaluate("document.dispatchEvent(new Event('visibilitychange'))")
-    page.wait_for_function(f"document.querySelector('#updated-at time')?.getAttribute('datetime') !== '{updated}'")
+    wait_until(page, f"document.querySelector('#updated-at time')?.getAttribute('datetime') !== '{updated}'")
 
 
 def test_distribution_table_fits_a_phone(browser, live_server, cast):  # noqa: F811

@@ -14,6 +14,7 @@ from usage import rollups
 from usage.models import Model
 
 from ..usage.factories import make_calls
+from .chromium import wait_until
 from .test_dashboard_browser import PASSWORD, browser  # noqa: F401 (fixture)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -137,7 +138,7 @@ def test_week_and_key_picked_equal_the_ledger_for_both_tenants(browser, live_ser
         page.get_by_label("API Key", exact=True).select_option(batch.public_id)
         page.get_by_role("button", name="Show").click()
         page.wait_for_url(re.compile(rf"week={picked}&api_key={batch.public_id}"))
-        page.wait_for_function("document.getElementById('weekly-chart')?.dataset.rendered === 'true'")
+        wait_until(page, "document.getElementById('weekly-chart')?.dataset.rendered === 'true'")
 
         rows, weekly = truth(tenant, cast["specs"], batch, dt.date.fromisoformat(picked))
         assert shown(page) == rows
