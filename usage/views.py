@@ -30,12 +30,14 @@ def range_picker(form, today):
     period = form.cleaned_data.get("period") if form.is_valid() else None
     start, end = form.data.get("start") or "", form.data.get("end") or ""
     text = "Choose a range"
+    shown = ("", "")  # the days in force, offered as the custom span when Custom is picked
     if period is not None:
+        shown = (period.start.isoformat(), period.end.isoformat())
         span = _day_text(period.start, today)
         if period.end != period.start:
             span += " – " + _day_text(period.end, today)
         text = span if preset == CUSTOM else f"{PRESETS[preset]} · {span}"
-        start, end = (period.start.isoformat(), period.end.isoformat()) if preset == CUSTOM else ("", "")
+        start, end = shown if preset == CUSTOM else ("", "")
     return {
         "choices": [*PRESETS.items(), (CUSTOM, "Custom")],
         "preset": preset,
@@ -43,6 +45,8 @@ def range_picker(form, today):
         "single_day": preset == CUSTOM and bool(start) and end in ("", start),
         "start": start,
         "end": end,
+        "shown_start": shown[0],
+        "shown_end": shown[1],
     }
 
 

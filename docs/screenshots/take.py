@@ -13,7 +13,9 @@ PAGES = [
     ("usage", "/t/demo/usage/"),
     ("usage-today", "/t/demo/usage/?preset=today"),
     ("usage-bars", "/t/demo/usage/?preset=last_30_days"),
+    ("usage-range", "/t/demo/usage/"),
     ("operations", "/t/demo/operations/"),
+    ("operations-key", "/t/demo/operations/"),
     ("report", "/t/demo/reports/monthly/"),
 ]
 WIDTHS = {"1440": {"width": 1440, "height": 1000}, "390": {"width": 390, "height": 844}}
@@ -34,6 +36,15 @@ def main(base):
                 page.wait_for_load_state("networkidle")
                 if name == "usage-bars":
                     page.get_by_role("button", name="Stacked bars").click()
+                if name == "usage-range":  # the range picker open on a custom span
+                    page.get_by_role("button", name="Time range").click()
+                    page.get_by_label("Custom", exact=True).check()
+                if name == "operations-key":  # the week before the latest, one API key
+                    page.get_by_label("Week", exact=True).select_option(index=1)
+                    key = page.get_by_label("API Key", exact=True)
+                    key.select_option(key.locator("option", has_text="production-web").get_attribute("value"))
+                    page.get_by_role("button", name="Show").click()
+                    page.wait_for_load_state("networkidle")
                 page.wait_for_timeout(300)
                 page.screenshot(path=str(HERE / f"{name}-{width}.png"), full_page=True)
                 if name == "usage" and width == "1440":

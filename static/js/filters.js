@@ -163,6 +163,11 @@
     radio.addEventListener("change", () => {
       showCustom();
       if (radio.value === "custom") {
+        // Custom starts from the days in force, to be narrowed or widened.
+        if (!start.value && !end.value) {
+          start.value = custom.dataset.start || "";
+          end.value = custom.dataset.end || "";
+        }
         if (pointer) start.focus();
       } else if (pointer) {
         submit();

@@ -104,6 +104,9 @@ def test_custom_multi_day_range_shows_the_numbers_of_its_url(browser, live_serve
     page.get_by_role("button", name="Time range").click()
     page.get_by_label("Custom", exact=True).check()
     assert page.evaluate("document.activeElement.id") == "id_start"  # a pointer choice of Custom goes to the dates
+    # Custom starts from the days in force (the default Last 2 weeks), to be changed.
+    assert page.get_by_label("From", exact=True).input_value() == (today - dt.timedelta(days=13)).isoformat()
+    assert page.get_by_label("To", exact=True).input_value() == today.isoformat()
     page.get_by_label("Several days").check()
     page.get_by_label("From", exact=True).fill(first.isoformat())
     page.get_by_label("To", exact=True).fill(last.isoformat())

@@ -128,8 +128,16 @@ class MonthlyReportView(APIView):
         "Each line (local day x key x model) is rounded half-even to the currency's minor unit; "
         "totals are sums of rounded lines.",
         parameters=[
-            OpenApiParameter("month", str, description="YYYY-MM; default the current local month."),
-            OpenApiParameter("api_key", str, description="Public id of one API key; default all keys."),
+            OpenApiParameter(
+                "month",
+                {"type": "string", "pattern": r"^([0-9]{4}-(0[1-9]|1[0-2]))?$"},
+                description="YYYY-MM, a year from 1970 to 9998 (else 400); default the current local month.",
+            ),
+            OpenApiParameter(
+                "api_key",
+                str,
+                description="Public id of one of the tenant's API keys (another tenant's is a 400); default all keys.",
+            ),
             OpenApiParameter("tenant", str, description="Tenant slug (browser session of several tenants)."),
         ],
         responses=responses(MonthlyReportSerializer),

@@ -78,11 +78,13 @@ class CommonParams(TenantParams):
 
     start = OptionalDateField(
         required=False,
-        help_text="First local date (YYYY-MM-DD) in the tenant's time zone, inclusive. "
-        "Given alone, the range is that one day. Overrides preset.",
+        help_text="First local date (YYYY-MM-DD) in the tenant's time zone, inclusive, between 1970-01-01 "
+        "and 9998-12-31. Given alone, the range is that one day. Overrides preset.",
     )
     end = OptionalDateField(
-        required=False, help_text="Last local date (YYYY-MM-DD), inclusive. At most 366 days after start."
+        required=False,
+        help_text="Last local date (YYYY-MM-DD), inclusive, between 1970-01-01 and 9998-12-31; not before start "
+        "and at most 366 days after it (else 400).",
     )
     preset = serializers.ChoiceField(
         choices=UsageFilterSet.base_filters["preset"].extra["choices"],
@@ -93,8 +95,12 @@ class CommonParams(TenantParams):
     api_key = serializers.CharField(
         required=False,
         allow_blank=True,
-        help_text="Only calls made with this API key (its public id, see /api/v1/api-keys).",
+        help_text="Only calls made with this API key (its public id, see /api/v1/api-keys). It must be one of "
+        "the tenant's keys: an unknown key or another tenant's is a 400.",
     )
     model = serializers.CharField(
-        required=False, allow_blank=True, help_text="Only calls to this model (its name, see /api/v1/models)."
+        required=False,
+        allow_blank=True,
+        help_text="Only calls to this model (its name, see /api/v1/models): a platform model or one of the "
+        "tenant's own; an unknown model or another tenant's private one is a 400.",
     )

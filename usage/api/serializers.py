@@ -162,7 +162,7 @@ class TimeseriesParams(serializers.Serializer):
         choices=["hour", "day"],
         default="day",
         allow_blank=True,
-        help_text="Bucket size. Hours are offered for ranges of up to 2 days.",
+        help_text="Bucket size. hour only for ranges of at most 2 local days; a longer range is a 400.",
     )
     group_by = serializers.ChoiceField(
         choices=["model", "api_key", "none"],
