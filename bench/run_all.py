@@ -358,7 +358,7 @@ def purge_month(size, first, env, workdir):
     from django.core.management import call_command
     from django.utils import timezone
 
-    from usage.models import CallRecord
+    from usage.models import CallPurge, CallRecord
 
     now = timezone.now()
     start_month = (now - dt.timedelta(days=DAYS)).date().replace(day=1)
@@ -372,7 +372,11 @@ def purge_month(size, first, env, workdir):
     call_command("purge_calls", "--older-than", str(months), verbosity=0)
     seconds = time.perf_counter() - started
     left = CallRecord.objects.filter(occurred_at__lt=dt.datetime.combine(start_month, dt.time.min, tzinfo=dt.UTC))
-    return before - ledger_count(), left.count(), seconds
+    result = before - ledger_count(), left.count(), seconds
+    # A benchmark-only reset: the next size imports into that month again, which the product
+    # refuses once a horizon is recorded (calls before it could not be recognised as duplicates).
+    CallPurge.objects.all().delete()
+    return result
 
 
 # --- Live reads ----------------------------------------------------------------------------------
@@ -400,17 +404,23 @@ def grow_to(size, args, env, workdir, figures):
 
     sample = min(args.api_sample, max(size // 10, 100))
     grow = size - ledger_count() - sample
-    log(f"== {size:,} calls: importing {grow:,}, then {sample:,} through the API")
-    end = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=2)
-    accepted, seconds = grow_by_import(grow, args.next_id, env, workdir, end=end, days=args.days)
-    args.next_id += grow
-    figures["import_calls, calls/s"] = round(accepted / seconds)
+    if args.existing:
+        grow, sample = 0, min(sample, 10_000)  # the import's figure stays with the run that built it
+        log(f"== {size:,} calls: {ledger_count():,} already there (--existing); {sample:,} through the API")
+        figures["import_calls, calls/s"] = "n/a (--existing)"
+    else:
+        log(f"== {size:,} calls: importing {grow:,}, then {sample:,} through the API")
+        end = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=2)
+        accepted, seconds = grow_by_import(grow, args.next_id, env, workdir, end=end, days=args.days)
+        args.next_id += grow
+        figures["import_calls, calls/s"] = round(accepted / seconds)
     figures["bare COPY into the ledger, rows/s"] = round(
         bare_copy(env["DATABASE_URL"], min(500_000, max(size // 2, 1000)))
     )
-    figures["import / bare COPY"] = round(
-        figures["import_calls, calls/s"] / figures["bare COPY into the ledger, rows/s"], 2
-    )
+    if not args.existing:
+        figures["import / bare COPY"] = round(
+            figures["import_calls, calls/s"] / figures["bare COPY into the ledger, rows/s"], 2
+        )
     figures["ingestion API, calls/s"] = round(api_sample(sample, args.next_id, env["DATABASE_URL"], args.web_workers))
     args.next_id += sample
     with connection.cursor() as cursor:
@@ -434,14 +444,13 @@ def rollup_figures(worker, figures):
     figures["worker peak RSS (rebuild + recompute), MB"] = round(worker.peak_rss_mb())
 
 
-def measure_size(size, args, env, workdir):
-    """Grow the ledger to ``size`` and measure everything; returns {figure: value}."""
+def measure_size(size, args, env, workdir, figures):
+    """Grow the ledger to ``size`` and measure everything into ``figures`` ({figure: value})."""
     from django.test import Client
 
     from accounts.models import Tenant, User
     from bench import dashboard
 
-    figures = {}
     worker = Worker(env)  # starts while the calls go in; it gets work only after them
     try:
         grow_to(size, args, env, workdir, figures)
@@ -481,7 +490,6 @@ def measure_size(size, args, env, workdir):
         figures["purge of one month"] = "n/a (purge_calls not available)"
         print("purge: n/a (purge_calls not available)", flush=True)
     figures["load average"] = round(os.getloadavg()[0], 1)
-    return figures
 
 
 # --- Set-up and report ---------------------------------------------------------------------------
@@ -550,25 +558,44 @@ def main():
     parser.add_argument("--live-port", type=int, default=18790)
     parser.add_argument("--days", type=int, default=DAYS, help="days of history the imported calls span")
     parser.add_argument("--web-workers", type=int, default=4, help="gunicorn workers of the API sample")
+    parser.add_argument(
+        "--existing",
+        action="store_true",
+        help="measure the database of an earlier run as it is (one size, no import; a 10,000-call API sample)",
+    )
     args = parser.parse_args()
     sizes = sorted(int(size) for size in args.sizes.split(","))
     env = environment(args.database_url, args.broker_db, args.cache_db)
     os.environ.update(env)
-    fresh_database(args.database_url, (args.broker_db, args.cache_db))
+    if args.existing and len(sizes) != 1:
+        sys.exit("--existing measures one size: give --sizes N")
+    if not args.existing:
+        fresh_database(args.database_url, (args.broker_db, args.cache_db))
     subprocess.run([sys.executable, "manage.py", "migrate", "--no-input", "-v0"], cwd=ROOT, env=env, check=True)
     import django
 
     django.setup()
-    build_catalog()
+    if args.existing:
+        from usage.models import CallRecord
+
+        # New request ids after every earlier run's (each size's calls are numbered on from the last).
+        args.next_id = 10 * CallRecord.objects.count() + time.time_ns() % 1_000_000 * 100_000_000
+    else:
+        build_catalog()
+        args.next_id = 0
     log(f"catalog: 20 tenants, 200 keys, 20 models; load average {os.getloadavg()[0]:.1f}")
-    args.next_id = 0
     results = {}
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as workdir:
         for size in sizes:
-            results[size] = measure_size(size, args, env, workdir)
-            log(f"{size:,}: {json.dumps(results[size])}")
-    (ROOT / "artifacts").mkdir(exist_ok=True)
-    (ROOT / "artifacts" / "scale.json").write_text(json.dumps({str(k): v for k, v in results.items()}, indent=1))
+            results[size] = {}
+            try:
+                measure_size(size, args, env, workdir, results[size])
+            finally:  # what was measured before a failure is kept
+                log(f"{size:,}: {json.dumps(results[size])}")
+                (ROOT / "artifacts").mkdir(exist_ok=True)
+                (ROOT / "artifacts" / "scale.json").write_text(
+                    json.dumps({str(k): v for k, v in results.items()}, indent=1)
+                )
     report(results)
 
 

@@ -11,7 +11,7 @@ import tempfile
 
 import pytest
 
-from usage.models import CallRecord, DirtyDay, UsageDailyModel
+from usage.models import CallPurge, CallRecord, DirtyDay, UsageDailyModel
 from usageproject.celery import app
 
 from .conftest import database_url
@@ -34,13 +34,22 @@ def test_run_all_measures_one_size_end_to_end(broker_url, monkeypatch):
     monkeypatch.setattr(app.conf, "task_always_eager", False)
     env = {**os.environ, "DATABASE_URL": database_url(), "CELERY_BROKER_URL": broker_url, "LOG_LEVEL": "ERROR"}
     args = SimpleNamespace(
-        days=3, api_sample=200, next_id=0, web_workers=1, repeat=2, ledger_repeat=1, smallest=False, live=False
+        days=3,
+        api_sample=200,
+        next_id=0,
+        web_workers=1,
+        repeat=2,
+        ledger_repeat=1,
+        smallest=False,
+        live=False,
+        existing=False,
     )
     app.control.purge()
 
     run_all.build_catalog()
     with tempfile.TemporaryDirectory() as workdir:
-        figures = run_all.measure_size(2000, args, env, workdir)
+        figures = {}
+        run_all.measure_size(2000, args, env, workdir, figures)
 
     assert figures["ledger calls"] == CallRecord.objects.count() == 2000
     assert CallRecord.objects.filter(request_id__startswith="copy-ref-").count() == 0  # rolled back
@@ -52,3 +61,4 @@ def test_run_all_measures_one_size_end_to_end(broker_url, monkeypatch):
     assert "bench-00 90 days: page, p50 / p95 ms" in figures
     assert "bench-00 90 days: ledger aggregation, p50 / p95 ms" in figures
     assert "purge of one month" in figures or "purge of one month: calls purged, left in that month, s" in figures
+    assert not CallPurge.objects.exists()  # reset, so that a larger size can import that month again
