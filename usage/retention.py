@@ -16,6 +16,7 @@ The claims (``CallRequest``) of purged calls are deleted after the partitions, i
 """
 
 import datetime as dt
+import logging
 import time
 from dataclasses import dataclass, field
 
@@ -26,6 +27,7 @@ from . import partitions
 from .models import CallPurge, CallRecord, CallRequest
 
 BATCH_SIZE = 20_000
+logger = logging.getLogger(__name__)
 
 
 def purge_horizon():
@@ -51,7 +53,7 @@ class PurgeSummary:
     dry_run: bool
     calls: int = 0
     partitions: list = field(default_factory=list)
-    claims: int = 0
+    claims: int | None = 0  # None: left to the worker (``claims_purge``)
     seconds: float = 0.0  # the ledger's part (drop or deletes), not the claims' cleanup
 
 
@@ -60,10 +62,18 @@ def purge_before(*, older_than_months, now=None):
     return partitions.add_months(partitions.month_start(now or timezone.now()), -older_than_months)
 
 
-def calls_purge(*, older_than_months, now=None, dry_run=False, progress=None, batch_size=BATCH_SIZE):
+def calls_purge(
+    *, older_than_months, now=None, dry_run=False, progress=None, batch_size=BATCH_SIZE, claims_later=False
+):
     """Purge the calls of whole UTC months older than ``older_than_months`` before the current one.
 
     ``progress(done_calls)`` is called as batches go. Returns a ``PurgeSummary``.
+
+    ``claims_later``: the request-id claims of the purged months are deleted by the worker
+    (``usage.tasks.purge_claims``) instead of before returning. They are inert once the horizon
+    is recorded (ingestion rejects calls before it before claiming), and deleting millions of them
+    takes far longer than dropping their partitions (BENCHMARKS.md "Scale"). With the broker
+    unreachable they are deleted here after all.
     """
     if older_than_months < 1:
         raise ValueError("older_than_months must be at least 1")
@@ -74,9 +84,34 @@ def calls_purge(*, older_than_months, now=None, dry_run=False, progress=None, ba
     else:
         _delete_calls(summary, progress, batch_size)
     summary.seconds = time.perf_counter() - started
-    if not dry_run:
+    if dry_run:
+        return summary
+    if claims_later and _enqueue_claims_purge():
+        summary.claims = None
+    else:
         summary.claims = _delete_claims(summary.before, batch_size)
     return summary
+
+
+def claims_purge(batch_size=BATCH_SIZE):
+    """Delete the request-id claims before the purge horizon, in batches; how many. Idempotent."""
+    horizon = purge_horizon()
+    return 0 if horizon is None else _delete_claims(horizon, batch_size)
+
+
+def _enqueue_claims_purge():
+    """Hand the claims to the worker; False when they must be deleted here (no worker to run the
+    task, an outer transaction the task could not see yet, or the broker unreachable)."""
+    from .tasks import purge_claims
+
+    if purge_claims.app.conf.task_always_eager or connection.in_atomic_block:
+        return False
+    try:
+        purge_claims.delay()
+    except Exception:  # noqa: BLE001 (kombu's errors of an unreachable broker vary by transport)
+        logger.warning("Broker unreachable: deleting the purged months' request-id claims now", exc_info=True)
+        return False
+    return True
 
 
 def _drop_partitions(summary):

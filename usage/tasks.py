@@ -62,6 +62,15 @@ def ledger_partitions_ahead():
     return created
 
 
+@shared_task(**DURABLE)
+def purge_claims():
+    """After ``purge_calls``: delete the request-id claims before the purge horizon, in batches."""
+    deleted = retention.claims_purge()
+    if deleted:
+        logger.info("Deleted %d request-id claims of purged months", deleted)
+    return deleted
+
+
 @shared_task
 def purge_calls():
     """Beat (when CALL_RETENTION_MONTHS is set): purge call detail older than the retention."""

@@ -223,3 +223,52 @@ def test_broker_down_ingestion_and_zone_change_answer_normally_then_the_sweep_ca
     sweep_dirty_rollups.delay()
     wait_for(lambda: not DirtyDay.objects.filter(tenant=tenant).exists(), what="the sweep after the outage")
     assert daily_inputs(tenant) == sum(range(500))
+
+
+def _purge_in_a_process(broker):
+    env = {**os.environ, "DATABASE_URL": database_url(), "CELERY_BROKER_URL": broker}
+    return subprocess.run(
+        [sys.executable, "manage.py", "purge_calls", "--older-than", "2"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_purge_leaves_the_claims_to_the_worker_and_deletes_them_itself_when_the_broker_is_down(worker, broker_url):
+    """purge_calls drops the months and returns; the worker deletes their request-id claims. With
+    the broker unreachable the command deletes them itself (and still succeeds)."""
+    from usage.models import CallRequest
+    from usage.partitions import add_months, month_start
+
+    tenant = services.tenant_create(slug="p", name="P", timezone_name="UTC")
+    key = services.api_key_create(tenant=tenant, name="k")[0]
+    model = Model.objects.create(name="m/p")
+    old = add_months(month_start(dt.datetime.now(dt.UTC)), -4) + dt.timedelta(days=3)
+    recent = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+    specs = [{"api_key": key, "model": model, "occurred_at": at, "input_tokens": 7} for at in [old] * 30 + [recent]]
+    records = make_calls(tenant, specs)
+    CallRequest.objects.bulk_create(
+        CallRequest(tenant=tenant, request_id=r.request_id, occurred_at=r.occurred_at) for r in records
+    )
+
+    done = _purge_in_a_process(broker_url)  # no worker running yet: the claims wait for it
+    assert done.returncode == 0, done.stderr
+    assert "Purged 30 calls" in done.stdout and "being deleted by the worker" in done.stdout
+    assert CallRecord.objects.filter(tenant=tenant).count() == 1
+    assert CallRequest.objects.filter(tenant=tenant).count() == 31
+    worker()
+    wait_for(lambda: CallRequest.objects.filter(tenant=tenant).count() == 1, what="the worker's claims purge")
+    assert CallRequest.objects.get(tenant=tenant).occurred_at == records[-1].occurred_at
+
+    # Claims left before the horizon (a task that never ran), and the broker down: deleted here.
+    CallRequest.objects.bulk_create(
+        CallRequest(tenant=tenant, request_id=f"left-{n}", occurred_at=old) for n in range(5)
+    )
+    done = _purge_in_a_process("redis://127.0.0.1:1/0")
+    assert done.returncode == 0, done.stderr
+    assert "5 request-id claims deleted" in done.stdout
+    assert "Broker unreachable" in done.stderr
+    assert CallRequest.objects.filter(tenant=tenant).count() == 1

@@ -14,8 +14,13 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--older-than", dest="months", type=int, required=True, metavar="MONTHS")
         parser.add_argument("--dry-run", action="store_true", help="Say what would be purged; change nothing.")
+        parser.add_argument(
+            "--claims-now",
+            action="store_true",
+            help="Delete the purged months' request-id claims before returning (default: the worker does it).",
+        )
 
-    def handle(self, *args, months, dry_run, **options):
+    def handle(self, *args, months, dry_run, claims_now, **options):
         if months < 1:
             raise CommandError("--older-than must be at least 1 (month).")
         before = retention.purge_before(older_than_months=months)
@@ -27,17 +32,25 @@ class Command(BaseCommand):
             self.stdout.write(f"  {done:,} calls deleted")
 
         summary = retention.calls_purge(
-            older_than_months=months, dry_run=dry_run, progress=progress if options["verbosity"] else None
+            older_than_months=months,
+            dry_run=dry_run,
+            progress=progress if options["verbosity"] else None,
+            claims_later=not claims_now,
         )
         for name in summary.partitions:
             self.stdout.write(f"  partition {name}")
         if dry_run:
             self.stdout.write(f"Dry run: {summary.calls:,} calls would be purged; nothing changed.")
             return
+        claims = (
+            "their request-id claims are being deleted by the worker"
+            if summary.claims is None
+            else f"{summary.claims:,} request-id claims deleted"
+        )
         self.stdout.write(
             self.style.SUCCESS(
                 f"Purged {summary.calls:,} calls before {before:%Y-%m-%d} in {summary.seconds:.2f} s "
-                f"({len(summary.partitions)} partitions dropped, {summary.claims:,} request-id claims deleted). "
+                f"({len(summary.partitions)} partitions dropped, {claims}). "
                 f"Call-level detail is available from {before:%Y-%m-%d} (UTC); rollups keep every day."
             )
         )
