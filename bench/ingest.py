@@ -119,6 +119,8 @@ def generate(n, tenant, keys, models):
 
 def reset(conn):
     conn.execute("TRUNCATE usage_callrecord, usage_dirtyday")
+    if conn.execute("SELECT to_regclass('usage_callrequest')").fetchone()[0]:  # the request-id claims
+        conn.execute("TRUNCATE usage_callrequest")
     conn.execute("VACUUM ANALYZE accounts_apikey, accounts_tenant, usage_model")
     conn.execute("CHECKPOINT")
 
