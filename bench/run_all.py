@@ -581,10 +581,8 @@ def main():
 
     django.setup()
     if args.existing:
-        from usage.models import CallRecord
-
-        # New request ids after every earlier run's (each size's calls are numbered on from the last).
-        args.next_id = 10 * CallRecord.objects.count() + time.time_ns() % 1_000_000 * 100_000_000
+        # Request ids numbered from now in microseconds: past every earlier run's (they count from 0).
+        args.next_id = time.time_ns() // 1000
     else:
         build_catalog()
         args.next_id = 0

@@ -12,7 +12,8 @@ anything is removed, and from then on:
   and wipe the day's totals), and such days are never marked dirty;
 - the ledger API answers requests for days before it with 410 and the date detail starts from.
 
-The claims (``CallRequest``) of purged calls are deleted after the partitions, in batches.
+The claims (``CallRequest``) of purged calls are deleted after the partitions, in batches: by the
+worker when ``purge_calls`` hands them over (``claims_later``), otherwise before returning.
 """
 
 import datetime as dt

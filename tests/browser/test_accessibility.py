@@ -5,21 +5,13 @@ from pathlib import Path
 import pytest
 from django.urls import reverse
 
+from ..tenant_pages import TENANT_PAGES
 from .test_dashboard_browser import PASSWORD, browser, cast, login, wait_rendered  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 AXE = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js"
-PAGES = [
-    ("usage:dashboard", {}),
-    ("usage:dashboard", {"preset": "custom", "start": "2020-01-01", "end": "2020-01-31"}),
-    ("api_keys", {}),
-    ("access_tokens", {}),
-    ("reports:monthly", {}),
-    ("reports:operations", {}),
-    ("reports:prices", {}),
-    ("budgets:list", {}),
-]
+PAGES = TENANT_PAGES
 
 
 def serious_violations(page):
