@@ -215,10 +215,12 @@ def bench_purge(cursor):
     summary = retention.calls_purge(older_than_months=1, now=dt.datetime(2026, 3, 15, tzinfo=dt.UTC))  # before Feb 1
     total = time.perf_counter() - started
     assert summary.partitions == ["usage_callrecord_y2026m01"], summary
-    assert summary.calls == month_calls, (summary, month_calls)
+    # The planner's estimate once the month was analysed (autovacuum does), else an exact count.
+    assert abs(summary.calls - month_calls) <= (month_calls // 20 if summary.estimated else 0), (summary, month_calls)
+    counted = "row estimate" if summary.estimated else "exact count"
     print(
         f"  purge of 2026-01 ({month_calls:,} calls): partition dropped in {summary.seconds:.3f} s "
-        f"(count included); claims deleted in batches in {total - summary.seconds:.1f} s; total {total:.1f} s",
+        f"({counted}); claims deleted window by window in {total - summary.seconds:.1f} s; total {total:.1f} s",
         flush=True,
     )
 

@@ -48,7 +48,8 @@ class CallRecord(models.Model):
     across partitions through ``CallRequest``, which every writer claims first.
     """
 
-    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="+")
+    # No index of its own: callrecord_tenant_time leads with the tenant.
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="+", db_index=False)
     api_key = models.ForeignKey(ApiKey, on_delete=models.PROTECT, related_name="+")
     model = models.ForeignKey(Model, on_delete=models.PROTECT, related_name="+")
     occurred_at = models.DateTimeField()
@@ -103,8 +104,10 @@ class CallRequest(models.Model):
 
     pk = models.CompositePrimaryKey("tenant_id", "request_id")
     # No database constraint: the ledger row's own key references the tenant; a claim is never
-    # written without it.
-    tenant = models.ForeignKey(Tenant, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+")
+    # written without it. No index of its own: the primary key leads with the tenant.
+    tenant = models.ForeignKey(
+        Tenant, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+", db_index=False
+    )
     request_id = models.CharField(max_length=255)
     occurred_at = models.DateTimeField()
 

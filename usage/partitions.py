@@ -101,6 +101,18 @@ def partitions_list(cursor):
     return sorted(found)
 
 
+def _months_of(instants):
+    """The UTC month starts of ``instants``, sorted. An import chunk holds tens of thousands of
+    instants, mostly of one month: when its earliest and latest share a month, that is the answer."""
+    instants = list(instants)
+    if not instants:
+        return []
+    earliest, latest = month_start(min(instants)), month_start(max(instants))
+    if earliest == latest:
+        return [earliest]
+    return sorted({month_start(instant) for instant in instants})
+
+
 def partitions_ensure(instants):
     """Create the partitions the given instants fall in, if missing. Returns the names created.
 
@@ -108,7 +120,7 @@ def partitions_ensure(instants):
     """
     if not partitioned():
         return []
-    months = sorted({month_start(instant) for instant in instants})
+    months = _months_of(instants)
     if not months:
         return []
     with connection.cursor() as cursor:

@@ -153,7 +153,7 @@ def call_records_store(checked, *, now=None):
 def _stored(checked, *, now, bulk):
     result, rows = checked.result, checked.rows
     if rows:
-        partitions.partitions_ensure({row.occurred_at for row in rows})
+        partitions.partitions_ensure(row.occurred_at for row in rows)
         outcome = _with_retry(lambda: _store(checked, now=now, bulk=bulk))
         result.accepted, result.duplicates = outcome.accepted, outcome.duplicates
         for row in outcome.conflicts:

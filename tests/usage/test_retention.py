@@ -148,3 +148,43 @@ def test_sqlite_deletes_in_bounded_batches(calls):
     done = []
     retention.calls_purge(older_than_months=2, progress=done.append, batch_size=3)
     assert done == [3, 4]
+
+
+def test_claims_are_deleted_window_by_window_in_bounded_batches(tenant, other_tenant):
+    """Dense seconds, sparse years and the instant just before the horizon: every claim before it
+    goes, none at or after it, of either tenant, and no transaction deletes more than a batch."""
+    before = dt.datetime(2025, 4, 1, tzinfo=dt.UTC)
+    dense = [dt.datetime(2024, 7, 1, 3, tzinfo=dt.UTC) + dt.timedelta(microseconds=n) for n in range(40)]
+    sparse = [dt.datetime(2021 + n // 3, 1 + 4 * (n % 3), 9, tzinfo=dt.UTC) for n in range(12)]
+    edge = [before - dt.timedelta(microseconds=1), before, before + dt.timedelta(days=40)]
+    claims = [
+        CallRequest(tenant=owner, request_id=f"{owner.pk}-{n}", occurred_at=at)
+        for owner in (tenant, other_tenant)
+        for n, at in enumerate(dense + sparse + edge)
+    ]
+    CallRequest.objects.bulk_create(claims)
+    kept = sorted((c.tenant_id, c.request_id) for c in claims if c.occurred_at >= before)
+    deleted = []
+
+    def count_deletes(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if sql.startswith("DELETE"):
+            deleted.append(context["cursor"].rowcount)
+        return result
+
+    with connection.execute_wrapper(count_deletes):
+        total = retention._delete_claims(before, batch_size=7)
+    assert total == sum(deleted) == len(claims) - len(kept) == 2 * (40 + 12 + 1)
+    assert max(deleted) <= 7
+    assert sorted(CallRequest.objects.values_list("tenant_id", "request_id")) == kept
+
+
+@pytest.mark.skipif("connection.vendor != 'postgresql'")
+def test_an_analysed_month_is_purged_on_its_row_estimate(calls):
+    """Counting a month of a big platform would outlast the drop: once analysed, the planner's
+    estimate is reported, and said to be one."""
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE usage_callrecord_y2025m02")
+    output = _purge("--older-than", "3", "--claims-now")
+    assert "Purged about 2 calls before 2025-03-01" in output
+    assert CallRecord.objects.filter(occurred_at__lt=dt.datetime(2025, 3, 1, tzinfo=dt.UTC)).count() == 0

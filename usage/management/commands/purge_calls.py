@@ -39,8 +39,9 @@ class Command(BaseCommand):
         )
         for name in summary.partitions:
             self.stdout.write(f"  partition {name}")
+        calls = f"{'about ' if summary.estimated else ''}{summary.calls:,} calls"
         if dry_run:
-            self.stdout.write(f"Dry run: {summary.calls:,} calls would be purged; nothing changed.")
+            self.stdout.write(f"Dry run: {calls} would be purged; nothing changed.")
             return
         claims = (
             "their request-id claims are being deleted by the worker"
@@ -49,7 +50,7 @@ class Command(BaseCommand):
         )
         self.stdout.write(
             self.style.SUCCESS(
-                f"Purged {summary.calls:,} calls before {before:%Y-%m-%d} in {summary.seconds:.2f} s "
+                f"Purged {calls} before {before:%Y-%m-%d} in {summary.seconds:.2f} s "
                 f"({len(summary.partitions)} partitions dropped, {claims}). "
                 f"Call-level detail is available from {before:%Y-%m-%d} (UTC); rollups keep every day."
             )
