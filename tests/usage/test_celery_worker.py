@@ -8,6 +8,7 @@ lock: the task blocks inside its transaction, and the test SIGKILLs the pool pro
 import datetime as dt
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -256,7 +257,8 @@ def test_purge_leaves_the_claims_to_the_worker_and_deletes_them_itself_when_the_
 
     done = _purge_in_a_process(broker_url)  # no worker running yet: the claims wait for it
     assert done.returncode == 0, done.stderr
-    assert "Purged 30 calls" in done.stdout and "being deleted by the worker" in done.stdout
+    # "about": once autovacuum has analysed the month, its row estimate (exact for these 30 rows).
+    assert re.search(r"Purged (about )?30 calls", done.stdout) and "being deleted by the worker" in done.stdout
     assert CallRecord.objects.filter(tenant=tenant).count() == 1
     assert CallRequest.objects.filter(tenant=tenant).count() == 31
     worker()
