@@ -16,7 +16,9 @@ CLAIMS = "usage_callrequest"
 def brin(apps, schema_editor):
     if schema_editor.connection.vendor == "postgresql":
         schema_editor.execute("DROP INDEX callrequest_time")
-        schema_editor.execute(f"CREATE INDEX callrequest_time ON {CLAIMS} USING brin (occurred_at)")
+        schema_editor.execute(
+            f"CREATE INDEX callrequest_time ON {CLAIMS} USING brin (occurred_at) WITH (autosummarize = on)"
+        )
 
 
 def btree(apps, schema_editor):
