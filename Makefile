@@ -28,6 +28,7 @@ test: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy usage accounts usageproject
 
 check: setup
 	$(PY) manage.py check

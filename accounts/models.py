@@ -34,13 +34,13 @@ class UserManager(BaseUserManager):
 class User(AbstractUser):
     """A person who logs in with an email address."""
 
-    username = None
+    username = None  # type: ignore[assignment]  # the email address is the login
     email = models.EmailField("email address", unique=True)
 
     USERNAME_FIELD = "email"
     REQUIRED_FIELDS = []
 
-    objects = UserManager()
+    objects = UserManager()  # type: ignore[assignment,misc]  # creates users by email
 
     def __str__(self):
         return self.email

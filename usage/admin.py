@@ -168,7 +168,7 @@ class BudgetAdmin(admin.ModelAdmin):
 
 class AlertDeliveryInline(admin.TabularInline):
     model = AlertDelivery
-    fields = ["channel", "delivery_id", "status", "attempts", "log", "delivered_at"]
+    fields = ("channel", "delivery_id", "status", "attempts", "log", "delivered_at")
     readonly_fields = fields
     extra = 0
     can_delete = False

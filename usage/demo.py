@@ -24,7 +24,7 @@ from django.db.models import Max
 from accounts import services
 from accounts.models import ApiKey, Membership, Tenant
 
-from .models import CallRecord, Model, ModelPrice
+from .models import CallRecord, CallRequest, Model, ModelPrice
 from .rollups import mark_days_dirty
 from .traces import iter_azure_trace, trace_request_id
 
@@ -377,7 +377,20 @@ def seed_day(plan, config, day, window):
     if before == len(calls):
         return 0
     records = [_record(plan.tenant, call) for call in calls]
-    CallRecord.objects.bulk_create(records, batch_size=BATCH_SIZE, ignore_conflicts=True)
+    with transaction.atomic():
+        # Claimed like every stored call (usage.services), and stored only where the claim is new:
+        # a gateway re-sending one of these request ids at another instant is a conflict.
+        claimed = set()
+        for start in range(0, len(records), BATCH_SIZE):
+            ids = [r.request_id for r in records[start : start + BATCH_SIZE]]
+            taken = CallRequest.objects.filter(tenant=plan.tenant, request_id__in=ids)
+            claimed.update(taken.values_list("request_id", flat=True))
+        records = [r for r in records if r.request_id not in claimed]
+        claims = [
+            CallRequest(tenant_id=r.tenant_id, request_id=r.request_id, occurred_at=r.occurred_at) for r in records
+        ]
+        CallRequest.objects.bulk_create(claims, batch_size=BATCH_SIZE)
+        CallRecord.objects.bulk_create(records, batch_size=BATCH_SIZE)
     return existing.count() - before
 
 

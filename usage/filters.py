@@ -134,7 +134,7 @@ class UsageFilterSet(django_filters.FilterSet):
 
     class Meta:
         model = CallRecord
-        fields = []
+        fields: list[str] = []
         form = UsageFilterForm
 
     def __init__(self, data=None, *, tenant, now=None, **kwargs):

@@ -15,9 +15,11 @@ that month) splits them out into their month's partition in one transaction.
 
 import datetime as dt
 import re
+from collections.abc import Iterable
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.backends.utils import CursorWrapper
 
 LOCK_NAMESPACE = 0x5550  # "UP": advisory lock of partition creation
 TABLE = "usage_callrecord"
@@ -25,30 +27,30 @@ DEFAULT = f"{TABLE}_default"
 _NAME = re.compile(rf"{TABLE}_y(\d{{4}})m(\d{{2}})\Z")
 
 
-def partitioned():
+def partitioned() -> bool:
     return connection.vendor == "postgresql"
 
 
-def month_start(instant):
+def month_start(instant: dt.datetime) -> dt.datetime:
     """The UTC instant at which the UTC month of ``instant`` starts."""
     instant = instant.astimezone(dt.UTC)
     return dt.datetime(instant.year, instant.month, 1, tzinfo=dt.UTC)
 
 
-def next_month(month):
+def next_month(month: dt.datetime) -> dt.datetime:
     return dt.datetime(month.year + month.month // 12, month.month % 12 + 1, 1, tzinfo=dt.UTC)
 
 
-def add_months(month, count):
+def add_months(month: dt.datetime, count: int) -> dt.datetime:
     index = month.year * 12 + month.month - 1 + count
     return dt.datetime(index // 12, index % 12 + 1, 1, tzinfo=dt.UTC)
 
 
-def partition_name(month):
+def partition_name(month: dt.datetime) -> str:
     return f"{TABLE}_y{month.year:04d}m{month.month:02d}"
 
 
-def create_sql(month):
+def create_sql(month: dt.datetime) -> str:
     """DDL of one month's partition (also used by migration 0006)."""
     return (
         f"CREATE TABLE IF NOT EXISTS {partition_name(month)} PARTITION OF {TABLE} "
@@ -56,11 +58,11 @@ def create_sql(month):
     )
 
 
-def default_sql():
+def default_sql() -> str:
     return f"CREATE TABLE IF NOT EXISTS {DEFAULT} PARTITION OF {TABLE} DEFAULT"
 
 
-def _create(cursor, month):
+def _create(cursor: CursorWrapper, month: dt.datetime) -> None:
     """Create one month's partition, moving its rows out of the DEFAULT partition if it has some."""
     bounds = [month, next_month(month)]
     cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {DEFAULT} WHERE occurred_at >= %s AND occurred_at < %s)", bounds)
@@ -77,7 +79,7 @@ def _create(cursor, month):
     cursor.execute(f"ALTER TABLE {TABLE} ATTACH PARTITION {name} FOR VALUES FROM (%s) TO (%s)", bounds)
 
 
-def partitions_split_default():
+def partitions_split_default() -> list[str]:
     """Move rows that landed in the DEFAULT partition into their months' partitions."""
     if not partitioned():
         return []
@@ -87,7 +89,7 @@ def partitions_split_default():
     return partitions_ensure(months)
 
 
-def partitions_list(cursor):
+def partitions_list(cursor: CursorWrapper) -> list[tuple[dt.datetime, str]]:
     """[(month start, partition name)] of the ledger's partitions, oldest first."""
     cursor.execute(
         "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = %s::regclass",
@@ -101,7 +103,7 @@ def partitions_list(cursor):
     return sorted(found)
 
 
-def _months_of(instants):
+def _months_of(instants: Iterable[dt.datetime]) -> list[dt.datetime]:
     """The UTC month starts of ``instants``, sorted. An import chunk holds tens of thousands of
     instants, mostly of one month: when its earliest and latest share a month, that is the answer."""
     instants = list(instants)
@@ -113,7 +115,7 @@ def _months_of(instants):
     return sorted({month_start(instant) for instant in instants})
 
 
-def partitions_ensure(instants):
+def partitions_ensure(instants: Iterable[dt.datetime]) -> list[str]:
     """Create the partitions the given instants fall in, if missing. Returns the names created.
 
     Safe under concurrency: creators serialise on an advisory lock and re-check.
@@ -146,7 +148,7 @@ def partitions_ensure(instants):
     return created
 
 
-def ledger_partitions_ahead(*, now, months=None):
+def ledger_partitions_ahead(*, now: dt.datetime, months: int | None = None) -> list[str]:
     """The beat's job: partitions of the current UTC month and ``months`` ahead exist."""
     months = settings.LEDGER_PARTITIONS_AHEAD if months is None else months
     current = month_start(now)

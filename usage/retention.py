@@ -19,25 +19,30 @@ worker when ``purge_calls`` hands them over (``claims_later``), otherwise before
 import datetime as dt
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.db import connection, transaction
+from django.db.backends.utils import CursorWrapper
 from django.db.models import Min
 from django.utils import timezone
+
+from accounts.models import Tenant
 
 from . import partitions
 from .models import CallPurge, CallRecord, CallRequest
 
 BATCH_SIZE = 20_000
+Progress = Callable[[int], object]  # called with the calls deleted so far
 logger = logging.getLogger(__name__)
 
 
-def purge_horizon():
+def purge_horizon() -> dt.datetime | None:
     """The instant before which call-level detail was purged, or None."""
     return CallPurge.objects.order_by("-purged_before").values_list("purged_before", flat=True).first()
 
 
-def detail_available_from(tenant, horizon=None):
+def detail_available_from(tenant: Tenant, horizon: dt.datetime | None = None) -> dt.date | None:
     """The tenant's first local day whose calls are all in the ledger, or None if none was purged."""
     horizon = horizon or purge_horizon()
     if horizon is None:
@@ -54,20 +59,26 @@ class PurgeSummary:
     before: dt.datetime
     dry_run: bool
     calls: int = 0
-    partitions: list = field(default_factory=list)
+    partitions: list[str] = field(default_factory=list)
     claims: int | None = 0  # None: left to the worker (``claims_purge``)
     seconds: float = 0.0  # the ledger's part (drop or deletes), not the claims' cleanup
     estimated: bool = False  # ``calls`` includes a partition's row estimate (PostgreSQL)
 
 
-def purge_before(*, older_than_months, now=None):
+def purge_before(*, older_than_months: int, now: dt.datetime | None = None) -> dt.datetime:
     """The horizon of ``purge_calls --older-than N``: the start of the UTC month N months ago."""
     return partitions.add_months(partitions.month_start(now or timezone.now()), -older_than_months)
 
 
 def calls_purge(
-    *, older_than_months, now=None, dry_run=False, progress=None, batch_size=BATCH_SIZE, claims_later=False
-):
+    *,
+    older_than_months: int,
+    now: dt.datetime | None = None,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+    batch_size: int = BATCH_SIZE,
+    claims_later: bool = False,
+) -> PurgeSummary:
     """Purge the calls of whole UTC months older than ``older_than_months`` before the current one.
 
     ``progress(done_calls)`` is called as batches go. Returns a ``PurgeSummary``.
@@ -96,13 +107,13 @@ def calls_purge(
     return summary
 
 
-def claims_purge(batch_size=BATCH_SIZE):
+def claims_purge(batch_size: int = BATCH_SIZE) -> int:
     """Delete the request-id claims before the purge horizon, in batches; how many. Idempotent."""
     horizon = purge_horizon()
     return 0 if horizon is None else _delete_claims(horizon, batch_size)
 
 
-def _enqueue_claims_purge():
+def _enqueue_claims_purge() -> bool:
     """Hand the claims to the worker; False when they must be deleted here (no worker to run the
     task, an outer transaction the task could not see yet, or the broker unreachable)."""
     from .tasks import purge_claims
@@ -117,7 +128,7 @@ def _enqueue_claims_purge():
     return True
 
 
-def _drop_partitions(summary):
+def _drop_partitions(summary: PurgeSummary) -> None:
     if not summary.dry_run:
         partitions.partitions_split_default()  # old rows that landed there are dropped with their month
     with transaction.atomic(), connection.cursor() as cursor:
@@ -137,7 +148,7 @@ def _drop_partitions(summary):
             cursor.execute(f"DROP TABLE {name}")
 
 
-def _partition_rows(cursor, name, summary):
+def _partition_rows(cursor: CursorWrapper, name: str, summary: PurgeSummary) -> int:
     """The planner's row count of a partition once it was analysed (a month past is, by autovacuum);
     an exact count otherwise. Counting a month of a big platform would take longer than the drop."""
     cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass", [name])
@@ -149,7 +160,7 @@ def _partition_rows(cursor, name, summary):
     return cursor.fetchone()[0]
 
 
-def _delete_calls(summary, progress, batch_size):
+def _delete_calls(summary: PurgeSummary, progress: Progress | None, batch_size: int) -> None:
     old = CallRecord.objects.filter(occurred_at__lt=summary.before)
     summary.calls = old.count()
     if summary.dry_run:
@@ -167,8 +178,9 @@ def _delete_calls(summary, progress, batch_size):
             progress(done)
 
 
-def _record(summary):
-    if purge_horizon() is None or purge_horizon() < summary.before:
+def _record(summary: PurgeSummary) -> None:
+    horizon = purge_horizon()
+    if horizon is None or horizon < summary.before:
         CallPurge.objects.create(purged_before=summary.before, calls=summary.calls, partitions=summary.partitions)
 
 
@@ -177,7 +189,7 @@ _WIDEST_WINDOW = dt.timedelta(days=31)
 _NARROWEST_WINDOW = dt.timedelta(seconds=1)
 
 
-def _delete_claims(before, batch_size):
+def _delete_claims(before: dt.datetime, batch_size: int) -> int:
     """Delete the claims before ``before``: at most ``batch_size`` a transaction, window by window
     of ``occurred_at``, from the earliest claim on. How many.
 
@@ -213,7 +225,7 @@ def _delete_claims(before, batch_size):
     return total
 
 
-def _through_the_time_index():
+def _through_the_time_index() -> None:
     """PostgreSQL, for the current transaction: read the claims through their BRIN index.
 
     A BRIN index only knows the page ranges it has summarised: ranges filled since (autosummarize

@@ -60,7 +60,7 @@ class IngestResult:
 class Row(NamedTuple):
     """A call that passed every check, as plain tuples: rows are handled by the thousand."""
 
-    index: int  # position in the batch (API) or line in the file
+    position: int  # index in the batch (API) or line in the file
     key: ApiKey
     identity: tuple  # (tenant id, request id): unique in the ledger
     content: tuple  # what "same content" compares: key id, model id, instant, the four counts
@@ -157,7 +157,7 @@ def _stored(checked, *, now, bulk):
         outcome = _with_retry(lambda: _store(checked, now=now, bulk=bulk))
         result.accepted, result.duplicates = outcome.accepted, outcome.duplicates
         for row in outcome.conflicts:
-            result.reject(row.index, row.request_id, [_CONFLICT])
+            result.reject(row.position, row.request_id, [_CONFLICT])
         _touch_keys(rows, conflicts=outcome.conflicts, now=now)
         if outcome.accepted:  # budgets: evaluate after the commit (usage.budgets)
             budgets_after_ingest(checked.tenants)
@@ -454,7 +454,7 @@ def _staging_stream(rows):
         seen = set()
         for row in rows:
             identity = row.identity
-            copy.write_row((row.index, identity not in seen, *row.values))
+            copy.write_row((row.position, identity not in seen, *row.values))
             seen.add(identity)
     return stream.getvalue()
 
@@ -472,7 +472,7 @@ def _copy_rows(rows, *, stream, now):
             copy.write(stream)
         outcome = _insert_from_staging(cursor, now=now)
         if outcome.accepted < len(rows):
-            by_line = {row.index: row for row in rows}
+            by_line = {row.position: row for row in rows}
             outcome.conflicts = [by_line[line] for line in _staged_conflicts(cursor)]
         outcome.duplicates = len(rows) - outcome.accepted - len(outcome.conflicts)
         cursor.execute(f"DROP TABLE {_STAGING}")  # ON COMMIT DROP does not fire inside an outer transaction
@@ -514,11 +514,11 @@ def _staged_conflicts(cursor):
 
 def _touch_keys(rows, *, conflicts, now):
     """Move each key's ``last_used_at`` to its newest call (not counting rejected conflicts)."""
-    rejected = {row.index for row in conflicts}
+    rejected = {row.position for row in conflicts}
     latest, keys = {}, {}
     for row in rows:
         key_id, _model_id, instant = row.content[:3]
-        if instant > latest.get(key_id, _EPOCH) and row.index not in rejected:
+        if instant > latest.get(key_id, _EPOCH) and row.position not in rejected:
             latest[key_id], keys[key_id] = instant, row.key
     for key_id, instant in latest.items():
         credential_touch(keys[key_id], at=min(instant, now))

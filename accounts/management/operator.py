@@ -2,10 +2,12 @@
 
 import json
 import secrets
+from collections.abc import Callable
 
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
+from django.db import models
 
 from accounts.models import Tenant
 from accounts.services import normalize_email, validation_message
@@ -70,11 +72,11 @@ class TenantCredentialCommand(OperatorCommand):
     Subclasses name the model, the creating service, a noun and the help of the name argument.
     """
 
-    model = None
-    create = None
+    model: type[models.Model]
+    create: Callable[..., tuple[models.Model, str]]
     noun = ""
     name_help = ""
-    extra_lines = ()
+    extra_lines: tuple[str, ...] = ()
 
     def add_arguments(self, parser):
         parser.add_argument("--tenant", required=True, metavar="SLUG", help=f"The tenant the {self.noun} belongs to.")

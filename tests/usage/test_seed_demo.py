@@ -10,7 +10,7 @@ from django.db.models import Count, Sum
 
 from accounts.models import ApiKey, Membership, Tenant, User
 from usage import demo
-from usage.models import CallRecord, DirtyDay, Model, ModelPrice, UsageDaily
+from usage.models import CallRecord, CallRequest, DirtyDay, Model, ModelPrice, UsageDaily
 
 NOW = dt.datetime(2026, 3, 18, 9, 30, tzinfo=dt.UTC)  # a Wednesday
 pytestmark = pytest.mark.django_db
@@ -93,6 +93,7 @@ def test_same_data_on_every_run(trace_dir):
     seed(trace_dir)
     first = sorted(CallRecord.objects.values_list("request_id", "input_tokens", "output_tokens", "occurred_at"))
     CallRecord.objects.all().delete()
+    CallRequest.objects.all().delete()  # a ledger emptied with its claims, as a purge does
     seed(trace_dir)
     assert sorted(CallRecord.objects.values_list("request_id", "input_tokens", "output_tokens", "occurred_at")) == first
 
@@ -211,3 +212,19 @@ def test_refuses_to_run_in_production(trace_dir, settings):
 def test_refuses_nonsense_options(trace_dir):
     with pytest.raises(CommandError):
         run_command(trace_dir, "--days", "0")
+
+
+def test_every_demo_call_is_claimed_so_a_resent_request_id_is_a_conflict(trace_dir):
+    """Demo calls are claimed like ingested ones: one claim per call, at its instant, in both
+    tenants; the gateway re-sending a demo request id at another instant stores nothing."""
+    from .ledger_helpers import item, store
+
+    seed(trace_dir)
+    calls = sorted(CallRecord.objects.values_list("tenant_id", "request_id", "occurred_at"))
+    assert len({tenant_id for tenant_id, _, _ in calls}) == 2
+    assert sorted(CallRequest.objects.values_list("tenant_id", "request_id", "occurred_at")) == calls
+    record = CallRecord.objects.select_related("api_key").filter(api_key__revoked_at=None).first()
+    later = (record.occurred_at + dt.timedelta(minutes=7)).isoformat()
+    result = store([item(record.api_key, record.request_id, later)])
+    assert (result.accepted, result.rejected, result.errors[0]["code"]) == (0, 1, "conflict")
+    assert CallRecord.objects.count() == len(calls)
