@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: demo test setup lint check run worker beat clean
+.PHONY: demo test setup lint check worker beat clean
 
 setup: $(VENV)/.installed node_modules/.installed
 

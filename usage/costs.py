@@ -202,18 +202,6 @@ class CostSummary:
             self.amounts[currency] = self.amounts.get(currency, Decimal(0)) + amount
         return self
 
-    def change_from(self, previous):
-        """{currency: relative change against ``previous`` as a Decimal, None when it had none}.
-
-        For the dashboard card: per currency, since amounts in different currencies never mix.
-        """
-        change = {}
-        for currency in sorted({*self.amounts, *previous.amounts}):
-            before = previous.amounts.get(currency, Decimal(0))
-            now = self.amounts.get(currency, Decimal(0))
-            change[currency] = (now - before) / before if before else None
-        return change
-
     @property
     def display(self):
         """[(amount string, currency)] of the priced currencies, for templates."""

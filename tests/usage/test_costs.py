@@ -315,9 +315,3 @@ def test_a_new_price_changes_history_without_a_rebuild(tenant, api_key, llm, rol
     assert usage_cost(tenant=tenant, filters=NOVEMBER).amounts == {"USD": Decimal("1.00")}
     price(llm, dt.date(2026, 11, 1), "0.25", "0")  # entered later, effective in the past
     assert usage_cost(tenant=tenant, filters=NOVEMBER).amounts == {"USD": Decimal("0.25")}
-
-
-def test_change_is_per_currency():
-    now = CostSummary({"USD": Decimal("15.00"), "EUR": Decimal("2.00")})
-    before = CostSummary({"USD": Decimal("20.00"), "JPY": Decimal("100")})
-    assert now.change_from(before) == {"EUR": None, "JPY": Decimal(-1), "USD": Decimal("-0.25")}
