@@ -148,12 +148,18 @@ def _drop_partitions(summary: PurgeSummary) -> None:
             cursor.execute(f"DROP TABLE {name}")
 
 
+# Below this many rows (by the planner's estimate) a partition is counted exactly: quick, and an
+# estimate taken while the month was nearly empty may be far off for a small month.
+COUNT_BELOW = 100_000
+
+
 def _partition_rows(cursor: CursorWrapper, name: str, summary: PurgeSummary) -> int:
-    """The planner's row count of a partition once it was analysed (a month past is, by autovacuum);
-    an exact count otherwise. Counting a month of a big platform would take longer than the drop."""
+    """The planner's row count of a big partition once it was analysed (a month past is, by
+    autovacuum); an exact count otherwise. Counting a month of a big platform would take longer
+    than the drop (0.8 s for 3.4M calls, BENCHMARKS.md "Scale")."""
     cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass", [name])
     estimate = cursor.fetchone()[0]
-    if estimate >= 0:
+    if estimate >= COUNT_BELOW:
         summary.estimated = True
         return estimate
     cursor.execute(f"SELECT count(*) FROM {name}")

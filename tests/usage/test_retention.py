@@ -180,11 +180,23 @@ def test_claims_are_deleted_window_by_window_in_bounded_batches(tenant, other_te
 
 
 @pytest.mark.skipif("connection.vendor != 'postgresql'")
-def test_an_analysed_month_is_purged_on_its_row_estimate(calls):
-    """Counting a month of a big platform would outlast the drop: once analysed, the planner's
-    estimate is reported, and said to be one."""
+def test_an_analysed_month_is_purged_on_its_row_estimate(calls, monkeypatch):
+    """Counting a month of a big platform would outlast the drop: once analysed, a big month's
+    planner estimate is reported, and said to be one (big: 2 calls here)."""
+    monkeypatch.setattr(retention, "COUNT_BELOW", 2)
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE usage_callrecord_y2025m02")
     output = _purge("--older-than", "3", "--claims-now")
     assert "Purged about 2 calls before 2025-03-01" in output
     assert CallRecord.objects.filter(occurred_at__lt=dt.datetime(2025, 3, 1, tzinfo=dt.UTC)).count() == 0
+
+
+@pytest.mark.skipif("connection.vendor != 'postgresql'")
+def test_a_small_month_is_counted_even_when_its_estimate_is_stale(calls, api_key, other_api_key):
+    """Analysed while it held fewer calls, a small month's estimate is wrong: it is counted."""
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE usage_callrecord_y2025m02")
+    later = [item(key, f"late-{n}", "2025-02-20T10:00:00Z") for n, key in enumerate([api_key, other_api_key])]
+    assert store(later).accepted == 2
+    output = _purge("--older-than", "3", "--claims-now")
+    assert "Purged 4 calls before 2025-03-01" in output
