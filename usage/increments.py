@@ -20,17 +20,25 @@ and the row count it versions a range of days for the caches (``selectors.usage_
 import datetime as dt
 import zoneinfo
 from collections import defaultdict
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from functools import lru_cache
+from typing import Any
 
 import psycopg
-from django.db import connection
+from django.db import connection, models
+from django.db.backends.utils import CursorWrapper
 
 from .models import UsageDaily, UsageDailyModel, UsageHourly
 
 LOCK_NAMESPACE = 0x5553  # "US": the first key of every advisory lock on a tenant's rollups
 
+# [calls, input, output, cached or None, reasoning or None]: None while no call reported the count.
+Sums = list[Any]
+HourKey = tuple[int, int, int, dt.datetime, dt.date]  # tenant, key, model, hour start (UTC), local date
+Buckets = Mapping[HourKey, Sums]
 
-def lock_tenants_shared(tenant_ids):
+
+def lock_tenants_shared(tenant_ids: Collection[int]) -> None:
     """Hold each tenant's rollup lock in shared mode until the transaction ends (PostgreSQL).
 
     Sorted, so writers and a recompute that lock several tenants always lock in one order.
@@ -42,13 +50,13 @@ def lock_tenants_shared(tenant_ids):
             cursor.execute("SELECT pg_advisory_xact_lock_shared(%s, %s)", [LOCK_NAMESPACE, tenant_id])
 
 
-def lock_tenant_exclusive(cursor, tenant_id):
+def lock_tenant_exclusive(cursor: CursorWrapper, tenant_id: int) -> None:
     """Hold the tenant's rollup lock exclusively: no increment of its buckets runs meanwhile."""
     if connection.vendor == "postgresql":
         cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [LOCK_NAMESPACE, tenant_id])
 
 
-def tenant_zones(tenant_ids):
+def tenant_zones(tenant_ids: Iterable[int]) -> dict[int, str]:
     """{tenant id: zone name}, read inside the writing transaction (after the lock), so that a
     zone change committed before it is seen and one committed after it waits for it."""
     from accounts.models import Tenant
@@ -57,18 +65,18 @@ def tenant_zones(tenant_ids):
 
 
 @lru_cache(maxsize=64)
-def zone(name):
+def zone(name: str) -> zoneinfo.ZoneInfo:
     return zoneinfo.ZoneInfo(name)
 
 
-def local_hour_start(instant, tz):
+def local_hour_start(instant: dt.datetime, tz: dt.tzinfo) -> dt.datetime:
     """The UTC instant at which the local hour of ``instant`` starts (as ``rollups.local_hour_sql``)."""
     local = instant.astimezone(tz)
     into_hour = dt.timedelta(minutes=local.minute, seconds=local.second, microseconds=local.microsecond)
     return (instant - into_hour).astimezone(dt.UTC)
 
 
-def _add(sums, calls, inp, out, cached, reasoning):
+def _add(sums: Sums, calls: int, inp: int, out: int, cached: int | None, reasoning: int | None) -> None:
     sums[0] += calls
     sums[1] += inp
     sums[2] += out
@@ -76,16 +84,16 @@ def _add(sums, calls, inp, out, cached, reasoning):
     sums[4] = reasoning if sums[4] is None else (sums[4] if reasoning is None else sums[4] + reasoning)
 
 
-def _new_sums():
+def _new_sums() -> Sums:
     return [0, 0, 0, None, None]
 
 
-def hourly_from_values(values, zones):
+def hourly_from_values(values: Iterable[Sequence[Any]], zones: Mapping[int, str]) -> dict[HourKey, Sums]:
     """Hourly buckets of ledger rows given as (tenant, key, model, instant, in, out, cached, reasoning, ...).
 
     Returns {(tenant, key, model, hour start UTC, local date): [calls, in, out, cached, reasoning]}.
     """
-    buckets = defaultdict(_new_sums)
+    buckets: defaultdict[HourKey, Sums] = defaultdict(_new_sums)
     for tenant_id, key_id, model_id, instant, inp, out, cached, reasoning, *_rest in values:
         tz = zone(zones[tenant_id])
         hour = local_hour_start(instant, tz)
@@ -101,7 +109,7 @@ GROUP BY 1, 2, 3, 4, 5
 """
 
 
-def hourly_from_inserted_sql():
+def hourly_from_inserted_sql() -> str:
     """SQL (after a ``WITH inserted AS (INSERT .. RETURNING *)``) giving the same buckets as
     ``hourly_from_values``, computed by PostgreSQL: one row per bucket reaches Python, not per call."""
     local = "(i.occurred_at AT TIME ZONE t.timezone)"
@@ -109,9 +117,9 @@ def hourly_from_inserted_sql():
     return _HOURLY_FROM_INSERTED.format(hour=hour)
 
 
-def buckets_from_rows(rows):
+def buckets_from_rows(rows: Iterable[Sequence[Any]]) -> dict[HourKey, Sums]:
     """The result rows of ``hourly_from_inserted_sql`` as ``hourly_from_values`` returns them."""
-    buckets = {}
+    buckets: dict[HourKey, Sums] = {}
     for tenant_id, key_id, model_id, hour, day, calls, inp, out, cached, reasoning in rows:
         buckets[(tenant_id, key_id, model_id, hour.astimezone(dt.UTC), day)] = [
             int(calls), int(inp), int(out), None if cached is None else int(cached),
@@ -120,12 +128,12 @@ def buckets_from_rows(rows):
     return buckets
 
 
-def apply(buckets):
+def apply(buckets: Buckets) -> None:
     """Add hourly buckets (as ``hourly_from_values`` returns them) to the three rollup tables."""
     if not buckets:
         return
-    daily = defaultdict(_new_sums)
-    per_model = defaultdict(_new_sums)
+    daily: defaultdict[tuple[int, dt.date, int, int], Sums] = defaultdict(_new_sums)
+    per_model: defaultdict[tuple[int, dt.date, int], Sums] = defaultdict(_new_sums)
     for (tenant_id, key_id, model_id, _hour, day), sums in buckets.items():
         _add(daily[(tenant_id, day, key_id, model_id)], *sums)
         _add(per_model[(tenant_id, day, model_id)], *sums)
@@ -142,7 +150,7 @@ _PG_KEY_TYPES = {"tenant_id": "int8", "api_key_id": "int8", "model_id": "int8", 
 _SQLITE_ROWS_PER_STATEMENT = 400  # 9 values a row: far below SQLite's 32,766 variables
 
 
-def _set_clause(table, revision):
+def _set_clause(table: str, revision: bool) -> str:
     added = [f"{name} = {table}.{name} + excluded.{name}" for name in _SUM_COLUMNS[:3]]
     # Null stays null only while neither side reported the count.
     nullable = [
@@ -154,7 +162,12 @@ def _set_clause(table, revision):
     return ", ".join(added + nullable + bump)
 
 
-def _upsert(model, key_columns, rows, revision=False):
+def _upsert(
+    model: type[models.Model],
+    key_columns: tuple[str, ...],
+    rows: Mapping[tuple[Any, ...], Sums],
+    revision: bool = False,
+) -> None:
     table = model._meta.db_table
     columns = (*key_columns, *_SUM_COLUMNS)
     conflict = f"ON CONFLICT ({', '.join(key_columns)}) DO UPDATE SET {_set_clause(table, revision)}"
@@ -174,13 +187,13 @@ def _upsert(model, key_columns, rows, revision=False):
         for start in range(0, len(ordered), _SQLITE_ROWS_PER_STATEMENT):
             chunk = ordered[start : start + _SQLITE_ROWS_PER_STATEMENT]
             placeholders = ", ".join(["(" + ", ".join(["%s"] * len(columns)) + ")"] * len(chunk))
-            params = []
+            params: list[Any] = []
             for key, sums in chunk:
                 params.extend((*(a(v) for a, v in zip(adapt, key, strict=True)), *sums))
             cursor.execute(f"INSERT INTO {table} ({', '.join(columns)}) VALUES {placeholders} {conflict}", params)
 
 
-def _sqlite_adapters(key_columns):
+def _sqlite_adapters(key_columns: tuple[str, ...]) -> list[Callable[[Any], Any]]:
     ops = connection.ops
     by_name = {"hour": ops.adapt_datetimefield_value, "day": ops.adapt_datefield_value}
     return [by_name.get(name, lambda value: value) for name in key_columns]
