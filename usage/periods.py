@@ -1,9 +1,15 @@
 """Date presets of the filter bar and the API, in the tenant's local days."""
 
+from __future__ import annotations
+
 import datetime as dt
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from django.utils import timezone
+
+if TYPE_CHECKING:
+    from accounts.models import Tenant
 
 DEFAULT_PRESET = "last_2_weeks"
 
@@ -27,27 +33,27 @@ class Period:
     end: dt.date  # inclusive
 
     @property
-    def days(self):
+    def days(self) -> int:
         return (self.end - self.start).days + 1
 
-    def previous(self):
+    def previous(self) -> Period:
         """The period of the same length that ends the day before this one starts."""
         end = self.start - dt.timedelta(days=1)
         return Period(end - dt.timedelta(days=self.days - 1), end)
 
-    def dates(self):
+    def dates(self) -> list[dt.date]:
         return [self.start + dt.timedelta(days=offset) for offset in range(self.days)]
 
 
-def tenant_today(tenant, now=None):
+def tenant_today(tenant: Tenant, now: dt.datetime | None = None) -> dt.date:
     return (now or timezone.now()).astimezone(tenant.tz).date()
 
 
-def _last_days(today, count):
+def _last_days(today: dt.date, count: int) -> Period:
     return Period(today - dt.timedelta(days=count - 1), today)
 
 
-def preset_period(preset, today):
+def preset_period(preset: str, today: dt.date) -> Period:
     """The local dates a preset covers; "Last N days" and "Last 2 weeks" end with today."""
     first_of_month = today.replace(day=1)
     if preset == "today":
@@ -69,7 +75,7 @@ def preset_period(preset, today):
     raise ValueError(f"Unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
 
 
-def month_period(year, month):
+def month_period(year: int, month: int) -> Period:
     first = dt.date(year, month, 1)
     next_first = (first + dt.timedelta(days=32)).replace(day=1)
     return Period(first, next_first - dt.timedelta(days=1))
@@ -85,11 +91,11 @@ class Comparison:
     caption: str
 
 
-def _day_text(day):
+def _day_text(day: dt.date) -> str:
     return day.strftime("%b %d")
 
 
-def comparison(period, now, tz):
+def comparison(period: Period, now: dt.datetime, tz: dt.tzinfo) -> Comparison:
     """Like for like: a period that has not ended yet (it holds today) is compared with as much
     of the period before it as has elapsed of this one, up to the same local time of day.
 
@@ -135,11 +141,11 @@ def comparison(period, now, tz):
     return Comparison(previous, cutoff, caption)
 
 
-def _range_text(period):
+def _range_text(period: Period) -> str:
     if period.days == 1:
         return _day_text(period.start)
     return f"{_day_text(period.start)} to {_day_text(period.end)}"
 
 
-def _days_text(days):
+def _days_text(days: int) -> str:
     return "day" if days == 1 else f"{days} days"
