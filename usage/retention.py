@@ -211,6 +211,7 @@ def _delete_claims(before: dt.datetime, batch_size: int) -> int:
     else:
         sql = f"DELETE FROM {table} WHERE rowid IN ({batch.format(row='rowid')})"
     adapt = connection.ops.adapt_datetimefield_value
+    _summarise_time_index()
     with transaction.atomic():
         _through_the_time_index()
         earliest = CallRequest.objects.filter(occurred_at__lt=before).aggregate(first=Min("occurred_at"))["first"]
@@ -231,16 +232,20 @@ def _delete_claims(before: dt.datetime, batch_size: int) -> int:
     return total
 
 
-def _through_the_time_index() -> None:
-    """PostgreSQL, for the current transaction: read the claims through their BRIN index.
+def _summarise_time_index() -> None:
+    """PostgreSQL: summarise the page ranges of the claims' BRIN index filled since it last was
+    (autosummarize lags behind a fast import); an unsummarised range matches every window. Once
+    before the windows: deleting adds no ranges."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT brin_summarize_new_values('callrequest_time')")
 
-    A BRIN index only knows the page ranges it has summarised: ranges filled since (autosummarize
-    lags behind a fast import) match every window, so they are summarised first. And with a LIMIT
-    the planner may prefer a sequential scan that stops at the batch's last row, which here means
-    reading the whole table when the window's claims lie at its end (an older month imported last).
-    """
-    if connection.vendor != "postgresql":
-        return
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT brin_summarize_new_values('callrequest_time')")
-        cursor.execute("SET LOCAL enable_seqscan = off")
+
+def _through_the_time_index() -> None:
+    """PostgreSQL, for the current transaction: read the claims through their BRIN index. With a
+    LIMIT the planner may prefer a sequential scan that stops at the batch's last row, which here
+    means reading the whole table when the window's claims lie at its end (an older month
+    imported last)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL enable_seqscan = off")
