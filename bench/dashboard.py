@@ -45,8 +45,8 @@ from django.utils import timezone  # noqa: E402
 
 from accounts import services  # noqa: E402
 from accounts.models import Membership, Tenant, User  # noqa: E402
-from usage import rollups  # noqa: E402
 from usage.models import Model  # noqa: E402
+from usage.rollups import recompute as rollups  # noqa: E402
 
 TENANTS = 20
 DAYS = 90

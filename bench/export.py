@@ -27,10 +27,10 @@ from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 
 from accounts.models import ApiKey, Tenant  # noqa: E402
-from usage.export import export_response  # noqa: E402
 from usage.models import Model, UsageDaily  # noqa: E402
-from usage.periods import Period  # noqa: E402
-from usage.selectors import UsageFilters  # noqa: E402
+from usage.reporting.export import export_response  # noqa: E402
+from usage.reporting.periods import Period  # noqa: E402
+from usage.reporting.selectors import UsageFilters  # noqa: E402
 
 DAYS, KEYS, MODELS = 90, 50, 20
 LAST_DAY = dt.date(2026, 11, 28)

@@ -57,7 +57,7 @@ def setup():
 
 
 def empty_ledger(cursor):
-    from usage import partitions
+    from usage.ledger import partitions
 
     cursor.execute(
         "TRUNCATE usage_callrecord, usage_callrequest, usage_usagehourly, usage_usagedaily, usage_usagedailymodel,"
@@ -81,8 +81,8 @@ def set_foreign_keys(cursor, on):
 
 def checked_chunks(tenants, models, count, tag, chunk=10_000):
     """The calls as CheckedCalls, chunk by chunk (encoding done here, as the import's reader thread does)."""
-    from usage import services
-    from usage.ingest import validate_call
+    from usage.ingestion import services
+    from usage.ingestion.validation import validate_call
 
     start = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
     for first in range(0, count, chunk):
@@ -104,7 +104,8 @@ def checked_chunks(tenants, models, count, tag, chunk=10_000):
 def bench_fk(tenants, models, count):
     from django.db import connection
 
-    from usage import partitions, services
+    from usage.ingestion import services
+    from usage.ledger import partitions
 
     results = {}
     for label, on in (("with FKs", True), ("without FKs", False)):
@@ -145,7 +146,7 @@ def copy_rows(cursor, chunks):
 
 def build_reads(cursor, tenants, models, count):
     """``count`` calls over Jan-Mar 2026 (UTC), one INSERT .. SELECT; claims for January."""
-    from usage import partitions
+    from usage.ledger import partitions
 
     empty_ledger(cursor)
     for month in (1, 2, 3):
@@ -207,7 +208,7 @@ def bench_reads(tenants):
 
 
 def bench_purge(cursor):
-    from usage import retention
+    from usage.ledger import retention
 
     cursor.execute("SELECT count(*) FROM usage_callrecord_y2026m01")
     month_calls = cursor.fetchone()[0]

@@ -33,8 +33,8 @@ from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 
 from accounts.models import ApiKey, Tenant  # noqa: E402
-from usage import rollups  # noqa: E402
 from usage.models import CallRecord, Model  # noqa: E402
+from usage.rollups import recompute as rollups  # noqa: E402
 
 TENANTS, KEYS_PER_TENANT, MODELS, DAYS = 20, 10, 16, 90
 BURST_CALLS = 110_000

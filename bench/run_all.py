@@ -40,6 +40,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from urllib.parse import urlsplit
 
+from usage import localtime
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/usage_bench_scale"
@@ -294,7 +296,7 @@ def day_recompute(tenant, day, worker, repeat=5):
     """The day recomputed ``repeat`` times here (median, max s), then once by the worker."""
     from django.db import transaction
 
-    from usage import rollups
+    from usage.rollups import recompute as rollups
 
     times = []
     for _ in range(repeat):
@@ -311,10 +313,10 @@ def day_recompute(tenant, day, worker, repeat=5):
 def rollups_equal_ledger(tenant):
     """The per-model daily rollup of every day equals the ledger's GROUP BY (count and tokens)."""
     from bench import dashboard
-    from usage import rollups
+    from usage.rollups import recompute as rollups
 
     bounds = rollups.ledger_day_range(tenant=tenant)
-    start, end = rollups.day_span(tenant, *bounds)
+    start, end = localtime.day_span(tenant, *bounds)
     model_sql = (
         "SELECT day, model_id, SUM(calls), SUM(input_tokens), SUM(output_tokens) FROM usage_usagedailymodel"
         " WHERE tenant_id = %s AND day BETWEEN %s AND %s GROUP BY 1, 2"
@@ -357,7 +359,7 @@ def purge_month(size, first, env, workdir):
     the one the 90 days start in, imported and then purged: (calls purged, seconds)."""
     from django.utils import timezone
 
-    from usage import retention
+    from usage.ledger import retention
     from usage.models import CallPurge, CallRecord
 
     now = timezone.now()

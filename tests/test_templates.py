@@ -11,7 +11,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from usage import rollups
+from usage.rollups import recompute as rollups
 
 from .tenant_pages import TENANT_PAGES
 from .usage.factories import make_calls

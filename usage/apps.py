@@ -6,5 +6,8 @@ class UsageConfig(AppConfig):
     verbose_name = "Usage"
 
     def ready(self):
-        from . import signals  # noqa: F401  (registers SQLite helper functions)
-        from .budgets import tasks  # noqa: F401  (registers the budget tasks with Celery)
+        # Imported for their side effects: localtime registers the SQLite functions of the rollup
+        # SQL, signals hands a tenant's zone change to the recompute, the tasks modules register
+        # with Celery (and usage.tasks enqueues the recompute of days marked dirty).
+        from usage import localtime, signals, tasks  # noqa: F401
+        from usage.budgets import tasks as budget_tasks  # noqa: F401

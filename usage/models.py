@@ -41,7 +41,7 @@ class Model(models.Model):
 class CallRecord(models.Model):
     """One reported model call: the append-only ledger every number is derived from.
 
-    On PostgreSQL the table is range-partitioned by month of ``occurred_at`` (``usage.partitions``;
+    On PostgreSQL the table is range-partitioned by month of ``occurred_at`` (``usage.ledger.partitions``;
     migration 0006). A partitioned table's keys must contain the partition key, so its real primary
     key is (id, occurred_at); Django keeps ``id`` as the primary key, which stays unique (one
     sequence), so the admin and ORM reads by pk work unchanged. (tenant, request_id) is unique
@@ -202,7 +202,7 @@ class UsageDailyModel(Sums):
     # Bumped by every increment of the row: with the newest id and the row count it versions
     # a range of days for the caches (a recompute inserts new rows, so new ids).
     revision = models.BigIntegerField(default=1, db_default=1)
-    # The row's cost (``usage.day_costs``), stored by the first read of a closed day: valid while
+    # The row's cost (``usage.reporting.day_costs``), stored by the first read of a closed day: valid while
     # ``cost_revision`` equals ``revision`` and ``cost_terms`` the terms of the price in force.
     cost_revision = models.BigIntegerField(null=True, blank=True)
     cost_terms = models.TextField(null=True, blank=True)

@@ -1,15 +1,19 @@
-"""Celery tasks: thin wrappers that call the rollup services."""
+"""Celery tasks: thin wrappers that call the rollup and ledger services, and the debounced
+enqueue of a recompute when days are marked dirty (``recompute.days_marked_dirty``)."""
 
 import logging
 
 from celery import shared_task
 from django.conf import settings
+from django.core.cache import cache
+from django.dispatch import receiver
 from django.utils import timezone
 
 from accounts.models import Tenant
-
-from . import partitions, retention, rollups
-from .models import DirtyDay
+from usage.ledger import partitions, retention
+from usage.models import DirtyDay
+from usage.outages import log_outage
+from usage.rollups import recompute
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +36,7 @@ def rollup_tenant(self, tenant_id):
     tenant = Tenant.objects.filter(pk=tenant_id).first()
     if tenant is None:
         return 0
-    return rollups.usage_rollup_dirty(tenant=tenant)
+    return recompute.usage_rollup_dirty(tenant=tenant)
 
 
 @shared_task
@@ -50,7 +54,7 @@ def sweep_dirty_rollups():
 def rebuild_tenant(tenant_id):
     """Rebuild all of a tenant's rollups, e.g. after its time zone changed."""
     tenant = Tenant.objects.filter(pk=tenant_id).first()
-    return rollups.usage_rebuild(tenant=tenant) if tenant else 0
+    return recompute.usage_rebuild(tenant=tenant) if tenant else 0
 
 
 @shared_task
@@ -80,3 +84,28 @@ def purge_calls():
     if summary.calls or summary.partitions:
         logger.info("Purged %d calls before %s", summary.calls, summary.before.date())
     return summary.calls
+
+
+DEBOUNCE_SECONDS = 2
+
+
+@receiver(recompute.days_marked_dirty)
+def _enqueue_after_marks(sender, tenant_id, **kwargs):
+    enqueue_rollup(tenant_id)
+
+
+def enqueue_rollup(tenant_id):
+    """Enqueue the tenant's recompute once per burst: later marks ride on the queued task.
+
+    The countdown equals the debounce window, so a mark that finds the window taken was
+    committed before the queued task starts and is read by it. Runs after the marks committed:
+    if the broker or the cache is down, the marks stay and the beat sweep enqueues them later,
+    so the outage is logged (once per ``OUTAGE_LOG_SECONDS``) and never raised to the writer.
+    """
+    try:
+        if rollup_tenant.app.conf.task_always_eager:
+            rollup_tenant.delay(tenant_id)
+        elif cache.add(f"rollup-queued:{tenant_id}", 1, timeout=DEBOUNCE_SECONDS):
+            rollup_tenant.apply_async((tenant_id,), countdown=DEBOUNCE_SECONDS, retry=False)
+    except Exception as exc:  # noqa: BLE001 - any broker/cache failure: the sweep catches up
+        log_outage("Could not enqueue the rollup of tenant %s (the sweep will): %r", tenant_id, exc)

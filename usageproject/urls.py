@@ -1,12 +1,13 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from usage.dashboard import urls as dashboard_urls
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("accounts.urls")),
-    path("", include("usage.urls")),
-    path("", include("usage.export_urls")),
-    path("", include("usage.report_urls")),
+    path("", include("usage.dashboard.urls")),
+    path("", include(dashboard_urls.root_patterns)),
     path("", include("usage.budgets.urls")),
     path("api/v1/", include("usage.api.urls")),
     path("api/openai/v1/", include("usage.api.openai_urls")),

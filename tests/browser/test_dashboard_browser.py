@@ -15,9 +15,10 @@ from django.utils import timezone
 
 from accounts import services
 from accounts.models import Membership, User
-from usage import rollups
+from usage import localtime
+from usage.localtime import tenant_today
 from usage.models import Model, ModelPrice
-from usage.periods import tenant_today
+from usage.rollups import recompute as rollups
 
 from ..usage.factories import make_calls
 from .chromium import CHROMIUM_ARGS, wait_until
@@ -62,7 +63,7 @@ def expected(cast, first, last, key=None, model=None):
     """Ground truth from the specs: (total, input, output, calls) on local days first..last."""
     tenant, rows = cast["tenant"], []
     for spec in cast["specs"]:
-        day = rollups.local_day(tenant, spec["occurred_at"])
+        day = localtime.local_day(tenant, spec["occurred_at"])
         if first <= day <= last and key in (None, spec["api_key"]) and model in (None, spec["model"]):
             rows.append(spec)
     input_tokens, output_tokens = sum(r["input_tokens"] for r in rows), sum(r["output_tokens"] for r in rows)

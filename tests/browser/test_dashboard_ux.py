@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from accounts import services
 from accounts.models import Membership, User
-from usage.colors import MIN_DISTANCE, distance
+from usage.dashboard.colors import MIN_DISTANCE, distance
 from usage.models import Model
 
 from ..usage.factories import make_calls

@@ -10,8 +10,9 @@ from django.utils import timezone
 
 from accounts import services
 from accounts.models import Membership, User
-from usage import rollups
+from usage import localtime
 from usage.models import Model
+from usage.rollups import recompute as rollups
 
 from ..usage.factories import make_calls
 from .chromium import wait_until
@@ -59,7 +60,7 @@ def truth(tenant, specs, key, week_start):
     def sums(first, last):
         out = {}
         for spec in specs:
-            day = rollups.local_day(tenant, spec["occurred_at"])
+            day = localtime.local_day(tenant, spec["occurred_at"])
             if spec["api_key"] == key and first <= day <= last:
                 tokens, calls = out.get(spec["model"].name, (0, 0))
                 out[spec["model"].name] = (tokens + spec["input_tokens"] + spec["output_tokens"], calls + 1)

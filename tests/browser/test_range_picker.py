@@ -6,7 +6,7 @@ import re
 import pytest
 from django.urls import reverse
 
-from usage.periods import tenant_today
+from usage.localtime import tenant_today
 
 from .test_dashboard_browser import (  # noqa: F401 (fixtures)
     PASSWORD,

@@ -5,8 +5,8 @@ import datetime as dt
 from django.utils import timezone
 
 from usage.budgets import services
+from usage.localtime import tenant_today
 from usage.models import Budget
-from usage.periods import tenant_today
 
 from ..usage.factories import make_calls
 

@@ -8,14 +8,15 @@ from django.core import mail
 from django.test import Client
 
 from accounts import services as accounts
-from usage import services as usage_services
 from usage.budgets import services, tasks
 from usage.budgets.periods import budget_period
 from usage.budgets.selectors import budget_status
-from usage.costs import usage_cost
+from usage.ingestion import services as usage_services
+from usage.localtime import tenant_today
 from usage.models import AlertDelivery, Budget, BudgetAlert
-from usage.periods import Period, tenant_today
-from usage.selectors import UsageFilters
+from usage.reporting.costs import usage_cost
+from usage.reporting.periods import Period
+from usage.reporting.selectors import UsageFilters
 
 from ..usage.factories import price, utc
 from .helpers import budget, spend, start_of_today

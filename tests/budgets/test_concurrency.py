@@ -11,8 +11,8 @@ from django.core import mail
 from django.db import connections
 
 from accounts import services as accounts
-from usage import services as usage_services
 from usage.budgets import services
+from usage.ingestion import services as usage_services
 from usage.models import AlertDelivery, Budget, BudgetAlert, Model
 
 from ..usage.factories import make_calls

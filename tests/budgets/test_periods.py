@@ -7,8 +7,9 @@ import pytest
 from accounts import services as accounts
 from usage.budgets.periods import budget_period, local_midnight
 from usage.budgets.selectors import budget_status
+from usage.localtime import tenant_today
 from usage.models import Budget, ModelPrice
-from usage.periods import Period, tenant_today
+from usage.reporting.periods import Period
 
 from ..usage.factories import make_calls, utc
 

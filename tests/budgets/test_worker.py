@@ -15,9 +15,9 @@ import pytest
 from django.db import connections
 
 from accounts import services as accounts
-from usage import services as usage_services
 from usage.budgets import services
 from usage.budgets.delivery import webhook_secret
+from usage.ingestion import services as usage_services
 from usage.models import AlertDelivery, BudgetAlert, Model
 from usageproject.celery import app
 

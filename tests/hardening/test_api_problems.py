@@ -131,7 +131,7 @@ def test_uncaught_error_in_read_api_is_a_problem_500(tenant, monkeypatch):
 
 
 def test_uncaught_error_in_ingestion_is_a_problem_500(gateway, monkeypatch):
-    from usage import services as usage_services
+    from usage.ingestion import services as usage_services
 
     monkeypatch.setattr(usage_services, "call_records_ingest", _raise)
     gateway.raise_request_exception = False

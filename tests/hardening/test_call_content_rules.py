@@ -8,7 +8,7 @@ from django.test import Client
 from accounts import services as account_services
 from tests.usage import test_ingest_api as ingest_tests
 from tests.usage.test_ingest_api import call, post
-from usage import ingest
+from usage.ingestion import validation as ingest
 from usage.models import CallRecord, Model
 
 api_key, gateway, frozen_now = ingest_tests.api_key, ingest_tests.gateway, ingest_tests.frozen_now

@@ -8,7 +8,7 @@ from django.core.management import call_command
 
 from tests.usage import test_ingest_api as ingest_tests
 from tests.usage.test_ingest_api import assert_problem, call, post
-from usage import ingest
+from usage.ingestion import validation as ingest
 from usage.models import CallRecord
 
 # The ingestion tests' fixtures: a key, a gateway client and the pinned clock (autouse).

@@ -15,8 +15,8 @@ import pytest
 from accounts import services as account_services
 from tests.usage.api_helpers import csv_body, token_client
 from tests.usage.factories import make_calls, price, utc
-from usage import rollups
 from usage.models import DirtyDay, Model
+from usage.rollups import recompute as rollups
 
 RANGE = {"start": "2026-11-01", "end": "2026-11-28"}
 

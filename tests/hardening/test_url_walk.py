@@ -39,8 +39,8 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from accounts import services
 from accounts.models import AccessToken, ApiKey, Membership, ServiceToken, Tenant, User
 from tests.usage.factories import make_calls, price
-from usage import rollups
 from usage.models import AlertDelivery, Budget, BudgetAlert, CallRecord, Model
+from usage.rollups import recompute as rollups
 
 METHODS = ("get", "post", "put", "patch", "delete")
 SESSIONS = ("owner", "admin", "viewer")

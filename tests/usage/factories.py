@@ -4,8 +4,9 @@ import datetime as dt
 import itertools
 from decimal import Decimal
 
-from usage import rollups
+from usage import localtime
 from usage.models import CallRecord, ModelPrice
+from usage.rollups import recompute as rollups
 
 _ids = itertools.count(1)
 
@@ -17,7 +18,7 @@ def make_calls(tenant, specs):
         fields = {"request_id": f"req-{next(_ids)}", "input_tokens": 0, "output_tokens": 0, **spec}
         records.append(CallRecord(tenant=tenant, **fields))
     CallRecord.objects.bulk_create(records)
-    rollups.mark_days_dirty(tenant=tenant, days={rollups.local_day(tenant, r.occurred_at) for r in records})
+    rollups.mark_days_dirty(tenant=tenant, days={localtime.local_day(tenant, r.occurred_at) for r in records})
     return records
 
 

@@ -3,7 +3,8 @@
 from django.db import connection
 from django.db.models import Count, Sum
 
-from usage import ingest, services
+from usage.ingestion import services
+from usage.ingestion import validation as ingest
 from usage.models import CallRecord, UsageDaily
 
 

@@ -386,8 +386,8 @@ def test_forged_cursors_and_odd_digits_are_400_not_500(tenant, params):
 
 
 def test_long_exports_read_a_week_per_query_not_a_day(tenant, api_key, llm, django_assert_max_num_queries):
-    from usage.periods import Period
-    from usage.selectors import UsageFilters, usage_rows
+    from usage.reporting.periods import Period
+    from usage.reporting.selectors import UsageFilters, usage_rows
 
     make_calls(
         tenant,

@@ -13,8 +13,8 @@ from django.test.utils import CaptureQueriesContext
 
 from accounts import services
 from usage.api.scope import filters_or_errors
-from usage.costs import DEFAULT_CURRENCY, CostSummary, cost_by
-from usage.selectors import usage_breakdown, usage_series
+from usage.reporting.costs import DEFAULT_CURRENCY, CostSummary, cost_by
+from usage.reporting.selectors import usage_breakdown, usage_series
 
 from .api_helpers import token_client
 from .test_api_parity import _random_calls, priced_world, world  # noqa: F401  (fixtures)

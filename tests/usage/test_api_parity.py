@@ -20,11 +20,12 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from accounts import services
-from usage import rollups
+from usage import localtime
 from usage.api.scope import filters_or_errors
-from usage.costs import usage_cost
 from usage.models import CallRecord, Model
-from usage.periods import PRESETS
+from usage.reporting.costs import usage_cost
+from usage.reporting.periods import PRESETS
+from usage.rollups import recompute as rollups
 
 from .api_helpers import csv_body, token_client
 from .factories import make_calls, price
@@ -102,7 +103,7 @@ def _filter_sets(rng, keys, models, today, count):
 
 def _ledger(tenant, summary, params):
     start, end = (dt.date.fromisoformat(summary[name]) for name in ("start", "end"))
-    first, last = rollups.day_span(tenant, start, end)
+    first, last = localtime.day_span(tenant, start, end)
     calls = CallRecord.objects.filter(tenant=tenant, occurred_at__gte=first, occurred_at__lt=last)
     if "api_key" in params:
         calls = calls.filter(api_key__public_id=params["api_key"])

@@ -114,7 +114,7 @@ def test_sweep_picks_up_a_day_left_dirty_while_no_worker_ran(worker, monkeypatch
 
 
 def _ingest(tenant_key, model, request_id, when, tokens):
-    from usage.services import call_records_ingest
+    from usage.ingestion.services import call_records_ingest
 
     item = {
         "request_id": request_id,
@@ -241,8 +241,8 @@ def _purge_in_a_process(broker):
 def test_purge_leaves_the_claims_to_the_worker_and_deletes_them_itself_when_the_broker_is_down(worker, broker_url):
     """purge_calls drops the months and returns; the worker deletes their request-id claims. With
     the broker unreachable the command deletes them itself (and still succeeds)."""
+    from usage.ledger.partitions import add_months, month_start
     from usage.models import CallRequest
-    from usage.partitions import add_months, month_start
 
     tenant = services.tenant_create(slug="p", name="P", timezone_name="UTC")
     key = services.api_key_create(tenant=tenant, name="k")[0]

@@ -2,7 +2,7 @@
 
 import itertools
 
-from usage.colors import MIN_DISTANCE, PALETTE, chart_colors, color_for_index, distance
+from usage.dashboard.colors import MIN_DISTANCE, PALETTE, chart_colors, color_for_index, distance
 from usage.models import Model
 
 

@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.urls import reverse
 
-from usage import rollups
-from usage.periods import Period, comparison, preset_period
+from usage.reporting.periods import Period, comparison, preset_period
+from usage.rollups import recompute as rollups
 
 from .factories import make_calls, price, utc
 

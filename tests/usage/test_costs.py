@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from usage import rollups
-from usage.costs import (
+from usage.models import Model
+from usage.reporting.costs import (
     CostSummary,
     cost_by,
     expense_report,
@@ -18,9 +18,9 @@ from usage.costs import (
     row_cost,
     usage_cost,
 )
-from usage.models import Model
-from usage.periods import month_period
-from usage.selectors import Totals, UsageFilters
+from usage.reporting.periods import month_period
+from usage.reporting.selectors import Totals, UsageFilters
+from usage.rollups import recompute as rollups
 
 from .factories import make_calls, price, utc
 

@@ -8,10 +8,11 @@ import pytest
 from django.db import connection
 
 from accounts import services
-from usage import costs, costs_sql, rollups
 from usage.models import Model
-from usage.periods import Period
-from usage.selectors import UsageFilters
+from usage.reporting import costs, costs_sql
+from usage.reporting.periods import Period
+from usage.reporting.selectors import UsageFilters
+from usage.rollups import recompute as rollups
 
 from .factories import make_calls, price, utc
 

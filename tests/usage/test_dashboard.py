@@ -9,9 +9,10 @@ import pytest
 from django.urls import reverse
 
 from accounts import services
-from usage import rollups
-from usage.colors import color_for_index, color_for_name, model_color
+from usage import localtime
+from usage.dashboard.colors import color_for_index, color_for_name, model_color
 from usage.models import CallRecord, Model, ModelPrice
+from usage.rollups import recompute as rollups
 
 from .factories import make_calls, utc
 
@@ -66,7 +67,7 @@ def ledger(tenant, api_key, revoked_key, llm, other_model):
 
 def truth(tenant, start, end, api_key=None, model=None):
     """Ground truth straight from the ledger: (calls, input, output) on local days start..end."""
-    span_start, span_end = rollups.day_span(tenant, start, end)
+    span_start, span_end = localtime.day_span(tenant, start, end)
     calls = CallRecord.objects.filter(tenant=tenant, occurred_at__gte=span_start, occurred_at__lt=span_end)
     if api_key:
         calls = calls.filter(api_key=api_key)
@@ -317,9 +318,9 @@ def test_cost_card_and_column_appear_only_with_prices(owner_client, tenant, api_
     ids=["30-days", "today", "closed-hours", "closed-days"],
 )
 def test_page_breakdown_equals_the_breakdown_selector(tenant, ledger, params):
-    from usage.charts import breakdown_rows, filtered_grid
-    from usage.filters import UsageFilterSet
-    from usage.selectors import usage_breakdown
+    from usage.dashboard.panel import breakdown_rows, filtered_grid
+    from usage.reporting.filters import UsageFilterSet
+    from usage.reporting.selectors import usage_breakdown
 
     filters = UsageFilterSet({"preset": "custom", **params}, tenant=tenant)
     assert filters.is_valid(), filters.errors

@@ -1,4 +1,4 @@
-"""Stored costs of closed days (``usage.day_costs``): used while valid, never once stale.
+"""Stored costs of closed days (``usage.reporting.day_costs``): used while valid, never once stale.
 
 Two tenants with calls on the same closed days, prices in two currencies (a contract price in
 EUR) and an unpriced model. Each read clears the cache, so the grid is read from the stored costs
@@ -17,12 +17,14 @@ from django.db import connection, connections
 from django.db.models import F, Q
 
 from accounts import services as accounts
-from usage import rollups, services
-from usage.costs import PriceBook, PriceTerms, line_cost
-from usage.grid import usage_grid
+from usage import localtime
+from usage.ingestion import services
 from usage.models import CallRecord, Model, ModelPrice, UsageDailyModel
-from usage.periods import Period
-from usage.selectors import Totals, UsageFilters
+from usage.reporting.costs import PriceBook, PriceTerms, line_cost
+from usage.reporting.grid import usage_grid
+from usage.reporting.periods import Period
+from usage.reporting.selectors import Totals, UsageFilters
+from usage.rollups import recompute as rollups
 
 from .factories import price, utc
 
@@ -77,7 +79,7 @@ def _send(rng, tenants, keys, models, count, *, prefix):
 def truth(tenant):
     """{model id: (calls, input, output, {(day, currency): amount}, unpriced tokens)} from the ledger."""
     tenant.refresh_from_db()
-    start, end = rollups.day_span(tenant, CLOSED.start, CLOSED.end)
+    start, end = localtime.day_span(tenant, CLOSED.start, CLOSED.end)
     prices = ModelPrice.objects.filter(Q(tenant__isnull=True) | Q(tenant=tenant))
     book = PriceBook(PriceTerms._make(row) for row in prices.values_list(*PriceTerms._fields))
     lines = {}

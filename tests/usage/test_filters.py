@@ -2,8 +2,8 @@ import datetime as dt
 
 import pytest
 
-from usage.filters import UsageFilterSet
-from usage.periods import Period
+from usage.reporting.filters import UsageFilterSet
+from usage.reporting.periods import Period
 
 from .factories import make_calls, utc
 
@@ -69,7 +69,7 @@ def test_plain_select_renders_what_djangos_select_renders(attrs, value, grouped)
     from django import forms
     from django.test.html import parse_html
 
-    from usage.filters import PlainSelect
+    from usage.reporting.filters import PlainSelect
 
     choices = [("", "All"), ("1", "one <1>"), ("2", 'two "q"'), ("<b>", "bold & co"), ("1", "one again")]
     if grouped:

@@ -11,12 +11,13 @@ from decimal import Decimal
 import pytest
 
 from accounts import services
-from usage import rollups
-from usage.costs import line_cost
-from usage.grid import usage_grid, usage_grids
+from usage import localtime
 from usage.models import CallRecord
-from usage.periods import Period
-from usage.selectors import Totals, UsageFilters
+from usage.reporting.costs import line_cost
+from usage.reporting.grid import usage_grid, usage_grids
+from usage.reporting.periods import Period
+from usage.reporting.selectors import Totals, UsageFilters
+from usage.rollups import recompute as rollups
 
 from .factories import make_calls, price, utc
 
@@ -38,7 +39,7 @@ def truth(tenant, period):
 
     Cost by the rule, independently: one line per local day x key x model, rounded, then summed.
     """
-    start, end = rollups.day_span(tenant, period.start, period.end)
+    start, end = localtime.day_span(tenant, period.start, period.end)
     lines, result = {}, {}
     for record in CallRecord.objects.filter(tenant=tenant, occurred_at__gte=start, occurred_at__lt=end):
         day = record.occurred_at.astimezone(tenant.tz).date()

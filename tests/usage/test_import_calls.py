@@ -9,7 +9,7 @@ from django.core.management import CommandError, call_command
 from django.db.models import Count, Sum
 
 from accounts import services as account_services
-from usage import call_files
+from usage.ingestion import files as call_files
 from usage.models import CallRecord, DirtyDay, Model, UsageDailyModel
 
 

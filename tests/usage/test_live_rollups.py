@@ -16,12 +16,13 @@ from collections import defaultdict
 import pytest
 
 from accounts import services as accounts
-from usage import rollups, services
-from usage.grid import usage_grid
-from usage.ingest import validate_call
+from usage.ingestion import services
+from usage.ingestion.validation import validate_call
 from usage.models import CallRecord, DirtyDay, Model, UsageDaily, UsageDailyModel, UsageHourly
-from usage.periods import Period
-from usage.selectors import UsageFilters, usage_rows, usage_series, usage_summary
+from usage.reporting.grid import usage_grid
+from usage.reporting.periods import Period
+from usage.reporting.selectors import UsageFilters, usage_rows, usage_series, usage_summary
+from usage.rollups import recompute as rollups
 
 NOW = dt.datetime(2026, 11, 3, 12, 0, tzinfo=dt.UTC)  # two days after New York's fall-back
 ZONES = ["UTC", "Asia/Kolkata", "America/New_York", "Australia/Lord_Howe"]

@@ -19,7 +19,8 @@ from accounts import services as account_services
 from accounts.models import Tenant
 from tests.usage.api_helpers import token_and_client
 from tests.usage.factories import make_calls, price, utc
-from usage import demo, rollups
+from usage import localtime
+from usage.demo import seed as demo
 from usage.models import Model
 
 COMPLETIONS = "/api/openai/v1/organization/usage/completions"
@@ -80,7 +81,7 @@ def _check_against_summary(tenant, client, first, last):
     """Every bucket width and zone over the local days first..last sums to the summary of those days."""
     summary, money = _summary(client, first, last)
     assert summary["calls"] > 0
-    start, end = rollups.day_span(tenant, first, last)
+    start, end = localtime.day_span(tenant, first, last)
     window = {"start_time": ts(start), "end_time": ts(end)}
     for params in (
         {"bucket_width": "1d", "x_timezone": "tenant", "limit": 31},
@@ -202,12 +203,12 @@ def test_each_tenant_gets_exactly_its_own_buckets(two_tenants, width):
 def test_tenant_zone_buckets_are_the_tenants_local_days(two_tenants):
     world = two_tenants["globex"]
     tenant = world["tenant"]
-    start, end = rollups.day_span(tenant, DAY, DAY + dt.timedelta(days=1))
+    start, end = localtime.day_span(tenant, DAY, DAY + dt.timedelta(days=1))
     params = {"start_time": ts(start), "end_time": ts(end), "x_timezone": "tenant", "group_by": "model"}
     page = world["client"].get(COMPLETIONS, params).json()
     assert [bucket["start_time"] for bucket in page["data"]] == [
         ts(start),
-        ts(rollups.local_midnight(tenant, DAY + dt.timedelta(days=1))),
+        ts(localtime.local_midnight(tenant, DAY + dt.timedelta(days=1))),
     ]
     for bucket in page["data"]:
         begin, finish = (dt.datetime.fromtimestamp(bucket[k], dt.UTC) for k in ("start_time", "end_time"))
@@ -401,7 +402,9 @@ def test_the_openai_package_reads_usage_and_costs(live_world):
     assert sum(r.input_tokens for r in results) == sum(s["input_tokens"] for s in specs)
     assert sum(r.input_cached_tokens for r in results) == 100 * len(specs)
     assert {(r.api_key_id, r.model) for r in results} == {(key.public_id, "public/alpha")}
-    costs = client.admin.organization.usage.costs(start_time=ts(start), end_time=ts(end), group_by=["line_item"])
+    costs = client.admin.organization.usage.costs(
+        start_time=ts(start), end_time=ts(end), group_by=["line_item"]
+    )
     total = sum(Decimal(str(r.amount.value)) for bucket in costs.data for r in bucket.results)
     expected = sum(
         (Decimal(s["input_tokens"] - 100) * 1 + Decimal(100) * Decimal("0.5") + Decimal(s["output_tokens"]) * 2) / 1000

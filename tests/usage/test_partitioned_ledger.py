@@ -11,10 +11,11 @@ from django.test import Client
 from django.utils import timezone
 
 from accounts import services as account_services
-from usage import partitions, selectors
+from usage.ledger import partitions
 from usage.models import CallRecord, CallRequest, UsageDaily
-from usage.periods import Period
-from usage.selectors import UsageFilters
+from usage.reporting import selectors
+from usage.reporting.periods import Period
+from usage.reporting.selectors import UsageFilters
 
 from .ledger_helpers import item, ledger_by_day, partition_of, rollup_by_day, store
 

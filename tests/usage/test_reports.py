@@ -11,11 +11,11 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts import services
-from usage import rollups
-from usage.costs import usage_cost
 from usage.models import Model
-from usage.periods import month_period
-from usage.selectors import SCALE_HINT_CHANGE, UsageFilters, model_week_over_week
+from usage.reporting.costs import usage_cost
+from usage.reporting.periods import month_period
+from usage.reporting.selectors import SCALE_HINT_CHANGE, UsageFilters, model_week_over_week
+from usage.rollups import recompute as rollups
 
 from .factories import make_calls, price, utc
 
@@ -362,7 +362,7 @@ def test_edge_months_are_empty_reports(month, owner_client, tenant):
 
 
 def test_report_reads_a_fixed_number_of_queries(tenant, month_of_usage, django_assert_max_num_queries):
-    from usage.costs import expense_report
+    from usage.reporting.costs import expense_report
 
     # Dirty days, rollups, ledger (days still dirty), prices, models, keys: never one per row.
     with django_assert_max_num_queries(6):
@@ -376,7 +376,7 @@ def test_operations_compares_whole_days_so_today_is_not_counted(owner_client, te
 
 
 def test_operations_weekly_trend_sums_whole_weeks(owner_client, tenant, api_key, llm):
-    from usage.reports import TREND_WEEKS, weekly_trend
+    from usage.dashboard.reports import TREND_WEEKS, weekly_trend
 
     make_calls(
         tenant,

@@ -10,8 +10,9 @@ from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
 
-from usage import partitions, retention, rollups
+from usage.ledger import partitions, retention
 from usage.models import CallPurge, CallRecord, CallRequest, DirtyDay, UsageDaily, UsageDailyModel, UsageHourly
+from usage.rollups import recompute as rollups
 
 from .api_helpers import csv_body, token_client
 from .ledger_helpers import item, store

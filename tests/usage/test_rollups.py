@@ -6,10 +6,10 @@ from collections import defaultdict
 import pytest
 
 from accounts import services
-from usage import rollups
 from usage.models import CallRecord, DirtyDay, Model, UsageDaily, UsageDailyModel, UsageHourly
-from usage.periods import Period
-from usage.selectors import Totals, UsageFilters, usage_series, usage_summary
+from usage.reporting.periods import Period
+from usage.reporting.selectors import Totals, UsageFilters, usage_series, usage_summary
+from usage.rollups import recompute as rollups
 
 from .factories import make_calls, utc
 
@@ -220,7 +220,7 @@ def test_rollups_equal_ground_truth(db, zone, start):
 
 def test_dst_days_have_23_and_25_hour_buckets(db):
     tenant = services.tenant_create(slug="ny", name="NY", timezone_name="America/New_York")
-    from usage.selectors import hour_buckets
+    from usage.reporting.selectors import hour_buckets
 
     assert len(hour_buckets(tenant, Period(dt.date(2026, 3, 8), dt.date(2026, 3, 8)))) == 23
     assert len(hour_buckets(tenant, Period(dt.date(2026, 11, 1), dt.date(2026, 11, 1)))) == 25

@@ -9,7 +9,7 @@ from django.core.management import CommandError, call_command
 from django.db.models import Count, Sum
 
 from accounts.models import ApiKey, Membership, Tenant, User
-from usage import demo
+from usage.demo import seed as demo
 from usage.models import CallRecord, CallRequest, DirtyDay, Model, ModelPrice, UsageDaily
 
 NOW = dt.datetime(2026, 3, 18, 9, 30, tzinfo=dt.UTC)  # a Wednesday

@@ -29,8 +29,8 @@ from django.test import Client
 
 from accounts import services
 from accounts.models import Membership
-from usage.increments import LOCK_NAMESPACE
 from usage.models import DirtyDay, Model
+from usage.rollups.increments import LOCK_NAMESPACE
 from usageproject.celery import app
 
 from .conftest import ROOT, blocked_on_advisory_lock, database_url, wait_for

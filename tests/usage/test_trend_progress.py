@@ -3,10 +3,10 @@
 import datetime as dt
 
 from accounts import services
-from usage.charts import bucket_labels, progress, progress_note
-from usage.grid import UsageGrid
-from usage.periods import Period
-from usage.selectors import hour_buckets
+from usage.dashboard.panel import bucket_labels, progress, progress_note
+from usage.reporting.grid import UsageGrid
+from usage.reporting.periods import Period
+from usage.reporting.selectors import hour_buckets
 
 from .factories import utc
 

@@ -2,7 +2,7 @@
 
 Whole-request errors are RFC 9457 problems; per-item errors of an ingested batch are part of
 its 200 answer. Nothing a client sends may end in a 500: every parse step is guarded here,
-and ``usage.ingest`` rejects per item whatever the database could not store.
+and ``usage.ingestion.validation`` rejects per item whatever the database could not store.
 """
 
 import functools
@@ -15,10 +15,10 @@ from django.views.decorators.csrf import csrf_exempt
 from accounts.models import ServiceToken
 from accounts.selectors import api_key_by_secret
 from accounts.services import credential_touch
+from usage.budgets.services import budget_state_for_key
+from usage.ingestion import services
+from usage.ingestion import validation as ingest
 from usageproject.problems import problem_response
-
-from .. import ingest, services
-from ..budgets.services import budget_state_for_key
 
 
 class RequestProblem(Exception):

@@ -28,8 +28,9 @@ import datetime as dt
 from django.conf import settings
 from django.http import JsonResponse
 
-from .. import ingest, services
-from .ingest import RequestProblem, service_endpoint
+from usage.api.ingest import RequestProblem, service_endpoint
+from usage.ingestion import services
+from usage.ingestion import validation as ingest
 
 MEDIA_TYPES = ("application/json", "application/x-ndjson", "application/jsonl", "text/plain", "")
 

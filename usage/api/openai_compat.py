@@ -29,14 +29,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import ApiKey
-from usage import rollups
-from usage.costs import DEFAULT_CURRENCY, CostSummary, cost_by
+from usage import localtime
+from usage.api.scope import api_tenant
+from usage.api.throttling import AccessTokenThrottle
 from usage.models import Model
-from usage.periods import Period
-from usage.selectors import Totals, UsageFilters, grouped_usage, ledger_calls
-
-from .scope import api_tenant
-from .throttling import AccessTokenThrottle
+from usage.reporting.costs import DEFAULT_CURRENCY, CostSummary, cost_by
+from usage.reporting.periods import Period
+from usage.reporting.selectors import Totals, UsageFilters, grouped_usage, ledger_calls
 
 EXTENSION = "x_usage_statistics"
 # bucket width -> (seconds, default limit, maximum limit), as OpenAI's reference gives them.
@@ -259,7 +258,7 @@ def _usage_cells(tenant, buckets):
     if buckets.width == "1d" and (buckets.zone is not dt.UTC or tenant.timezone == "UTC"):
         grouped = grouped_usage(tenant=tenant, filters=filters, bucket="day", dims=("api_key", "model"))
         for (day, key_id, model_id), totals in grouped.items():
-            index = buckets.index(rollups.local_midnight(tenant, day).astimezone(dt.UTC))
+            index = buckets.index(localtime.local_midnight(tenant, day).astimezone(dt.UTC))
             if index is not None:
                 cells[index, key_id, model_id] += totals
         return cells

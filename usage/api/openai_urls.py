@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import openai_compat
+from usage.api import openai_compat
 
 urlpatterns = [
     path(

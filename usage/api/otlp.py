@@ -37,8 +37,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from .. import services
-from .ingest import RequestProblem, _authenticate
+from usage.api.ingest import RequestProblem, _authenticate
+from usage.ingestion import services
 
 API_KEY_ATTRIBUTE = "usage_statistics.api_key"
 ATTRIBUTES = {

@@ -7,7 +7,7 @@ from django.utils.dateparse import parse_datetime
 from rest_framework import exceptions
 from rest_framework.pagination import CursorPagination
 
-from ..ingest import EARLIEST_CALL, LATEST_CALL
+from usage.ingestion.validation import EARLIEST_CALL, LATEST_CALL
 
 
 class CallCursorPagination(CursorPagination):

@@ -1,6 +1,6 @@
 """``GET /api/v1/reports/monthly``: the month-end expense report of the Reports page, as JSON.
 
-The page, its CSV and this endpoint all build on ``usage.costs.expense_report`` with the same
+The page, its CSV and this endpoint all build on ``usage.reporting.costs.expense_report`` with the same
 form, so their rows and totals are the same to the minor unit.
 """
 
@@ -9,14 +9,13 @@ from rest_framework import exceptions, serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from usage.costs import expense_report
-from usage.periods import tenant_today
-from usage.reports import MonthlyReportForm
-
-from .schema import responses
-from .scope import api_tenant
-from .serializers import CostSerializer, PeriodSerializer, TotalsSerializer
-from .throttling import AccessTokenThrottle
+from usage.api.schema import responses
+from usage.api.scope import api_tenant
+from usage.api.serializers import CostSerializer, PeriodSerializer, TotalsSerializer
+from usage.api.throttling import AccessTokenThrottle
+from usage.dashboard.reports import MonthlyReportForm
+from usage.localtime import tenant_today
+from usage.reporting.costs import expense_report
 
 
 def _key_fields(api_key):

@@ -3,7 +3,7 @@
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiResponse
 
-from .serializers import ProblemSerializer
+from usage.api.serializers import ProblemSerializer
 
 PROBLEM = "application/problem+json"
 
@@ -40,7 +40,7 @@ def responses(ok):
 
 # --- The gateway's endpoints -------------------------------------------------------------
 # They are plain Django views (service tokens, no DRF), so drf-spectacular cannot see them;
-# this hook adds them as they are (usage.api.ingest, usage.ingest).
+# this hook adds them as they are (usage.api.ingest, usage.ingestion.validation).
 
 
 def _int(description, *, nullable=False):
@@ -51,7 +51,7 @@ def _int(description, *, nullable=False):
 
 
 def _gateway_components(max_items):
-    from usage.ingest import TEXT_MAX_LENGTH
+    from usage.ingestion.validation import TEXT_MAX_LENGTH
 
     call = {
         "type": "object",

@@ -5,7 +5,7 @@ from rest_framework import exceptions, serializers
 
 from accounts.models import AccessToken, Membership
 from accounts.tenancy import tenant_for_request
-from usage.filters import UsageFilterSet
+from usage.reporting.filters import UsageFilterSet
 
 # Dates outside this span are refused: they mean nothing for usage, and the instants of their
 # local midnights can fall outside what datetime can represent.

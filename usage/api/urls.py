@@ -1,9 +1,8 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from usage.api import ingest, litellm_logs, otlp, reports, views
 from usage.budgets import api as budgets_api
-
-from . import ingest, litellm_logs, otlp, reports, views
 
 urlpatterns = [
     path("usage/summary", views.SummaryView.as_view(), name="api_usage_summary"),

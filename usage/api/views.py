@@ -13,18 +13,17 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import ApiKey
-from usage.costs import DEFAULT_CURRENCY, CostSummary, usage_cost
-from usage.export import export_response
-from usage.grid import usage_grid
+from usage.api import serializers as s
+from usage.api.pagination import CallCursorPagination
+from usage.api.schema import ERRORS, PROBLEM, problem, responses
+from usage.api.scope import CommonParams, TenantParams, api_tenant, usage_filters, validated
+from usage.api.throttling import AccessTokenThrottle
+from usage.ledger.retention import detail_available_from
 from usage.models import Model
-from usage.retention import detail_available_from
-from usage.selectors import MAX_HOURLY_DAYS, Totals, breakdown_rows, ledger_calls, tenant_models
-
-from . import serializers as s
-from .pagination import CallCursorPagination
-from .schema import ERRORS, PROBLEM, problem, responses
-from .scope import CommonParams, TenantParams, api_tenant, usage_filters, validated
-from .throttling import AccessTokenThrottle
+from usage.reporting.costs import DEFAULT_CURRENCY, CostSummary, usage_cost
+from usage.reporting.export import export_response
+from usage.reporting.grid import usage_grid
+from usage.reporting.selectors import MAX_HOURLY_DAYS, Totals, breakdown_rows, ledger_calls, tenant_models
 
 
 class TenantAPIView(APIView):
@@ -202,7 +201,7 @@ class ModelListView(TenantAPIView):
 
 
 class CallDetailPurged(exceptions.APIException):
-    """A request for calls of days whose call-level detail was purged (``usage.retention``)."""
+    """A request for calls of days whose call-level detail was purged (``usage.ledger.retention``)."""
 
     status_code = 410
     default_code = "purged"

@@ -7,8 +7,7 @@ from rest_framework.response import Response
 from usage.api.schema import responses
 from usage.api.scope import TenantParams, api_tenant
 from usage.api.views import TenantAPIView
-
-from .selectors import budget_status, tenant_budgets
+from usage.budgets.selectors import budget_status, tenant_budgets
 
 
 class BudgetStatusSerializer(serializers.Serializer):

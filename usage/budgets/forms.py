@@ -6,9 +6,8 @@ from django import forms
 from django.core.validators import EmailValidator, URLValidator
 
 from accounts.models import ApiKey
+from usage.budgets.currencies import is_currency
 from usage.models import Budget
-
-from .currencies import is_currency
 
 DEFAULT_THRESHOLDS = [50, 80, 100]
 MAX_AMOUNT = Decimal("1e15")

@@ -7,7 +7,7 @@ saving change is still one day, of 23 or 25 hours.
 
 import datetime as dt
 
-from usage.periods import Period, month_period
+from usage.reporting.periods import Period, month_period
 
 
 def budget_period(budget, today):

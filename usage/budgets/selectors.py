@@ -12,12 +12,12 @@ from decimal import ROUND_HALF_EVEN, Decimal
 
 from django.db.models import Q
 
-from usage.costs import round_amount, usage_cost
+from usage.budgets.periods import RUN_RATE_DAYS, budget_period, run_rate_period
+from usage.localtime import tenant_today
 from usage.models import Budget
-from usage.periods import Period, tenant_today
-from usage.selectors import UsageFilters, usage_summary
-
-from .periods import RUN_RATE_DAYS, budget_period, run_rate_period
+from usage.reporting.costs import round_amount, usage_cost
+from usage.reporting.periods import Period
+from usage.reporting.selectors import UsageFilters, usage_summary
 
 PROJECTION_METHOD = (
     f"Projected = spent so far + the average daily amount of the last {RUN_RATE_DAYS} complete local days"

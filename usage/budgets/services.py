@@ -17,13 +17,12 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from usage.budgets import tasks
+from usage.budgets.periods import budget_period
+from usage.budgets.selectors import budget_status, budget_status_for_period, budgets_for_key
+from usage.localtime import tenant_today
 from usage.models import AlertDelivery, Budget, BudgetAlert
-from usage.periods import tenant_today
-from usage.rollups import log_outage
-
-from . import tasks
-from .periods import budget_period
-from .selectors import budget_status, budget_status_for_period, budgets_for_key
+from usage.outages import log_outage
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +49,7 @@ def budget_update(*, budget, data):
 
 
 def webhook_secret(budget):
-    from .delivery import webhook_secret as secret
+    from usage.budgets.delivery import webhook_secret as secret
 
     return secret(budget)
 
@@ -190,7 +189,7 @@ def budgets_after_ingest(tenant_ids):
 
 def _enqueue_evaluation(tenant_id):
     # No publish retries (CELERY_TASK_PUBLISH_RETRY); an outage is logged once a minute, and beat's
-    # evaluate_budgets catches up (as for the rollup recompute, ``rollups.enqueue_rollup``).
+    # evaluate_budgets catches up (as for the rollup recompute, ``usage.tasks.enqueue_rollup``).
     try:
         tasks.evaluate_tenant_budgets.delay(tenant_id)
     except Exception as exc:  # noqa: BLE001

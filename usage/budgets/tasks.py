@@ -12,7 +12,7 @@ from usageproject.celery import app
 @shared_task(acks_late=True, reject_on_worker_lost=True, autoretry_for=(Exception,), retry_backoff=2, max_retries=5)
 def evaluate_tenant_budgets(tenant_id):
     """Evaluate a tenant's budgets; a rerun is harmless (alerts are unique per period)."""
-    from .services import tenant_budgets_evaluate
+    from usage.budgets.services import tenant_budgets_evaluate
 
     return tenant_budgets_evaluate(tenant_id=tenant_id)
 
@@ -20,7 +20,7 @@ def evaluate_tenant_budgets(tenant_id):
 @shared_task
 def evaluate_budgets():
     """Beat, every BUDGET_EVALUATE_SECONDS: all budgets (price changes, period changes)."""
-    from .services import budgets_evaluate_all
+    from usage.budgets.services import budgets_evaluate_all
 
     return budgets_evaluate_all()
 
@@ -38,7 +38,7 @@ def deliver_alert(self, delivery_pk):
     The attempt count lives in the database (it survives a killed worker, whose task is
     redelivered). Run eagerly (no broker), a failed attempt stays pending for ``evaluate_budgets``.
     """
-    from .delivery import delivery_attempt
+    from usage.budgets.delivery import delivery_attempt
 
     outcome = delivery_attempt(delivery_pk=delivery_pk)
     if outcome.retry and not (app.conf.task_always_eager or self.request.is_eager):

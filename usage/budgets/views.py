@@ -7,11 +7,10 @@ from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_POST
 
 from accounts.tenancy import tenant_for_request
+from usage.budgets import delivery, services
+from usage.budgets.forms import BudgetForm
+from usage.budgets.selectors import PROJECTION_METHOD, budget_status, tenant_budgets
 from usage.models import AlertDelivery, Budget
-
-from . import delivery, services
-from .forms import BudgetForm
-from .selectors import PROJECTION_METHOD, budget_status, tenant_budgets
 
 
 def _rows(tenant):

@@ -3,7 +3,7 @@
 PostgreSQL: the populated ``usage_callrecord`` is renamed, a partitioned table of the same columns
 takes its name (primary key (id, occurred_at), the same check, indexes and deferred foreign keys),
 one partition per UTC month from the oldest call to ``LEDGER_PARTITIONS_AHEAD`` months ahead and
-a DEFAULT partition (``usage.partitions``) are created, the rows are copied (ids kept, the id sequence continues after the highest), and the old
+a DEFAULT partition (``usage.ledger.partitions``) are created, the rows are copied (ids kept, the id sequence continues after the highest), and the old
 table is dropped. It runs in one transaction: a failure leaves the old table as it was. The copy
 is a plain ``INSERT .. SELECT``: expect about a minute per few million calls.
 
@@ -51,7 +51,7 @@ _FOREIGN_KEYS = [("tenant_id", "accounts_tenant"), ("api_key_id", "accounts_apik
 
 
 def _months(cursor, table):
-    from usage import partitions
+    from usage.ledger import partitions
 
     cursor.execute(f"SELECT min(occurred_at) FROM {table}")
     oldest = cursor.fetchone()[0]
@@ -64,7 +64,7 @@ def _months(cursor, table):
 
 
 def _partition_postgresql(schema_editor):
-    from usage import partitions
+    from usage.ledger import partitions
 
     execute = schema_editor.execute
     with schema_editor.connection.cursor() as cursor:

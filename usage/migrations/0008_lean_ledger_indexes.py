@@ -4,7 +4,7 @@
   primary key (tenant, request_id) lead with the tenant and serve every tenant lookup.
 - On PostgreSQL the claims' time index becomes a BRIN index: claims arrive in about time order,
   and its only reader is retention, which deletes the claims before the horizon window by window
-  (``usage.retention``). The model's state keeps a plain index, which is what SQLite has.
+  (``usage.ledger.retention``). The model's state keeps a plain index, which is what SQLite has.
 """
 
 import django.db.models.deletion

@@ -11,7 +11,8 @@ from tqdm import tqdm
 
 from accounts.management.operator import tenant_by_slug
 from accounts.models import ApiKey
-from usage import call_files, services
+from usage.ingestion import files as call_files
+from usage.ingestion import services
 
 
 class Command(BaseCommand):

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from usage import partitions, retention
+from usage.ledger import partitions, retention
 
 
 class Command(BaseCommand):

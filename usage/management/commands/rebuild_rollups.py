@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from accounts.models import Tenant
-from usage import rollups
+from usage.rollups import recompute as rollups
 
 
 class Command(BaseCommand):

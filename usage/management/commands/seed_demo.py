@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from tqdm import tqdm
 
-from usage import demo
+from usage.demo import seed as demo
 
 
 class Command(BaseCommand):

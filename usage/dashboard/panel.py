@@ -9,28 +9,21 @@ its default context would also serialise the view object and the URL arguments.
 import datetime as dt
 import hashlib
 from dataclasses import replace
-from functools import cached_property
 from urllib.parse import urlencode
 
-from chartjs.views.lines import BaseLineChartView
-from django.contrib.auth.mixins import LoginRequiredMixin
 from django.core.cache import cache
-from django.http import JsonResponse
 from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.html import json_script
 
-from accounts.tenancy import tenant_for_request
-
-from . import selectors
-from .colors import chart_colors, model_color
-from .comparisons import previous_usage, whole_days
-from .costs import CostSummary, minor_unit
-from .filters import CUSTOM, UsageFilterSet
-from .grid import usage_grid, usage_grids
-from .models import Model
-from .periods import DEFAULT_PRESET, comparison
-from .selectors import MAX_HOURLY_DAYS, Totals
+from usage.dashboard.colors import chart_colors, model_color
+from usage.models import Model
+from usage.reporting import selectors
+from usage.reporting.comparisons import previous_usage, whole_days
+from usage.reporting.costs import CostSummary, minor_unit
+from usage.reporting.grid import usage_grid, usage_grids
+from usage.reporting.periods import comparison
+from usage.reporting.selectors import MAX_HOURLY_DAYS, Totals
 
 METRICS = ("total", "input", "output")
 # A panel carries its own version (its grids' keys), so this only bounds how long unused ones stay.
@@ -281,7 +274,7 @@ def dashboard_panel(tenant, filters, query, models=None):
     distribution), ``html`` (the cards and the table, rendered) and ``json`` (the charts' data as
     a script element), from one grid of the range and one of the previous period.
 
-    A panel is a function of its grids (their keys hold their versions; see ``usage.grid``), of
+    A panel is a function of its grids (their keys hold their versions; see ``usage.reporting.grid``), of
     the models' names and colours, the page's query (the table's links) and the tenant's zone,
     so it is cached under those. Only the clock ("Updated 12:00:00") is added afresh.
     ``models``: {id: Model} already loaded (the filter bar's choices); others are fetched.
@@ -350,106 +343,6 @@ def _model_link(query):
     query.pop("model", None)
     prefix = f"?{query.urlencode()}&" if query else "?"
     return lambda name: prefix + urlencode({"model": name})
-
-
-# --- Endpoints -------------------------------------------------------------------------------
-
-
-def filtered(request, slug):
-    """(tenant, filterset) of a request; tenant_for_request 404s an outsider first."""
-    tenant = tenant_for_request(request, slug)
-    data = request.GET.copy()
-    if not data.get("preset"):
-        # Say which preset applies, so the bound form shows it selected (dates alone mean custom).
-        data["preset"] = CUSTOM if data.get("start") or data.get("end") else DEFAULT_PRESET
-    return tenant, UsageFilterSet(data, tenant=tenant)
-
-
-def form_errors_response(filterset):
-    return JsonResponse({"errors": filterset.form.errors.get_json_data()}, status=400)
-
-
-class TenantChartView(LoginRequiredMixin, BaseLineChartView):
-    """A chart of the filtered usage of the URL's tenant; an invalid filter is a 400 with form errors."""
-
-    def get(self, request, slug):
-        self.tenant, self.filterset = filtered(request, slug)
-        if not self.filterset.is_valid():
-            return form_errors_response(self.filterset)
-        self.filters = self.filterset.usage_filters()
-        return self.render_to_response(self.get_context_data())
-
-    def get_context_data(self, **kwargs):
-        # Not super(): TemplateView would add the view object and the URL kwargs to the JSON.
-        return {"labels": self.get_labels(), "datasets": self.get_datasets()}
-
-
-class TrendChartView(TenantChartView):
-    """Tokens per hour (ranges up to two days) or day, one line per model, gap-filled."""
-
-    @cached_property
-    def chart(self):
-        grid, lines = filtered_grid(self.tenant, self.filters)
-        return trend_chart(self.tenant, grid, lines)
-
-    def get_labels(self):
-        return self.chart["labels"]
-
-    def get_providers(self):
-        return [dataset["label"] for dataset in self.chart["datasets"]]
-
-    def get_data(self):
-        return [dataset["data"] for dataset in self.chart["datasets"]]
-
-    def get_datasets(self):
-        # Colours are the models' own, not django-chartjs's rotating palette.
-        return self.chart["datasets"]
-
-    def get_context_data(self, **kwargs):
-        return {"bucket": self.chart["bucket"], **super().get_context_data()}
-
-
-class DistributionChartView(TenantChartView):
-    """Share of tokens per model, largest first (a doughnut: one dataset, one colour per slice)."""
-
-    @cached_property
-    def rows(self):
-        _grid, lines = filtered_grid(self.tenant, self.filters)
-        return distribution_rows(breakdown_rows(lines), self.request.GET, colors=line_colors(lines))
-
-    def get_labels(self):
-        return [row["model"] for row in self.rows]
-
-    def get_data(self):
-        return [[row["tokens"] for row in self.rows]]
-
-    def get_datasets(self):
-        rows = self.rows
-        return [
-            {
-                "label": "Tokens",
-                "data": self.get_data()[0],
-                "backgroundColor": [row["color"] for row in rows],
-                "calls": [row["calls"] for row in rows],
-                "share": [row["share"] for row in rows],
-                "urls": [row["url"] for row in rows],
-            }
-        ]
-
-
-class DashboardDataView(TrendChartView):
-    """Everything the page shows, for the refresh button: chart data plus the rendered cards and table."""
-
-    @cached_property
-    def panel(self):
-        return dashboard_panel(self.tenant, self.filters, self.request.GET)
-
-    @cached_property
-    def chart(self):
-        return self.panel["data"]["trend"]
-
-    def get_context_data(self, **kwargs):
-        return {**json_data(self.panel["data"]), "html": self.panel["html"]}
 
 
 def json_data(data):

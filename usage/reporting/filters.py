@@ -14,10 +14,10 @@ from django.forms.utils import flatatt
 from django.utils.html import format_html, format_html_join
 
 from accounts.models import ApiKey
-
-from .models import CallRecord, Model
-from .periods import DEFAULT_PRESET, MAX_RANGE_DAYS, PRESETS, Period, preset_period, tenant_today
-from .selectors import UsageFilters, tenant_models
+from usage.localtime import tenant_today
+from usage.models import CallRecord, Model
+from usage.reporting.periods import DEFAULT_PRESET, MAX_RANGE_DAYS, PRESETS, Period, preset_period
+from usage.reporting.selectors import UsageFilters, tenant_models
 
 CUSTOM = "custom"
 # Dates outside this span cannot be anyone's usage, and near the calendar's ends the

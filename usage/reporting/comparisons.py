@@ -4,7 +4,7 @@
 last of them that matches "now". Whole days come from a grid (cached like the page's own); the
 cut last day from its hourly rollups (``grouped_usage``) for the hours before the cutoff, plus
 the ledger for the one hour the cutoff falls in. Costs of the cut day follow the rule of
-``usage.costs``: one line per local day x key x model at the price in force that day.
+``usage.reporting.costs``: one line per local day x key x model at the price in force that day.
 """
 
 import datetime as dt
@@ -14,12 +14,12 @@ from dataclasses import dataclass, field, replace
 from django.core.cache import cache
 from django.db.models import Min
 
-from . import rollups
-from .costs import CostSummary, line_cost, prices_in_force
-from .grid import usage_grid
-from .models import CallRecord, DirtyDay, UsageHourly
-from .periods import Period
-from .selectors import _LEDGER_SUMS, _SUMS, Totals, _group, _scoped
+from usage import localtime
+from usage.models import CallRecord, DirtyDay, UsageHourly
+from usage.reporting.costs import CostSummary, line_cost, prices_in_force
+from usage.reporting.grid import usage_grid
+from usage.reporting.periods import Period
+from usage.reporting.selectors import _LEDGER_SUMS, _SUMS, Totals, _group, _scoped
 
 HOUR = dt.timedelta(hours=1)
 CUT_DAY_CACHE_SECONDS = 120
@@ -60,7 +60,7 @@ def _cut_day_lines(tenant, filters, day, cutoff):
     """{(key id, model id): Totals} of the calls on ``day`` before ``cutoff``, grouped in SQL: the
     hours that end by the cutoff from the hourly rollups, the rest from the ledger (all of it on
     a day marked dirty)."""
-    start, end = rollups.day_span(tenant, day, day)
+    start, end = localtime.day_span(tenant, day, day)
     end = min(end, cutoff)
     partial = end
     if not DirtyDay.objects.filter(tenant=tenant, day=day).exists():
@@ -79,7 +79,7 @@ def _cut_day_lines(tenant, filters, day, cutoff):
 
 
 def _costed(lines, tenant, day, priced):
-    """Lines (key x model of one day) to {model id: (Totals, CostSummary)} by ``usage.costs``' rule."""
+    """Lines (key x model of one day) to {model id: (Totals, CostSummary)} by ``usage.reporting.costs``' rule."""
     book = prices_in_force(tenant=tenant, period=Period(day, day), terms_only=True) if priced else None
     result = {}
     for (_key_id, model_id), totals in lines.items():

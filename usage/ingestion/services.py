@@ -1,6 +1,6 @@
 """Writes to the ledger: ingestion of reported calls, from the gateway's API and from files.
 
-Both paths apply the same rules (``usage.ingest`` for the values, ``_checked`` for keys,
+Both paths apply the same rules (``usage.ingestion.validation`` for the values, ``_checked`` for keys,
 models and the window) and differ only in how rows reach the table: the API inserts a batch
 with one ``INSERT .. ON CONFLICT DO NOTHING RETURNING``; the import on PostgreSQL copies a
 chunk into a staging table and inserts it with one set-based statement.
@@ -12,7 +12,7 @@ the calls whose claim is new are inserted. Items are judged as if they arrived o
 first to claim a request id is stored, a later one with the same content is a duplicate, one
 with other content (another instant included, even in another month) is a conflict and is
 rejected, leaving the stored call as it was. Calls before the retention horizon
-(``usage.retention``) are rejected: their claims were purged with them.
+(``usage.ledger.retention``) are rejected: their claims were purged with them.
 """
 
 import datetime as dt
@@ -30,11 +30,11 @@ from django.utils import timezone
 
 from accounts.models import ApiKey
 from accounts.services import credential_touch
-
-from . import increments, partitions, retention
-from .budgets.services import budgets_after_ingest
-from .ingest import error, request_id_of, validate_call
-from .models import CallRecord, CallRequest, Model
+from usage.budgets.services import budgets_after_ingest
+from usage.ingestion.validation import error, request_id_of, validate_call
+from usage.ledger import partitions, retention
+from usage.models import CallRecord, CallRequest, Model
+from usage.rollups import increments
 
 # Bumping "last used" on every batch would write the same key or token row many times a second.
 _SQLITE_ROWS_PER_STATEMENT = 500  # 10 values a row stays far below SQLite's 32,766 variables
@@ -93,7 +93,7 @@ class _Outcome:
     accepted: int = 0
     duplicates: int = 0
     conflicts: list = field(default_factory=list)
-    buckets: dict = field(default_factory=dict)  # the stored calls' hourly buckets (``usage.increments``)
+    buckets: dict = field(default_factory=dict)  # the stored calls' hourly buckets (``usage.rollups.increments``)
 
 
 @dataclass
@@ -132,7 +132,7 @@ def call_records_import(*, calls, tenant=None, now=None):
 
 
 def call_records_check(*, calls, tenant=None):
-    """Check ``(line, Call)`` pairs of a file (already through ``usage.ingest.validate_call``)
+    """Check ``(line, Call)`` pairs of a file (already through ``usage.ingestion.validation.validate_call``)
     against keys and models. Only reads, and adds unknown models to the catalog.
 
     No window: history is the point of an import. With ``tenant``, keys of any other tenant

@@ -1,4 +1,4 @@
-"""The cost rule of ``usage.costs``, evaluated inside PostgreSQL.
+"""The cost rule of ``usage.reporting.costs``, evaluated inside PostgreSQL.
 
 Costing in Python reads every day x key x model line into the process (14,400 lines for 90 days
 of a tenant with 8 keys and 20 models: about 200 ms). Here the database costs and rounds each
@@ -20,8 +20,8 @@ from decimal import Decimal
 
 from django.db import connection
 
-from .models import DirtyDay, Model, UsageDaily, UsageDailyModel
-from .periods import Period
+from usage.models import DirtyDay, Model, UsageDaily, UsageDailyModel
+from usage.reporting.periods import Period
 
 _GROUP_COLUMNS = {"model": "d.model_id", "api_key": "d.api_key_id", "day": "d.day"}
 _NO_PRICE = "(-1, NULL::date, NULL::date, 0::numeric, 0::numeric, 0::numeric, NULL::text, 1::numeric)"

@@ -1,7 +1,7 @@
 """Validation of reported calls: one rule set for the ingestion API and the file import.
 
 This module only looks at the values; what needs the database (does the key exist, was it
-active when the call happened, is the request id taken) is ``usage.services``' part.
+active when the call happened, is the request id taken) is ``usage.ingestion.services``' part.
 
 Every rejection names a ``field`` (or null for the item as a whole) and a stable ``code``:
 
@@ -35,7 +35,7 @@ import json
 import re
 from typing import NamedTuple
 
-from .models import MAX_TOKENS
+from usage.models import MAX_TOKENS
 
 TEXT_MAX_LENGTH = 255
 REQUIRED_FIELDS = ("request_id", "api_key", "model", "occurred_at", "input_tokens", "output_tokens")

@@ -8,7 +8,7 @@ increments back together. So the rollups are exact at every commit, and a read n
 the ledger, whatever the size of the day.
 
 Concurrency (PostgreSQL): writers of a tenant's calls hold the tenant's advisory lock in shared
-mode, the full recompute (``usage.rollups.usage_rollup_days``) and a zone change hold it
+mode, the full recompute (``usage.rollups.recompute.usage_rollup_days``) and a zone change hold it
 exclusively; so a recompute never interleaves with increments. Concurrent batches of one tenant
 update the same bucket rows: each statement takes its rows in one global order (hourly, then
 daily, then per-model daily; sorted within each), so they wait for each other but never deadlock.
@@ -18,17 +18,16 @@ and the row count it versions a range of days for the caches (``selectors.usage_
 """
 
 import datetime as dt
-import zoneinfo
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from functools import lru_cache
 from typing import Any
 
 import psycopg
 from django.db import connection, models
 from django.db.backends.utils import CursorWrapper
 
-from .models import UsageDaily, UsageDailyModel, UsageHourly
+from usage.localtime import local_hour_start, zone
+from usage.models import UsageDaily, UsageDailyModel, UsageHourly
 
 LOCK_NAMESPACE = 0x5553  # "US": the first key of every advisory lock on a tenant's rollups
 
@@ -62,18 +61,6 @@ def tenant_zones(tenant_ids: Iterable[int]) -> dict[int, str]:
     from accounts.models import Tenant
 
     return dict(Tenant.objects.filter(pk__in=tenant_ids).values_list("pk", "timezone"))
-
-
-@lru_cache(maxsize=64)
-def zone(name: str) -> zoneinfo.ZoneInfo:
-    return zoneinfo.ZoneInfo(name)
-
-
-def local_hour_start(instant: dt.datetime, tz: dt.tzinfo) -> dt.datetime:
-    """The UTC instant at which the local hour of ``instant`` starts (as ``rollups.local_hour_sql``)."""
-    local = instant.astimezone(tz)
-    into_hour = dt.timedelta(minutes=local.minute, seconds=local.second, microseconds=local.microsecond)
-    return (instant - into_hour).astimezone(dt.UTC)
 
 
 def _add(sums: Sums, calls: int, inp: int, out: int, cached: int | None, reasoning: int | None) -> None:

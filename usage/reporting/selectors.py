@@ -1,7 +1,7 @@
 """Reads of usage: every page, chart, API endpoint and export goes through here.
 
 Numbers come from the rollups, which ingestion keeps exact in the transaction that stores the
-calls (``usage.increments``). Only days marked dirty (a time zone change or a repair awaiting
+calls (``usage.rollups.increments``). Only days marked dirty (a time zone change or a repair awaiting
 its recompute) are aggregated from the ledger instead. All grouping happens in SQL; Python only
 merges the (small) grouped results.
 """
@@ -14,10 +14,9 @@ from django.db.models import Count, DateField, DateTimeField, Q, Sum
 from django.db.models.expressions import RawSQL
 
 from accounts.models import ApiKey
-
-from . import rollups
-from .models import CallRecord, DirtyDay, Model, UsageDaily, UsageDailyModel, UsageHourly
-from .periods import Period
+from usage import localtime
+from usage.models import CallRecord, DirtyDay, Model, UsageDaily, UsageDailyModel, UsageHourly
+from usage.reporting.periods import Period
 
 # Hourly series are offered for short ranges only (the page switches to days beyond this).
 MAX_HOURLY_DAYS = 2
@@ -112,8 +111,8 @@ def _dirty_days(tenant, period):
 def _spans_q(tenant, days, column):
     """Q matching instants that fall on any of ``days`` (local dates)."""
     q = Q(pk__in=[])
-    for first, last in rollups.consecutive_ranges(days):
-        start, end = rollups.day_span(tenant, first, last)
+    for first, last in localtime.consecutive_ranges(days):
+        start, end = localtime.day_span(tenant, first, last)
         q |= Q(**{f"{column}__gte": start, f"{column}__lt": end})
     return q
 
@@ -124,7 +123,7 @@ def _rollup_source(tenant, filters, bucket, dirty, dims):
     Reads that neither filter nor group by key use the per-model daily table (keys x fewer rows).
     """
     if bucket == "hour":
-        start, end = rollups.day_span(tenant, filters.period.start, filters.period.end)
+        start, end = localtime.day_span(tenant, filters.period.start, filters.period.end)
         queryset = UsageHourly.objects.filter(tenant=tenant, hour__gte=start, hour__lt=end)
         return queryset.exclude(_spans_q(tenant, dirty, "hour")), "hour"
     table = UsageDaily if filters.api_key is not None or "api_key" in dims else UsageDailyModel
@@ -139,10 +138,10 @@ def _ledger_source(tenant, bucket, dirty):
     """
     queryset = CallRecord.objects.filter(_spans_q(tenant, dirty, "occurred_at"), tenant=tenant)
     if bucket == "hour":
-        sql, params = rollups.local_hour_sql("occurred_at", tenant.timezone)
+        sql, params = localtime.local_hour_sql("occurred_at", tenant.timezone)
         return queryset.annotate(bucket=RawSQL(sql, params, output_field=DateTimeField())), "bucket"  # noqa: S611
     if bucket == "day":
-        sql, params = rollups.local_date_sql("occurred_at", tenant.timezone)
+        sql, params = localtime.local_date_sql("occurred_at", tenant.timezone)
         return queryset.annotate(bucket=RawSQL(sql, params, output_field=DateField())), "bucket"  # noqa: S611
     return queryset, None
 
@@ -181,7 +180,7 @@ def usage_summary(*, tenant, filters):
 
 def hour_buckets(tenant, period):
     """Every local hour start (as UTC instants) of the period; 23 or 25 on DST days."""
-    start, end = rollups.day_span(tenant, period.start, period.end)
+    start, end = localtime.day_span(tenant, period.start, period.end)
     buckets, instant = [], start.astimezone(dt.UTC)
     while instant < end:
         local = instant.astimezone(tenant.tz)
@@ -358,7 +357,7 @@ def ledger_calls(*, tenant, filters):
 
     A read of the ledger rather than the rollups, for the API's call list.
     """
-    start, end = rollups.day_span(tenant, filters.period.start, filters.period.end)
+    start, end = localtime.day_span(tenant, filters.period.start, filters.period.end)
     calls = CallRecord.objects.filter(tenant=tenant, occurred_at__gte=start, occurred_at__lt=end)
     return _scoped(calls, filters).select_related("api_key", "model")
 

@@ -36,11 +36,11 @@ from django.core.cache import cache
 from django.db.models import Q
 
 from accounts.models import ApiKey
-
-from . import costs_sql
-from .models import Model, ModelPrice
-from .periods import Period, tenant_today
-from .selectors import Totals, grouped_usage, usage_versions
+from usage.localtime import tenant_today
+from usage.models import Model, ModelPrice
+from usage.reporting import costs_sql
+from usage.reporting.periods import Period
+from usage.reporting.selectors import Totals, grouped_usage, usage_versions
 
 # ISO 4217 minor units that differ from the usual 2 decimals.
 MINOR_UNITS = {
@@ -300,7 +300,7 @@ def _closed_days_costed(tenant, filters, groups, book):
 
 
 def _summaries_in_sql(*, tenant, filters, groups, book=None):
-    """{group key tuple: CostSummary} costed by PostgreSQL (see ``usage.costs_sql``).
+    """{group key tuple: CostSummary} costed by PostgreSQL (see ``usage.reporting.costs_sql``).
 
     Days before the tenant's today rarely change, so their part comes from a cache; today is
     always costed afresh. The parts are merged into new summaries (cached ones stay untouched).

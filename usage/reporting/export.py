@@ -5,22 +5,16 @@ Served twice with the same rows: at /api/v1/usage/export.csv for integrations an
 filters as the page and the same selector (``usage_rows``), a week of days at a time, so an export
 of months starts at once and its memory stays flat.
 
-Each row also has its cost and currency at the price in force that day (``usage.costs``); the
+Each row also has its cost and currency at the price in force that day (``usage.reporting.costs``); the
 prices are read once, after the header, so the header still leaves before any query.
 """
 
 import csv
 
-from django.contrib.auth.decorators import login_required
 from django.http import StreamingHttpResponse
-from django.views.decorators.http import require_safe
 
-from accounts.tenancy import tenant_for_request
-from usageproject.problems import problem_response
-
-from .api.scope import filters_or_errors
-from .costs import prices_in_force, row_cost
-from .selectors import usage_rows
+from usage.reporting.costs import prices_in_force, row_cost
+from usage.reporting.selectors import usage_rows
 
 COLUMNS = [
     "date",
@@ -90,16 +84,3 @@ def export_response(*, tenant, filters):
     response["Content-Disposition"] = f'attachment; filename="{name}"'
     response["Cache-Control"] = "private, no-store"
     return response
-
-
-@login_required
-@require_safe
-def tenant_export(request, slug):
-    """The page's Export button: exactly the filters in the page's URL."""
-    tenant = tenant_for_request(request, slug)
-    filters, errors = filters_or_errors(request.GET, tenant)
-    if errors:
-        items = [{"field": name, "detail": " ".join(messages)} for name, messages in errors.items()]
-        detail = "; ".join(f"{item['field']}: {item['detail']}" for item in items)
-        return problem_response(400, "Invalid request", detail, errors=items)
-    return export_response(tenant=tenant, filters=filters)

@@ -17,8 +17,8 @@ import threading
 from pathlib import Path
 from typing import NamedTuple
 
-from . import ingest
-from .traces import parse_trace_timestamp, trace_request_id
+from usage.ingestion import validation as ingest
+from usage.ingestion.traces import parse_trace_timestamp, trace_request_id
 
 AZURE_HEADER = ["TIMESTAMP", "ContextTokens", "GeneratedTokens"]
 _INTEGER = re.compile(r"-?[0-9]+\Z")

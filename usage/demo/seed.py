@@ -23,10 +23,9 @@ from django.db.models import Max
 
 from accounts import services
 from accounts.models import ApiKey, Membership, Tenant
-
-from .models import CallRecord, CallRequest, Model, ModelPrice
-from .rollups import mark_days_dirty
-from .traces import iter_azure_trace, trace_request_id
+from usage.ingestion.traces import iter_azure_trace, trace_request_id
+from usage.models import CallRecord, CallRequest, Model, ModelPrice
+from usage.rollups.recompute import mark_days_dirty
 
 SEED = "usage-demo-v1"
 REQUEST_PREFIX = "demo-"
@@ -378,7 +377,7 @@ def seed_day(plan, config, day, window):
         return 0
     records = [_record(plan.tenant, call) for call in calls]
     with transaction.atomic():
-        # Claimed like every stored call (usage.services), and stored only where the claim is new:
+        # Claimed like every stored call (usage.ingestion.services), and stored only where the claim is new:
         # a gateway re-sending one of these request ids at another instant is a conflict.
         claimed = set()
         for start in range(0, len(records), BATCH_SIZE):

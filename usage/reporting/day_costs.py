@@ -1,6 +1,6 @@
 """Stored costs of closed days: a grid of days before today costs a read of per-model rows.
 
-Costing a range means rounding every day x key x model line (``usage.costs``): for 90 days of a
+Costing a range means rounding every day x key x model line (``usage.reporting.costs``): for 90 days of a
 big tenant that is 14,400 lines, the larger part of a page read with an empty cache. A closed
 day rarely changes, so its cost per model is kept on its ``UsageDailyModel`` row, stored by the
 first read that computes it:
@@ -10,23 +10,23 @@ first read that computes it:
   cost stale, never wrong: it is used only while ``cost_revision = revision``.
 - ``cost_terms`` is the price in force for the model on that day (currency, per-1K prices and
   the currency's minor digits): a price added, edited or deleted changes it.
-- The cost is computed by ``usage.costs_sql`` (the same rule and rounding), in a statement that
+- The cost is computed by ``usage.reporting.costs_sql`` (the same rule and rounding), in a statement that
   also reads the revision, and stored only where the revision is still the one read; storing
   is best effort (it gives up at once on a lock held by ingestion and is retried by a later
   read), so a read never waits on, or fails because of, the store.
 
 PostgreSQL only (the SQL cost engine's exact numeric); reads filtered by API key, dirty days,
-today and SQLite take the line-by-line path of ``usage.grid``.
+today and SQLite take the line-by-line path of ``usage.reporting.grid``.
 """
 
 import logging
 
 from django.db import DatabaseError, connection, transaction
 
-from . import costs_sql
-from .costs import minor_digits, minor_unit
-from .models import UsageDailyModel
-from .rollups import consecutive_ranges
+from usage.localtime import consecutive_ranges
+from usage.models import UsageDailyModel
+from usage.reporting import costs_sql
+from usage.reporting.costs import minor_digits, minor_unit
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def day_rows(*, tenant, filters, book):
 
 
 def _cost_and_store(tenant, filters, book, stale):
-    """Cost the stale (day, model) rows with ``usage.costs_sql``, store what is still current."""
+    """Cost the stale (day, model) rows with ``usage.reporting.costs_sql``, store what is still current."""
     costed = {}  # (day, model id) -> (currency, amount, unpriced tokens, revision)
     for first, last in consecutive_ranges(sorted({day for day, _model in stale})):
         for key, currency, _unpriced_model, amount, tokens, revision in costs_sql.cost_rows_with_revision(

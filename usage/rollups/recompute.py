@@ -1,7 +1,7 @@
 """Rollups: hourly and daily usage per (tenant, key, model), kept exact as calls arrive.
 
 Ingestion adds each stored call to its buckets in the transaction that stores it
-(``usage.increments``), so rollups need no recompute to be fresh. The full recompute here is
+(``usage.rollups.increments``), so rollups need no recompute to be fresh. The full recompute here is
 for what increments cannot do: a change of the tenant's time zone (every local day moves),
 a repair, and ``rebuild_rollups``. A day that needs one is marked with ``mark_days_dirty``; until
 it is recomputed, reads aggregate that day from the ledger, and a debounced Celery task (with
@@ -16,7 +16,7 @@ local hour starts, so +05:30 zones and the repeated hour of a DST change stay ap
 buckets are summed from the hourly ones by local date, and a per-model daily table sums those
 over keys for the "All keys" reads.
 
-Before the retention horizon (``usage.retention``) the ledger is gone and the hourly buckets are
+Before the retention horizon (``usage.ledger.retention``) the ledger is gone and the hourly buckets are
 the record: a recompute rebuilds hourly buckets only from the first local hour at or after the
 horizon, and daily buckets, as always, from the hourly ones, so a rebuild or a zone change never
 wipes a purged day. Days that start before the horizon are never marked dirty (a dirty day is
@@ -27,39 +27,30 @@ a whole number of hours apart).
 
 import datetime as dt
 import logging
-import time
 import uuid
-from itertools import groupby
 
-from django.core.cache import cache
 from django.db import connection, transaction
+from django.dispatch import Signal
 from django.utils import timezone
 
-from .increments import local_hour_start, lock_tenant_exclusive
-from .models import CallRecord, DirtyDay, UsageDaily, UsageDailyModel, UsageHourly
-from .retention import detail_available_from, purge_horizon
+from usage.ledger.retention import detail_available_from, purge_horizon
+from usage.localtime import (
+    consecutive_ranges,
+    day_span,
+    local_date_sql,
+    local_day,
+    local_hour_sql,
+    local_hour_start,
+    local_midnight,
+)
+from usage.models import CallRecord, DirtyDay, UsageDaily, UsageDailyModel, UsageHourly
+from usage.rollups.increments import lock_tenant_exclusive
 
 logger = logging.getLogger(__name__)
 
-DEBOUNCE_SECONDS = 2
-# A broker or cache outage is logged once per this many seconds, not once per batch.
-OUTAGE_LOG_SECONDS = 60
-_last_outage_log = [0.0]
-
-
-def local_day(tenant, instant):
-    """The tenant's local date of an aware instant."""
-    return instant.astimezone(tenant.tz).date()
-
-
-def local_midnight(tenant, day):
-    """The aware instant at which ``day`` starts in the tenant's zone."""
-    return dt.datetime.combine(day, dt.time.min, tzinfo=tenant.tz)
-
-
-def day_span(tenant, first_day, last_day):
-    """[start, end) instants covering local days first_day..last_day inclusive."""
-    return local_midnight(tenant, first_day), local_midnight(tenant, last_day + dt.timedelta(days=1))
+# Sent after a transaction that marked days dirty commits, with ``tenant_id``: ``usage.tasks``
+# enqueues the recompute (this module never imports the tasks that call it).
+days_marked_dirty = Signal()
 
 
 def mark_days_dirty(*, tenant, days):
@@ -77,34 +68,7 @@ def mark_days_dirty(*, tenant, days):
         update_fields=["token", "marked_at"],
     )
     tenant_id = tenant.pk
-    transaction.on_commit(lambda: enqueue_rollup(tenant_id))
-
-
-def enqueue_rollup(tenant_id):
-    """Enqueue the tenant's recompute once per burst: later marks ride on the queued task.
-
-    The countdown equals the debounce window, so a mark that finds the window taken was
-    committed before the queued task starts and is read by it. Runs after the marks committed:
-    if the broker or the cache is down, the marks stay and the beat sweep enqueues them later,
-    so the outage is logged (once per ``OUTAGE_LOG_SECONDS``) and never raised to the writer.
-    """
-    from .tasks import rollup_tenant
-
-    try:
-        if rollup_tenant.app.conf.task_always_eager:
-            rollup_tenant.delay(tenant_id)
-        elif cache.add(f"rollup-queued:{tenant_id}", 1, timeout=DEBOUNCE_SECONDS):
-            rollup_tenant.apply_async((tenant_id,), countdown=DEBOUNCE_SECONDS, retry=False)
-    except Exception as exc:  # noqa: BLE001 - any broker/cache failure: the sweep catches up
-        log_outage("Could not enqueue the rollup of tenant %s (the sweep will): %r", tenant_id, exc)
-
-
-def log_outage(message, *args):
-    """Log a broker/cache outage at most once per ``OUTAGE_LOG_SECONDS`` in this process."""
-    now = time.monotonic()
-    if now - _last_outage_log[0] >= OUTAGE_LOG_SECONDS:
-        _last_outage_log[0] = now
-        logger.warning(message, *args)
+    transaction.on_commit(lambda: days_marked_dirty.send(sender=DirtyDay, tenant_id=tenant_id))
 
 
 # --- SQL ---------------------------------------------------------------------------------
@@ -121,22 +85,6 @@ _COLUMNS = (
     "tenant_id, api_key_id, model_id, {bucket}, "
     "calls, input_tokens, output_tokens, cached_input_tokens, reasoning_tokens"
 )
-
-
-def local_hour_sql(column, zone):
-    """(sql, params) for the instant at which the local hour of ``column`` starts."""
-    if connection.vendor == "postgresql":
-        # Subtract how far into its local hour the instant is: exact for +05:30 zones and,
-        # unlike truncating the local wall time, keeps the two 01:00 hours of a DST fall-back apart.
-        return f"{column} - (({column} AT TIME ZONE %s) - date_trunc('hour', {column} AT TIME ZONE %s))", [zone, zone]
-    return f"usage_local_hour({column}, %s)", [zone]
-
-
-def local_date_sql(column, zone):
-    """(sql, params) for the local date of ``column``."""
-    if connection.vendor == "postgresql":
-        return f"({column} AT TIME ZONE %s)::date", [zone]
-    return f"usage_local_date({column}, %s)", [zone]
 
 
 def _instant_params(start, end):
@@ -232,15 +180,6 @@ def usage_resum_purged_days(*, tenant):
         usage_rollup_days(tenant=tenant, first_day=first_day, last_day=available_from - dt.timedelta(days=1))
 
 
-def consecutive_ranges(days):
-    """[d1, d2, d3, d7] -> [(d1, d3), (d7, d7)]."""
-    ranges = []
-    for _, group in groupby(enumerate(sorted(days)), key=lambda pair: pair[1].toordinal() - pair[0]):
-        members = [day for _, day in group]
-        ranges.append((members[0], members[-1]))
-    return ranges
-
-
 def usage_rollup_dirty(*, tenant, chunk_days=31):
     """Recompute every dirty day of the tenant, in transactions of at most ``chunk_days`` days.
 
@@ -312,3 +251,22 @@ def _drop_rollups_outside(tenant, bounds, available_from):
         daily = [queryset.exclude(day__range=bounds) for queryset in daily]
     for queryset in [hourly, *daily]:
         queryset.delete()
+
+
+def tenant_zone_changed(*, tenant):
+    """Local days move with the zone: every day with calls is marked dirty in one transaction.
+
+    Reads then come from the ledger (exact in the new zone) until the rollup task, its retries
+    and the beat sweep have recomputed each day; old buckets are replaced as days are redone.
+    A day either side is included because the old zone's dates differ by at most one.
+
+    The tenant's rollup lock is taken exclusively first: a batch that read the old zone has
+    committed by then (its calls are in the range read here), and later batches see the new one.
+    """
+    with transaction.atomic(), connection.cursor() as cursor:
+        lock_tenant_exclusive(cursor, tenant.pk)
+        bounds = ledger_day_range(tenant=tenant)
+        if bounds is not None:
+            first, last = bounds[0] - dt.timedelta(days=1), bounds[1] + dt.timedelta(days=1)
+            mark_days_dirty(tenant=tenant, days=[first + dt.timedelta(days=n) for n in range((last - first).days + 1)])
+        usage_resum_purged_days(tenant=tenant)

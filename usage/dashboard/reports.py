@@ -12,13 +12,13 @@ from django.utils.html import json_script
 
 from accounts.models import ApiKey
 from accounts.tenancy import tenant_for_request
-
-from .colors import model_color
-from .costs import expense_report, price_sheet
-from .grid import usage_grid
-from .models import Model
-from .periods import Period, month_period, tenant_today
-from .selectors import SCALE_HINT_CHANGE, UsageFilters, model_week_over_week
+from usage.dashboard.colors import model_color
+from usage.localtime import tenant_today
+from usage.models import Model
+from usage.reporting.costs import expense_report, price_sheet
+from usage.reporting.grid import usage_grid
+from usage.reporting.periods import Period, month_period
+from usage.reporting.selectors import SCALE_HINT_CHANGE, UsageFilters, model_week_over_week
 
 MONTH_RE = re.compile(r"^(\d{4})-(\d{2})$")
 MIN_YEAR, MAX_YEAR = 1970, 9998

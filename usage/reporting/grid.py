@@ -1,7 +1,7 @@
 """Per-model usage and cost of a filtered period: what the Usage Statistics page draws.
 
 A grid holds, for each model, its calls and tokens per bucket (a local day, or an hour for short
-ranges) and its cost per local day by the rule of ``usage.costs``. The page, its Refresh endpoint
+ranges) and its cost per local day by the rule of ``usage.reporting.costs``. The page, its Refresh endpoint
 and its chart endpoints all draw from grids, so they cannot disagree with each other.
 
 Grids are cached under a key that holds everything their numbers depend on, so a stale grid is
@@ -22,10 +22,11 @@ from decimal import Decimal
 
 from django.core.cache import cache
 
-from . import day_costs
-from .costs import CostSummary, cost_by, line_cost, price_fingerprint, prices_in_force
-from .periods import Period, tenant_today
-from .selectors import Totals, add_optional, bucket_values, grouped_usage, usage_versions
+from usage.localtime import tenant_today
+from usage.reporting import day_costs
+from usage.reporting.costs import CostSummary, cost_by, line_cost, price_fingerprint, prices_in_force
+from usage.reporting.periods import Period
+from usage.reporting.selectors import Totals, add_optional, bucket_values, grouped_usage, usage_versions
 
 # A cached grid carries its own version, so this only bounds how long unused entries stay.
 GRID_CACHE_SECONDS = 3600
@@ -154,7 +155,7 @@ def _read(tenant, filters, bucket, book, by, *, dirty=False, closed=False):
     ``dirty``: some of its days are marked dirty, so their calls are read from the ledger. Then
     one query by bucket x key x model serves both the usage and the cost lines (``_read_lines``),
     instead of the ledger being aggregated twice. ``closed``: all its days are before the
-    tenant's today, so their costs may come stored (``usage.day_costs``).
+    tenant's today, so their costs may come stored (``usage.reporting.day_costs``).
     """
     priced = bool(book.prices())
     if dirty and priced:
@@ -196,7 +197,7 @@ def _read_stored(tenant, filters, book):
 
 
 def _read_lines(tenant, filters, bucket, book, by):
-    """Like ``_read``, from one bucket x key x model query, costed line by line by ``usage.costs``."""
+    """Like ``_read``, from one bucket x key x model query, costed line by line by ``usage.reporting.costs``."""
     grouped = grouped_usage(tenant=tenant, filters=filters, bucket=bucket, dims=("api_key", "model"))
     grid = _empty_grid(tenant, filters, bucket, grouped, True, by)
     position = {value: index for index, value in enumerate(grid.buckets)}

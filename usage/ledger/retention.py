@@ -28,9 +28,8 @@ from django.db.models import Min
 from django.utils import timezone
 
 from accounts.models import Tenant
-
-from . import partitions
-from .models import CallPurge, CallRecord, CallRequest
+from usage.ledger import partitions
+from usage.models import CallPurge, CallRecord, CallRequest
 
 BATCH_SIZE = 20_000
 Progress = Callable[[int], object]  # called with the calls deleted so far
@@ -116,7 +115,7 @@ def claims_purge(batch_size: int = BATCH_SIZE) -> int:
 def _enqueue_claims_purge() -> bool:
     """Hand the claims to the worker; False when they must be deleted here (no worker to run the
     task, an outer transaction the task could not see yet, or the broker unreachable)."""
-    from .tasks import purge_claims
+    from usage.tasks import purge_claims
 
     if purge_claims.app.conf.task_always_eager or connection.in_atomic_block:
         return False

@@ -6,10 +6,8 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from django.utils import timezone
-
 if TYPE_CHECKING:
-    from accounts.models import Tenant
+    pass
 
 DEFAULT_PRESET = "last_2_weeks"
 
@@ -43,10 +41,6 @@ class Period:
 
     def dates(self) -> list[dt.date]:
         return [self.start + dt.timedelta(days=offset) for offset in range(self.days)]
-
-
-def tenant_today(tenant: Tenant, now: dt.datetime | None = None) -> dt.date:
-    return (now or timezone.now()).astimezone(tenant.tz).date()
 
 
 def _last_days(today: dt.date, count: int) -> Period:
