@@ -402,9 +402,7 @@ def test_the_openai_package_reads_usage_and_costs(live_world):
     assert sum(r.input_tokens for r in results) == sum(s["input_tokens"] for s in specs)
     assert sum(r.input_cached_tokens for r in results) == 100 * len(specs)
     assert {(r.api_key_id, r.model) for r in results} == {(key.public_id, "public/alpha")}
-    costs = client.admin.organization.usage.costs(
-        start_time=ts(start), end_time=ts(end), group_by=["line_item"]
-    )
+    costs = client.admin.organization.usage.costs(start_time=ts(start), end_time=ts(end), group_by=["line_item"])
     total = sum(Decimal(str(r.amount.value)) for bucket in costs.data for r in bucket.results)
     expected = sum(
         (Decimal(s["input_tokens"] - 100) * 1 + Decimal(100) * Decimal("0.5") + Decimal(s["output_tokens"]) * 2) / 1000

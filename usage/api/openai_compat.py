@@ -2,8 +2,8 @@
 
 Shaped as OpenAI's organization Usage and Costs APIs so that existing clients (the official
 ``openai`` package's ``client.admin.organization.usage``) and scripts work unchanged, and
-computed from the same selectors as ``/api/v1`` (``grouped_usage``, ``ledger_calls``,
-``cost_by``), so their sums equal the product's summary to the token and the cent.
+computed from the same query layer as ``/api/v1`` (``UsageQuery``, ``query_usage``, the
+``CostEngine``), so their sums equal the product's summary to the token and the cent.
 
 Mapping (see docs/openai-compatible-api.md):
 
@@ -33,9 +33,10 @@ from usage import localtime
 from usage.api.scope import api_tenant
 from usage.api.throttling import AccessTokenThrottle
 from usage.models import Model
-from usage.reporting.costs import DEFAULT_CURRENCY, CostSummary, cost_by
+from usage.reporting.costs import DEFAULT_CURRENCY, CostEngine, CostSummary
 from usage.reporting.periods import Period
-from usage.reporting.selectors import Totals, UsageFilters, grouped_usage, ledger_calls
+from usage.reporting.query import UsageQuery
+from usage.reporting.selectors import Totals, query_usage
 
 EXTENSION = "x_usage_statistics"
 # bucket width -> (seconds, default limit, maximum limit), as OpenAI's reference gives them.
@@ -253,25 +254,23 @@ def _usage_cells(tenant, buckets):
     whose local hours start on UTC hours) from the hourly rollups; minutes, and UTC hours of a
     tenant in a :30 or :45 zone, straight from the ledger.
     """
-    filters = UsageFilters(period=buckets.period(tenant))
+    query = UsageQuery(tenant, buckets.period(tenant))
     cells = defaultdict(Totals)
     if buckets.width == "1d" and (buckets.zone is not dt.UTC or tenant.timezone == "UTC"):
-        grouped = grouped_usage(tenant=tenant, filters=filters, bucket="day", dims=("api_key", "model"))
+        grouped = query_usage(query, bucket="day", dims=("api_key", "model"))
         for (day, key_id, model_id), totals in grouped.items():
             index = buckets.index(localtime.local_midnight(tenant, day).astimezone(dt.UTC))
             if index is not None:
                 cells[index, key_id, model_id] += totals
         return cells
     if buckets.width != "1m" and _whole_hours_apart(tenant, buckets.span):
-        grouped = grouped_usage(tenant=tenant, filters=filters, bucket="hour", dims=("api_key", "model"))
+        grouped = query_usage(query, bucket="hour", dims=("api_key", "model"))
         for (hour, key_id, model_id), totals in grouped.items():
             index = buckets.index(hour)
             if index is not None:
                 cells[index, key_id, model_id] += totals
         return cells
-    rows = ledger_calls(tenant=tenant, filters=filters).filter(
-        occurred_at__gte=buckets.span[0], occurred_at__lt=buckets.span[1]
-    )
+    rows = query.calls().filter(occurred_at__gte=buckets.span[0], occurred_at__lt=buckets.span[1])
     columns = ("occurred_at", "api_key_id", "model_id", "input_tokens", "output_tokens")
     for at, key_id, model_id, inp, out, cached, reasoning in rows.values_list(
         *columns, "cached_input_tokens", "reasoning_tokens"
@@ -403,7 +402,8 @@ class CostsView(OpenAICompatView):
         buckets = Buckets(tenant=tenant, params=params, width="1d", limits=COSTS_LIMITS)
         dates = {start.astimezone(buckets.zone).date(): index for index, start in enumerate(buckets.starts)}
         period = Period(min(dates), max(dates))
-        costs = cost_by(tenant=tenant, filters=UsageFilters(period=period), group=("day", "api_key", "model"))
+        query = UsageQuery(tenant, period)
+        costs = CostEngine.for_query(query).summaries(query, ("day", "api_key", "model"))
         cells = {(dates[day], key_id, model_id): summary for (day, key_id, model_id), summary in costs.items()}
         keys, models = _names(cells)
         per_bucket = [defaultdict(CostSummary) for _ in buckets.starts]

@@ -146,5 +146,5 @@ class MonthlyReportView(APIView):
         form = MonthlyReportForm(request.query_params, tenant=tenant, today=tenant_today(tenant))
         if not form.is_valid():
             raise exceptions.ValidationError({field: list(messages) for field, messages in form.errors.items()})
-        report = expense_report(tenant=tenant, filters=form.usage_filters())
+        report = expense_report(query=form.usage_query())
         return Response(report_as_json(tenant, report))

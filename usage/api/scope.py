@@ -6,9 +6,7 @@ from rest_framework import exceptions, serializers
 from accounts.models import AccessToken, Membership
 from accounts.tenancy import tenant_for_request
 from usage.reporting.filters import UsageFilterSet
-
-# Dates outside this span are refused: they mean nothing for usage, and the instants of their
-# local midnights can fall outside what datetime can represent.
+from usage.reporting.query import InvalidQuery, UsageQuery
 
 
 def api_tenant(request):
@@ -36,18 +34,24 @@ def api_tenant(request):
 
 def filters_or_errors(params, tenant):
     """``(UsageFilters, {})`` through the shared FilterSet, or ``(None, {parameter: [messages]})``."""
-    filterset = UsageFilterSet(params, tenant=tenant)
-    if not filterset.is_valid():
-        return None, {name: list(messages) for name, messages in filterset.form.errors.items()}
-    return filterset.usage_filters(), {}
+    try:
+        return UsageQuery.from_params(tenant, params).filters, {}
+    except InvalidQuery as invalid:
+        return None, invalid.errors
+
+
+def usage_query(request, tenant, **options):
+    """The ``UsageQuery`` of an API request (``options``: its bucket and grouping); invalid
+    parameters are a 400 naming each one."""
+    try:
+        return UsageQuery.from_params(tenant, request.query_params, **options)
+    except InvalidQuery as invalid:
+        raise exceptions.ValidationError(invalid.errors) from None
 
 
 def usage_filters(request, tenant):
     """The common filters of an API request; invalid ones are a 400 naming the parameter."""
-    filters, errors = filters_or_errors(request.query_params, tenant)
-    if errors:
-        raise exceptions.ValidationError(errors)
-    return filters
+    return usage_query(request, tenant).filters
 
 
 def validated(serializer_class, request):

@@ -1,7 +1,7 @@
 """The read-only REST API: usage of the tenant of the access token (or browser session).
 
-Every endpoint resolves the tenant first (``api_tenant``), reads the common filters through
-the page's FilterSet and calls the same selectors as the page, so their numbers agree.
+Every endpoint resolves the tenant first (``api_tenant``), builds the request's ``UsageQuery``
+through the page's FilterSet and reads its answers (the page's grids), so their numbers agree.
 """
 
 from django.utils import timezone
@@ -16,27 +16,25 @@ from accounts.models import ApiKey
 from usage.api import serializers as s
 from usage.api.pagination import CallCursorPagination
 from usage.api.schema import ERRORS, PROBLEM, problem, responses
-from usage.api.scope import CommonParams, TenantParams, api_tenant, usage_filters, validated
+from usage.api.scope import CommonParams, TenantParams, api_tenant, usage_query, validated
 from usage.api.throttling import AccessTokenThrottle
 from usage.ledger.retention import detail_available_from
 from usage.models import Model
-from usage.reporting.costs import DEFAULT_CURRENCY, CostSummary, usage_cost
+from usage.reporting.costs import DEFAULT_CURRENCY, CostSummary
 from usage.reporting.export import export_response
-from usage.reporting.grid import usage_grid
-from usage.reporting.selectors import MAX_HOURLY_DAYS, Totals, breakdown_rows, ledger_calls, tenant_models
+from usage.reporting.selectors import Totals, breakdown_rows, tenant_models
 
 
 class TenantAPIView(APIView):
     throttle_classes = [AccessTokenThrottle]
 
-    def scope(self, request):
-        """(tenant, UsageFilters) of this request."""
-        tenant = api_tenant(request)
-        return tenant, usage_filters(request, tenant)
+    def query(self, request, **options):
+        """The ``UsageQuery`` of this request (``options``: its bucket and grouping)."""
+        return usage_query(request, api_tenant(request), **options)
 
 
-def _period(tenant, filters):
-    return {"start": filters.period.start, "end": filters.period.end, "timezone": tenant.timezone}
+def _period(query):
+    return {"start": query.period.start, "end": query.period.end, "timezone": query.tenant.timezone}
 
 
 def _group_fields(group):
@@ -92,15 +90,10 @@ class SummaryView(TenantAPIView):
     """Totals and cost of the filtered calls."""
 
     def get(self, request):
-        tenant, filters = self.scope(request)
+        query = self.query(request)
         # The page's grids and their caches: the API's totals and the page's cards are one number.
-        grid = usage_grid(tenant=tenant, filters=filters, bucket="day")
-        totals = grid.totals
-        if grid.priced:
-            cost = grid.cost_summary(dict(Model.objects.filter(pk__in=list(grid.models)).values_list("pk", "name")))
-        else:
-            cost = usage_cost(tenant=tenant, filters=filters)
-        data = {**_period(tenant, filters), **totals.as_dict(), "cost": cost.as_api()}
+        totals, cost = query.totals(), query.cost()
+        data = {**_period(query), **totals.as_dict(), "cost": cost.as_api()}
         return Response(s.SummarySerializer({**data, "unpriced_models": cost.unpriced_models}).data)
 
 
@@ -114,22 +107,18 @@ class TimeseriesView(TenantAPIView):
     """
 
     def get(self, request):
-        tenant, filters = self.scope(request)
         params = validated(s.TimeseriesParams, request)
-        if params["bucket"] == "hour" and filters.period.days > MAX_HOURLY_DAYS:
-            raise exceptions.ValidationError(
-                {"bucket": f"Hourly buckets cover at most {MAX_HOURLY_DAYS} days; use bucket=day."}
-            )
         group_by = None if params["group_by"] == "none" else params["group_by"]
+        query = self.query(request, bucket=params["bucket"], by=group_by or "model")
         # The page's grids and caches: a key's or model's series is the page's to the token.
-        grid = usage_grid(tenant=tenant, filters=filters, bucket=params["bucket"], by=group_by or "model")
-        labels = [_bucket_label(tenant, bucket) for bucket in grid.buckets]
+        grid = query.grid()
+        labels = [_bucket_label(query.tenant, bucket) for bucket in grid.buckets]
         fallback = _grid_fallback(grid)
         items = [
             _series_item(group, points, labels, costs, fallback)
             for group, points, costs in _grid_series(grid, group_by)
         ]
-        data = {**_period(tenant, filters), **params, "buckets": labels, "series": items}
+        data = {**_period(query), **params, "buckets": labels, "series": items}
         return Response(s.TimeseriesSerializer(data).data)
 
 
@@ -138,9 +127,9 @@ class BreakdownView(TenantAPIView):
     """One row per model or API key, most tokens first, with its share of the total tokens."""
 
     def get(self, request):
-        tenant, filters = self.scope(request)
         by = validated(s.BreakdownParams, request)["by"]
-        grid = usage_grid(tenant=tenant, filters=filters, bucket="day", by=by)
+        query = self.query(request, by=by)
+        grid = query.grid()
         objects = (Model if by == "model" else ApiKey).objects.in_bulk(list(grid.models))
         rows = breakdown_rows((objects[pk], usage.totals) for pk, usage in grid.models.items())
         fallback = _grid_fallback(grid)
@@ -149,7 +138,7 @@ class BreakdownView(TenantAPIView):
             usage = grid.models[row.group.pk]
             cost = usage.cost_summary(row.group.name).as_api(fallback_currency=fallback)
             results.append({**_group_fields(row.group), **row.totals.as_dict(), "share": row.share, "cost": cost})
-        data = {**_period(tenant, filters), "by": by, "results": results}
+        data = {**_period(query), "by": by, "results": results}
         return Response(s.BreakdownSerializer(data).data)
 
 
@@ -170,8 +159,7 @@ class ExportView(TenantAPIView):
         return super().perform_content_negotiation(request, force=True)
 
     def get(self, request):
-        tenant, filters = self.scope(request)
-        return export_response(tenant=tenant, filters=filters)
+        return export_response(query=self.query(request))
 
 
 @extend_schema(
@@ -227,11 +215,12 @@ class CallListView(TenantAPIView, generics.ListAPIView):
     pagination_class = CallCursorPagination
 
     def get_queryset(self):
-        self.tenant, filters = self.scope(self.request)
+        query = self.query(self.request)
+        self.tenant = query.tenant
         available_from = detail_available_from(self.tenant)
-        if available_from is not None and filters.period.start < available_from:
+        if available_from is not None and query.period.start < available_from:
             raise CallDetailPurged(available_from)
-        return ledger_calls(tenant=self.tenant, filters=filters)
+        return query.calls().select_related("api_key", "model")
 
     def list(self, request, *args, **kwargs):
         page = self.paginate_queryset(self.get_queryset())

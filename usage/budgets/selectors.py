@@ -1,7 +1,7 @@
 """Reads of budgets: what has been spent in the current period, and where it is heading.
 
-Spent comes from the same selectors as the Usage Statistics page (``usage_cost`` for cost,
-``usage_summary`` for tokens) over the period's local days up to today, so a budget and the
+Spent is the ``UsageQuery`` of the budget's key over the period's local days up to today (its
+``cost()``, or its ``totals()`` for a token budget): the page's numbers, so a budget and the
 page never disagree. Amounts in other currencies than the budget's are not counted (currencies
 are never converted); tokens with no price in force are reported as ``unpriced_tokens``.
 """
@@ -15,9 +15,9 @@ from django.db.models import Q
 from usage.budgets.periods import RUN_RATE_DAYS, budget_period, run_rate_period
 from usage.localtime import tenant_today
 from usage.models import Budget
-from usage.reporting.costs import round_amount, usage_cost
+from usage.reporting.costs import round_amount
 from usage.reporting.periods import Period
-from usage.reporting.selectors import UsageFilters, usage_summary
+from usage.reporting.query import UsageQuery
 
 PROJECTION_METHOD = (
     f"Projected = spent so far + the average daily amount of the last {RUN_RATE_DAYS} complete local days"
@@ -121,10 +121,10 @@ def _number(value, budget):
 
 def budget_spent(*, budget, period):
     """(spent, unpriced tokens) of the budget's scope over the local dates of ``period``."""
-    filters = UsageFilters(period=period, api_key=budget.api_key)
+    query = UsageQuery(budget.tenant, period, api_key=budget.api_key)
     if budget.metric == Budget.Metric.TOKENS:
-        return Decimal(usage_summary(tenant=budget.tenant, filters=filters).total_tokens), 0
-    cost = usage_cost(tenant=budget.tenant, filters=filters)
+        return Decimal(query.totals().total_tokens), 0
+    cost = query.cost()
     return cost.amounts.get(budget.currency, Decimal(0)), cost.unpriced_tokens
 
 

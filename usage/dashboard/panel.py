@@ -7,8 +7,6 @@ its default context would also serialise the view object and the URL arguments.
 """
 
 import datetime as dt
-import hashlib
-from dataclasses import replace
 from urllib.parse import urlencode
 
 from django.core.cache import cache
@@ -21,8 +19,9 @@ from usage.models import Model
 from usage.reporting import selectors
 from usage.reporting.comparisons import previous_usage, whole_days
 from usage.reporting.costs import CostSummary, minor_unit
-from usage.reporting.grid import usage_grid, usage_grids
+from usage.reporting.grid import query_grids
 from usage.reporting.periods import comparison
+from usage.reporting.query import UsageQuery
 from usage.reporting.selectors import MAX_HOURLY_DAYS, Totals
 
 METRICS = ("total", "input", "output")
@@ -104,7 +103,13 @@ def cost_text(summary):
 
 
 def bucket_for(filters):
+    """The page's bucket for a period (of ``filters`` or a query): hours for up to two days."""
     return "hour" if filters.period.days <= MAX_HOURLY_DAYS else "day"
+
+
+def page_query(query):
+    """The query as the page reads it: by model, in its bucket."""
+    return query.using(bucket=bucket_for(query), by="model")
 
 
 def bucket_label(bucket, value, tenant):
@@ -263,29 +268,33 @@ def trend_chart(tenant, grid, lines, cost=None, now=None, colors=None):
     }
 
 
-def filtered_grid(tenant, filters):
-    """(grid, lines) of the filters: the grid by the page's bucket, its models loaded."""
-    grid = usage_grid(tenant=tenant, filters=filters, bucket=bucket_for(filters))
+def query_grid(query):
+    """(grid, lines) of the query: the grid by the page's bucket, its models loaded."""
+    grid = page_query(query).grid()
     return grid, grid_lines(grid, Model.objects.in_bulk(list(grid.models)))
 
 
-def dashboard_panel(tenant, filters, query, models=None):
+def filtered_grid(tenant, filters):
+    """``query_grid`` of a tenant and its filters."""
+    return query_grid(UsageQuery.of(tenant, filters))
+
+
+def dashboard_panel(query, params, models=None):
     """Everything the page shows of the filtered range: ``data`` (every number: cards, trend,
     distribution), ``html`` (the cards and the table, rendered) and ``json`` (the charts' data as
     a script element), from one grid of the range and one of the previous period.
 
     A panel is a function of its grids (their keys hold their versions; see ``usage.reporting.grid``), of
-    the models' names and colours, the page's query (the table's links) and the tenant's zone,
-    so it is cached under those. Only the clock ("Updated 12:00:00") is added afresh.
+    the models' names and colours, the page's URL ``params`` (the table's links) and the tenant's
+    zone, so it is cached under those. Only the clock ("Updated 12:00:00") is added afresh.
     ``models``: {id: Model} already loaded (the filter bar's choices); others are fetched.
     """
-    now = timezone.now()
-    compared = comparison(filters.period, now, tenant.tz)
+    query, tenant, now = page_query(query), query.tenant, timezone.now()
+    compared = comparison(query.period, now, tenant.tz)
     whole = whole_days(compared)
-    wanted = [(filters, bucket_for(filters))] + ([(replace(filters, period=whole), "day")] if whole else [])
-    grids = usage_grids(tenant=tenant, wanted=wanted)
+    grids = query_grids([query, *([query.using(bucket="day", period=whole)] if whole else [])])
     grid = grids[0]
-    previous = previous_usage(tenant, filters, compared, grid.priced, grids[1] if whole else None)
+    previous = previous_usage(query, compared, grid.priced, grids[1] if whole else None)
     models = dict(models or {})
     missing = {*grid.models, *previous.models} - models.keys()
     if missing:
@@ -295,11 +304,10 @@ def dashboard_panel(tenant, filters, query, models=None):
     # note names the minute: both are part of what the panel shows.
     in_progress = progress(tenant, grid, now)
     marker = (in_progress, in_progress[0] is not None and now.astimezone(tenant.tz).strftime("%H:%M"))
-    raw = repr((grid.key, previous.key, shown, query.urlencode(), tenant.timezone, filters.period, marker))
-    key = "panel:" + hashlib.sha256(raw.encode()).hexdigest()
+    key = query.cache_key("panel", grid.key, previous.key, shown, params.urlencode(), marker)
     panel = cache.get(key)
     if panel is None:
-        data = _panel_data(tenant, filters, query, grid, previous, models, compared, now)
+        data = _panel_data(query, params, grid, previous, models, compared, now)
         panel = {
             "data": data,
             "html": {
@@ -315,21 +323,22 @@ def dashboard_panel(tenant, filters, query, models=None):
     return panel
 
 
-def _panel_data(tenant, filters, query, grid, previous, models, compared, now):
+def _panel_data(query, params, grid, previous, models, compared, now):
+    tenant = query.tenant
     lines = grid_lines(grid, models)
     colors = line_colors(lines)
     current = sum((totals for _model, _usage, totals in lines), Totals())
     cost = grid_cost(grid, previous, models)
     return {
         "empty": current.calls == 0,
-        "period": _dates(filters.period),
+        "period": _dates(query.period),
         "previous_period": _dates(compared.period),
         "previous_until": compared.cutoff.isoformat() if compared.cutoff else None,
         "comparison": compared.caption,
         "cards": cards(current, previous.totals),
         "cost": cost,
         "trend": trend_chart(tenant, grid, lines, cost, now, colors),
-        "distribution": distribution_rows(breakdown_rows(lines), query, cost, colors),
+        "distribution": distribution_rows(breakdown_rows(lines), params, cost, colors),
     }
 
 

@@ -16,9 +16,9 @@ from usage.dashboard.colors import model_color
 from usage.localtime import tenant_today
 from usage.models import Model
 from usage.reporting.costs import expense_report, price_sheet
-from usage.reporting.grid import usage_grid
 from usage.reporting.periods import Period, month_period
-from usage.reporting.selectors import SCALE_HINT_CHANGE, UsageFilters, model_week_over_week
+from usage.reporting.query import UsageQuery
+from usage.reporting.selectors import SCALE_HINT_CHANGE, model_week_over_week
 
 MONTH_RE = re.compile(r"^(\d{4})-(\d{2})$")
 MIN_YEAR, MAX_YEAR = 1970, 9998
@@ -34,7 +34,7 @@ class MonthlyReportForm(forms.Form):
 
     def __init__(self, data=None, *, tenant, today):
         super().__init__(data)
-        self.today = today
+        self.tenant, self.today = tenant, today
         # Revoked keys stay: a past month is reported under the key's name.
         self.fields["api_key"].queryset = ApiKey.objects.filter(tenant=tenant).order_by("name")
 
@@ -50,8 +50,9 @@ class MonthlyReportForm(forms.Form):
             raise forms.ValidationError(f"Enter a month between {MIN_YEAR}-01 and {MAX_YEAR}-12.")
         return month_period(int(match[1]), int(match[2]))
 
-    def usage_filters(self):
-        return UsageFilters(period=self.cleaned_data["month"], api_key=self.cleaned_data.get("api_key"))
+    def usage_query(self):
+        """The report's ``UsageQuery``: the month, all keys or one."""
+        return UsageQuery(self.tenant, self.cleaned_data["month"], api_key=self.cleaned_data.get("api_key"))
 
     def query(self):
         """The URL query of the cleaned choice, for the CSV link and the API."""
@@ -81,7 +82,7 @@ def monthly_report(request, slug):
     context = {"tenant": tenant, "nav": "reports", "form": form}
     if not form.is_valid():
         return render(request, "usage/monthly_report.html", context, status=400)
-    report = expense_report(tenant=tenant, filters=form.usage_filters())
+    report = expense_report(query=form.usage_query())
     period = report.filters.period
     today = tenant_today(tenant)
     # The current month is not over: the report says "month to date" and up to which day.
@@ -138,7 +139,7 @@ def monthly_report_csv(request, slug):
     if not form.is_valid():
         errors = "; ".join(f"{field}: {' '.join(messages)}" for field, messages in form.errors.items())
         return HttpResponse(errors, status=400, content_type="text/plain; charset=utf-8")
-    report = expense_report(tenant=tenant, filters=form.usage_filters())
+    report = expense_report(query=form.usage_query())
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     filename = f"expense-report-{tenant.slug}-{report.filters.period.start:%Y-%m}.csv"
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
@@ -193,7 +194,7 @@ def weekly_trend(tenant, last_day, weeks=TREND_WEEKS, api_key=None):
     """Tokens per model in each of the last ``weeks`` whole weeks (7 local days ending ``last_day``),
     oldest first, from the page's cached daily grid: {"labels", "datasets"} for a chart and table."""
     first = last_day - dt.timedelta(days=7 * weeks - 1)
-    grid = usage_grid(tenant=tenant, filters=UsageFilters(Period(first, last_day), api_key=api_key))
+    grid = UsageQuery(tenant, Period(first, last_day), api_key=api_key).grid()
     models = Model.objects.in_bulk(list(grid.models))
     labels = [f"{first + dt.timedelta(days=7 * week):%b %d}" for week in range(weeks)]
     datasets = []

@@ -12,15 +12,14 @@ from django.shortcuts import render
 from django.views.decorators.http import require_safe
 
 from accounts.tenancy import tenant_for_request
-from usage.api.scope import filters_or_errors
 from usage.budgets.selectors import budget_lines
 from usage.dashboard.panel import (
     breakdown_rows,
     dashboard_panel,
     distribution_rows,
-    filtered_grid,
     json_data,
     line_colors,
+    query_grid,
     trend_chart,
 )
 from usage.ledger.retention import detail_available_from
@@ -29,6 +28,7 @@ from usage.models import CallRecord
 from usage.reporting.export import export_response
 from usage.reporting.filters import CUSTOM, UsageFilterSet
 from usage.reporting.periods import DEFAULT_PRESET, PRESETS
+from usage.reporting.query import InvalidQuery, UsageQuery
 from usageproject.problems import problem_response
 
 
@@ -84,9 +84,10 @@ def dashboard(request, slug):
         return render(request, "usage/dashboard.html", context, status=400)
     # The model choices are the tenant's models: loaded once, for the filter bar and the charts.
     models = {model.pk: model for model in filterset.form.fields["model"].queryset}
-    panel = dashboard_panel(tenant, filterset.usage_filters(), request.GET, models)
+    query = filterset.query()
+    panel = dashboard_panel(query, request.GET, models)
     context.update(data=panel["data"], html=panel["html"], chart_json=panel["json"])
-    context["budget_lines"] = budget_lines(tenant=tenant, api_key=filterset.usage_filters().api_key)  # usage.budgets
+    context["budget_lines"] = budget_lines(tenant=tenant, api_key=query.api_key)  # usage.budgets
     # A tenant that never had a call gets told how calls arrive, not just "no usage".
     context["detail_available_from"] = detail_available_from(tenant)  # usage.ledger.retention
     context["no_calls_yet"] = panel["data"]["empty"] and not CallRecord.objects.filter(tenant=tenant).exists()
@@ -111,13 +112,17 @@ def form_errors_response(filterset):
 
 
 class TenantChartView(LoginRequiredMixin, BaseLineChartView):
-    """A chart of the filtered usage of the URL's tenant; an invalid filter is a 400 with form errors."""
+    """A chart of the filtered usage of the URL's tenant; an invalid filter is a 400 with form errors.
+
+    Of django-chartjs's hooks only ``get_labels`` and ``get_datasets`` are used: the datasets
+    carry the models' own colours and the extra series the page switches between.
+    """
 
     def get(self, request, slug):
         self.tenant, self.filterset = filtered(request, slug)
         if not self.filterset.is_valid():
             return form_errors_response(self.filterset)
-        self.filters = self.filterset.usage_filters()
+        self.query = self.filterset.query()
         return self.render_to_response(self.get_context_data())
 
     def get_context_data(self, **kwargs):
@@ -130,17 +135,11 @@ class TrendChartView(TenantChartView):
 
     @cached_property
     def chart(self):
-        grid, lines = filtered_grid(self.tenant, self.filters)
+        grid, lines = query_grid(self.query)
         return trend_chart(self.tenant, grid, lines)
 
     def get_labels(self):
         return self.chart["labels"]
-
-    def get_providers(self):
-        return [dataset["label"] for dataset in self.chart["datasets"]]
-
-    def get_data(self):
-        return [dataset["data"] for dataset in self.chart["datasets"]]
 
     def get_datasets(self):
         # Colours are the models' own, not django-chartjs's rotating palette.
@@ -155,21 +154,18 @@ class DistributionChartView(TenantChartView):
 
     @cached_property
     def rows(self):
-        _grid, lines = filtered_grid(self.tenant, self.filters)
+        _grid, lines = query_grid(self.query)
         return distribution_rows(breakdown_rows(lines), self.request.GET, colors=line_colors(lines))
 
     def get_labels(self):
         return [row["model"] for row in self.rows]
-
-    def get_data(self):
-        return [[row["tokens"] for row in self.rows]]
 
     def get_datasets(self):
         rows = self.rows
         return [
             {
                 "label": "Tokens",
-                "data": self.get_data()[0],
+                "data": [row["tokens"] for row in rows],
                 "backgroundColor": [row["color"] for row in rows],
                 "calls": [row["calls"] for row in rows],
                 "share": [row["share"] for row in rows],
@@ -183,7 +179,7 @@ class DashboardDataView(TrendChartView):
 
     @cached_property
     def panel(self):
-        return dashboard_panel(self.tenant, self.filters, self.request.GET)
+        return dashboard_panel(self.query, self.request.GET)
 
     @cached_property
     def chart(self):
@@ -198,9 +194,10 @@ class DashboardDataView(TrendChartView):
 def tenant_export(request, slug):
     """The page's Export button: exactly the filters in the page's URL."""
     tenant = tenant_for_request(request, slug)
-    filters, errors = filters_or_errors(request.GET, tenant)
-    if errors:
-        items = [{"field": name, "detail": " ".join(messages)} for name, messages in errors.items()]
+    try:
+        query = UsageQuery.from_params(tenant, request.GET)
+    except InvalidQuery as invalid:
+        items = [{"field": name, "detail": " ".join(messages)} for name, messages in invalid.errors.items()]
         detail = "; ".join(f"{item['field']}: {item['detail']}" for item in items)
         return problem_response(400, "Invalid request", detail, errors=items)
-    return export_response(tenant=tenant, filters=filters)
+    return export_response(query=query)

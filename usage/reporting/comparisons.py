@@ -7,19 +7,24 @@ the ledger for the one hour the cutoff falls in. Costs of the cut day follow the
 ``usage.reporting.costs``: one line per local day x key x model at the price in force that day.
 """
 
+from __future__ import annotations
+
 import datetime as dt
-import hashlib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from django.core.cache import cache
 from django.db.models import Min
 
 from usage import localtime
-from usage.models import CallRecord, DirtyDay, UsageHourly
-from usage.reporting.costs import CostSummary, line_cost, prices_in_force
-from usage.reporting.grid import usage_grid
-from usage.reporting.periods import Period
-from usage.reporting.selectors import _LEDGER_SUMS, _SUMS, Totals, _group, _scoped
+from usage.models import UsageHourly
+from usage.reporting.costs import CostEngine, CostSummary
+from usage.reporting.periods import Comparison, Period
+from usage.reporting.selectors import LEDGER_SUMS, ROLLUP_SUMS, Totals, group_sums
+
+if TYPE_CHECKING:
+    from usage.reporting.grid import UsageGrid
+    from usage.reporting.query import UsageQuery
 
 HOUR = dt.timedelta(hours=1)
 CUT_DAY_CACHE_SECONDS = 120
@@ -40,60 +45,60 @@ class PreviousUsage:
         return total
 
 
-def cut_day(tenant, filters, day, cutoff, priced):
-    """{model id: (Totals, CostSummary)} of the calls on local ``day`` before ``cutoff``.
+def cut_day(query: UsageQuery, cutoff: dt.datetime, priced: bool) -> dict[int, tuple[Totals, CostSummary]]:
+    """{model id: (Totals, CostSummary)} of the calls on the query's one local day before ``cutoff``.
 
     Cached per cutoff: the cutoff is a whole minute, so an entry serves one minute of page loads
     (a call arriving late for that past day, or a price edited, shows a minute later at most).
     """
-    scope = (filters.api_key.pk if filters.api_key else None, filters.model.pk if filters.model else None)
-    raw = repr((tenant.pk, tenant.timezone, scope, day, cutoff, priced))
-    key = "cutday:" + hashlib.sha256(raw.encode()).hexdigest()
+    key = query.cache_key("cutday", cutoff, priced)
     result = cache.get(key)
     if result is None:
-        result = _costed(_cut_day_lines(tenant, filters, day, cutoff), tenant, day, priced)
+        result = _costed(query, _cut_day_lines(query, cutoff), priced)
         cache.set(key, result, timeout=CUT_DAY_CACHE_SECONDS)
     return result
 
 
-def _cut_day_lines(tenant, filters, day, cutoff):
-    """{(key id, model id): Totals} of the calls on ``day`` before ``cutoff``, grouped in SQL: the
+def _cut_day_lines(query: UsageQuery, cutoff: dt.datetime) -> dict[tuple[Any, ...], Totals]:
+    """{(key id, model id): Totals} of the calls on the day before ``cutoff``, grouped in SQL: the
     hours that end by the cutoff from the hourly rollups, the rest from the ledger (all of it on
     a day marked dirty)."""
-    start, end = localtime.day_span(tenant, day, day)
+    start, end = localtime.day_span(query.tenant, query.period.start, query.period.end)
     end = min(end, cutoff)
-    partial = end
-    if not DirtyDay.objects.filter(tenant=tenant, day=day).exists():
-        hours = _scoped(UsageHourly.objects.filter(tenant=tenant, hour__gte=start, hour__lt=end), filters)
+    lines: dict[tuple[Any, ...], Totals] = {}
+    partial = start
+    if not query.dirty_days:
+        hours = query.rollups(UsageHourly).filter(hour__lt=end)
         # Buckets that start before the cutoff but end after it are read from the ledger.
         partial = hours.filter(hour__gt=cutoff - HOUR).aggregate(first=Min("hour"))["first"] or end
-        whole = hours.filter(hour__lt=partial)
-        lines = dict(_group(whole, None, ("api_key", "model"), _SUMS))
-    else:
-        lines, partial = {}, start
+        lines = dict(group_sums(hours.filter(hour__lt=partial), None, ("api_key", "model"), ROLLUP_SUMS))
     if partial < end:
-        calls = CallRecord.objects.filter(tenant=tenant, occurred_at__gte=partial, occurred_at__lt=end)
-        for line, totals in _group(_scoped(calls, filters), None, ("api_key", "model"), _LEDGER_SUMS):
+        calls = query.calls().filter(occurred_at__gte=partial, occurred_at__lt=end)
+        for line, totals in group_sums(calls, None, ("api_key", "model"), LEDGER_SUMS):
             lines[line] = lines.get(line, Totals()) + totals
     return lines
 
 
-def _costed(lines, tenant, day, priced):
-    """Lines (key x model of one day) to {model id: (Totals, CostSummary)} by ``usage.reporting.costs``' rule."""
-    book = prices_in_force(tenant=tenant, period=Period(day, day), terms_only=True) if priced else None
-    result = {}
+def _costed(
+    query: UsageQuery, lines: dict[tuple[Any, ...], Totals], priced: bool
+) -> dict[int, tuple[Totals, CostSummary]]:
+    """Lines (key x model of one day) to {model id: (Totals, CostSummary)} by the cost engine."""
+    engine = CostEngine.for_query(query, terms_only=True) if priced else None
+    day = query.period.start
+    result: dict[int, tuple[Totals, CostSummary]] = {}
     for (_key_id, model_id), totals in lines.items():
         model_totals, summary = result.get(model_id, (Totals(), CostSummary()))
-        price = book.price_for(model_id, day) if book else None
-        if price is not None:
-            summary.merge(CostSummary({price.currency: line_cost(price=price, totals=totals)}))
-        elif book:
-            summary.unpriced_tokens += totals.total_tokens
+        if engine is not None:
+            cost = engine.line(day, model_id, totals)
+            if cost.currency is not None:
+                summary.merge(CostSummary({cost.currency: cost.amount}))
+            else:
+                summary.unpriced_tokens += totals.total_tokens
         result[model_id] = (model_totals + totals, summary)
     return result
 
 
-def whole_days(comparison):
+def whole_days(comparison: Comparison) -> Period | None:
     """The whole local days of the comparison (a Period), or None when it is only a cut day."""
     period = comparison.period
     if comparison.cutoff is None:
@@ -103,25 +108,28 @@ def whole_days(comparison):
     return Period(period.start, period.end - dt.timedelta(days=1))
 
 
-def previous_usage(tenant, filters, comparison, priced, grid=None):
+def previous_usage(
+    query: UsageQuery, comparison: Comparison, priced: bool, grid: UsageGrid | None = None
+) -> PreviousUsage:
     """The previous period's totals and per-model cost, as ``comparison`` defines it.
 
     ``grid``: the daily grid of its ``whole_days``, if already read (the page reads it together
     with its own, in one round trip).
     """
+    query = query.using(bucket="day", by="model", period=comparison.period)
     period, cutoff = comparison.period, comparison.cutoff
     whole = whole_days(comparison)
     previous = PreviousUsage(key=f"{comparison.period}|{cutoff}")
     if whole is not None:
         if grid is None:
-            grid = usage_grid(tenant=tenant, filters=replace(filters, period=whole))
+            grid = query.over(whole).grid()
         previous.key += "|" + grid.key
         previous.totals = grid.totals
         for model_id, usage in grid.models.items():
             previous.models[model_id] = usage.cost_summary("") if grid.priced else CostSummary()
     if cutoff is None:
         return previous
-    for model_id, (totals, summary) in cut_day(tenant, filters, period.end, cutoff, priced).items():
+    for model_id, (totals, summary) in cut_day(query.over(Period(period.end, period.end)), cutoff, priced).items():
         previous.totals = previous.totals + totals
         previous.models[model_id] = previous.models.get(model_id, CostSummary()) + summary
     return previous

@@ -25,22 +25,28 @@ Unpriced tokens (input + output of lines with no price in force) are counted and
 named, so a cost is shown as partial instead of silently low.
 """
 
+from __future__ import annotations
+
 import bisect
 import datetime as dt
-import hashlib
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from django.core.cache import cache
 from django.db.models import Q
 
 from accounts.models import ApiKey
-from usage.localtime import tenant_today
+from usage import localtime
 from usage.models import Model, ModelPrice
 from usage.reporting import costs_sql
 from usage.reporting.periods import Period
-from usage.reporting.selectors import Totals, grouped_usage, usage_versions
+from usage.reporting.query import UsageQuery
+from usage.reporting.selectors import Totals, UsageFilters, query_usage, usage_versions
+
+if TYPE_CHECKING:
+    from accounts.models import Tenant
 
 # ISO 4217 minor units that differ from the usual 2 decimals.
 MINOR_UNITS = {
@@ -154,12 +160,9 @@ def prices_in_force(*, tenant, model_ids=None, period=None, terms_only=False):
     return PriceBook(prices.select_related("model"))
 
 
-def row_cost(resolver, day, model_id, totals):
-    """(amount, currency) of one CSV line, or (None, None) when no price is in force."""
-    price = resolver.price_for(model_id, day)
-    if price is None:
-        return None, None
-    return line_cost(price=price, totals=totals), price.currency
+def row_cost(resolver: PriceBook, day: dt.date, model_id: int, totals: Totals) -> LineCost:
+    """(amount, currency) of one CSV line, or (None, None) when no price is in force (``CostEngine.line``)."""
+    return CostEngine(resolver).line(day, model_id, totals)
 
 
 # --- Summaries ------------------------------------------------------------------------------
@@ -244,28 +247,138 @@ class CostLine:
         return summary
 
 
-def cost_lines(*, tenant, filters, book=None):
-    """Every costed line of the filters, from one usage query and one price query (none given ``book``)."""
-    grouped = grouped_usage(tenant=tenant, filters=filters, bucket="day", dims=("api_key", "model"))
-    model_ids = {model_id for _day, _key, model_id in grouped}
-    models = Model.objects.in_bulk(model_ids)
-    if book is None:
-        book = prices_in_force(tenant=tenant, model_ids=model_ids, period=filters.period)
-    lines = []
-    for (day, key_id, model_id), totals in sorted(grouped.items()):
-        price = book.price_for(model_id, day)
-        amount = line_cost(price=price, totals=totals) if price else None
-        lines.append(CostLine(day, key_id, models[model_id], totals, price, amount))
-    return lines
-
-
-def minor_digits(currency):
+def minor_digits(currency: str) -> int:
     return MINOR_UNITS.get(currency, 2)
 
 
-def _summaries_from_rows(rows):
+# --- The engine -----------------------------------------------------------------------------
+
+
+class LineCost(NamedTuple):
+    """A line's rounded cost and its currency; both None when no price is in force."""
+
+    amount: Decimal | None
+    currency: str | None
+
+
+class CostedRow(NamedTuple):
+    """A CSV row: one local day x key x model, its usage and its cost."""
+
+    day: dt.date
+    api_key: ApiKey
+    model: Model
+    totals: Totals
+    cost: LineCost
+
+
+GroupName = str  # "day", "model" or "api_key"
+Summaries = dict[tuple[Any, ...], "CostSummary"]
+
+
+class CostEngine:
+    """The one way a cost is computed: the prices in force (a ``PriceBook``) and the rule above.
+
+    Every reader costs through it: a line (``line``: the CSV, the grid's ledger-read days, the
+    comparison's cut day), all lines of a query (``lines``: the monthly report) or a query's
+    cost per group (``summaries``: the grid, the API's costs). ``summaries`` rounds each line
+    inside PostgreSQL when it can (``usage.reporting.costs_sql``: the same rule, digit for digit,
+    a test holds them together) and line by line in Python otherwise.
+    """
+
+    def __init__(self, book: PriceBook) -> None:
+        self.book = book
+
+    @classmethod
+    def for_query(cls, query: UsageQuery, *, terms_only: bool = False) -> CostEngine:
+        """The engine with the prices the query can need (its model's, or every model's), in one query."""
+        model_ids = None if query.model is None else [query.model.pk]
+        return cls(
+            prices_in_force(tenant=query.tenant, model_ids=model_ids, period=query.period, terms_only=terms_only)
+        )
+
+    @property
+    def priced(self) -> bool:
+        """Whether the tenant has any price at all (then a cost is shown, even if partial)."""
+        return bool(self.book.prices())
+
+    def fingerprint(self) -> str:
+        return price_fingerprint(self.book)
+
+    def line(self, day: dt.date, model_id: int, totals: Totals) -> LineCost:
+        """The cost of one local day x key x model line at the price in force that day."""
+        price = self.book.price_for(model_id, day)
+        if price is None:
+            return LineCost(None, None)
+        return LineCost(line_cost(price=price, totals=totals), price.currency)
+
+    def costed_row(self, day: dt.date, api_key: ApiKey, model: Model, totals: Totals) -> CostedRow:
+        return CostedRow(day, api_key, model, totals, self.line(day, model.pk, totals))
+
+    def lines(self, query: UsageQuery) -> list[CostLine]:
+        """Every costed line of the query, from one usage query."""
+        grouped = query_usage(query, bucket="day", dims=("api_key", "model"))
+        models = Model.objects.in_bulk({model_id for _day, _key, model_id in grouped})
+        lines = []
+        for (day, key_id, model_id), totals in sorted(grouped.items()):
+            price = self.book.price_for(model_id, day)
+            amount = line_cost(price=price, totals=totals) if price else None
+            lines.append(CostLine(day, key_id, models[model_id], totals, price, amount))
+        return lines
+
+    def summaries(self, query: UsageQuery, groups: tuple[GroupName, ...]) -> Summaries:
+        """{group key tuple: CostSummary} of the query by ``groups`` (any of "day", "model",
+        "api_key", in that order in the keys); only groups with usage appear."""
+        for name in groups:
+            if name not in _GROUP_KEYS:
+                raise ValueError(f"Unknown cost group {name!r}; choose from {', '.join(_GROUP_KEYS)}")
+        if costs_sql.applies(query=query):
+            return self._summaries_in_sql(query, groups)
+        result: Summaries = {}
+        for line in self.lines(query):
+            line.add_to(result.setdefault(tuple(_GROUP_KEYS[name](line) for name in groups), CostSummary()))
+        return result
+
+    def _in_sql(self, query: UsageQuery, groups: tuple[GroupName, ...]) -> Summaries:
+        rows = costs_sql.cost_rows(query, book=self.book, groups=groups, minor_digits=minor_digits)
+        return _summaries_from_rows(list(rows))
+
+    def _closed_days(self, query: UsageQuery, groups: tuple[GroupName, ...]) -> Summaries:
+        """Like ``_in_sql`` for days before today, cached until those days or the prices change.
+
+        The key holds those days' ``usage_versions`` (a recompute changes it) and a fingerprint of
+        every price in the book, so a stale entry can never be read: it is never hit.
+        """
+        version = usage_versions(query.tenant, [query.period])[0]
+        key = query.cache_key("cost", groups, version, self.fingerprint())
+        result = cache.get(key)
+        if result is None:
+            result = self._in_sql(query, groups)
+            cache.set(key, result, timeout=CLOSED_DAYS_CACHE_SECONDS)
+        return result
+
+    def _summaries_in_sql(self, query: UsageQuery, groups: tuple[GroupName, ...]) -> Summaries:
+        """Days before the tenant's today rarely change, so their part comes from a cache; today is
+        always costed afresh. The parts are merged into new summaries (cached ones stay untouched)."""
+        period, today = query.period, localtime.tenant_today(query.tenant)
+        parts = []
+        if period.start < today:
+            parts.append(
+                self._closed_days(
+                    query.over(Period(period.start, min(period.end, today - dt.timedelta(days=1)))), groups
+                )
+            )
+        if period.end >= today:
+            parts.append(self._in_sql(query.over(Period(max(period.start, today), period.end)), groups))
+        result: Summaries = {}
+        for part in parts:
+            for key, summary in part.items():
+                result.setdefault(key, CostSummary()).merge(summary)
+        return result
+
+
+def _summaries_from_rows(rows: list[tuple[Any, ...]]) -> Summaries:
     names = costs_sql.model_names({row[2] for row in rows})
-    result = {}
+    result: Summaries = {}
     for key, currency, unpriced_model, amount, tokens in rows:
         summary = result.setdefault(key, CostSummary())
         if currency is None:
@@ -276,95 +389,41 @@ def _summaries_from_rows(rows):
     return result
 
 
-def _costed_in_sql(tenant, filters, groups, book):
-    rows = costs_sql.cost_rows(tenant=tenant, filters=filters, book=book, groups=groups, minor_digits=minor_digits)
-    return _summaries_from_rows(list(rows))
-
-
-def _closed_days_costed(tenant, filters, groups, book):
-    """Like ``_costed_in_sql`` for days before today, cached until those days or the prices change.
-
-    The key holds those days' ``usage_versions`` (a recompute changes it) and a fingerprint of
-    every price in the book, so a stale entry can never be read: it is never hit.
-    """
-    version = usage_versions(tenant, [filters.period])[0]
-    prices = price_fingerprint(book)
-    scope = (filters.api_key.pk if filters.api_key else None, filters.model.pk if filters.model else None)
-    raw = repr((tenant.pk, tenant.timezone, filters.period, scope, groups, version, prices))
-    key = "cost:" + hashlib.sha256(raw.encode()).hexdigest()
-    result = cache.get(key)
-    if result is None:
-        result = _costed_in_sql(tenant, filters, groups, book)
-        cache.set(key, result, timeout=CLOSED_DAYS_CACHE_SECONDS)
-    return result
-
-
-def _summaries_in_sql(*, tenant, filters, groups, book=None):
-    """{group key tuple: CostSummary} costed by PostgreSQL (see ``usage.reporting.costs_sql``).
-
-    Days before the tenant's today rarely change, so their part comes from a cache; today is
-    always costed afresh. The parts are merged into new summaries (cached ones stay untouched).
-    """
-    if book is None:
-        book = prices_in_force(tenant=tenant, period=filters.period)
-    period, today = filters.period, tenant_today(tenant)
-    parts = []
-    if period.start < today:
-        closed = Period(period.start, min(period.end, today - dt.timedelta(days=1)))
-        parts.append(_closed_days_costed(tenant, replace(filters, period=closed), groups, book))
-    if period.end >= today:
-        current = Period(max(period.start, today), period.end)
-        parts.append(_costed_in_sql(tenant, replace(filters, period=current), groups, book))
-    result = {}
-    for part in parts:
-        for key, summary in part.items():
-            result.setdefault(key, CostSummary()).merge(summary)
-    return result
-
-
-def usage_cost(*, tenant, filters):
-    """CostSummary of the filtered usage (the dashboard's card, the API summary's ``cost``)."""
-    if costs_sql.applies(tenant=tenant, filters=filters):
-        return _summaries_in_sql(tenant=tenant, filters=filters, groups=()).get((), CostSummary())
-    summary = CostSummary()
-    for line in cost_lines(tenant=tenant, filters=filters):
-        line.add_to(summary)
-    return summary
-
-
-_GROUP_KEYS = {
+_GROUP_KEYS: dict[str, Callable[[CostLine], Any]] = {
     "model": lambda line: line.model.pk,
     "api_key": lambda line: line.api_key_id,
     "day": lambda line: line.day,
 }
 
 
-def _key_function(group):
-    names = (group,) if isinstance(group, str) else tuple(group)
-    for name in names:
-        if name not in _GROUP_KEYS:
-            raise ValueError(f"Unknown cost group {name!r}; choose from {', '.join(_GROUP_KEYS)}")
-    if isinstance(group, str):
-        return _GROUP_KEYS[group]
-    return lambda line: tuple(_GROUP_KEYS[name](line) for name in names)
+# --- The same, for callers holding a tenant and UsageFilters --------------------------------
 
 
-def cost_by(*, tenant, filters, group="model", book=None):
+def cost_lines(*, tenant: Tenant, filters: UsageFilters, book: PriceBook | None = None) -> list[CostLine]:
+    """Every costed line of the filters (``CostEngine.lines``)."""
+    query = UsageQuery.of(tenant, filters)
+    return (CostEngine(book) if book else CostEngine.for_query(query)).lines(query)
+
+
+def usage_cost(*, tenant: Tenant, filters: UsageFilters) -> CostSummary:
+    """CostSummary of the filtered usage (``UsageQuery.cost``: the page's card, the API summary)."""
+    return UsageQuery.of(tenant, filters).cost()
+
+
+def cost_by(
+    *, tenant: Tenant, filters: UsageFilters, group: str | tuple[str, ...] = "model", book: PriceBook | None = None
+) -> dict[Any, CostSummary]:
     """{model id | api key id | local date: CostSummary}; only groups with usage appear.
 
     ``group`` may also be a tuple of those names, such as ("day", "model"): the keys are then
     tuples in the same order (the API's per-model daily series), still from the same two queries.
     ``book``: a PriceBook already loaded for the tenant, to save its query.
     """
-    key_of = _key_function(group)
-    if costs_sql.applies(tenant=tenant, filters=filters):
-        names = (group,) if isinstance(group, str) else tuple(group)
-        summaries = _summaries_in_sql(tenant=tenant, filters=filters, groups=names, book=book)
-        return {key[0] if isinstance(group, str) else key: summary for key, summary in summaries.items()}
-    result = {}
-    for line in cost_lines(tenant=tenant, filters=filters, book=book):
-        line.add_to(result.setdefault(key_of(line), CostSummary()))
-    return result
+    query = UsageQuery.of(tenant, filters)
+    engine = CostEngine(book) if book is not None else CostEngine.for_query(query)
+    names = (group,) if isinstance(group, str) else tuple(group)
+    summaries = engine.summaries(query, names)
+    return {key[0] if isinstance(group, str) else key: summary for key, summary in summaries.items()}
 
 
 class _PriceTexts:
@@ -464,13 +523,19 @@ def _price_uses(lines):
     return sorted(uses.values(), key=lambda u: (u.price.model.name, u.price.tenant_id is None, u.first_day))
 
 
-def expense_report(*, tenant, filters):
+def expense_report(
+    *, tenant: Tenant | None = None, filters: UsageFilters | None = None, query: UsageQuery | None = None
+) -> ExpenseReport:
     """The month-end report: key x model rows, subtotals per key, grand total, prices used.
 
     Totals are sums of the same rounded lines ``usage_cost`` adds up, so the report, the
     dashboard and the API agree to the minor unit for the same filters.
     """
-    lines = cost_lines(tenant=tenant, filters=filters)
+    if query is None:
+        assert tenant is not None and filters is not None
+        query = UsageQuery.of(tenant, filters)
+    filters = query.filters
+    lines = query.lines()
     sections = _sections(_report_rows(lines))
     totals = sum((section.totals for section in sections), Totals())
     cost = sum((section.cost for section in sections), CostSummary())

@@ -15,24 +15,41 @@ Only for clean periods on PostgreSQL: a day still marked dirty is costed from th
 Python path, and SQLite has no exact decimal type.
 """
 
+from __future__ import annotations
+
 import datetime as dt
+from collections.abc import Callable, Iterator
 from decimal import Decimal
+from typing import TYPE_CHECKING, Any
 
 from django.db import connection
 
-from usage.models import DirtyDay, Model, UsageDaily, UsageDailyModel
+from usage.models import Model, UsageDaily, UsageDailyModel
 from usage.reporting.periods import Period
+from usage.reporting.query import UsageQuery
+
+if TYPE_CHECKING:
+    from accounts.models import Tenant
+    from usage.reporting.costs import PriceBook
+    from usage.reporting.selectors import UsageFilters
+
+MinorDigits = Callable[[str], int]
 
 _GROUP_COLUMNS = {"model": "d.model_id", "api_key": "d.api_key_id", "day": "d.day"}
 _NO_PRICE = "(-1, NULL::date, NULL::date, 0::numeric, 0::numeric, 0::numeric, NULL::text, 1::numeric)"
 
 
-def applies(*, tenant, filters):
-    """True when this path gives the same answer as the Python one and is available."""
+def applies(
+    *, query: UsageQuery | None = None, tenant: Tenant | None = None, filters: UsageFilters | None = None
+) -> bool:
+    """True when this path gives the same answer as the Python one and is available: on
+    PostgreSQL, for a query (or a tenant and its filters) without dirty days."""
     if connection.vendor != "postgresql":
         return False
-    dirty = DirtyDay.objects.filter(tenant=tenant, day__range=(filters.period.start, filters.period.end))
-    return not dirty.exists()
+    if query is None:
+        assert tenant is not None and filters is not None
+        query = UsageQuery.of(tenant, filters)
+    return not query.dirty_days
 
 
 def price_runs(book, period):
@@ -88,34 +105,32 @@ def _statement(price_rows, group_columns, scoped):
     """
 
 
-def cost_rows(*, tenant, filters, book, groups, minor_digits):
+def cost_rows(
+    query: UsageQuery, *, book: PriceBook, groups: tuple[str, ...], minor_digits: MinorDigits
+) -> Iterator[tuple[Any, ...]]:
     """Yield (group key tuple, currency or None, unpriced model id or None, amount, tokens)."""
-    price_rows, params = _price_values(book, filters.period, minor_digits)
-    scoped, scope_params = "", []
-    if filters.api_key is not None:
-        scoped, scope_params = scoped + " AND api_key_id = %s", [*scope_params, filters.api_key.pk]
-    if filters.model is not None:
-        scoped, scope_params = scoped + " AND model_id = %s", [*scope_params, filters.model.pk]
+    price_rows, params = _price_values(book, query.period, minor_digits)
+    scoped, scope_params = query.sql_scope()
     sql = _statement(price_rows, [_GROUP_COLUMNS[name] for name in groups], scoped)
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, tenant.pk, filters.period.start, filters.period.end, *scope_params])
+        cursor.execute(sql, [*params, query.tenant.pk, query.period.start, query.period.end, *scope_params])
         for row in cursor.fetchall():
             yield tuple(row[: len(groups)]), *row[len(groups) :]
 
 
-def cost_rows_with_revision(*, tenant, filters, book, first, last, minor_digits):
+def cost_rows_with_revision(
+    query: UsageQuery, *, book: PriceBook, first: dt.date, last: dt.date, minor_digits: MinorDigits
+) -> Iterator[tuple[Any, ...]]:
     """Yield ((day, model id), currency, unpriced model, amount, tokens, revision) for the days
     ``first``..``last`` of ``filters``: the cost per day and model with the ``revision`` of its
     per-model row, read in one statement (one snapshot), so the two belong together."""
     price_rows, params = _price_values(book, Period(first, last), minor_digits)
-    scoped, scope_params = "", []
-    if filters.model is not None:
-        scoped, scope_params = " AND model_id = %s", [filters.model.pk]
+    scoped, scope_params = query.sql_scope(key=False)
     inner = _statement(price_rows, [_GROUP_COLUMNS["day"], _GROUP_COLUMNS["model"]], scoped)
     sql = f"""SELECT c.*, m.revision FROM ({inner}) AS c (day, model_id, currency, unpriced_model, amount, tokens)
         JOIN {UsageDailyModel._meta.db_table} m ON m.tenant_id = %s AND m.day = c.day AND m.model_id = c.model_id"""  # noqa: S608
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, tenant.pk, first, last, *scope_params, tenant.pk])
+        cursor.execute(sql, [*params, query.tenant.pk, first, last, *scope_params, query.tenant.pk])
         for day, model_id, *rest in cursor.fetchall():
             yield (day, model_id), *rest
 

@@ -19,12 +19,21 @@ PostgreSQL only (the SQL cost engine's exact numeric); reads filtered by API key
 today and SQLite take the line-by-line path of ``usage.reporting.grid``.
 """
 
+from __future__ import annotations
+
+import datetime as dt
 import logging
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from django.db import DatabaseError, connection, transaction
 
 from usage.localtime import consecutive_ranges
 from usage.models import UsageDailyModel
+
+if TYPE_CHECKING:
+    from usage.reporting.costs import PriceBook
+    from usage.reporting.query import UsageQuery
 from usage.reporting import costs_sql
 from usage.reporting.costs import minor_digits, minor_unit
 
@@ -46,28 +55,40 @@ def terms(price):
     return f"{price.currency} {price.input_per_1k} {price.output_per_1k} {price.cached_input_per_1k} {digits}"
 
 
-def applies(*, filters, bucket, by, dirty, closed):
+class DayCost(NamedTuple):
+    """One closed day's usage and cost of one model."""
+
+    day: dt.date
+    model_id: int
+    sums: list[Any]  # calls, input, output, cached, reasoning: Totals' fields
+    currency: str | None
+    amount: Decimal | None
+    unpriced: int
+
+
+def applies(query: UsageQuery, *, dirty: bool, closed: bool) -> bool:
+    """Stored costs serve closed, clean days of the per-model daily grid of all keys (PostgreSQL)."""
     return (
         connection.vendor == "postgresql"
         and closed
         and not dirty
-        and bucket == "day"
-        and by == "model"
-        and filters.api_key is None
+        and query.bucket == "day"
+        and query.by == "model"
+        and query.api_key is None
     )
 
 
-def day_rows(*, tenant, filters, book):
-    """[(day, model id, Totals fields..., currency or None, amount or None, unpriced tokens)] of the
-    closed period: one read of the per-model rows, the stale costs computed and stored."""
-    period = filters.period
-    sql, params = _READ_SQL, [tenant.pk, period.start, period.end]
-    if filters.model is not None:
-        sql, params = sql + " AND model_id = %s", [*params, filters.model.pk]
+def day_rows(query: UsageQuery, book: PriceBook) -> list[DayCost]:
+    """The closed period's ``DayCost`` rows: one read of the per-model rows, the stale costs
+    computed and stored."""
+    period = query.period
+    scoped, scope_params = query.sql_scope(key=False)
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(_READ_SQL + scoped, [query.tenant.pk, period.start, period.end, *scope_params])
         rows = cursor.fetchall()
-    result, stale, known = [], {}, {}
+    result: list[DayCost] = []
+    stale: dict[tuple[dt.date, int], Any] = {}
+    known: dict[Any, str] = {}
     for pk, day, model_id, *sums, revision, cost_revision, cost_terms, currency, amount, unpriced in rows:
         price = book.price_for(model_id, day)
         wanted = known.get(price)
@@ -75,20 +96,20 @@ def day_rows(*, tenant, filters, book):
             wanted = known[price] = terms(price)
         if cost_revision == revision and cost_terms == wanted:
             amount = None if currency is None else amount.quantize(minor_unit(currency))
-            result.append((day, model_id, sums, currency, amount, unpriced or 0))
+            result.append(DayCost(day, model_id, sums, currency, amount, unpriced or 0))
         else:
             stale[(day, model_id)] = (pk, sums, wanted)
     if stale:
-        result.extend(_cost_and_store(tenant, filters, book, stale))
+        result.extend(_cost_and_store(query, book, stale))
     return result
 
 
-def _cost_and_store(tenant, filters, book, stale):
+def _cost_and_store(query: UsageQuery, book: PriceBook, stale: dict[tuple[dt.date, int], Any]) -> list[DayCost]:
     """Cost the stale (day, model) rows with ``usage.reporting.costs_sql``, store what is still current."""
     costed = {}  # (day, model id) -> (currency, amount, unpriced tokens, revision)
     for first, last in consecutive_ranges(sorted({day for day, _model in stale})):
         for key, currency, _unpriced_model, amount, tokens, revision in costs_sql.cost_rows_with_revision(
-            tenant=tenant, filters=filters, book=book, first=first, last=last, minor_digits=minor_digits
+            query, book=book, first=first, last=last, minor_digits=minor_digits
         ):
             if key in stale:
                 unpriced = int(tokens) if currency is None else 0
@@ -96,7 +117,7 @@ def _cost_and_store(tenant, filters, book, stale):
     rows, updates = [], []
     for (day, model_id), (pk, sums, wanted) in stale.items():
         currency, amount, unpriced, revision = costed.get((day, model_id), (None, None, 0, None))
-        rows.append((day, model_id, sums, currency, amount, unpriced))
+        rows.append(DayCost(day, model_id, sums, currency, amount, unpriced))
         if revision is not None:
             updates.append((pk, revision, wanted, currency, amount, unpriced))
     _store(updates)

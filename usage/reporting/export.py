@@ -2,10 +2,10 @@
 
 Served twice with the same rows: at /api/v1/usage/export.csv for integrations and at
 /t/<slug>/usage/export.csv for the Usage Statistics page's Export button. Both read the same
-filters as the page and the same selector (``usage_rows``), a week of days at a time, so an export
+query as the page (``UsageQuery.rows``: the same selector and cost engine), a week of days at a time, so an export
 of months starts at once and its memory stays flat.
 
-Each row also has its cost and currency at the price in force that day (``usage.reporting.costs``); the
+Each row also has its cost and currency at the price in force that day (``CostEngine.line``); the
 prices are read once, after the header, so the header still leaves before any query.
 """
 
@@ -13,8 +13,7 @@ import csv
 
 from django.http import StreamingHttpResponse
 
-from usage.reporting.costs import prices_in_force, row_cost
-from usage.reporting.selectors import usage_rows
+from usage.reporting.query import UsageQuery
 
 COLUMNS = [
     "date",
@@ -48,39 +47,36 @@ def _count(value):
     return "" if value is None else value  # not reported: an empty cell, never 0
 
 
-def _price_book(tenant, filters):
-    """Every price the rows can need, in one query: the filtered model's, or all models'."""
-    model_ids = None if filters.model is None else [filters.model.pk]
-    return prices_in_force(tenant=tenant, model_ids=model_ids, period=filters.period)
-
-
-def csv_lines(*, tenant, filters):
+def csv_lines(*, tenant=None, filters=None, query=None):
+    """The CSV's lines (the header first, before any query), one per ``UsageQuery.rows`` row."""
+    query = query or UsageQuery.of(tenant, filters)
     writer = csv.writer(_Echo(), lineterminator="\r\n")
     yield writer.writerow(COLUMNS)
-    book = _price_book(tenant, filters)
-    for day, key, model, totals in usage_rows(tenant=tenant, filters=filters):
-        amount, currency = row_cost(book, day, model.pk, totals)
+    for row in query.rows():
+        totals = row.totals
         yield writer.writerow(
             [
-                day.isoformat(),
-                key.public_id,
-                _text(key.name),
-                _text(model.name),
+                row.day.isoformat(),
+                row.api_key.public_id,
+                _text(row.api_key.name),
+                _text(row.model.name),
                 totals.calls,
                 totals.input_tokens,
                 totals.output_tokens,
                 _count(totals.cached_input_tokens),
                 _count(totals.reasoning_tokens),
-                _count(amount),
-                currency or "",
+                _count(row.cost.amount),
+                row.cost.currency or "",
             ]
         )
 
 
-def export_response(*, tenant, filters):
-    lines = (line.encode() for line in csv_lines(tenant=tenant, filters=filters))
+def export_response(*, tenant=None, filters=None, query=None):
+    """The streamed CSV of a ``UsageQuery`` (or of a tenant and its filters)."""
+    query = query or UsageQuery.of(tenant, filters)
+    lines = (line.encode() for line in csv_lines(query=query))
     response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
-    name = f"usage-{tenant.slug}-{filters.period.start}-{filters.period.end}.csv"
+    name = f"usage-{query.tenant.slug}-{query.period.start}-{query.period.end}.csv"
     response["Content-Disposition"] = f'attachment; filename="{name}"'
     response["Cache-Control"] = "private, no-store"
     return response

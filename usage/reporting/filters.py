@@ -1,8 +1,9 @@
 """The filter bar and the API's common parameters: key, model and a range of local dates.
 
 One FilterSet serves the page, the chart endpoints, the REST API and the CSV export, so a URL
-means the same thing everywhere. Choices are scoped to the tenant: another tenant's key or
-model is "not one of the available choices", never its data.
+means the same thing everywhere: its cleaned data is the request's ``UsageQuery`` (``query()``),
+and its ``qs`` the ledger's calls that query covers (the calls API). Choices are scoped to the
+tenant: another tenant's key or model is "not one of the available choices", never its data.
 """
 
 import datetime as dt
@@ -17,6 +18,7 @@ from accounts.models import ApiKey
 from usage.localtime import tenant_today
 from usage.models import CallRecord, Model
 from usage.reporting.periods import DEFAULT_PRESET, MAX_RANGE_DAYS, PRESETS, Period, preset_period
+from usage.reporting.query import UsageQuery
 from usage.reporting.selectors import UsageFilters, tenant_models
 
 CUSTOM = "custom"
@@ -138,7 +140,7 @@ class UsageFilterSet(django_filters.FilterSet):
         form = UsageFilterForm
 
     def __init__(self, data=None, *, tenant, now=None, **kwargs):
-        super().__init__(data, queryset=CallRecord.objects.none(), **kwargs)
+        super().__init__(data, queryset=CallRecord.objects.all(), **kwargs)
         self.tenant = tenant
         self.filters["api_key"].queryset = ApiKey.objects.filter(tenant=tenant).order_by("name")
         self.filters["model"].queryset = tenant_models(tenant=tenant)
@@ -151,10 +153,21 @@ class UsageFilterSet(django_filters.FilterSet):
         return form
 
     def keep(self, queryset, name, value):
-        """The selectors read the cleaned values; there is no queryset to narrow."""
+        """Each field alone narrows nothing: the dates, key and model narrow together, in
+        ``filter_queryset``, as the query they make."""
         return queryset
 
+    def filter_queryset(self, queryset):
+        """The calls of the tenant on the chosen local days, of the chosen key and model."""
+        return self.query().calls(queryset)
+
+    def query(self, **options):
+        """The cleaned choice as the request's ``UsageQuery``; call after ``is_valid()``.
+        ``options``: its ``bucket`` and ``by``."""
+        data = self.form.cleaned_data
+        return UsageQuery(self.tenant, data["period"], data.get("api_key"), data.get("model"), **options)
+
     def usage_filters(self):
-        """The cleaned choice as selector input; call after ``is_valid()``."""
+        """The cleaned choice as ``UsageFilters`` (the query without its tenant)."""
         data = self.form.cleaned_data
         return UsageFilters(period=data["period"], api_key=data.get("api_key"), model=data.get("model"))

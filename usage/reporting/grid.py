@@ -15,18 +15,33 @@ in two segments, the days before the tenant's today and the rest, so calls arriv
 the cached closed days alone and only today's segment (one day) is recomputed.
 """
 
+from __future__ import annotations
+
 import datetime as dt
-import hashlib
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import TYPE_CHECKING, Any
 
 from django.core.cache import cache
 
-from usage.localtime import tenant_today
+from usage import localtime
 from usage.reporting import day_costs
-from usage.reporting.costs import CostSummary, cost_by, line_cost, price_fingerprint, prices_in_force
+from usage.reporting.costs import CostEngine, CostSummary, PriceBook, prices_in_force
 from usage.reporting.periods import Period
-from usage.reporting.selectors import Totals, add_optional, bucket_values, grouped_usage, usage_versions
+from usage.reporting.query import UsageQuery
+from usage.reporting.selectors import (
+    Grouped,
+    Totals,
+    UsageFilters,
+    add_optional,
+    bucket_values,
+    query_usage,
+    usage_versions,
+)
+
+if TYPE_CHECKING:
+    from accounts.models import Tenant
 
 # A cached grid carries its own version, so this only bounds how long unused entries stay.
 GRID_CACHE_SECONDS = 3600
@@ -148,32 +163,30 @@ class UsageGrid:
         return combined
 
 
-def _read(tenant, filters, bucket, book, by, *, dirty=False, closed=False):
-    """The grid of ``filters`` by ``by`` ("model" or "api_key") from the selectors and the cost
-    engine (no cache).
+def _read(query: UsageQuery, engine: CostEngine, *, dirty: bool = False, closed: bool = False) -> UsageGrid:
+    """The grid of ``query`` (its bucket, grouped ``by`` model or key) from the selectors and the
+    cost engine (no cache).
 
     ``dirty``: some of its days are marked dirty, so their calls are read from the ledger. Then
     one query by bucket x key x model serves both the usage and the cost lines (``_read_lines``),
     instead of the ledger being aggregated twice. ``closed``: all its days are before the
     tenant's today, so their costs may come stored (``usage.reporting.day_costs``).
     """
-    priced = bool(book.prices())
+    priced = engine.priced
     if dirty and priced:
-        return _read_lines(tenant, filters, bucket, book, by)
-    if priced and day_costs.applies(filters=filters, bucket=bucket, by=by, dirty=dirty, closed=closed):
-        return _read_stored(tenant, filters, book)
-    grouped = grouped_usage(tenant=tenant, filters=filters, bucket=bucket, dims=(by,))
-    grid = _empty_grid(tenant, filters, bucket, grouped, priced, by)
+        return _read_lines(query, engine)
+    if priced and day_costs.applies(query, dirty=dirty, closed=closed):
+        return _read_stored(query, engine)
+    grouped = query_usage(query, bucket=query.bucket, dims=(query.by,))
+    grid = _empty_grid(query, grouped, priced)
     position = {value: index for index, value in enumerate(grid.buckets)}
     day_index = {day: index for index, day in enumerate(grid.days)}
     for (value, group_id), totals in grouped.items():
         _add_usage(grid, group_id, position[value], totals)
         if not priced:  # a tenant without prices: every token is unpriced
-            day = value if bucket == "day" else value.astimezone(tenant.tz).date()
-            grid.models[group_id].unpriced[day_index[day]] += totals.total_tokens
+            grid.models[group_id].unpriced[day_index[_day_of(query, value)]] += totals.total_tokens
     if priced:
-        costed = cost_by(tenant=tenant, filters=filters, group=("day", by), book=book)
-        for (day, group_id), summary in costed.items():
+        for (day, group_id), summary in engine.summaries(query, ("day", query.by)).items():
             usage, index = _group_usage(grid, group_id), day_index[day]
             for currency, amount in summary.amounts.items():
                 usage.cost.setdefault(currency, [None] * len(grid.days))[index] = amount
@@ -181,57 +194,60 @@ def _read(tenant, filters, bucket, book, by, *, dirty=False, closed=False):
     return grid
 
 
-def _read_stored(tenant, filters, book):
+def _day_of(query: UsageQuery, bucket: Any) -> dt.date:
+    """The local day of a bucket value (a date, or the instant an hour starts)."""
+    return bucket if query.bucket == "day" else localtime.local_day(query.tenant, bucket)
+
+
+def _read_stored(query: UsageQuery, engine: CostEngine) -> UsageGrid:
     """Like ``_read``, for closed days by model: one read of the per-model rows and their stored costs."""
-    grid = UsageGrid("day", filters.period.dates(), filters.period.dates(), True)
+    grid = UsageGrid("day", query.period.dates(), query.period.dates(), True)
     index = {day: position for position, day in enumerate(grid.days)}
-    rows = day_costs.day_rows(tenant=tenant, filters=filters, book=book)
-    for day, model_id, sums, currency, amount, unpriced in rows:
-        position = index[day]
-        _add_usage(grid, model_id, position, Totals(*sums))
-        usage = grid.models[model_id]
-        if currency is not None:
-            usage.cost.setdefault(currency, [None] * len(grid.days))[position] = amount
-        usage.unpriced[position] += unpriced
+    for row in day_costs.day_rows(query, engine.book):
+        position = index[row.day]
+        _add_usage(grid, row.model_id, position, Totals(*row.sums))
+        usage = grid.models[row.model_id]
+        if row.currency is not None:
+            usage.cost.setdefault(row.currency, [None] * len(grid.days))[position] = row.amount
+        usage.unpriced[position] += row.unpriced
     return grid
 
 
-def _read_lines(tenant, filters, bucket, book, by):
-    """Like ``_read``, from one bucket x key x model query, costed line by line by ``usage.reporting.costs``."""
-    grouped = grouped_usage(tenant=tenant, filters=filters, bucket=bucket, dims=("api_key", "model"))
-    grid = _empty_grid(tenant, filters, bucket, grouped, True, by)
+def _read_lines(query: UsageQuery, engine: CostEngine) -> UsageGrid:
+    """Like ``_read``, from one bucket x key x model query, costed line by line by the engine."""
+    grouped = query_usage(query, bucket=query.bucket, dims=("api_key", "model"))
+    grid = _empty_grid(query, grouped, True)
     position = {value: index for index, value in enumerate(grid.buckets)}
-    lines = {}  # (local day, key, model) -> Totals: the costing unit
+    lines: dict[tuple[dt.date, int, int], Totals] = {}  # (local day, key, model) -> Totals: the costing unit
     for (value, key_id, model_id), totals in grouped.items():
-        _add_usage(grid, model_id if by == "model" else key_id, position[value], totals)
-        day = value if bucket == "day" else value.astimezone(tenant.tz).date()
-        line = (day, key_id, model_id)
+        _add_usage(grid, model_id if query.by == "model" else key_id, position[value], totals)
+        line = (_day_of(query, value), key_id, model_id)
         lines[line] = lines[line] + totals if line in lines else totals
     day_index = {day: index for index, day in enumerate(grid.days)}
     for (day, key_id, model_id), totals in lines.items():
-        usage, price = grid.models[model_id if by == "model" else key_id], book.price_for(model_id, day)
-        index = day_index[day]
-        if price is None:
+        usage, index = grid.models[model_id if query.by == "model" else key_id], day_index[day]
+        cost = engine.line(day, model_id, totals)
+        if cost.currency is None:
             usage.unpriced[index] += totals.total_tokens
         else:
-            amounts = usage.cost.setdefault(price.currency, [None] * len(grid.days))
-            amounts[index] = (amounts[index] or Decimal(0)) + line_cost(price=price, totals=totals)
+            amounts = usage.cost.setdefault(cost.currency, [None] * len(grid.days))
+            amounts[index] = (amounts[index] or Decimal(0)) + (cost.amount or Decimal(0))
     return grid
 
 
-def _empty_grid(tenant, filters, bucket, grouped, priced, by):
-    buckets = bucket_values(tenant, filters.period, bucket, grouped)
-    return UsageGrid(bucket, buckets, filters.period.dates(), priced, by=by)
+def _empty_grid(query: UsageQuery, grouped: Grouped, priced: bool) -> UsageGrid:
+    buckets = bucket_values(query.tenant, query.period, query.bucket, grouped)
+    return UsageGrid(query.bucket, buckets, query.period.dates(), priced, by=query.by)
 
 
-def _group_usage(grid, group_id):
+def _group_usage(grid: UsageGrid, group_id: int) -> ModelUsage:
     usage = grid.models.get(group_id)
     if usage is None:
         usage = grid.models[group_id] = ModelUsage.empty(len(grid.buckets), len(grid.days))
     return usage
 
 
-def _add_usage(grid, group_id, index, totals):
+def _add_usage(grid: UsageGrid, group_id: int, index: int, totals: Totals) -> None:
     usage = _group_usage(grid, group_id)
     usage.calls[index] += totals.calls
     usage.input[index] += totals.input_tokens
@@ -240,7 +256,7 @@ def _add_usage(grid, group_id, index, totals):
     usage.reasoning[index] = add_optional(usage.reasoning[index], totals.reasoning_tokens)
 
 
-def _segments(period, today):
+def _segments(period: Period, today: dt.date) -> Iterator[Period]:
     """The period split into the days before ``today`` and the rest (either may be absent)."""
     if period.start < today:
         yield Period(period.start, min(period.end, today - dt.timedelta(days=1)))
@@ -248,43 +264,52 @@ def _segments(period, today):
         yield Period(max(period.start, today), period.end)
 
 
-def usage_grids(*, tenant, wanted, book=None, by="model"):
-    """The UsageGrid of each (filters, bucket) in ``wanted``, from the cache where it holds them.
+def query_grids(queries: Sequence[UsageQuery], *, book: PriceBook | None = None) -> list[UsageGrid]:
+    """The UsageGrid of each query (all of one tenant), from the cache where it holds them.
 
     Several grids at once (the page wants its period and the previous one) cost one version
     query and one cache round trip. ``book``: the tenant's PriceBook of every price, if loaded.
-    ``by``: the grids' groups, "model" (the page's) or "api_key".
     """
-    if by not in ("model", "api_key"):
-        raise ValueError(f"Unknown grid group {by!r}")
-    if book is None:
-        book = prices_in_force(tenant=tenant, terms_only=True)
-    prices = price_fingerprint(book)
-    today = tenant_today(tenant)
+    tenant = queries[0].tenant
+    if any(query.tenant.pk != tenant.pk for query in queries):
+        raise ValueError("Grids are read for one tenant at a time")
+    engine = CostEngine(book if book is not None else prices_in_force(tenant=tenant, terms_only=True))
+    prices = engine.fingerprint()
+    today = localtime.tenant_today(tenant)
     segments = [
-        (index, replace(filters, period=segment), bucket)
-        for index, (filters, bucket) in enumerate(wanted)
-        for segment in _segments(filters.period, today)
+        (index, query.over(segment))
+        for index, query in enumerate(queries)
+        for segment in _segments(query.period, today)
     ]
-    versions = usage_versions(tenant, [filters.period for _index, filters, _bucket in segments])
-    keys = []
-    for (_index, filters, bucket), version in zip(segments, versions, strict=True):
-        scope = (filters.api_key.pk if filters.api_key else None, filters.model.pk if filters.model else None)
-        raw = repr((tenant.pk, tenant.timezone, filters.period, scope, bucket, by, version, prices))
-        keys.append("grid:" + hashlib.sha256(raw.encode()).hexdigest())
+    versions = usage_versions(tenant, [segment.period for _index, segment in segments])
+    keys = [
+        segment.cache_key("grid", version, prices)
+        for (_index, segment), version in zip(segments, versions, strict=True)
+    ]
     cached = cache.get_many(keys)
-    grids = [None] * len(wanted)
-    for (index, filters, bucket), key, version in zip(segments, keys, versions, strict=True):
+    grids: list[UsageGrid | None] = [None] * len(queries)
+    for (index, segment), key, version in zip(segments, keys, versions, strict=True):
         grid = cached.get(key)
         if grid is None:
-            closed = filters.period.end < today
-            grid = _read(tenant, filters, bucket, book, by, dirty=version.has_dirty, closed=closed)
+            grid = _read(segment, engine, dirty=version.has_dirty, closed=segment.period.end < today)
             grid.key = key
             cache.set(key, grid, timeout=GRID_CACHE_SECONDS)
-        grids[index] = grid if grids[index] is None else grids[index].followed_by(grid)
-    return grids
+        previous = grids[index]
+        grids[index] = grid if previous is None else previous.followed_by(grid)
+    return [grid for grid in grids if grid is not None]
 
 
-def usage_grid(*, tenant, filters, bucket="day", book=None, by="model"):
+def usage_grids(
+    *, tenant: Tenant, wanted: Sequence[tuple[UsageFilters, str]], book: PriceBook | None = None, by: str = "model"
+) -> list[UsageGrid]:
+    """``query_grids`` of (filters, bucket) pairs of a tenant, grouped ``by`` "model" or "api_key"."""
+    if by not in ("model", "api_key"):
+        raise ValueError(f"Unknown grid group {by!r}")
+    return query_grids([UsageQuery.of(tenant, filters, bucket=bucket, by=by) for filters, bucket in wanted], book=book)
+
+
+def usage_grid(
+    *, tenant: Tenant, filters: UsageFilters, bucket: str = "day", book: PriceBook | None = None, by: str = "model"
+) -> UsageGrid:
     """The UsageGrid of ``filters`` by ``bucket`` ("day" or "hour") and ``by`` ("model" or "api_key")."""
     return usage_grids(tenant=tenant, wanted=[(filters, bucket)], book=book, by=by)[0]

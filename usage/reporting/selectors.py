@@ -1,4 +1,8 @@
-"""Reads of usage: every page, chart, API endpoint and export goes through here.
+"""Reads of usage in SQL: the rollups for clean days, the ledger for dirty ones.
+
+Every read takes a ``UsageQuery`` (``usage.reporting.query``), which holds the tenant and the
+filters and scopes each queryset; the keyword functions at the end (``usage_summary``,
+``usage_series``, ...) are the same reads for callers that hold a tenant and ``UsageFilters``.
 
 Numbers come from the rollups, which ingestion keeps exact in the transaction that stores the
 calls (``usage.rollups.increments``). Only days marked dirty (a time zone change or a repair awaiting
@@ -6,21 +10,31 @@ its recompute) are aggregated from the ledger instead. All grouping happens in S
 merges the (small) grouped results.
 """
 
+from __future__ import annotations
+
 import datetime as dt
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from django.db import connection
-from django.db.models import Count, DateField, DateTimeField, Q, Sum
+from django.db.models import Aggregate, Count, DateField, DateTimeField, Q, QuerySet, Sum
 from django.db.models.expressions import RawSQL
 
 from accounts.models import ApiKey
 from usage import localtime
 from usage.models import CallRecord, DirtyDay, Model, UsageDaily, UsageDailyModel, UsageHourly
 from usage.reporting.periods import Period
+from usage.reporting.query import MAX_HOURLY_DAYS, UsageQuery
 
-# Hourly series are offered for short ranges only (the page switches to days beyond this).
-MAX_HOURLY_DAYS = 2
+if TYPE_CHECKING:
+    from accounts.models import Tenant
+
+__all__ = ["MAX_HOURLY_DAYS", "Totals", "UsageFilters", "UsageQuery"]
+
 GROUPS = {"model": "model_id", "api_key": "api_key_id"}
+# A grouped read: {(bucket?, *group ids): Totals}.
+Grouped = dict[tuple[Any, ...], "Totals"]
 
 
 @dataclass(frozen=True)
@@ -74,14 +88,14 @@ class Totals:
         }
 
 
-_SUMS = {
+ROLLUP_SUMS: dict[str, Aggregate] = {
     "calls_sum": Sum("calls"),
     "input_sum": Sum("input_tokens"),
     "output_sum": Sum("output_tokens"),
     "cached_sum": Sum("cached_input_tokens"),
     "reasoning_sum": Sum("reasoning_tokens"),
 }
-_LEDGER_SUMS = {**_SUMS, "calls_sum": Count("id")}
+LEDGER_SUMS = {**ROLLUP_SUMS, "calls_sum": Count("id")}
 
 
 def _totals(row):
@@ -94,21 +108,7 @@ def _totals(row):
     )
 
 
-def _scoped(queryset, filters):
-    if filters.api_key is not None:
-        queryset = queryset.filter(api_key=filters.api_key)
-    if filters.model is not None:
-        queryset = queryset.filter(model=filters.model)
-    return queryset
-
-
-def _dirty_days(tenant, period):
-    return sorted(
-        DirtyDay.objects.filter(tenant=tenant, day__range=(period.start, period.end)).values_list("day", flat=True)
-    )
-
-
-def _spans_q(tenant, days, column):
+def _spans_q(tenant: Tenant, days: Iterable[dt.date], column: str) -> Q:
     """Q matching instants that fall on any of ``days`` (local dates)."""
     q = Q(pk__in=[])
     for first, last in localtime.consecutive_ranges(days):
@@ -117,36 +117,39 @@ def _spans_q(tenant, days, column):
     return q
 
 
-def _rollup_source(tenant, filters, bucket, dirty, dims):
+def _rollup_source(query: UsageQuery, bucket: str | None, dims: tuple[str, ...]) -> tuple[QuerySet[Any], str | None]:
     """(queryset, bucket column or None) reading the clean days from the rollup tables.
 
     Reads that neither filter nor group by key use the per-model daily table (keys x fewer rows).
     """
     if bucket == "hour":
-        start, end = localtime.day_span(tenant, filters.period.start, filters.period.end)
-        queryset = UsageHourly.objects.filter(tenant=tenant, hour__gte=start, hour__lt=end)
-        return queryset.exclude(_spans_q(tenant, dirty, "hour")), "hour"
-    table = UsageDaily if filters.api_key is not None or "api_key" in dims else UsageDailyModel
-    queryset = table.objects.filter(tenant=tenant, day__range=(filters.period.start, filters.period.end))
-    return queryset.exclude(day__in=dirty), ("day" if bucket == "day" else None)
+        hours = query.rollups(UsageHourly)
+        return hours.exclude(_spans_q(query.tenant, query.dirty_days, "hour")), "hour"
+    table = UsageDaily if query.api_key is not None or "api_key" in dims else UsageDailyModel
+    days = query.rollups(table).exclude(day__in=query.dirty_days)
+    return days, ("day" if bucket == "day" else None)
 
 
-def _ledger_source(tenant, bucket, dirty):
+def _ledger_source(query: UsageQuery, bucket: str | None) -> tuple[QuerySet[Any], str | None]:
     """(queryset, bucket column or None) aggregating the dirty days straight from the ledger.
 
     The bucket SQL is ours and the zone name a bound parameter, so RawSQL is safe here.
     """
-    queryset = CallRecord.objects.filter(_spans_q(tenant, dirty, "occurred_at"), tenant=tenant)
+    tenant = query.tenant
+    calls = query.narrowed(CallRecord.objects.filter(_spans_q(tenant, query.dirty_days, "occurred_at")))
     if bucket == "hour":
         sql, params = localtime.local_hour_sql("occurred_at", tenant.timezone)
-        return queryset.annotate(bucket=RawSQL(sql, params, output_field=DateTimeField())), "bucket"  # noqa: S611
+        return calls.annotate(bucket=RawSQL(sql, params, output_field=DateTimeField())), "bucket"  # noqa: S611
     if bucket == "day":
         sql, params = localtime.local_date_sql("occurred_at", tenant.timezone)
-        return queryset.annotate(bucket=RawSQL(sql, params, output_field=DateField())), "bucket"  # noqa: S611
-    return queryset, None
+        return calls.annotate(bucket=RawSQL(sql, params, output_field=DateField())), "bucket"  # noqa: S611
+    return calls, None
 
 
-def _group(queryset, bucket_column, dims, sums):
+def group_sums(
+    queryset: QuerySet[Any], bucket_column: str | None, dims: Iterable[str], sums: dict[str, Any]
+) -> Iterator[tuple[tuple[Any, ...], Totals]]:
+    """(group key, Totals) of ``queryset`` grouped by the bucket column and ``dims`` in SQL."""
     columns = ([bucket_column] if bucket_column else []) + [GROUPS[dim] for dim in dims]
     rows = queryset.values(*columns).annotate(**sums).order_by() if columns else [queryset.aggregate(**sums)]
     for row in rows:
@@ -154,28 +157,33 @@ def _group(queryset, bucket_column, dims, sums):
         yield key, _totals(row)
 
 
-def grouped_usage(*, tenant, filters, bucket=None, dims=()):
-    """{(bucket?, *dim ids): Totals} for the filters; ``bucket`` is "day", "hour" or None."""
-    dirty = _dirty_days(tenant, filters.period)
-    sources = [(_rollup_source(tenant, filters, bucket, dirty, dims), _SUMS)]
-    if dirty:
-        sources.append((_ledger_source(tenant, bucket, dirty), _LEDGER_SUMS))
-    result = {}
+def query_usage(query: UsageQuery, *, bucket: str | None = None, dims: tuple[str, ...] = ()) -> Grouped:
+    """{(bucket?, *dim ids): Totals} of the query; ``bucket`` is "day", "hour" or None."""
+    sources = [(_rollup_source(query, bucket, dims), ROLLUP_SUMS)]
+    if query.dirty_days:
+        sources.append((_ledger_source(query, bucket), LEDGER_SUMS))
+    result: Grouped = {}
     for (queryset, bucket_column), sums in sources:
-        for key, totals in _group(_scoped(queryset, filters), bucket_column, dims, sums):
+        for key, totals in group_sums(queryset, bucket_column, dims, sums):
             if bucket == "hour":
                 key = (key[0].astimezone(dt.UTC), *key[1:])
             result[key] = result[key] + totals if key in result else totals
     return result
 
 
+def grouped_usage(
+    *, tenant: Tenant, filters: UsageFilters, bucket: str | None = None, dims: tuple[str, ...] = ()
+) -> Grouped:
+    """``query_usage`` of a tenant and its filters."""
+    return query_usage(UsageQuery.of(tenant, filters), bucket=bucket, dims=dims)
+
+
 # --- Public selectors ----------------------------------------------------------------------
 
 
-def usage_summary(*, tenant, filters):
-    """Totals of the filtered calls."""
-    grouped = grouped_usage(tenant=tenant, filters=filters)
-    return sum(grouped.values(), Totals())
+def usage_summary(*, tenant: Tenant, filters: UsageFilters) -> Totals:
+    """Totals of the filtered calls (``UsageQuery.totals``: the page's grid)."""
+    return UsageQuery.of(tenant, filters).totals()
 
 
 def hour_buckets(tenant, period):
@@ -207,29 +215,31 @@ class Series:
     groups: list = field(default_factory=list)
 
 
-def usage_series(*, tenant, filters, bucket="day", group_by="model"):
-    """Gap-filled series by ``bucket`` ("day"/"hour"), one per ``group_by`` ("model"/"api_key"/None)."""
-    if bucket == "hour" and filters.period.days > MAX_HOURLY_DAYS:
-        raise ValueError(f"Hourly buckets cover at most {MAX_HOURLY_DAYS} days; use days for longer ranges.")
-    dims = (group_by,) if group_by else ()
-    grouped = grouped_usage(tenant=tenant, filters=filters, bucket=bucket, dims=dims)
-    buckets = bucket_values(tenant, filters.period, bucket, grouped)
-    group_ids = sorted({key[1] for key in grouped}) if group_by else [None]
-    objects = _objects(group_by, group_ids)
-    series = Series(bucket=bucket, buckets=buckets)
-    for group_id in group_ids:
-        points = [grouped.get((b, group_id) if group_by else (b,), Totals()) for b in buckets]
-        series.groups.append((objects.get(group_id), points))
+def usage_series(
+    *, tenant: Tenant, filters: UsageFilters, bucket: str = "day", group_by: str | None = "model"
+) -> Series:
+    """Gap-filled series by ``bucket`` ("day"/"hour"), one per ``group_by`` ("model"/"api_key"/None),
+    busiest first: the grid of the query, as points."""
+    grid = UsageQuery.of(tenant, filters, bucket=bucket, by=group_by or "model").grid()
+    series = Series(bucket=grid.bucket, buckets=grid.buckets)
+    usages = sorted(grid.models.items())
+    positions = range(len(grid.buckets))
+    if group_by is None:
+        series.groups.append((None, [sum((u.point(i) for _pk, u in usages), Totals()) for i in positions]))
+        return series
+    objects = group_objects(group_by, [pk for pk, _usage in usages])
+    series.groups = [(objects[pk], [usage.point(i) for i in positions]) for pk, usage in usages]
     series.groups.sort(key=lambda entry: -sum(point.total_tokens for point in entry[1]))
     return series
 
 
-def _objects(group_by, ids):
-    ids = [pk for pk in ids if pk is not None]
+def group_objects(group_by: str, ids: Iterable[int | None]) -> dict[int, Any]:
+    """{id: Model or ApiKey} of a grid's groups."""
+    wanted = [pk for pk in ids if pk is not None]
     if group_by == "model":
-        return Model.objects.in_bulk(ids)
+        return Model.objects.in_bulk(wanted)
     if group_by == "api_key":
-        return ApiKey.objects.in_bulk(ids)
+        return ApiKey.objects.in_bulk(wanted)
     return {}
 
 
@@ -240,11 +250,11 @@ class BreakdownRow:
     share: float  # of all tokens in the filtered range, 0..1
 
 
-def usage_breakdown(*, tenant, filters, by="model"):
-    """One row per model or key, largest first, with its share of the total tokens."""
-    grouped = grouped_usage(tenant=tenant, filters=filters, dims=(by,))
-    objects = _objects(by, [key[0] for key in grouped])
-    return breakdown_rows((objects[key[0]], totals) for key, totals in grouped.items())
+def usage_breakdown(*, tenant: Tenant, filters: UsageFilters, by: str = "model") -> list[BreakdownRow]:
+    """One row per model or key, largest first, with its share of the total tokens (the grid's groups)."""
+    grid = UsageQuery.of(tenant, filters, by=by).grid()
+    objects = group_objects(by, list(grid.models))
+    return breakdown_rows((objects[pk], usage.totals) for pk, usage in grid.models.items())
 
 
 def breakdown_rows(pairs):
@@ -325,16 +335,20 @@ def _export_chunks(period):
         start, size = end + dt.timedelta(days=1), EXPORT_CHUNK_DAYS
 
 
-def usage_rows(*, tenant, filters):
+def usage_rows(
+    *, tenant: Tenant | None = None, filters: UsageFilters | None = None, query: UsageQuery | None = None
+) -> Iterator[tuple[dt.date, ApiKey, Model, Totals]]:
     """Yield (date, ApiKey, Model, Totals) per local day x key x model, by day, key name, model name.
 
     Read a chunk of days at a time: memory stays flat over long ranges and the export starts at once.
     """
-    keys = ApiKey.objects.filter(tenant=tenant).in_bulk()
-    models = {}
-    for chunk in _export_chunks(filters.period):
-        chunk_filters = UsageFilters(chunk, filters.api_key, filters.model)
-        grouped = grouped_usage(tenant=tenant, filters=chunk_filters, bucket="day", dims=("api_key", "model"))
+    if query is None:
+        assert tenant is not None and filters is not None
+        query = UsageQuery.of(tenant, filters)
+    keys = ApiKey.objects.filter(tenant=query.tenant).in_bulk()
+    models: dict[int, Model] = {}
+    for chunk in _export_chunks(query.period):
+        grouped = query_usage(query.over(chunk), bucket="day", dims=("api_key", "model"))
         missing = {model_id for _, _, model_id in grouped} - models.keys()
         models.update(Model.objects.in_bulk(missing))
         order = lambda item: (item[0][0], keys[item[0][1]].name, models[item[0][2]].name)  # noqa: E731
@@ -352,14 +366,12 @@ def tenant_models(*, tenant):
     return Model.objects.filter(Q(pk__in=used) | Q(pk__in=used_dirty) | Q(tenant=tenant)).order_by("name")
 
 
-def ledger_calls(*, tenant, filters):
+def ledger_calls(*, tenant: Tenant, filters: UsageFilters) -> QuerySet[CallRecord]:
     """The calls on the filtered local days, unordered (the paginator orders them).
 
-    A read of the ledger rather than the rollups, for the API's call list.
+    A read of the ledger rather than the rollups, for the API's call list (``UsageQuery.calls``).
     """
-    start, end = localtime.day_span(tenant, filters.period.start, filters.period.end)
-    calls = CallRecord.objects.filter(tenant=tenant, occurred_at__gte=start, occurred_at__lt=end)
-    return _scoped(calls, filters).select_related("api_key", "model")
+    return UsageQuery.of(tenant, filters).calls().select_related("api_key", "model")
 
 
 # --- Operations: week over week per model ------------------------------------------------------
@@ -410,8 +422,8 @@ def model_week_over_week(*, tenant, today, api_key=None):
     """Per model, the last 7 local days ending ``today`` against the 7 before; busiest first.
     ``api_key``: only that key's calls (one of the tenant's keys)."""
     this_week, last_week = _weeks(today)
-    filters = UsageFilters(Period(last_week.start, today), api_key=api_key)
-    grouped = grouped_usage(tenant=tenant, filters=filters, bucket="day", dims=("model",))
+    query = UsageQuery(tenant, Period(last_week.start, today), api_key=api_key)
+    grouped = query_usage(query, bucket="day", dims=("model",))
     sums = {}
     for (day, model_id), totals in grouped.items():
         current, previous = sums.setdefault(model_id, ([0, 0], [0, 0]))
