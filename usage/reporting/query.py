@@ -166,21 +166,29 @@ class UsageQuery:
     # --- Answers -------------------------------------------------------------------------------
 
     def grid(self, book: PriceBook | None = None) -> UsageGrid:
+        """The query's grid (read once per query object: totals and cost share it)."""
+        if book is None:
+            return self._grid
         from usage.reporting.grid import query_grids
 
         return query_grids([self], book=book)[0]
+
+    @cached_property
+    def _grid(self) -> UsageGrid:
+        from usage.reporting.grid import query_grids
+
+        return query_grids([self])[0]
 
     def totals(self) -> Totals:
         return self.grid().totals
 
     def cost(self) -> CostSummary:
-        """The cost of the query's usage: the sum of its rounded day x key x model lines."""
-        from usage.reporting.costs import CostEngine
-
+        """The cost of the query's usage: the sum of its rounded day x key x model lines, with
+        the tokens and models no price covers (from the per-model grid)."""
+        if self.by != "model":
+            return self.using(by="model").cost()
         grid = self.grid()
-        if not grid.priced:
-            return CostEngine.for_query(self).summaries(self, ()).get((), _empty_cost())
-        return grid.cost_summary(_model_names(grid) if self.by == "model" else {})
+        return grid.cost_summary(_model_names(grid))
 
     def lines(self) -> list[CostLine]:
         """Every costed local day x key x model line, by day, key and model."""
@@ -196,12 +204,6 @@ class UsageQuery:
         engine = CostEngine.for_query(self)
         for day, key, model, totals in usage_rows(query=self):
             yield engine.costed_row(day, key, model, totals)
-
-
-def _empty_cost() -> CostSummary:
-    from usage.reporting.costs import CostSummary
-
-    return CostSummary()
 
 
 def _model_names(grid: UsageGrid) -> dict[int, str]:
