@@ -16,6 +16,7 @@ from collections import defaultdict
 import pytest
 
 from accounts import services as accounts
+from tests.usage.ledger_helpers import call_records_import
 from usage.ingestion import services
 from usage.ingestion.validation import validate_call
 from usage.models import CallRecord, DirtyDay, Model, UsageDaily, UsageDailyModel, UsageHourly
@@ -100,7 +101,7 @@ class Scenario:
             return f"ingest {result.accepted}/{result.duplicates}/{result.rejected}"
         if roll < 0.7:
             calls = [(line, validate_call(item)[0]) for line, item in enumerate(self.batch(), start=1)]
-            result = services.call_records_import(calls=calls, now=NOW)
+            result = call_records_import(calls=calls, now=NOW)
             return f"import {result.accepted}/{result.duplicates}/{result.rejected}"
         tenant = rng.choice(self.tenants)
         tenant.refresh_from_db()

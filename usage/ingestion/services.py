@@ -57,18 +57,38 @@ class IngestResult:
         return asdict(self)
 
 
+class Identity(NamedTuple):
+    """What is unique in the ledger (and claimed first): a tenant's request id."""
+
+    tenant_id: int
+    request_id: str
+
+
+class Content(NamedTuple):
+    """What "same content" compares between two reports of one request id (the ledger's columns
+    ``_CONTENT_COLUMNS``, in this order)."""
+
+    api_key_id: int
+    model_id: int
+    occurred_at: dt.datetime
+    input_tokens: int
+    output_tokens: int
+    cached_input_tokens: int | None
+    reasoning_tokens: int | None
+
+
 class Row(NamedTuple):
-    """A call that passed every check, as plain tuples: rows are handled by the thousand."""
+    """A call that passed every check, as tuples: rows are handled by the thousand."""
 
     position: int  # index in the batch (API) or line in the file
     key: ApiKey
-    identity: tuple  # (tenant id, request id): unique in the ledger
-    content: tuple  # what "same content" compares: key id, model id, instant, the four counts
+    identity: Identity
+    content: Content
     values: tuple  # the ledger's columns in _COLUMNS order
 
     @classmethod
     def build(cls, index, key, key_id, tenant_id, model_id, call):
-        content = (
+        content = Content(
             key_id,
             model_id,
             call.occurred_at,
@@ -77,15 +97,15 @@ class Row(NamedTuple):
             call.cached_input_tokens,
             call.reasoning_tokens,
         )
-        return cls(index, key, (tenant_id, call.request_id), content, (tenant_id, *content, call.request_id))
+        return cls(index, key, Identity(tenant_id, call.request_id), content, (tenant_id, *content, call.request_id))
 
     @property
     def request_id(self):
-        return self.identity[1]
+        return self.identity.request_id
 
     @property
     def occurred_at(self):
-        return self.content[2]
+        return self.content.occurred_at
 
 
 @dataclass
@@ -124,11 +144,6 @@ def call_records_ingest(*, items, now=None):
             calls.append((index, call))
     rows, tenants = _checked(calls, window=window, tenant=None, result=result)
     return _stored(CheckedCalls(rows, tenants, result), now=now, bulk=False)
-
-
-def call_records_import(*, calls, tenant=None, now=None):
-    """Store calls read from a file: ``call_records_check`` then ``call_records_store``."""
-    return call_records_store(call_records_check(calls=calls, tenant=tenant), now=now)
 
 
 def call_records_check(*, calls, tenant=None):
@@ -318,7 +333,7 @@ def _insert_rows(rows, *, now):
             outcome.conflicts.append(row)
     # Zones read after the insert: on SQLite the write lock is held by then, on PostgreSQL the
     # tenant lock; a zone change committed meanwhile is either seen here or waits for this commit.
-    zones = increments.tenant_zones({identity[0] for identity in inserted})
+    zones = increments.tenant_zones({tenant_id for tenant_id, _request_id in inserted})
     outcome.buckets = increments.hourly_from_values((first[identity].values for identity in inserted), zones)
     return outcome
 
@@ -428,8 +443,8 @@ def _stored_contents(identities):
     stored = CallRecord.objects.filter(condition).values_list("tenant_id", "request_id", *_CONTENT_COLUMNS)
     contents = {}
     for values in stored:
-        identity, content = (values[0], values[1]), tuple(values[2:])
-        if claims[identity] == content[2]:
+        identity, content = Identity(values[0], values[1]), Content(*values[2:])
+        if claims[identity] == content.occurred_at:
             contents[identity] = content
     return contents
 
@@ -517,7 +532,7 @@ def _touch_keys(rows, *, conflicts, now):
     rejected = {row.position for row in conflicts}
     latest, keys = {}, {}
     for row in rows:
-        key_id, _model_id, instant = row.content[:3]
+        key_id, instant = row.content.api_key_id, row.content.occurred_at
         if instant > latest.get(key_id, _EPOCH) and row.position not in rejected:
             latest[key_id], keys[key_id] = instant, row.key
     for key_id, instant in latest.items():
