@@ -10,7 +10,7 @@ OUTAGE_LOG_SECONDS = 60
 _last_outage_log = [0.0]
 
 
-def log_outage(message, *args):
+def log_outage(message: str, *args: object) -> None:
     """Log a broker/cache outage at most once per ``OUTAGE_LOG_SECONDS`` in this process."""
     now = time.monotonic()
     if now - _last_outage_log[0] >= OUTAGE_LOG_SECONDS:

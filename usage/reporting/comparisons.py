@@ -36,9 +36,11 @@ class PreviousUsage:
 
     key: str
     totals: Totals = field(default_factory=Totals)
-    models: dict = field(default_factory=dict)  # model id -> CostSummary (its cost; empty if unpriced)
+    models: dict[int, CostSummary] = field(
+        default_factory=dict
+    )  # model id -> CostSummary (its cost; empty if unpriced)
 
-    def cost_summary(self, names):
+    def cost_summary(self, names: object = None) -> CostSummary:
         total = CostSummary()
         for summary in self.models.values():
             total.merge(summary)
@@ -90,7 +92,7 @@ def _costed(
         model_totals, summary = result.get(model_id, (Totals(), CostSummary()))
         if engine is not None:
             cost = engine.line(day, model_id, totals)
-            if cost.currency is not None:
+            if cost.currency is not None and cost.amount is not None:
                 summary.merge(CostSummary({cost.currency: cost.amount}))
             else:
                 summary.unpriced_tokens += totals.total_tokens

@@ -29,10 +29,10 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from django.core.cache import cache
 from django.db.models import Q
@@ -63,21 +63,21 @@ CLOSED_DAYS_CACHE_SECONDS = 3600
 _PRECISION = 60
 
 
-def minor_unit(currency):
+def minor_unit(currency: str) -> Decimal:
     """The quantum amounts in ``currency`` are rounded to: Decimal("0.01") for most."""
     return Decimal(1).scaleb(-MINOR_UNITS.get(currency, 2))
 
 
-def round_amount(amount, currency):
+def round_amount(amount: Decimal, currency: str) -> Decimal:
     return amount.quantize(minor_unit(currency), rounding=ROUND_HALF_EVEN)
 
 
-def price_text(value):
+def price_text(value: Decimal | None) -> str | None:
     """A per-1K price without trailing zeros or exponent: "0.5", "100"; None stays None."""
     return None if value is None else format(value.normalize(), "f")
 
 
-def line_cost(*, price, totals):
+def line_cost(*, price: Price, totals: Totals) -> Decimal:
     """Cost of one line (``Totals`` of a day x key x model) at ``price``, rounded by the rule."""
     cached = min(totals.cached_input_tokens or 0, totals.input_tokens)
     cached_price = price.input_per_1k if price.cached_input_per_1k is None else price.cached_input_per_1k
@@ -106,41 +106,47 @@ class PriceTerms(NamedTuple):
     effective_from: dt.date
 
 
+# What costing reads of a price: a ModelPrice, or its terms alone.
+Price = ModelPrice | PriceTerms
+
+
 class PriceBook:
     """The prices of some models for one tenant, answering "which price is in force on a day"."""
 
-    def __init__(self, prices):
-        self._dates = {}  # (model_id, is_contract) -> sorted effective dates
-        self._prices = {}  # (model_id, is_contract) -> prices in the same order
+    def __init__(self, prices: Iterable[Price]) -> None:
+        self._dates: dict[tuple[int, bool], list[dt.date]] = {}  # (model_id, is_contract) -> sorted dates
+        self._prices: dict[tuple[int, bool], list[Price]] = {}  # (model_id, is_contract) -> prices, same order
         for price in sorted(prices, key=lambda p: p.effective_from):
             key = (price.model_id, price.tenant_id is not None)
             self._dates.setdefault(key, []).append(price.effective_from)
             self._prices.setdefault(key, []).append(price)
 
-    def _latest(self, model_id, contract, day):
+    def _latest(self, model_id: int, contract: bool, day: dt.date) -> Price | None:
         dates = self._dates.get((model_id, contract), [])
         index = bisect.bisect_right(dates, day)
         return self._prices[(model_id, contract)][index - 1] if index else None
 
-    def price_for(self, model_id, day):
+    def price_for(self, model_id: int, day: dt.date) -> Price | None:
         """The ModelPrice in force for the model on the local ``day``, or None."""
         return self._latest(model_id, True, day) or self._latest(model_id, False, day)
 
-    def platform_price_for(self, model_id, day):
+    def platform_price_for(self, model_id: int, day: dt.date) -> Price | None:
         return self._latest(model_id, False, day)
 
-    def prices(self):
+    def prices(self) -> list[Price]:
         """Every loaded price, by model then date."""
         return [price for prices in self._prices.values() for price in prices]
 
 
-def price_fingerprint(book):
+def price_fingerprint(book: PriceBook) -> str:
     """Every term of every price in ``book`` as one string: a cache key part that any change of a
     price (added, edited, deleted) changes. ModelPrice objects and PriceTerms give the same."""
     return repr(sorted(tuple(getattr(price, name) for name in PriceTerms._fields) for price in book.prices()))
 
 
-def prices_in_force(*, tenant, model_ids=None, period=None, terms_only=False):
+def prices_in_force(
+    *, tenant: Tenant, model_ids: Iterable[int] | None = None, period: Period | None = None, terms_only: bool = False
+) -> PriceBook:
     """A PriceBook of the tenant's contract prices and the platform prices, in one query.
 
     ``model_ids`` None loads every model's prices (for a streaming export that does not know its
@@ -172,30 +178,30 @@ def row_cost(resolver: PriceBook, day: dt.date, model_id: int, totals: Totals) -
 class CostSummary:
     """Cost of a set of lines: an amount per currency, plus what could not be priced."""
 
-    amounts: dict = field(default_factory=dict)  # currency -> Decimal, sum of rounded lines
+    amounts: dict[str, Decimal] = field(default_factory=dict)  # currency -> sum of rounded lines
     unpriced_tokens: int = 0
-    unpriced_models: list = field(default_factory=list)  # names, sorted
+    unpriced_models: list[str] = field(default_factory=list)  # names, sorted
 
     @property
-    def partial(self):
+    def partial(self) -> bool:
         return self.unpriced_tokens > 0
 
     @property
-    def currencies(self):
+    def currencies(self) -> list[str]:
         return sorted(self.amounts)
 
-    def add_line(self, *, amount, currency, totals, model_name):
+    def add_line(self, *, amount: Decimal | None, currency: str | None, totals: Totals, model_name: str) -> None:
         if currency is None:
             self.unpriced_tokens += totals.total_tokens
             if model_name not in self.unpriced_models:
                 bisect.insort(self.unpriced_models, model_name)
             return
-        self.amounts[currency] = self.amounts.get(currency, Decimal(0)) + amount
+        self.amounts[currency] = self.amounts.get(currency, Decimal(0)) + (amount or Decimal(0))
 
-    def __add__(self, other):
+    def __add__(self, other: CostSummary) -> CostSummary:
         return CostSummary(dict(self.amounts), self.unpriced_tokens, list(self.unpriced_models)).merge(other)
 
-    def merge(self, other):
+    def merge(self, other: CostSummary) -> CostSummary:
         """Add ``other`` into this summary in place (summing many summaries without copies)."""
         self.unpriced_tokens += other.unpriced_tokens
         for name in other.unpriced_models:
@@ -206,15 +212,15 @@ class CostSummary:
         return self
 
     @property
-    def display(self):
+    def display(self) -> list[tuple[str, str]]:
         """[(amount string, currency)] of the priced currencies, for templates."""
         return [(self.formatted(currency), currency) for currency in self.currencies]
 
-    def formatted(self, currency):
+    def formatted(self, currency: str) -> str:
         """The amount as a string with exactly the currency's minor digits ("12.30")."""
         return str(round_amount(self.amounts.get(currency, Decimal(0)), currency))
 
-    def as_api(self, *, fallback_currency=DEFAULT_CURRENCY):
+    def as_api(self, *, fallback_currency: str = DEFAULT_CURRENCY) -> list[dict[str, Any]]:
         """The API's ``cost``: one object per currency, sorted by currency code; never empty.
 
         With nothing priced, one object with amount zero in ``fallback_currency``. Every object
@@ -234,15 +240,15 @@ class CostLine:
     day: dt.date
     api_key_id: int
     model: Model
-    totals: object  # selectors.Totals
-    price: ModelPrice | None
+    totals: Totals
+    price: Price | None
     amount: Decimal | None
 
     @property
-    def currency(self):
+    def currency(self) -> str | None:
         return self.price.currency if self.price else None
 
-    def add_to(self, summary):
+    def add_to(self, summary: CostSummary) -> CostSummary:
         summary.add_line(amount=self.amount, currency=self.currency, totals=self.totals, model_name=self.model.name)
         return summary
 
@@ -429,16 +435,18 @@ def cost_by(
 class _PriceTexts:
     """Per-1K prices of ``self.price`` as display strings."""
 
+    price: ModelPrice
+
     @property
-    def input_text(self):
+    def input_text(self) -> str | None:
         return price_text(self.price.input_per_1k)
 
     @property
-    def cached_text(self):
+    def cached_text(self) -> str | None:
         return price_text(self.price.cached_input_per_1k)
 
     @property
-    def output_text(self):
+    def output_text(self) -> str | None:
         return price_text(self.price.output_per_1k)
 
 
@@ -459,7 +467,7 @@ class ReportRow:
 @dataclass
 class KeySection:
     api_key: ApiKey
-    rows: list
+    rows: list[ReportRow]
     totals: Totals
     cost: CostSummary
 
@@ -475,21 +483,21 @@ class PriceUse(_PriceTexts):
 
 @dataclass
 class ExpenseReport:
-    filters: object  # selectors.UsageFilters
-    sections: list  # KeySection, by key name
+    filters: UsageFilters
+    sections: list[KeySection]  # by key name
     totals: Totals
     cost: CostSummary
-    prices: list  # PriceUse, by model name, then scope, then date
+    prices: list[PriceUse]  # by model name, then scope, then date
 
     @property
-    def rows(self):
+    def rows(self) -> list[ReportRow]:
         return [row for section in self.sections for row in section.rows]
 
 
-def _report_rows(lines):
+def _report_rows(lines: list[CostLine]) -> list[ReportRow]:
     """ReportRow per (key, model, currency), in report order."""
     keys = ApiKey.objects.in_bulk({line.api_key_id for line in lines})
-    rows = {}
+    rows: dict[tuple[int, int, str | None], ReportRow] = {}
     for line in lines:
         key = (line.api_key_id, line.model.pk, line.currency)
         row = rows.setdefault(key, ReportRow(keys[line.api_key_id], line.model, line.currency))
@@ -501,8 +509,8 @@ def _report_rows(lines):
     )
 
 
-def _sections(rows):
-    sections = []
+def _sections(rows: list[ReportRow]) -> list[KeySection]:
+    sections: list[KeySection] = []
     for row in rows:
         if not sections or sections[-1].api_key != row.api_key:
             sections.append(KeySection(row.api_key, [], Totals(), CostSummary()))
@@ -513,12 +521,13 @@ def _sections(rows):
     return sections
 
 
-def _price_uses(lines):
-    uses = {}
+def _price_uses(lines: list[CostLine]) -> list[PriceUse]:
+    uses: dict[int, PriceUse] = {}
     for line in lines:
         if line.price is None:
             continue
-        use = uses.setdefault(line.price.pk, PriceUse(line.price, line.day, line.day))
+        # The report's book is loaded with ModelPrice objects (not terms_only): they name their model.
+        use = uses.setdefault(line.price.pk, PriceUse(cast(ModelPrice, line.price), line.day, line.day))
         use.first_day, use.last_day = min(use.first_day, line.day), max(use.last_day, line.day)
     return sorted(uses.values(), key=lambda u: (u.price.model.name, u.price.tenant_id is None, u.first_day))
 
@@ -551,19 +560,20 @@ class PriceEntry(_PriceTexts):
     applies: bool  # False: a contract price of the tenant overrides this platform price
 
 
-def _sheet_order(entry):
+def _sheet_order(entry: PriceEntry) -> tuple[str, bool, dt.date]:
     return (entry.price.model.name, not entry.applies, entry.price.effective_from)
 
 
-def price_sheet(*, tenant, today):
+def price_sheet(*, tenant: Tenant, today: dt.date) -> tuple[list[PriceEntry], list[PriceEntry]]:
     """(in force today, starting after today) price entries for the tenant's Prices page.
 
     Today's list holds the price that applies to each model and, when a contract price
     applies, the platform price it overrides.
     """
     book = prices_in_force(tenant=tenant)
-    current, upcoming = [], []
-    for price in book.prices():
+    current: list[PriceEntry] = []
+    upcoming: list[PriceEntry] = []
+    for price in cast(list[ModelPrice], book.prices()):  # not terms_only: ModelPrice objects
         day = max(price.effective_from, today)
         applies = book.price_for(price.model_id, day) == price
         if price.effective_from > today:

@@ -18,7 +18,7 @@ Python path, and SQLite has no exact decimal type.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -52,23 +52,23 @@ def applies(
     return not query.dirty_days
 
 
-def price_runs(book, period):
+def price_runs(book: PriceBook, period: Period) -> Iterator[tuple[int, dt.date, dt.date, Any]]:
     """(model_id, first_day, last_day, price) over which one price is in force within ``period``."""
-    starts_by_model = {}
+    starts_by_model: dict[int, set[dt.date]] = {}
     for price in book.prices():
         if period.start < price.effective_from <= period.end:
             starts_by_model.setdefault(price.model_id, set()).add(price.effective_from)
         starts_by_model.setdefault(price.model_id, set()).add(period.start)
-    for model_id, starts in starts_by_model.items():
-        starts = sorted(starts)
+    for model_id, start_set in starts_by_model.items():
+        starts = sorted(start_set)
         for index, first in enumerate(starts):
             last = starts[index + 1] - dt.timedelta(days=1) if index + 1 < len(starts) else period.end
-            price = book.price_for(model_id, first)
-            if price is not None:
-                yield model_id, first, last, price
+            in_force = book.price_for(model_id, first)
+            if in_force is not None:
+                yield model_id, first, last, in_force
 
 
-def _price_values(book, period, minor_digits):
+def _price_values(book: PriceBook, period: Period, minor_digits: MinorDigits) -> tuple[str, list[Any]]:
     """VALUES rows of the price runs, prices pre-scaled so that tokens x price is in minor units."""
     rows, params = [], []
     for model_id, first, last, price in price_runs(book, period):
@@ -81,7 +81,7 @@ def _price_values(book, period, minor_digits):
     return ", ".join(rows or [_NO_PRICE]), params
 
 
-def _statement(price_rows, group_columns, scoped):
+def _statement(price_rows: str, group_columns: list[str], scoped: str) -> str:
     group_select = "".join(f"{column} AS g{index}, " for index, column in enumerate(group_columns))
     group_names = "".join(f"g{index}, " for index in range(len(group_columns)))
     positions = ", ".join(str(position) for position in range(1, len(group_columns) + 3))
@@ -135,5 +135,5 @@ def cost_rows_with_revision(
             yield (day, model_id), *rest
 
 
-def model_names(ids):
+def model_names(ids: Iterable[int | None]) -> dict[int, str]:
     return {pk: model.name for pk, model in Model.objects.in_bulk([pk for pk in ids if pk is not None]).items()}

@@ -32,7 +32,7 @@ from usage.localtime import consecutive_ranges
 from usage.models import UsageDailyModel
 
 if TYPE_CHECKING:
-    from usage.reporting.costs import PriceBook
+    from usage.reporting.costs import Price, PriceBook
     from usage.reporting.query import UsageQuery
 from usage.reporting import costs_sql
 from usage.reporting.costs import minor_digits, minor_unit
@@ -47,7 +47,7 @@ FROM {_TABLE} WHERE tenant_id = %s AND day BETWEEN %s AND %s
 """
 
 
-def terms(price):
+def terms(price: Price | None) -> str:
     """The stored form of the price in force (None: no price), compared on every read."""
     if price is None:
         return ""
@@ -124,7 +124,7 @@ def _cost_and_store(query: UsageQuery, book: PriceBook, stale: dict[tuple[dt.dat
     return rows
 
 
-def _store(updates):
+def _store(updates: list[tuple[Any, ...]]) -> None:
     if not updates:
         return
     values = ", ".join(["(%s, %s, %s, %s, %s::numeric, %s)"] * len(updates))

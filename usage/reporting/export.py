@@ -9,11 +9,23 @@ Each row also has its cost and currency at the price in force that day (``CostEn
 prices are read once, after the header, so the header still leaves before any query.
 """
 
+from __future__ import annotations
+
 import csv
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from django.http import StreamingHttpResponse
 
 from usage.reporting.query import UsageQuery
+
+if TYPE_CHECKING:
+    from accounts.models import Tenant
+    from usage.reporting.selectors import UsageFilters
+
+if TYPE_CHECKING:
+    from accounts.models import Tenant
+    from usage.reporting.selectors import UsageFilters
 
 COLUMNS = [
     "date",
@@ -35,21 +47,29 @@ _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 class _Echo:
     """A file-like object whose write returns the line, so csv.writer can feed a generator."""
 
-    def write(self, value):
+    def write(self, value: str) -> str:
         return value
 
 
-def _text(value):
+def _text(value: str) -> str:
     return "'" + value if value.startswith(_FORMULA_STARTS) else value
 
 
-def _count(value):
+def _count(value: object) -> object:
     return "" if value is None else value  # not reported: an empty cell, never 0
 
 
-def csv_lines(*, tenant=None, filters=None, query=None):
+def _query_of(tenant: Tenant | None, filters: UsageFilters | None) -> UsageQuery:
+    if tenant is None or filters is None:
+        raise TypeError("Give a query, or a tenant and its filters")
+    return UsageQuery.of(tenant, filters)
+
+
+def csv_lines(
+    *, tenant: Tenant | None = None, filters: UsageFilters | None = None, query: UsageQuery | None = None
+) -> Iterator[str]:
     """The CSV's lines (the header first, before any query), one per ``UsageQuery.rows`` row."""
-    query = query or UsageQuery.of(tenant, filters)
+    query = query or _query_of(tenant, filters)
     writer = csv.writer(_Echo(), lineterminator="\r\n")
     yield writer.writerow(COLUMNS)
     for row in query.rows():
@@ -71,9 +91,11 @@ def csv_lines(*, tenant=None, filters=None, query=None):
         )
 
 
-def export_response(*, tenant=None, filters=None, query=None):
+def export_response(
+    *, tenant: Tenant | None = None, filters: UsageFilters | None = None, query: UsageQuery | None = None
+) -> StreamingHttpResponse:
     """The streamed CSV of a ``UsageQuery`` (or of a tenant and its filters)."""
-    query = query or UsageQuery.of(tenant, filters)
+    query = query or _query_of(tenant, filters)
     lines = (line.encode() for line in csv_lines(query=query))
     response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
     name = f"usage-{query.tenant.slug}-{query.period.start}-{query.period.end}.csv"

@@ -6,15 +6,21 @@ and its ``qs`` the ledger's calls that query covers (the calls API). Choices are
 tenant: another tenant's key or model is "not one of the available choices", never its data.
 """
 
+from __future__ import annotations
+
 import datetime as dt
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import django_filters
 from django import forms
+from django.db.models import QuerySet
 from django.forms.models import ModelChoiceIterator
 from django.forms.utils import flatatt
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
 
-from accounts.models import ApiKey
+from accounts.models import ApiKey, Tenant
 from usage.localtime import tenant_today
 from usage.models import CallRecord, Model
 from usage.reporting.periods import DEFAULT_PRESET, MAX_RANGE_DAYS, PRESETS, Period, preset_period
@@ -36,7 +42,7 @@ class PlainSelect(forms.Select):
     than the rest of the form together. Grouped choices fall back to Django's rendering.
     """
 
-    def render(self, name, value, attrs=None, renderer=None):
+    def render(self, name: str, value: Any, attrs: dict[str, Any] | None = None, renderer: Any = None) -> SafeString:
         choices = list(self.choices)
         if any(isinstance(label, list | tuple) for _value, label in choices):
             return super().render(name, value, attrs, renderer)
@@ -58,13 +64,13 @@ class ListedChoices(ModelChoiceIterator):
     """Choices from one plain query: Django's iterator opens a server-side cursor on PostgreSQL
     (three round trips) for what is a short list of keys or models."""
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[tuple[Any, Any]]:
         if self.field.empty_label is not None:
             yield ("", self.field.empty_label)
         for obj in self.queryset:
             yield self.choice(obj)
 
-    def __len__(self):
+    def __len__(self) -> int:
         # The rows themselves (and then cached), not a COUNT query.
         return len(self.queryset) + (self.field.empty_label is not None)
 
@@ -75,27 +81,27 @@ class ListedModelChoiceFilter(django_filters.ModelChoiceFilter):
     class field_class(django_filters.fields.ModelChoiceField):  # noqa: N801 (django-filter's attribute name)
         iterator = ListedChoices
 
-    def __init__(self, **kwargs):
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(empty_label="All", method="keep", widget=PlainSelect, **kwargs)
 
 
 class UsageFilterForm(forms.Form):
-    today = None  # set by the FilterSet: the tenant's local today
+    today: dt.date  # set by the FilterSet: the tenant's local today
 
-    def _bounded(self, name):
+    def _bounded(self, name: str) -> dt.date | None:
         day = self.cleaned_data.get(name)
         if day is not None and not MIN_DATE <= day <= MAX_DATE:
             raise forms.ValidationError(f"Enter a date between {MIN_DATE} and {MAX_DATE}.")
         return day
 
-    def clean_start(self):
+    def clean_start(self) -> dt.date | None:
         return self._bounded("start")
 
-    def clean_end(self):
+    def clean_end(self) -> dt.date | None:
         return self._bounded("end")
 
-    def clean(self):
-        data = super().clean()
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
         start, end = data.get("start"), data.get("end")
         if self.errors:
             return data
@@ -105,10 +111,11 @@ class UsageFilterForm(forms.Form):
             data["period"] = preset_period(data.get("preset") or DEFAULT_PRESET, self.today)
         return data
 
-    def _custom_period(self, start, end):
-        if start is None and end is None:
+    def _custom_period(self, start: dt.date | None, end: dt.date | None) -> Period:
+        first, last = start or end, end or start  # one date alone is a single day
+        if first is None or last is None:
             raise forms.ValidationError({"start": "Pick a start date for a custom range."})
-        start, end = start or end, end or start  # one date alone is a single day
+        start, end = first, last
         if end < start:
             raise forms.ValidationError({"end": "The end date is before the start date."})
         if (end - start).days + 1 > MAX_RANGE_DAYS:
@@ -139,7 +146,9 @@ class UsageFilterSet(django_filters.FilterSet):
         fields: list[str] = []
         form = UsageFilterForm
 
-    def __init__(self, data=None, *, tenant, now=None, **kwargs):
+    def __init__(
+        self, data: Mapping[str, Any] | None = None, *, tenant: Tenant, now: dt.datetime | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(data, queryset=CallRecord.objects.all(), **kwargs)
         self.tenant = tenant
         self.filters["api_key"].queryset = ApiKey.objects.filter(tenant=tenant).order_by("name")
@@ -147,27 +156,27 @@ class UsageFilterSet(django_filters.FilterSet):
         self.today = tenant_today(tenant, now)
 
     @property
-    def form(self):
+    def form(self) -> UsageFilterForm:
         form = super().form
         form.today = self.today
         return form
 
-    def keep(self, queryset, name, value):
+    def keep(self, queryset: QuerySet[CallRecord], name: str, value: object) -> QuerySet[CallRecord]:
         """Each field alone narrows nothing: the dates, key and model narrow together, in
         ``filter_queryset``, as the query they make."""
         return queryset
 
-    def filter_queryset(self, queryset):
+    def filter_queryset(self, queryset: QuerySet[CallRecord]) -> QuerySet[CallRecord]:
         """The calls of the tenant on the chosen local days, of the chosen key and model."""
         return self.query().calls(queryset)
 
-    def query(self, **options):
+    def query(self, **options: Any) -> UsageQuery:
         """The cleaned choice as the request's ``UsageQuery``; call after ``is_valid()``.
         ``options``: its ``bucket`` and ``by``."""
         data = self.form.cleaned_data
         return UsageQuery(self.tenant, data["period"], data.get("api_key"), data.get("model"), **options)
 
-    def usage_filters(self):
+    def usage_filters(self) -> UsageFilters:
         """The cleaned choice as ``UsageFilters`` (the query without its tenant)."""
         data = self.form.cleaned_data
         return UsageFilters(period=data["period"], api_key=data.get("api_key"), model=data.get("model"))

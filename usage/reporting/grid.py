@@ -18,7 +18,7 @@ the cached closed days alone and only today's segment (one day) is recomputed.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -63,25 +63,25 @@ class ModelUsage:
     reasoning: list = field(default_factory=list)
 
     @classmethod
-    def empty(cls, buckets, days):
+    def empty(cls, buckets: int, days: int) -> ModelUsage:
         return cls([0] * buckets, [0] * buckets, [0] * buckets, {}, [0] * days, [None] * buckets, [None] * buckets)
 
     @property
-    def total(self):
+    def total(self) -> list[int]:
         return [inp + out for inp, out in zip(self.input, self.output, strict=True)]
 
     @property
-    def unpriced_tokens(self):
+    def unpriced_tokens(self) -> int:
         return sum(self.unpriced)
 
-    def point(self, index):
+    def point(self, index: int) -> Totals:
         """Totals of one bucket."""
         return Totals(
             self.calls[index], self.input[index], self.output[index], self.cached[index], self.reasoning[index]
         )
 
     @property
-    def totals(self):
+    def totals(self) -> Totals:
         return Totals(
             sum(self.calls),
             sum(self.input),
@@ -90,7 +90,7 @@ class ModelUsage:
             _optional_sum(self.reasoning),
         )
 
-    def cost_summary(self, model_name):
+    def cost_summary(self, model_name: str) -> CostSummary:
         summary = CostSummary(
             {currency: sum(filter(None, amounts), Decimal(0)) for currency, amounts in self.cost.items()}
         )
@@ -99,13 +99,13 @@ class ModelUsage:
             summary.unpriced_models = [model_name]
         return summary
 
-    def day_cost(self, index):
+    def day_cost(self, index: int) -> CostSummary:
         """CostSummary of one local day (``grid.days[index]``): the currencies it has lines in."""
         amounts = {currency: amounts[index] for currency, amounts in self.cost.items() if amounts[index] is not None}
         return CostSummary(amounts, self.unpriced[index])
 
 
-def _optional_sum(values):
+def _optional_sum(values: Iterable[int | None]) -> int | None:
     result = None
     for value in values:
         result = add_optional(result, value)
@@ -123,17 +123,17 @@ class UsageGrid:
     by: str = "model"
 
     @property
-    def totals(self):
+    def totals(self) -> Totals:
         return sum((usage.totals for usage in self.models.values()), Totals())
 
-    def cost_summary(self, names):
+    def cost_summary(self, names: Mapping[int, str]) -> CostSummary:
         """CostSummary of the whole grid; ``names`` maps model ids to names (for unpriced models)."""
         total = CostSummary()
         for model_id, usage in self.models.items():
             total.merge(usage.cost_summary(names[model_id]))
         return total
 
-    def followed_by(self, later):
+    def followed_by(self, later: UsageGrid) -> UsageGrid:
         """This grid and ``later`` (whose buckets and days come after this one's) as one grid."""
         combined = UsageGrid(
             self.bucket,

@@ -94,7 +94,7 @@ class UsageQuery:
 
         filterset = UsageFilterSet(params, tenant=tenant)
         if not filterset.is_valid():
-            raise InvalidQuery({name: list(messages) for name, messages in filterset.form.errors.items()})
+            raise InvalidQuery({name: [str(m) for m in messages] for name, messages in filterset.form.errors.items()})
         return filterset.query(**options)
 
     def over(self, period: Period) -> UsageQuery:

@@ -46,7 +46,7 @@ class UsageFilters:
     model: Model | None = None
 
 
-def add_optional(a, b):
+def add_optional(a: int | None, b: int | None) -> int | None:
     if a is None:
         return b
     if b is None:
@@ -65,10 +65,10 @@ class Totals:
     reasoning_tokens: int | None = None
 
     @property
-    def total_tokens(self):
+    def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
 
-    def __add__(self, other):
+    def __add__(self, other: Totals) -> Totals:
         return Totals(
             self.calls + other.calls,
             self.input_tokens + other.input_tokens,
@@ -77,7 +77,7 @@ class Totals:
             add_optional(self.reasoning_tokens, other.reasoning_tokens),
         )
 
-    def as_dict(self):
+    def as_dict(self) -> dict[str, int | None]:
         return {
             "calls": self.calls,
             "input_tokens": self.input_tokens,
@@ -98,7 +98,7 @@ ROLLUP_SUMS: dict[str, Aggregate] = {
 LEDGER_SUMS = {**ROLLUP_SUMS, "calls_sum": Count("id")}
 
 
-def _totals(row):
+def _totals(row: dict[str, Any]) -> Totals:
     return Totals(
         int(row["calls_sum"] or 0),
         int(row["input_sum"] or 0),
@@ -186,7 +186,7 @@ def usage_summary(*, tenant: Tenant, filters: UsageFilters) -> Totals:
     return UsageQuery.of(tenant, filters).totals()
 
 
-def hour_buckets(tenant, period):
+def hour_buckets(tenant: Tenant, period: Period) -> list[dt.datetime]:
     """Every local hour start (as UTC instants) of the period; 23 or 25 on DST days."""
     start, end = localtime.day_span(tenant, period.start, period.end)
     buckets, instant = [], start.astimezone(dt.UTC)
@@ -198,7 +198,7 @@ def hour_buckets(tenant, period):
     return buckets
 
 
-def bucket_values(tenant, period, bucket, grouped):
+def bucket_values(tenant: Tenant, period: Period, bucket: str, grouped: Grouped) -> list[Any]:
     """The gap-filled buckets of ``period``: its local dates, or the UTC instants of its local
     hours together with those found in ``grouped`` (keyed by bucket first)."""
     if bucket != "hour":
@@ -257,7 +257,7 @@ def usage_breakdown(*, tenant: Tenant, filters: UsageFilters, by: str = "model")
     return breakdown_rows((objects[pk], usage.totals) for pk, usage in grid.models.items())
 
 
-def breakdown_rows(pairs):
+def breakdown_rows(pairs: Iterable[tuple[Any, Totals]]) -> list[BreakdownRow]:
     """BreakdownRows of (group, Totals) pairs: each with its share of their tokens, largest first."""
     pairs = list(pairs)
     grand_total = sum(totals.total_tokens for _group, totals in pairs)
@@ -287,11 +287,11 @@ class UsageVersion:
     dirty: tuple  # sorted (day, token) of the range's dirty marks
 
     @property
-    def has_dirty(self):
+    def has_dirty(self) -> bool:
         return bool(self.dirty)
 
 
-def usage_versions(tenant, periods):
+def usage_versions(tenant: Tenant, periods: list[Period]) -> list[UsageVersion]:
     """For each period, its ``UsageVersion``.
 
     Ingestion bumps a per-model daily row of the call's day in the transaction that stores it;
@@ -318,7 +318,7 @@ def usage_versions(tenant, periods):
     return versions
 
 
-def _date(value):
+def _date(value: dt.date | str) -> dt.date:
     return dt.date.fromisoformat(value) if isinstance(value, str) else value  # SQLite returns text
 
 
@@ -326,7 +326,7 @@ def _date(value):
 EXPORT_CHUNK_DAYS = 7
 
 
-def _export_chunks(period):
+def _export_chunks(period: Period) -> Iterator[Period]:
     """The period in chunks: first a single day, so an export starts at once, then a week each."""
     start, size = period.start, 1
     while start <= period.end:
@@ -356,7 +356,7 @@ def usage_rows(
             yield day, keys[key_id], models[model_id], totals
 
 
-def tenant_models(*, tenant):
+def tenant_models(*, tenant: Tenant) -> QuerySet[Model]:
     """Models the tenant can filter by: those it has used, plus its private ones."""
     used = UsageDailyModel.objects.filter(tenant=tenant).values("model_id").distinct()
     used_dirty = CallRecord.objects.filter(
@@ -390,22 +390,22 @@ class ModelTrend:
     share: float  # of this week's tokens, 0..1
 
     @property
-    def change(self):
+    def change(self) -> float | None:
         """Token change against last week as a fraction; None for a model new this week."""
         if not self.previous_tokens:
             return None
         return (self.tokens - self.previous_tokens) / self.previous_tokens
 
     @property
-    def change_percent(self):
+    def change_percent(self) -> int | None:
         return None if self.change is None else round(self.change * 100)
 
     @property
-    def share_percent(self):
+    def share_percent(self) -> int:
         return round(self.share * 100)
 
     @property
-    def hint(self):
+    def hint(self) -> str:
         if self.change is None:
             return "scale up" if self.tokens else ""
         if self.change >= SCALE_HINT_CHANGE:
@@ -413,18 +413,20 @@ class ModelTrend:
         return "scale down" if self.change <= -SCALE_HINT_CHANGE else ""
 
 
-def _weeks(today):
+def _weeks(today: dt.date) -> tuple[Period, Period]:
     this_week = Period(today - dt.timedelta(days=6), today)
     return this_week, this_week.previous()
 
 
-def model_week_over_week(*, tenant, today, api_key=None):
+def model_week_over_week(
+    *, tenant: Tenant, today: dt.date, api_key: ApiKey | None = None
+) -> tuple[Period, Period, list[ModelTrend]]:
     """Per model, the last 7 local days ending ``today`` against the 7 before; busiest first.
     ``api_key``: only that key's calls (one of the tenant's keys)."""
     this_week, last_week = _weeks(today)
     query = UsageQuery(tenant, Period(last_week.start, today), api_key=api_key)
     grouped = query_usage(query, bucket="day", dims=("model",))
-    sums = {}
+    sums: dict[int, tuple[list[int], list[int]]] = {}
     for (day, model_id), totals in grouped.items():
         current, previous = sums.setdefault(model_id, ([0, 0], [0, 0]))
         target = current if day >= this_week.start else previous
@@ -433,7 +435,14 @@ def model_week_over_week(*, tenant, today, api_key=None):
     models = Model.objects.in_bulk(sums.keys())
     week_tokens = sum(current[0] for current, _ in sums.values())
     trends = [
-        ModelTrend(models[pk], *current, *previous, current[0] / week_tokens if week_tokens else 0.0)
+        ModelTrend(
+            models[pk],
+            current[0],
+            current[1],
+            previous[0],
+            previous[1],
+            current[0] / week_tokens if week_tokens else 0.0,
+        )
         for pk, (current, previous) in sums.items()
     ]
     trends.sort(key=lambda t: (-t.tokens, -t.previous_tokens, t.model.name))

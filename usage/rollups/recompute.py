@@ -25,16 +25,23 @@ Hourly buckets before the horizon keep the old zone's hour starts (the same inst
 a whole number of hours apart).
 """
 
+from __future__ import annotations
+
 import datetime as dt
 import logging
 import uuid
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from django.db import connection, transaction
+from django.db.backends.utils import CursorWrapper
+from django.db.models import QuerySet
 from django.dispatch import Signal
 from django.utils import timezone
 
 from usage.ledger.retention import detail_available_from, purge_horizon
 from usage.localtime import (
+    SqlAndParams,
     consecutive_ranges,
     day_span,
     local_date_sql,
@@ -46,6 +53,9 @@ from usage.localtime import (
 from usage.models import CallRecord, DirtyDay, UsageDaily, UsageDailyModel, UsageHourly
 from usage.rollups.increments import lock_tenant_exclusive
 
+if TYPE_CHECKING:
+    from accounts.models import Tenant
+
 logger = logging.getLogger(__name__)
 
 # Sent after a transaction that marked days dirty commits, with ``tenant_id``: ``usage.tasks``
@@ -53,7 +63,7 @@ logger = logging.getLogger(__name__)
 days_marked_dirty = Signal()
 
 
-def mark_days_dirty(*, tenant, days):
+def mark_days_dirty(*, tenant: Tenant, days: Iterable[dt.date]) -> None:
     """Mark ``days`` (local dates) of ``tenant`` stale and enqueue their recompute on commit."""
     available_from = detail_available_from(tenant)
     days = sorted(day for day in set(days) if available_from is None or day >= available_from)
@@ -87,13 +97,24 @@ _COLUMNS = (
 )
 
 
-def _instant_params(start, end):
+def _instant_params(start: dt.datetime, end: dt.datetime) -> list[Any]:
     """Raw SQL gets instants the way the ORM stores them (SQLite: naive UTC text)."""
     adapt = connection.ops.adapt_datetimefield_value
     return [adapt(start), adapt(end)]
 
 
-def _insert_grouped(cursor, tenant, start, end, *, target, bucket, source, time_column, calls):
+def _insert_grouped(
+    cursor: CursorWrapper,
+    tenant: Tenant,
+    start: dt.datetime,
+    end: dt.datetime,
+    *,
+    target: str,
+    bucket: tuple[str, SqlAndParams],
+    source: str,
+    time_column: str,
+    calls: str,
+) -> None:
     """INSERT the buckets of ``target`` summed from ``source`` rows whose ``time_column`` lies in [start, end)."""
     bucket_name, (bucket_sql, params) = bucket
     cursor.execute(
@@ -105,7 +126,7 @@ def _insert_grouped(cursor, tenant, start, end, *, target, bucket, source, time_
     )
 
 
-def _insert_hourly(cursor, tenant, start, end):
+def _insert_hourly(cursor: CursorWrapper, tenant: Tenant, start: dt.datetime, end: dt.datetime) -> None:
     bucket = ("hour", local_hour_sql("occurred_at", tenant.timezone))
     _insert_grouped(
         cursor, tenant, start, end, target="hourly", bucket=bucket, source="ledger", time_column="occurred_at",
@@ -113,7 +134,7 @@ def _insert_hourly(cursor, tenant, start, end):
     )  # fmt: skip
 
 
-def _insert_daily(cursor, tenant, start, end):
+def _insert_daily(cursor: CursorWrapper, tenant: Tenant, start: dt.datetime, end: dt.datetime) -> None:
     bucket = ("day", local_date_sql("hour", tenant.timezone))
     _insert_grouped(
         cursor, tenant, start, end, target="daily", bucket=bucket, source="hourly", time_column="hour",
@@ -121,7 +142,7 @@ def _insert_daily(cursor, tenant, start, end):
     )  # fmt: skip
 
 
-def _insert_daily_model(cursor, tenant, first_day, last_day):
+def _insert_daily_model(cursor: CursorWrapper, tenant: Tenant, first_day: dt.date, last_day: dt.date) -> None:
     cursor.execute(
         f"INSERT INTO {_TABLES['daily_model']} (tenant_id, model_id, day, calls, input_tokens, output_tokens, "
         "cached_input_tokens, reasoning_tokens) "
@@ -134,7 +155,7 @@ def _insert_daily_model(cursor, tenant, first_day, last_day):
 # --- Recompute ---------------------------------------------------------------------------
 
 
-def usage_rollup_days(*, tenant, first_day, last_day):
+def usage_rollup_days(*, tenant: Tenant, first_day: dt.date, last_day: dt.date) -> None:
     """Recompute the hourly and daily buckets of local days first_day..last_day inclusive.
 
     Dirty marks of those days are cleared only if no ingestion re-marked them meanwhile. Hourly
@@ -158,7 +179,7 @@ def usage_rollup_days(*, tenant, first_day, last_day):
             DirtyDay.objects.filter(pk=pk, token=token).delete()
 
 
-def _first_hour_in_ledger(tenant):
+def _first_hour_in_ledger(tenant: Tenant) -> dt.datetime:
     """The first of the tenant's local hours whose calls are all in the ledger (the horizon, or the
     next local hour start after it in a zone like +05:30)."""
     horizon = purge_horizon()
@@ -168,7 +189,7 @@ def _first_hour_in_ledger(tenant):
     return hour if hour >= horizon else hour + dt.timedelta(hours=1)
 
 
-def usage_resum_purged_days(*, tenant):
+def usage_resum_purged_days(*, tenant: Tenant) -> None:
     """Re-sum the daily buckets of days before call detail is available from their hourly buckets
     (after a zone change: their local dates moved). Touches no hourly bucket and no ledger."""
     available_from = detail_available_from(tenant)
@@ -180,7 +201,7 @@ def usage_resum_purged_days(*, tenant):
         usage_rollup_days(tenant=tenant, first_day=first_day, last_day=available_from - dt.timedelta(days=1))
 
 
-def usage_rollup_dirty(*, tenant, chunk_days=31):
+def usage_rollup_dirty(*, tenant: Tenant, chunk_days: int = 31) -> int:
     """Recompute every dirty day of the tenant, in transactions of at most ``chunk_days`` days.
 
     A range that fails does not stop the others: each is tried, then the first error is raised
@@ -203,16 +224,23 @@ def usage_rollup_dirty(*, tenant, chunk_days=31):
     return done
 
 
-def ledger_day_range(*, tenant):
+def ledger_day_range(*, tenant: Tenant) -> tuple[dt.date, dt.date] | None:
     """First and last local day with calls, or None when the tenant has none."""
     bounds = CallRecord.objects.filter(tenant=tenant).order_by("occurred_at").values_list("occurred_at", flat=True)
     first, last = bounds.first(), bounds.last()
-    if first is None:
+    if first is None or last is None:
         return None
     return local_day(tenant, first), local_day(tenant, last)
 
 
-def usage_rebuild(*, tenant, first_day=None, last_day=None, chunk_days=7, progress=None):
+def usage_rebuild(
+    *,
+    tenant: Tenant,
+    first_day: dt.date | None = None,
+    last_day: dt.date | None = None,
+    chunk_days: int = 7,
+    progress: Callable[[int], object] | None = None,
+) -> int:
     """Rebuild a tenant's rollups over a range (default: all its ledger), in chunks of days.
 
     Buckets outside the ledger's range (e.g. left from a previous time zone) are removed.
@@ -238,10 +266,15 @@ def usage_rebuild(*, tenant, first_day=None, last_day=None, chunk_days=7, progre
     return done
 
 
-def _drop_rollups_outside(tenant, bounds, available_from):
+def _drop_rollups_outside(
+    tenant: Tenant, bounds: tuple[dt.date, dt.date] | None, available_from: dt.date | None
+) -> None:
     """Remove buckets of days without calls, except those before the horizon (the only record left)."""
     hourly = UsageHourly.objects.filter(tenant=tenant)
-    daily = [UsageDaily.objects.filter(tenant=tenant), UsageDailyModel.objects.filter(tenant=tenant)]
+    daily: list[QuerySet[Any]] = [
+        UsageDaily.objects.filter(tenant=tenant),
+        UsageDailyModel.objects.filter(tenant=tenant),
+    ]
     if available_from is not None:
         hourly = hourly.filter(hour__gte=local_midnight(tenant, available_from))
         daily = [queryset.filter(day__gte=available_from) for queryset in daily]
@@ -253,7 +286,7 @@ def _drop_rollups_outside(tenant, bounds, available_from):
         queryset.delete()
 
 
-def tenant_zone_changed(*, tenant):
+def tenant_zone_changed(*, tenant: Tenant) -> None:
     """Local days move with the zone: every day with calls is marked dirty in one transaction.
 
     Reads then come from the ledger (exact in the new zone) until the rollup task, its retries
