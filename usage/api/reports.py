@@ -13,9 +13,9 @@ from usage.api.schema import responses
 from usage.api.scope import api_tenant
 from usage.api.serializers import CostSerializer, PeriodSerializer, TotalsSerializer
 from usage.api.throttling import AccessTokenThrottle
-from usage.dashboard.reports import MonthlyReportForm
 from usage.localtime import tenant_today
 from usage.reporting.costs import expense_report
+from usage.reporting.filters import MonthlyReportForm
 
 
 def _key_fields(api_key):

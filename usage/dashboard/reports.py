@@ -2,7 +2,6 @@
 
 import csv
 import datetime as dt
-import re
 
 from django import forms
 from django.contrib.auth.decorators import login_required
@@ -16,49 +15,10 @@ from usage.dashboard.colors import model_color
 from usage.localtime import tenant_today
 from usage.models import Model
 from usage.reporting.costs import expense_report, price_sheet
-from usage.reporting.periods import Period, month_period
+from usage.reporting.filters import MonthlyReportForm
+from usage.reporting.periods import Period
 from usage.reporting.query import UsageQuery
 from usage.reporting.selectors import SCALE_HINT_CHANGE, model_week_over_week
-
-MONTH_RE = re.compile(r"^(\d{4})-(\d{2})$")
-MIN_YEAR, MAX_YEAR = 1970, 9998
-
-
-class MonthlyReportForm(forms.Form):
-    """Month (YYYY-MM, default the tenant's current month) and key (public id, default all)."""
-
-    month = forms.CharField(required=False, widget=forms.DateInput(attrs={"type": "month"}))
-    api_key = forms.ModelChoiceField(
-        queryset=ApiKey.objects.none(), to_field_name="public_id", required=False, empty_label="All", label="API Key"
-    )
-
-    def __init__(self, data=None, *, tenant, today):
-        super().__init__(data)
-        self.tenant, self.today = tenant, today
-        # Revoked keys stay: a past month is reported under the key's name.
-        self.fields["api_key"].queryset = ApiKey.objects.filter(tenant=tenant).order_by("name")
-
-    def clean_month(self):
-        value = (self.cleaned_data.get("month") or "").strip()
-        if not value:
-            return month_period(self.today.year, self.today.month)
-        match = MONTH_RE.match(value)
-        if not match or not 1 <= int(match[2]) <= 12:
-            raise forms.ValidationError("Enter a month as YYYY-MM, for example 2026-11.")
-        # The API's date bounds (usage.api.scope): outside them local midnights can overflow.
-        if not MIN_YEAR <= int(match[1]) <= MAX_YEAR:
-            raise forms.ValidationError(f"Enter a month between {MIN_YEAR}-01 and {MAX_YEAR}-12.")
-        return month_period(int(match[1]), int(match[2]))
-
-    def usage_query(self):
-        """The report's ``UsageQuery``: the month, all keys or one."""
-        return UsageQuery(self.tenant, self.cleaned_data["month"], api_key=self.cleaned_data.get("api_key"))
-
-    def query(self):
-        """The URL query of the cleaned choice, for the CSV link and the API."""
-        period, key = self.cleaned_data["month"], self.cleaned_data.get("api_key")
-        query = f"month={period.start:%Y-%m}"
-        return f"{query}&api_key={key.public_id}" if key else query
 
 
 def _report_form(request, tenant):

@@ -9,6 +9,7 @@ tenant: another tenant's key or model is "not one of the available choices", nev
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -23,7 +24,7 @@ from django.utils.safestring import SafeString
 from accounts.models import ApiKey, Tenant
 from usage.localtime import tenant_today
 from usage.models import CallRecord, Model
-from usage.reporting.periods import DEFAULT_PRESET, MAX_RANGE_DAYS, PRESETS, Period, preset_period
+from usage.reporting.periods import DEFAULT_PRESET, MAX_RANGE_DAYS, PRESETS, Period, month_period, preset_period
 from usage.reporting.query import UsageQuery
 from usage.reporting.selectors import UsageFilters, tenant_models
 
@@ -180,3 +181,48 @@ class UsageFilterSet(django_filters.FilterSet):
         """The cleaned choice as ``UsageFilters`` (the query without its tenant)."""
         data = self.form.cleaned_data
         return UsageFilters(period=data["period"], api_key=data.get("api_key"), model=data.get("model"))
+
+
+# --- The monthly report's question -------------------------------------------------------------
+
+MONTH_RE = re.compile(r"^(\d{4})-(\d{2})$")
+MIN_YEAR, MAX_YEAR = 1970, 9998
+
+
+class MonthlyReportForm(forms.Form):
+    """Month (YYYY-MM, default the tenant's current month) and key (public id, default all)."""
+
+    month = forms.CharField(required=False, widget=forms.DateInput(attrs={"type": "month"}))
+    api_key = forms.ModelChoiceField(
+        queryset=ApiKey.objects.none(), to_field_name="public_id", required=False, empty_label="All", label="API Key"
+    )
+
+    def __init__(self, data: Mapping[str, Any] | None = None, *, tenant: Tenant, today: dt.date) -> None:
+        super().__init__(data)
+        self.tenant, self.today = tenant, today
+        # Revoked keys stay: a past month is reported under the key's name.
+        key_field = self.fields["api_key"]
+        assert isinstance(key_field, forms.ModelChoiceField)
+        key_field.queryset = ApiKey.objects.filter(tenant=tenant).order_by("name")
+
+    def clean_month(self) -> Period:
+        value = (self.cleaned_data.get("month") or "").strip()
+        if not value:
+            return month_period(self.today.year, self.today.month)
+        match = MONTH_RE.match(value)
+        if not match or not 1 <= int(match[2]) <= 12:
+            raise forms.ValidationError("Enter a month as YYYY-MM, for example 2026-11.")
+        # The API's date bounds (usage.api.scope): outside them local midnights can overflow.
+        if not MIN_YEAR <= int(match[1]) <= MAX_YEAR:
+            raise forms.ValidationError(f"Enter a month between {MIN_YEAR}-01 and {MAX_YEAR}-12.")
+        return month_period(int(match[1]), int(match[2]))
+
+    def usage_query(self) -> UsageQuery:
+        """The report's ``UsageQuery``: the month, all keys or one."""
+        return UsageQuery(self.tenant, self.cleaned_data["month"], api_key=self.cleaned_data.get("api_key"))
+
+    def query(self) -> str:
+        """The URL query of the cleaned choice, for the CSV link and the API."""
+        period, key = self.cleaned_data["month"], self.cleaned_data.get("api_key")
+        url_query = f"month={period.start:%Y-%m}"
+        return f"{url_query}&api_key={key.public_id}" if key else url_query
