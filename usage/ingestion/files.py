@@ -6,6 +6,8 @@ and the text as read, for the rejects file. Readers stream: memory does not grow
 file. Bytes that are not UTF-8 are kept as lone surrogates, which validation rejects.
 """
 
+from __future__ import annotations
+
 import contextlib
 import csv
 import datetime as dt
@@ -15,10 +17,20 @@ import queue
 import re
 import threading
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from usage.ingestion import validation as ingest
 from usage.ingestion.traces import parse_trace_timestamp, trace_request_id
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator, Sequence
+    from typing import TypeVar
+
+    from _typeshed import StrPath
+
+    from usage.ingestion.validation import FieldError
+
+    _T = TypeVar("_T")
 
 AZURE_HEADER = ["TIMESTAMP", "ContextTokens", "GeneratedTokens"]
 _INTEGER = re.compile(r"-?[0-9]+\Z")
@@ -38,7 +50,7 @@ class Unreadable(NamedTuple):
     detail: str
 
     @property
-    def errors(self):
+    def errors(self) -> list[FieldError]:
         return [ingest.error(None, self.code, self.detail)]
 
 
@@ -49,11 +61,11 @@ class FileFormatError(ValueError):
 class LineSource:
     """The file's lines, decoded, counting the bytes read so far for a progress bar."""
 
-    def __init__(self, path):
+    def __init__(self, path: StrPath) -> None:
         self.path = Path(path)
         self.bytes_read = 0
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[str]:
         with self.path.open("rb", buffering=1 << 20) as handle:
             for number, raw in enumerate(handle):
                 self.bytes_read += len(raw)
@@ -64,22 +76,22 @@ class LineSource:
 class _Recorded:
     """Lines passed on to ``csv.reader``, kept until taken: the text of the record just read."""
 
-    def __init__(self, lines):
+    def __init__(self, lines: Iterable[str]) -> None:
         self.lines = lines
-        self.pending = []
+        self.pending: list[str] = []
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[str]:
         for text in self.lines:
             self.pending.append(text)
             yield text
 
-    def take(self):
+    def take(self) -> str:
         text = "".join(self.pending).rstrip("\r\n")
         self.pending.clear()
         return text
 
 
-def read_jsonl(source):
+def read_jsonl(source: Iterable[str]) -> Iterator[Entry]:
     for line, text in enumerate(source, start=1):
         text = text.rstrip("\r\n")
         if not text.strip():
@@ -91,7 +103,7 @@ def read_jsonl(source):
         yield Entry(line, item, text)
 
 
-def read_csv(source):
+def read_csv(source: Iterable[str]) -> Iterator[Entry]:
     """CSV with a header naming the API's fields; an empty cell is a missing value."""
     recorded = _Recorded(source)
     reader = csv.reader(recorded)
@@ -104,6 +116,7 @@ def read_csv(source):
             f"CSV header must name the fields {', '.join(ingest.FIELDS)} (the last two optional), each once; "
             f"unknown: {unknown or 'none'}, missing: {missing or 'none'}."
         )
+    item: Unreadable | dict[str, str | int | None]
     for row in reader:
         text = recorded.take()
         if not row:
@@ -115,7 +128,7 @@ def read_csv(source):
         yield Entry(reader.line_num, item, text)
 
 
-def _cell(name, value):
+def _cell(name: str, value: str) -> str | int | None:
     if value == "":
         return None
     if name in _COUNT_FIELDS and _INTEGER.match(value):
@@ -123,7 +136,7 @@ def _cell(name, value):
     return value  # validation names what is wrong with it
 
 
-def read_azure(source, *, api_keys, model, shift):
+def read_azure(source: LineSource, *, api_keys: Sequence[str], model: str, shift: dt.timedelta) -> Iterator[Entry]:
     """An Azure trace as calls of ``model``, keys assigned round-robin by line number.
 
     Request ids come from ``trace_request_id``, so a second import is recognised as
@@ -135,6 +148,7 @@ def read_azure(source, *, api_keys, model, shift):
     recorded.take()
     if header != AZURE_HEADER:
         raise FileFormatError(f"Not an Azure LLM inference trace: header {header!r}, expected {AZURE_HEADER!r}.")
+    occurred_at: dt.datetime | str
     for row in reader:
         text = recorded.take()
         line = reader.line_num
@@ -156,7 +170,7 @@ def read_azure(source, *, api_keys, model, shift):
         yield Entry(line, item, text)
 
 
-def azure_first_day(path):
+def azure_first_day(path: StrPath) -> dt.date:
     """The UTC date of a trace's first call, from which ``--shift-to`` counts."""
     with Path(path).open(newline="", encoding="utf-8") as handle:
         reader = csv.reader(handle)
@@ -171,12 +185,12 @@ def azure_first_day(path):
             raise FileFormatError(f"{path}:2: {exc}") from exc
 
 
-def shift_to(path, day):
+def shift_to(path: StrPath, day: dt.date) -> dt.timedelta:
     """The whole-day shift that moves the trace's first call to ``day``, keeping times of day."""
     return dt.timedelta(days=(day - azure_first_day(path)).days)
 
 
-def sniff_format(path):
+def sniff_format(path: StrPath) -> Literal["jsonl", "csv", "azure"]:
     """``jsonl``, ``csv`` or ``azure`` from the file name and, for CSV, its header."""
     suffix = Path(path).suffix.lower()
     if suffix in (".jsonl", ".ndjson", ".json"):
@@ -193,18 +207,18 @@ class Validated(NamedTuple):
     line: int
     text: str
     call: ingest.Call | None
-    errors: object
+    errors: Sequence[FieldError]
     request_id: str | None
 
 
-def validated_chunks(entries, size):
+def validated_chunks(entries: Iterator[Entry], size: int) -> Iterator[list[Validated]]:
     """Lists of up to ``size`` ``Validated`` entries. The parsed items are dropped: only the
     ``Call`` (or the errors) and the text stay, which keeps an import's memory small."""
     while chunk := list(itertools.islice(entries, size)):
         yield [_validated(entry) for entry in chunk]
 
 
-def _validated(entry):
+def _validated(entry: Entry) -> Validated:
     if isinstance(entry.item, Unreadable):
         return Validated(entry.line, entry.text, None, entry.item.errors, None)
     call, errors = ingest.validate_call(entry.item)
@@ -216,15 +230,17 @@ class _Failed(NamedTuple):
     error: BaseException
 
 
-def prefetched(iterable, depth=1, finish=None):
+def prefetched(iterable: Iterable[_T], depth: int = 1, finish: Callable[[], object] | None = None) -> Iterator[_T]:
     """Iterate ``iterable`` in a thread, up to ``depth`` items ahead of the consumer.
 
     An error in the thread is raised in the consumer; a consumer that stops early stops the
     thread. ``finish`` runs in the thread when it ends (e.g. to close its database connections).
     """
+    # The iterable's items, then ``done`` or a _Failed: only ``done`` being a plain object tells them apart.
+    items: queue.Queue[Any]
     items, stop, done = queue.Queue(maxsize=depth), threading.Event(), object()
 
-    def produce():
+    def produce() -> None:
         try:
             for item in iterable:
                 if not _put(items, item, stop):
@@ -248,7 +264,7 @@ def prefetched(iterable, depth=1, finish=None):
         thread.join(timeout=5)
 
 
-def _put(items, item, stop):
+def _put(items: queue.Queue[Any], item: object, stop: threading.Event) -> bool:
     """Put ``item`` unless the consumer has gone; True when it was put."""
     while not stop.is_set():
         try:
@@ -260,7 +276,7 @@ def _put(items, item, stop):
 
 
 @contextlib.contextmanager
-def fewer_collections():
+def fewer_collections() -> Iterator[None]:
     """Run the cyclic garbage collector rarely, and never over what existed before.
 
     An import allocates millions of short-lived objects while a few chunks of them stay

@@ -15,11 +15,13 @@ rejected, leaving the stored call as it was. Calls before the retention horizon
 (``usage.ledger.retention``) are rejected: their claims were purged with them.
 """
 
+from __future__ import annotations
+
 import datetime as dt
 import io
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import psycopg
 import psycopg.copy
@@ -36,6 +38,28 @@ from usage.ledger import partitions, retention
 from usage.models import CallRecord, CallRequest, Model
 from usage.rollups import increments
 
+if TYPE_CHECKING:
+    from collections.abc import Callable, Collection, Iterable, Sequence
+
+    from django.db.backends.utils import CursorWrapper
+
+    from accounts.models import Tenant
+    from usage.ingestion.validation import Call, FieldError
+
+    class ItemError(FieldError):
+        """A rejection as the API reports it: ``FieldError`` and the item it is about."""
+
+        index: int  # position in the batch (API) or line in the file
+        request_id: str | None
+
+    # The ledger's columns in _COLUMNS order: tenant, key, model, instant, the four counts, request id.
+    Values = tuple[int, int, int, dt.datetime, int, int, int | None, int | None, str]
+    Window = tuple[dt.datetime, dt.datetime]  # earliest and latest instant accepted
+    Candidate = tuple[int, ApiKey, Call]  # position, key, call
+    ModelIds = dict[str, tuple[int, int | None]]  # model name -> (id, tenant id or None if public)
+    # (tenant id, request id): an Identity, or the plain tuple the database returns for one.
+    IdentityKey = tuple[int, str]
+
 # Bumping "last used" on every batch would write the same key or token row many times a second.
 _SQLITE_ROWS_PER_STATEMENT = 500  # 10 values a row stays far below SQLite's 32,766 variables
 _RETRIES = 3
@@ -47,13 +71,13 @@ class IngestResult:
     accepted: int = 0
     duplicates: int = 0
     rejected: int = 0
-    errors: list = field(default_factory=list)
+    errors: list[ItemError] = field(default_factory=list)
 
-    def reject(self, index, request_id, errors):
+    def reject(self, index: int, request_id: str | None, errors: Iterable[FieldError]) -> None:
         self.rejected += 1
         self.errors.extend({"index": index, "request_id": request_id, **item} for item in errors)
 
-    def as_dict(self):
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -84,10 +108,10 @@ class Row(NamedTuple):
     key: ApiKey
     identity: Identity
     content: Content
-    values: tuple  # the ledger's columns in _COLUMNS order
+    values: Values  # the ledger's columns in _COLUMNS order
 
     @classmethod
-    def build(cls, index, key, key_id, tenant_id, model_id, call):
+    def build(cls, index: int, key: ApiKey, key_id: int, tenant_id: int, model_id: int, call: Call) -> Row:
         content = Content(
             key_id,
             model_id,
@@ -100,11 +124,11 @@ class Row(NamedTuple):
         return cls(index, key, Identity(tenant_id, call.request_id), content, (tenant_id, *content, call.request_id))
 
     @property
-    def request_id(self):
+    def request_id(self) -> str:
         return self.identity.request_id
 
     @property
-    def occurred_at(self):
+    def occurred_at(self) -> dt.datetime:
         return self.content.occurred_at
 
 
@@ -112,8 +136,9 @@ class Row(NamedTuple):
 class _Outcome:
     accepted: int = 0
     duplicates: int = 0
-    conflicts: list = field(default_factory=list)
-    buckets: dict = field(default_factory=dict)  # the stored calls' hourly buckets (``usage.rollups.increments``)
+    conflicts: list[Row] = field(default_factory=list)
+    # The stored calls' hourly buckets (``usage.rollups.increments``).
+    buckets: dict[increments.HourKey, increments.Sums] = field(default_factory=dict)
 
 
 @dataclass
@@ -121,13 +146,13 @@ class CheckedCalls:
     """Calls checked against keys, models and the window: ``rows`` may be stored, the rejected
     ones are in ``result``. Only the ledger's own verdicts (duplicate, conflict) remain."""
 
-    rows: list
-    tenants: dict  # tenant id -> Tenant of the rows' keys
+    rows: list[Row]
+    tenants: dict[int, Tenant]  # tenant id -> Tenant of the rows' keys
     result: IngestResult
     stream: bytes | None = None  # PostgreSQL: the rows as a binary COPY stream for the staging table
 
 
-def call_records_ingest(*, items, now=None):
+def call_records_ingest(*, items: Iterable[object], now: dt.datetime | None = None) -> IngestResult:
     """Store calls the gateway reported (raw JSON items); ``occurred_at`` must lie in the window."""
     now = now or timezone.now()
     window = (
@@ -135,18 +160,18 @@ def call_records_ingest(*, items, now=None):
         now + dt.timedelta(seconds=settings.INGEST_WINDOW_FUTURE_SECONDS),
     )
     result = IngestResult()
-    calls = []
+    calls: list[tuple[int, Call]] = []
     for index, raw in enumerate(items):
         call, errors = validate_call(raw)
         if errors:
             result.reject(index, request_id_of(raw), errors)
-        else:
-            calls.append((index, call))
+        else:  # no errors, so call is a Call (validate_call's contract; a test to narrow it would run per item)
+            calls.append((index, call))  # type: ignore[arg-type]
     rows, tenants = _checked(calls, window=window, tenant=None, result=result)
     return _stored(CheckedCalls(rows, tenants, result), now=now, bulk=False)
 
 
-def call_records_check(*, calls, tenant=None):
+def call_records_check(*, calls: Sequence[tuple[int, Call]], tenant: Tenant | None = None) -> CheckedCalls:
     """Check ``(line, Call)`` pairs of a file (already through ``usage.ingestion.validation.validate_call``)
     against keys and models. Only reads, and adds unknown models to the catalog.
 
@@ -160,12 +185,12 @@ def call_records_check(*, calls, tenant=None):
     return CheckedCalls(rows, tenants, result, stream)
 
 
-def call_records_store(checked, *, now=None):
+def call_records_store(checked: CheckedCalls, *, now: dt.datetime | None = None) -> IngestResult:
     """Store checked calls from a file in one transaction; on PostgreSQL via COPY and a staging table."""
     return _stored(checked, now=now or timezone.now(), bulk=True)
 
 
-def _stored(checked, *, now, bulk):
+def _stored(checked: CheckedCalls, *, now: dt.datetime, bulk: bool) -> IngestResult:
     result, rows = checked.result, checked.rows
     if rows:
         partitions.partitions_ensure(row.occurred_at for row in rows)
@@ -186,22 +211,24 @@ _CONFLICT = error(
 _MODEL_NOT_AVAILABLE = error("model", "model_not_available", "This model is private to another tenant.")
 
 
-def _checked(calls, *, window, tenant, result):
+def _checked(
+    calls: Sequence[tuple[int, Call]], *, window: Window | None, tenant: Tenant | None, result: IngestResult
+) -> tuple[list[Row], dict[int, Tenant]]:
     """The calls whose key, time and model allow storing them, as rows, and the tenants of their keys."""
     keys = _api_keys({call.api_key for _, call in calls})
     horizon = retention.purge_horizon() if calls else None
-    candidates = []
+    candidates: list[Candidate] = []
     for index, call in calls:
         key = keys.get(call.api_key)
         errors = _key_errors(key, call, tenant) + _window_errors(call, window) + _horizon_errors(call, horizon)
         if errors:
             result.reject(index, call.request_id, errors)
-        else:
-            candidates.append((index, key, call))
+        else:  # no errors, so key is not None (_key_errors rejects an unknown key)
+            candidates.append((index, key, call))  # type: ignore[arg-type]
     models, candidates = _models(candidates, result)
     # Plain ids, read once: a foreign key's *_id is a descriptor call on every access.
     key_ids = {public_id: (key.id, key.tenant_id) for public_id, key in keys.items()}
-    rows = []
+    rows: list[Row] = []
     for index, key, call in candidates:
         model_id, model_tenant_id = models[call.model]
         key_id, tenant_id = key_ids[call.api_key]
@@ -212,12 +239,12 @@ def _checked(calls, *, window, tenant, result):
     return rows, {key.tenant_id: key.tenant for key in keys.values()}
 
 
-def _api_keys(public_ids):
+def _api_keys(public_ids: Iterable[str]) -> dict[str, ApiKey]:
     keys = ApiKey.objects.filter(public_id__in=public_ids).select_related("tenant").order_by()
     return {key.public_id: key for key in keys}
 
 
-def _key_errors(key, call, tenant):
+def _key_errors(key: ApiKey | None, call: Call, tenant: Tenant | None) -> tuple[FieldError, ...]:
     if key is None:
         return (error("api_key", "unknown_api_key", "No API key has this public id."),)
     if tenant is not None and key.tenant_id != tenant.pk:
@@ -233,7 +260,7 @@ def _key_errors(key, call, tenant):
     return ()
 
 
-def _window_errors(call, window):
+def _window_errors(call: Call, window: Window | None) -> tuple[FieldError, ...]:
     if window is None:
         return ()
     earliest, latest = window
@@ -246,14 +273,14 @@ def _window_errors(call, window):
     return ()
 
 
-def _horizon_errors(call, horizon):
+def _horizon_errors(call: Call, horizon: dt.datetime | None) -> tuple[FieldError, ...]:
     if horizon is None or call.occurred_at >= horizon:
         return ()
     detail = f"Call-level detail before {horizon:%Y-%m-%d} (UTC) was purged; calls before it are not stored."
     return (error("occurred_at", "purged", detail),)
 
 
-def _models(candidates, result):
+def _models(candidates: list[Candidate], result: IngestResult) -> tuple[ModelIds, list[Candidate]]:
     """The candidates' models as ``name -> (id, tenant id)``, unknown names added unlisted; and the
     candidates that are left.
 
@@ -266,7 +293,7 @@ def _models(candidates, result):
         return found, candidates
     new = {(key.tenant_id, call.request_id) for _, key, call in candidates if call.model not in found}
     taken = _claims(new).keys()
-    kept = []
+    kept: list[Candidate] = []
     for index, key, call in candidates:
         if call.model not in found and (key.tenant_id, call.request_id) in taken:
             result.reject(index, call.request_id, [_CONFLICT])
@@ -280,12 +307,12 @@ def _models(candidates, result):
     return found, kept
 
 
-def _model_ids(names):
+def _model_ids(names: Iterable[str]) -> ModelIds:
     rows = Model.objects.filter(name__in=names).order_by().values_list("name", "id", "tenant_id")
     return {name: (model_id, tenant_id) for name, model_id, tenant_id in rows}
 
 
-def _with_retry(store):
+def _with_retry(store: Callable[[], _Outcome]) -> _Outcome:
     """Run ``store``, again if PostgreSQL broke a deadlock by aborting it (only when it is ours)."""
     for attempt in range(_RETRIES):
         try:
@@ -297,7 +324,7 @@ def _with_retry(store):
     raise AssertionError("unreachable")
 
 
-def _store(checked, *, now, bulk):
+def _store(checked: CheckedCalls, *, now: dt.datetime, bulk: bool) -> _Outcome:
     """Store the rows and add exactly the stored ones to the rollups, in one transaction."""
     rows, tenants = checked.rows, checked.tenants
     with transaction.atomic():
@@ -311,9 +338,9 @@ def _store(checked, *, now, bulk):
     return outcome
 
 
-def _insert_rows(rows, *, now):
+def _insert_rows(rows: Sequence[Row], *, now: dt.datetime) -> _Outcome:
     """A batch through ``INSERT .. ON CONFLICT DO NOTHING RETURNING``; the rest judged in Python."""
-    first = {}
+    first: dict[IdentityKey, Row] = {}
     for row in rows:
         first.setdefault(row.identity, row)
     # Sorted, so two batches sharing request ids lock them in the same order and cannot deadlock.
@@ -364,12 +391,12 @@ _CLAIMED_ROWS = (
 )
 
 
-def _insert_returning(rows, *, now):
+def _insert_returning(rows: Sequence[Row], *, now: dt.datetime) -> set[IdentityKey]:
     """Claim and insert ``rows`` (one per identity); return the (tenant id, request id) of those that were new."""
     if connection.vendor == "postgresql":
         return _insert_returning_postgresql(rows, now=now)
     adapt = connection.ops.adapt_datetimefield_value
-    inserted = set()
+    inserted: set[IdentityKey] = set()
     with connection.cursor() as cursor:
         for start in range(0, len(rows), _SQLITE_ROWS_PER_STATEMENT):
             chunk = rows[start : start + _SQLITE_ROWS_PER_STATEMENT]
@@ -384,7 +411,7 @@ def _insert_returning(rows, *, now):
             new = [row for row in chunk if row.identity in claimed]
             if new:
                 placeholders = ", ".join(["(" + ", ".join(["%s"] * (len(_COLUMNS) + 1)) + ")"] * len(new))
-                params = []
+                params: list[int | str | None] = []
                 for row in new:
                     values = row.values
                     params.extend((*values[:3], adapt(values[3]), *values[4:], adapt(now)))
@@ -394,7 +421,7 @@ def _insert_returning(rows, *, now):
     return inserted
 
 
-def _insert_returning_postgresql(rows, *, now):
+def _insert_returning_postgresql(rows: Sequence[Row], *, now: dt.datetime) -> set[IdentityKey]:
     # One statement whatever the batch size: each column travels as one binary array; the claims
     # are inserted first, and only the rows whose claim was new reach the ledger.
     arrays = ", ".join(f"%b::{kind}[]" for kind in _PG_TYPES)
@@ -412,14 +439,14 @@ def _insert_returning_postgresql(rows, *, now):
         return set(cursor.fetchall())
 
 
-def _by_tenant(identities):
-    by_tenant = defaultdict(list)
+def _by_tenant(identities: Iterable[IdentityKey]) -> defaultdict[int, list[str]]:
+    by_tenant: defaultdict[int, list[str]] = defaultdict(list)
     for tenant_id, request_id in identities:
         by_tenant[tenant_id].append(request_id)
     return by_tenant
 
 
-def _claims(identities):
+def _claims(identities: Collection[IdentityKey]) -> dict[IdentityKey, dt.datetime]:
     """{(tenant id, request id): instant of the stored call} of those already claimed, in one query."""
     if not identities:
         return {}
@@ -430,7 +457,7 @@ def _claims(identities):
     return {(tenant_id, request_id): instant for tenant_id, request_id, instant in claims}
 
 
-def _stored_contents(identities):
+def _stored_contents(identities: Collection[IdentityKey]) -> dict[Identity, Content]:
     """The stored content of each claimed (tenant id, request id): the claim says at which instant,
     so the ledger read is pruned to the partitions of those instants."""
     claims = _claims(identities)
@@ -441,7 +468,7 @@ def _stored_contents(identities):
         instants = {claims[(tenant_id, request_id)] for request_id in request_ids}
         condition |= Q(tenant_id=tenant_id, request_id__in=request_ids, occurred_at__in=instants)
     stored = CallRecord.objects.filter(condition).values_list("tenant_id", "request_id", *_CONTENT_COLUMNS)
-    contents = {}
+    contents: dict[Identity, Content] = {}
     for values in stored:
         identity, content = Identity(values[0], values[1]), Content(*values[2:])
         if claims[identity] == content.occurred_at:
@@ -455,7 +482,7 @@ _STAGING = "usage_ingest_staging"
 _STAGING_TYPES = ("int8", "bool", *_PG_TYPES)  # line, candidate, then the ledger's columns
 
 
-def _staging_stream(rows):
+def _staging_stream(rows: Iterable[Row]) -> bytes:
     """The rows as a binary COPY stream (header, rows, trailer) of the staging table's columns.
 
     Only the first row of each request id is a ``candidate`` for the ledger, so no sort is
@@ -466,7 +493,7 @@ def _staging_stream(rows):
     cursor = psycopg.Cursor(connection.connection)
     with cursor, psycopg.copy.Copy(cursor, binary=True, writer=psycopg.copy.FileWriter(stream)) as copy:
         copy.set_types(_STAGING_TYPES)
-        seen = set()
+        seen: set[Identity] = set()
         for row in rows:
             identity = row.identity
             copy.write_row((row.position, identity not in seen, *row.values))
@@ -474,7 +501,7 @@ def _staging_stream(rows):
     return stream.getvalue()
 
 
-def _copy_rows(rows, *, stream, now):
+def _copy_rows(rows: Sequence[Row], *, stream: bytes, now: dt.datetime) -> _Outcome:
     """A chunk through binary COPY into a staging table and one set-based insert (PostgreSQL)."""
     columns = ", ".join(_COLUMNS)
     with connection.cursor() as cursor:
@@ -494,7 +521,7 @@ def _copy_rows(rows, *, stream, now):
     return outcome
 
 
-def _insert_from_staging(cursor, *, now):
+def _insert_from_staging(cursor: CursorWrapper, *, now: dt.datetime) -> _Outcome:
     columns = ", ".join(_COLUMNS)
     staged = ", ".join(f"{_STAGING}.{name}" for name in _COLUMNS)
     candidates = f"(SELECT * FROM {_STAGING} WHERE candidate) AS {_STAGING}"
@@ -513,7 +540,7 @@ def _insert_from_staging(cursor, *, now):
     return outcome
 
 
-def _staged_conflicts(cursor):
+def _staged_conflicts(cursor: CursorWrapper) -> list[int]:
     """Lines whose content differs from the stored call of their request id (found at its claim's instant)."""
     staged = ", ".join(f"s.{name}" for name in _CONTENT_COLUMNS)
     stored = ", ".join(f"c.{name}" for name in _CONTENT_COLUMNS)
@@ -527,9 +554,11 @@ def _staged_conflicts(cursor):
     return [line for (line,) in cursor.fetchall()]
 
 
-def _touch_keys(rows, *, conflicts, now):
+def _touch_keys(rows: Iterable[Row], *, conflicts: Iterable[Row], now: dt.datetime) -> None:
     """Move each key's ``last_used_at`` to its newest call (not counting rejected conflicts)."""
     rejected = {row.position for row in conflicts}
+    latest: dict[int, dt.datetime]
+    keys: dict[int, ApiKey]
     latest, keys = {}, {}
     for row in rows:
         key_id, instant = row.content.api_key_id, row.content.occurred_at

@@ -5,10 +5,18 @@ carry no key, model or request id; callers assign keys and models, and use ``req
 so that a second import of the same file is recognised as duplicates.
 """
 
+from __future__ import annotations
+
 import csv
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from _typeshed import StrPath
 
 
 @dataclass(frozen=True)
@@ -19,7 +27,7 @@ class TraceCall:
     output_tokens: int
 
 
-def parse_trace_timestamp(value):
+def parse_trace_timestamp(value: str) -> dt.datetime:
     """'2023-11-16 18:17:03.9799600' -> aware UTC datetime (truncated to microseconds)."""
     date_part, _, fraction = value.strip().partition(".")
     parsed = dt.datetime.strptime(date_part, "%Y-%m-%d %H:%M:%S")
@@ -27,7 +35,7 @@ def parse_trace_timestamp(value):
     return parsed.replace(microsecond=micros, tzinfo=dt.UTC)
 
 
-def iter_azure_trace(path):
+def iter_azure_trace(path: StrPath) -> Iterator[TraceCall]:
     """Yield each call of the trace in file order. Raises ValueError naming a bad line."""
     with Path(path).open(newline="", encoding="utf-8") as handle:
         reader = csv.reader(handle)
@@ -41,6 +49,6 @@ def iter_azure_trace(path):
                 raise ValueError(f"{path}:{line}: {exc}") from exc
 
 
-def trace_request_id(path, line):
+def trace_request_id(path: StrPath, line: int) -> str:
     """Deterministic id of a trace call: the same file and line always give the same id."""
     return f"azure-{Path(path).stem}-{line}"

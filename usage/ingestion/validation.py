@@ -30,12 +30,26 @@ A request body whose top-level object names a member twice (``{"calls": [...], "
 is refused as a whole: 400 with ``"code": "duplicate_member"``.
 """
 
+from __future__ import annotations
+
 import datetime as dt
 import json
 import re
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
 from usage.models import MAX_TOKENS
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from typing import TypedDict
+
+    class FieldError(TypedDict):
+        """One rejection (``error``): the field (None for the item as a whole), a stable code, a text."""
+
+        field: str | None
+        code: str
+        detail: str
+
 
 TEXT_MAX_LENGTH = 255
 REQUIRED_FIELDS = ("request_id", "api_key", "model", "occurred_at", "input_tokens", "output_tokens")
@@ -76,24 +90,27 @@ class DuplicateMembers(dict):
     instead of silently resolved.
     """
 
-    duplicates = ()
+    duplicates: tuple[str, ...] = ()
 
 
-def _object(pairs):
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     value = dict(pairs)
     if len(value) == len(pairs):
         return value
     marked = DuplicateMembers(value)
-    seen = set()
-    marked.duplicates = tuple(dict.fromkeys(name for name, _ in pairs if name in seen or seen.add(name)))
+    seen: set[str] = set()
+    # set.add returns None: the condition is "seen before", recording the name on the way.
+    marked.duplicates = tuple(
+        dict.fromkeys(name for name, _ in pairs if name in seen or seen.add(name))  # type: ignore[func-returns-value]
+    )
     return marked
 
 
-def _refuse_constant(name):
+def _refuse_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _bounded_int(text):
+def _bounded_int(text: str) -> int | TooLargeInteger:
     return int(text) if len(text) <= 20 else TooLargeInteger()
 
 
@@ -102,7 +119,7 @@ _DECODER = json.JSONDecoder(parse_constant=_refuse_constant, object_pairs_hook=_
 _TOLERANT_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_int=_bounded_int, object_pairs_hook=_object)
 
 
-def loads(data):
+def loads(data: str | bytes) -> Any:
     """Parse strict JSON (UTF-8 if bytes): NaN and Infinity are refused, integers of any length survive.
 
     Raises ValueError (or RecursionError for absurd nesting) on anything that is not JSON.
@@ -123,23 +140,23 @@ def loads(data):
         return _TOLERANT_DECODER.decode(text)
 
 
-def error(field, code, detail):
+def error(field: str | None, code: str, detail: str) -> FieldError:
     return {"field": field, "code": code, "detail": detail}
 
 
-def request_id_of(raw):
+def request_id_of(raw: object) -> str | None:
     """The item's request id to name it by in an error, if it has a usable one."""
     request_id = raw.get("request_id") if isinstance(raw, dict) else None
     return request_id if isinstance(request_id, str) and len(request_id) <= TEXT_MAX_LENGTH else None
 
 
-def validate_call(raw):
+def validate_call(raw: object) -> tuple[Call | None, Sequence[FieldError]]:
     """``(Call, ())`` for a valid item, else ``(None, errors)`` naming every bad field."""
     call = _plainly_valid(raw)
     return (call, ()) if call is not None else _validate_in_detail(raw)
 
 
-def _plainly_valid(raw):
+def _plainly_valid(raw: object) -> Call | None:
     """The Call when every value is plainly fine, else None (then the detailed path decides).
 
     The common case in one pass with no error bookkeeping: millions of lines go through here,
@@ -185,10 +202,10 @@ def _plainly_valid(raw):
     return Call(request_id, api_key, model, instant, inp, out, cached, reasoning)
 
 
-def _validate_in_detail(raw):
+def _validate_in_detail(raw: object) -> tuple[Call | None, list[FieldError]]:
     if not isinstance(raw, dict):
         return None, [error(None, "not_an_object", "Each call must be a JSON object.")]
-    errors = []
+    errors: list[FieldError] = []
     if isinstance(raw, DuplicateMembers):
         errors.extend(
             error(name, "duplicate_field", "Named more than once in this call; name each field once.")
@@ -214,16 +231,17 @@ def _validate_in_detail(raw):
     _within(values[5], values[7], "reasoning_tokens", "exceeds_output", "output_tokens", errors)
     if errors:
         return None, errors
-    return Call(*values), errors
+    # With no error recorded every value is of its field's type (the helpers return them unchecked otherwise).
+    return Call(*values), errors  # type: ignore[arg-type]
 
 
-def _within(total, part, field, code, total_field, errors):
+def _within(total: object, part: object, field: str, code: str, total_field: str, errors: list[FieldError]) -> None:
     """``part`` (counted inside ``total`` by every provider) may not exceed it."""
     if type(total) is int and type(part) is int and 0 <= part <= MAX_TOKENS and 0 <= total < part:
         errors.append(error(field, code, f"Must not exceed {total_field} ({total}): it is counted inside them."))
 
 
-def _text(raw, field, errors):
+def _text(raw: Mapping[str, object], field: str, errors: list[FieldError]) -> str | None:
     value = raw.get(field)
     if field == "model" and isinstance(value, str):
         value = value.strip()
@@ -242,7 +260,7 @@ def _text(raw, field, errors):
     return None
 
 
-def _count(raw, field, errors, *, required):
+def _count(raw: Mapping[str, object], field: str, errors: list[FieldError], *, required: bool) -> object:
     value = raw.get(field)
     if value is None:
         if required:
@@ -261,7 +279,7 @@ EARLIEST_CALL = dt.datetime(1970, 1, 2, tzinfo=dt.UTC)
 LATEST_CALL = dt.datetime(9998, 12, 30, tzinfo=dt.UTC)
 
 
-def _instant(raw, errors):
+def _instant(raw: Mapping[str, object], errors: list[FieldError]) -> dt.datetime | None:
     value = raw.get("occurred_at")
     if value is None:
         errors.append(error("occurred_at", "required", "This field is required."))
@@ -282,7 +300,7 @@ def _instant(raw, errors):
     return instant
 
 
-def parse_rfc3339(value):
+def parse_rfc3339(value: object) -> dt.datetime | None:
     """The UTC instant of an RFC 3339 timestamp, or None. Fractions beyond microseconds are cut."""
     if not isinstance(value, str) or _RFC3339.match(value) is None:
         return None
