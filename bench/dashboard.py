@@ -45,6 +45,7 @@ from django.utils import timezone  # noqa: E402
 
 from accounts import services  # noqa: E402
 from accounts.models import Membership, Tenant, User  # noqa: E402
+from usage import localtime  # noqa: E402
 from usage.models import Model  # noqa: E402
 from usage.rollups import recompute as rollups  # noqa: E402
 
@@ -219,7 +220,7 @@ def measure_tenant(client, tenant, repeat, ledger_repeat):
             assert response.status_code == 200, response.status_code
             rows.append((tenant.slug, range_name, name, *percentiles(times)))
         rollup_times, rollup_answer = timed(lambda f=first, la=last: _sql(ROLLUP_SQL, [tenant.pk, f, la]), repeat)
-        start, end = rollups.day_span(tenant, first, last)
+        start, end = localtime.day_span(tenant, first, last)
         ledger_times, ledger_answer = timed(
             lambda s=start, e=end: _sql(LEDGER_SQL, [tenant.timezone, tenant.pk, s, e]), ledger_repeat
         )

@@ -33,6 +33,7 @@ from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 
 from accounts.models import ApiKey, Tenant  # noqa: E402
+from usage import localtime  # noqa: E402
 from usage.models import CallRecord, Model  # noqa: E402
 from usage.rollups import recompute as rollups  # noqa: E402
 
@@ -164,7 +165,7 @@ def burst_day():
         [tenant.pk, key.pk, model.pk, BURST_CALLS],
     )
     sql("ANALYZE usage_callrecord")
-    day = rollups.local_day(tenant, CallRecord.objects.filter(tenant=tenant).first().occurred_at)
+    day = localtime.local_day(tenant, CallRecord.objects.filter(tenant=tenant).first().occurred_at)
     times = [timed(rollups.usage_rollup_days, tenant=tenant, first_day=day, last_day=day) for _ in range(5)]
     print(
         f"  one day of {BURST_CALLS:,} calls: median {statistics.median(times) * 1000:.0f} ms, "

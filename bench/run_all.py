@@ -296,6 +296,7 @@ def day_recompute(tenant, day, worker, repeat=5):
     """The day recomputed ``repeat`` times here (median, max s), then once by the worker."""
     from django.db import transaction
 
+    from usage import tasks
     from usage.rollups import recompute as rollups
 
     times = []
@@ -305,7 +306,7 @@ def day_recompute(tenant, day, worker, repeat=5):
         times.append(time.perf_counter() - started)
     with transaction.atomic():
         rollups.mark_days_dirty(tenant=tenant, days=[day])
-    time.sleep(rollups.DEBOUNCE_SECONDS)
+    time.sleep(tasks.DEBOUNCE_SECONDS)
     worker.wait_idle()
     return statistics.median(times), max(times)
 
@@ -373,7 +374,7 @@ def purge_month(size, first, env, workdir):
     started = time.perf_counter()
     # What `purge_calls` does, with the claims deleted here and timed apart: the command hands
     # them to the worker, whose task would otherwise run into the next size's measurements.
-    summary = retention.calls_purge(older_than_months=months, claims_later=False)
+    summary = retention.calls_purge(older_than_months=months)
     seconds = time.perf_counter() - started
     left = CallRecord.objects.filter(occurred_at__lt=dt.datetime.combine(start_month, dt.time.min, tzinfo=dt.UTC))
     result = before - ledger_count(), left.count(), round(summary.seconds, 3), round(seconds - summary.seconds, 1)

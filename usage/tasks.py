@@ -6,6 +6,7 @@ import logging
 from celery import shared_task
 from django.conf import settings
 from django.core.cache import cache
+from django.db import connection
 from django.dispatch import receiver
 from django.utils import timezone
 
@@ -109,3 +110,16 @@ def enqueue_rollup(tenant_id):
             rollup_tenant.apply_async((tenant_id,), countdown=DEBOUNCE_SECONDS, retry=False)
     except Exception as exc:  # noqa: BLE001 - any broker/cache failure: the sweep catches up
         log_outage("Could not enqueue the rollup of tenant %s (the sweep will): %r", tenant_id, exc)
+
+
+def enqueue_claims_purge() -> bool:
+    """Hand the claims to the worker; False when they must be deleted here (no worker to run the
+    task, an outer transaction the task could not see yet, or the broker unreachable)."""
+    if purge_claims.app.conf.task_always_eager or connection.in_atomic_block:
+        return False
+    try:
+        purge_claims.delay()
+    except Exception:  # noqa: BLE001 (kombu's errors of an unreachable broker vary by transport)
+        logger.warning("Broker unreachable: deleting the purged months' request-id claims now", exc_info=True)
+        return False
+    return True

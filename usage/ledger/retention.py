@@ -76,14 +76,15 @@ def calls_purge(
     dry_run: bool = False,
     progress: Progress | None = None,
     batch_size: int = BATCH_SIZE,
-    claims_later: bool = False,
+    claims_later: Callable[[], bool] | None = None,
 ) -> PurgeSummary:
     """Purge the calls of whole UTC months older than ``older_than_months`` before the current one.
 
     ``progress(done_calls)`` is called as batches go. Returns a ``PurgeSummary``.
 
-    ``claims_later``: the request-id claims of the purged months are deleted by the worker
-    (``usage.tasks.purge_claims``) instead of before returning. They are inert once the horizon
+    ``claims_later``: a function that hands the request-id claims of the purged months to the
+    worker (``usage.tasks.enqueue_claims_purge``), True when it did; then they are deleted there
+    instead of before returning. They are inert once the horizon
     is recorded (ingestion rejects calls before it before claiming), and deleting millions of them
     takes far longer than dropping their partitions (BENCHMARKS.md "Scale"). With the broker
     unreachable they are deleted here after all.
@@ -99,7 +100,7 @@ def calls_purge(
     summary.seconds = time.perf_counter() - started
     if dry_run:
         return summary
-    if claims_later and _enqueue_claims_purge():
+    if claims_later is not None and claims_later():
         summary.claims = None
     else:
         summary.claims = _delete_claims(summary.before, batch_size)
@@ -110,21 +111,6 @@ def claims_purge(batch_size: int = BATCH_SIZE) -> int:
     """Delete the request-id claims before the purge horizon, in batches; how many. Idempotent."""
     horizon = purge_horizon()
     return 0 if horizon is None else _delete_claims(horizon, batch_size)
-
-
-def _enqueue_claims_purge() -> bool:
-    """Hand the claims to the worker; False when they must be deleted here (no worker to run the
-    task, an outer transaction the task could not see yet, or the broker unreachable)."""
-    from usage.tasks import purge_claims
-
-    if purge_claims.app.conf.task_always_eager or connection.in_atomic_block:
-        return False
-    try:
-        purge_claims.delay()
-    except Exception:  # noqa: BLE001 (kombu's errors of an unreachable broker vary by transport)
-        logger.warning("Broker unreachable: deleting the purged months' request-id claims now", exc_info=True)
-        return False
-    return True
 
 
 def _drop_partitions(summary: PurgeSummary) -> None:

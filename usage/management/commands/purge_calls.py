@@ -1,5 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from usage import tasks
 from usage.ledger import partitions, retention
 
 
@@ -35,7 +36,7 @@ class Command(BaseCommand):
             older_than_months=months,
             dry_run=dry_run,
             progress=progress if options["verbosity"] else None,
-            claims_later=not claims_now,
+            claims_later=None if claims_now else tasks.enqueue_claims_purge,
         )
         for name in summary.partitions:
             self.stdout.write(f"  partition {name}")
