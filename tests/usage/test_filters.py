@@ -76,3 +76,33 @@ def test_plain_select_renders_what_djangos_select_renders(attrs, value, grouped)
         choices = [("", "All"), ("Group <g>", choices[1:])]
     expected = forms.Select(choices=choices).render("f", value, attrs)
     assert parse_html(PlainSelect(choices=choices).render("f", value, attrs)) == parse_html(expected)
+
+
+def test_the_filterset_filters_the_ledger_by_tenant_days_key_and_model(
+    tenant, other_tenant, api_key, other_api_key, llm
+):
+    """``qs`` is the query's calls: the tenant's, on the chosen local days, of the chosen key and
+    model; the other tenant's calls on the same days never appear."""
+    from usage.models import Model
+
+    other_model = Model.objects.create(name="public/other-model")
+    mine = make_calls(
+        tenant,
+        [
+            {"api_key": api_key, "model": llm, "occurred_at": utc(2026, 11, 20, 10)},
+            {"api_key": api_key, "model": other_model, "occurred_at": utc(2026, 11, 20, 11)},
+            {"api_key": api_key, "model": llm, "occurred_at": utc(2026, 11, 22, 10)},
+        ],
+    )
+    theirs = make_calls(other_tenant, [{"api_key": other_api_key, "model": llm, "occurred_at": utc(2026, 11, 20, 10)}])
+    day = UsageFilterSet({"start": "2026-11-20"}, tenant=tenant, now=NOW)
+    assert day.is_valid(), day.form.errors
+    assert sorted(day.qs.values_list("pk", flat=True)) == sorted(call.pk for call in mine[:2])
+    assert day.qs.filter(pk=theirs[0].pk).count() == 0
+    one_model = UsageFilterSet({"start": "2026-11-20", "end": "2026-11-22", "model": llm.name}, tenant=tenant, now=NOW)
+    assert one_model.is_valid(), one_model.form.errors
+    assert sorted(one_model.qs.values_list("pk", flat=True)) == sorted([mine[0].pk, mine[2].pk])
+    assert set(one_model.qs) == set(one_model.query().calls())
+    their_day = UsageFilterSet({"start": "2026-11-20"}, tenant=other_tenant, now=NOW)
+    assert their_day.is_valid(), their_day.form.errors
+    assert list(their_day.qs.values_list("pk", flat=True)) == [theirs[0].pk]
