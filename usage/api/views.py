@@ -22,6 +22,7 @@ from usage.ledger.retention import detail_available_from
 from usage.models import Model
 from usage.reporting.costs import DEFAULT_CURRENCY, CostSummary
 from usage.reporting.export import export_response
+from usage.reporting.query import InvalidQuery
 from usage.reporting.selectors import Totals, breakdown_rows, tenant_models
 
 
@@ -31,6 +32,13 @@ class TenantAPIView(APIView):
     def query(self, request, **options):
         """The ``UsageQuery`` of this request (``options``: its bucket and grouping)."""
         return usage_query(request, api_tenant(request), **options)
+
+    def refined(self, query, **options):
+        """``query`` with the endpoint's own bucket and grouping; an impossible one is a 400."""
+        try:
+            return query.using(**options)
+        except InvalidQuery as invalid:
+            raise exceptions.ValidationError(invalid.errors) from None
 
 
 def _period(query):
@@ -107,9 +115,11 @@ class TimeseriesView(TenantAPIView):
     """
 
     def get(self, request):
+        # The tenant and the common filters first, then the endpoint's own parameters.
+        query = self.query(request)
         params = validated(s.TimeseriesParams, request)
         group_by = None if params["group_by"] == "none" else params["group_by"]
-        query = self.query(request, bucket=params["bucket"], by=group_by or "model")
+        query = self.refined(query, bucket=params["bucket"], by=group_by or "model")
         # The page's grids and caches: a key's or model's series is the page's to the token.
         grid = query.grid()
         labels = [_bucket_label(query.tenant, bucket) for bucket in grid.buckets]
@@ -127,8 +137,9 @@ class BreakdownView(TenantAPIView):
     """One row per model or API key, most tokens first, with its share of the total tokens."""
 
     def get(self, request):
+        query = self.query(request)
         by = validated(s.BreakdownParams, request)["by"]
-        query = self.query(request, by=by)
+        query = self.refined(query, by=by)
         grid = query.grid()
         objects = (Model if by == "model" else ApiKey).objects.in_bulk(list(grid.models))
         rows = breakdown_rows((objects[pk], usage.totals) for pk, usage in grid.models.items())

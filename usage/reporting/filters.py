@@ -150,7 +150,8 @@ class UsageFilterSet(django_filters.FilterSet):
     def __init__(
         self, data: Mapping[str, Any] | None = None, *, tenant: Tenant, now: dt.datetime | None = None, **kwargs: Any
     ) -> None:
-        super().__init__(data, queryset=CallRecord.objects.all(), **kwargs)
+        # Unbound, ``qs`` is all of the tenant's calls; bound, the query's (``filter_queryset``).
+        super().__init__(data, queryset=CallRecord.objects.filter(tenant=tenant), **kwargs)
         self.tenant = tenant
         self.filters["api_key"].queryset = ApiKey.objects.filter(tenant=tenant).order_by("name")
         self.filters["model"].queryset = tenant_models(tenant=tenant)
@@ -168,7 +169,10 @@ class UsageFilterSet(django_filters.FilterSet):
         return queryset
 
     def filter_queryset(self, queryset: QuerySet[CallRecord]) -> QuerySet[CallRecord]:
-        """The calls of the tenant on the chosen local days, of the chosen key and model."""
+        """The calls of the tenant on the chosen local days, of the chosen key and model; none
+        for an invalid choice."""
+        if not self.form.is_valid():
+            return queryset.none()
         return self.query().calls(queryset)
 
     def query(self, **options: Any) -> UsageQuery:

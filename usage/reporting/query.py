@@ -74,11 +74,10 @@ class UsageQuery:
             raise InvalidQuery({"group_by": [f"Choose one of {', '.join(GROUPS)}."]})
         if self.bucket == "hour" and self.period.days > MAX_HOURLY_DAYS:
             raise InvalidQuery({"bucket": [f"Hourly buckets cover at most {MAX_HOURLY_DAYS} days; use bucket=day."]})
-        for name, value in (("api_key", self.api_key), ("model", self.model)):
-            # A key or a private model of another tenant is never part of this tenant's question.
-            owner = getattr(value, "tenant_id", None)
-            if owner is not None and owner != self.tenant.pk:
-                raise InvalidQuery({name: ["Select a valid choice. That choice is not one of the available choices."]})
+        # Another tenant's key is never part of this tenant's question. (A model is: one made
+        # private to another tenant after this one used it still filters this tenant's own calls.)
+        if self.api_key is not None and self.api_key.tenant_id != self.tenant.pk:
+            raise InvalidQuery({"api_key": ["Select a valid choice. That choice is not one of the available choices."]})
 
     # --- Building ------------------------------------------------------------------------------
 
@@ -184,10 +183,15 @@ class UsageQuery:
 
     def cost(self) -> CostSummary:
         """The cost of the query's usage: the sum of its rounded day x key x model lines, with
-        the tokens and models no price covers (from the per-model grid)."""
+        the tokens and models no price covers (from the per-model grid; for a tenant without any
+        price, every line of the engine, so that models with calls of no tokens are named too)."""
         if self.by != "model":
             return self.using(by="model").cost()
         grid = self.grid()
+        if not grid.priced:
+            from usage.reporting.costs import CostEngine, CostSummary
+
+            return CostEngine.for_query(self).summaries(self, ()).get((), CostSummary())
         return grid.cost_summary(_model_names(grid))
 
     def lines(self) -> list[CostLine]:
