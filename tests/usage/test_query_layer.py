@@ -80,3 +80,45 @@ def test_a_model_made_private_to_another_tenant_still_filters_this_tenants_calls
     llm.save()
     query = UsageQuery(tenant, Period(utc(2026, 11, 20).date(), utc(2026, 11, 20).date()), model=llm)
     assert query.totals().input_tokens == 5
+
+
+def test_a_cache_filled_by_the_previous_layout_is_never_read(tenant, api_key, llm):
+    """Before issue 17 a grid was pickled as ``usage.grid.UsageGrid`` under ``grid:<sha256>``; a
+    shared cache still holds such entries after an upgrade, and unpickling one fails (the module
+    moved). Keys carry ``CACHE_FORMAT``, so the old entry is a miss, not a 500."""
+    import datetime as dt
+    import hashlib
+    import pickle
+    import sys
+    import types
+
+    from django.core.cache import cache
+
+    from usage.reporting.costs import price_fingerprint, prices_in_force
+    from usage.reporting.grid import usage_grid
+    from usage.reporting.selectors import UsageFilters, usage_versions
+
+    make_calls(tenant, [{"api_key": api_key, "model": llm, "occurred_at": utc(2026, 11, 20, 9), "input_tokens": 3}])
+    period = Period(dt.date(2026, 11, 19), dt.date(2026, 11, 21))  # closed days: one segment
+    version = usage_versions(tenant, [period])[0]
+    prices = price_fingerprint(prices_in_force(tenant=tenant, terms_only=True))
+    raw = repr((tenant.pk, tenant.timezone, period, (None, None), "day", "model", version, prices))
+    old_key = "grid:" + hashlib.sha256(raw.encode()).hexdigest()  # the key a6ce39b used
+    old_module = types.ModuleType("usage.grid")
+
+    class UsageGrid:
+        pass
+
+    UsageGrid.__module__, UsageGrid.__qualname__ = "usage.grid", "UsageGrid"
+    old_module.UsageGrid = UsageGrid
+    sys.modules["usage.grid"] = old_module
+    try:
+        stale = pickle.dumps(UsageGrid())
+    finally:
+        del sys.modules["usage.grid"]
+    cache.set(old_key, "placeholder")
+    cache._cache[cache.make_key(old_key)] = stale  # locmem keeps pickles: the old release's bytes
+    with pytest.raises(ModuleNotFoundError):
+        cache.get(old_key)
+    grid = usage_grid(tenant=tenant, filters=UsageFilters(period))
+    assert grid.totals.input_tokens == 3

@@ -48,6 +48,10 @@ BUCKETS = ("day", "hour")
 GROUPS = ("model", "api_key")
 # Hourly series are offered for short ranges only (the page switches to days beyond this).
 MAX_HOURLY_DAYS = 2
+# Part of every cache key: cached answers are pickles of this code's classes, so a release that
+# moves or reshapes them (issue 17 moved usage.grid to usage.reporting.grid) bumps it, and a
+# shared cache's entries of the previous release are never read (they expire on their own).
+CACHE_FORMAT = 2
 
 
 class InvalidQuery(ValueError):
@@ -160,7 +164,7 @@ class UsageQuery:
         """The cache key of an answer of ``kind`` ("grid", "cost", "cutday", "panel") to this
         query, given ``parts`` that version it (usage versions, prices): equal keys, equal answers."""
         raw = repr((self.tenant.pk, self.tenant.timezone, self.period, self.scope, self.bucket, self.by, *parts))
-        return f"{kind}:" + hashlib.sha256(raw.encode()).hexdigest()
+        return f"{kind}:{CACHE_FORMAT}:" + hashlib.sha256(raw.encode()).hexdigest()
 
     # --- Answers -------------------------------------------------------------------------------
 
