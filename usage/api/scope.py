@@ -49,11 +49,6 @@ def usage_query(request, tenant, **options):
         raise exceptions.ValidationError(invalid.errors) from None
 
 
-def usage_filters(request, tenant):
-    """The common filters of an API request; invalid ones are a 400 naming the parameter."""
-    return usage_query(request, tenant).filters
-
-
 def validated(serializer_class, request):
     """An endpoint's own query parameters, checked by a serializer (400 naming the parameter)."""
     # Empty means "the default", as in the page's URLs.

@@ -47,7 +47,7 @@ def monthly_report(request, slug):
     today = tenant_today(tenant)
     # The current month is not over: the report says "month to date" and up to which day.
     to_date = today if period.start <= today <= period.end else None
-    context.update(report=report, period=period, query=form.query(), month_to_date=to_date)
+    context.update(report=report, period=period, query=form.url_query(), month_to_date=to_date)
     return render(request, "usage/monthly_report.html", context)
 
 

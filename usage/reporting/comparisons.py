@@ -2,7 +2,7 @@
 
 ``periods.comparison`` says which local dates, and for a period still running, the instant on the
 last of them that matches "now". Whole days come from a grid (cached like the page's own); the
-cut last day from its hourly rollups (``grouped_usage``) for the hours before the cutoff, plus
+cut last day from its hourly rollups (``group_sums``) for the hours before the cutoff, plus
 the ledger for the one hour the cutoff falls in. Costs of the cut day follow the rule of
 ``usage.reporting.costs``: one line per local day x key x model at the price in force that day.
 """

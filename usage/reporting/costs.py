@@ -42,7 +42,7 @@ from usage import localtime
 from usage.models import Model, ModelPrice
 from usage.reporting import costs_sql
 from usage.reporting.periods import Period
-from usage.reporting.query import UsageQuery
+from usage.reporting.query import UsageQuery, query_of
 from usage.reporting.selectors import Totals, UsageFilters, query_usage, usage_versions
 
 if TYPE_CHECKING:
@@ -405,12 +405,6 @@ _GROUP_KEYS: dict[str, Callable[[CostLine], Any]] = {
 # --- The same, for callers holding a tenant and UsageFilters --------------------------------
 
 
-def cost_lines(*, tenant: Tenant, filters: UsageFilters, book: PriceBook | None = None) -> list[CostLine]:
-    """Every costed line of the filters (``CostEngine.lines``)."""
-    query = UsageQuery.of(tenant, filters)
-    return (CostEngine(book) if book else CostEngine.for_query(query)).lines(query)
-
-
 def usage_cost(*, tenant: Tenant, filters: UsageFilters) -> CostSummary:
     """CostSummary of the filtered usage (``UsageQuery.cost``: the page's card, the API summary)."""
     return UsageQuery.of(tenant, filters).cost()
@@ -540,9 +534,7 @@ def expense_report(
     Totals are sums of the same rounded lines ``usage_cost`` adds up, so the report, the
     dashboard and the API agree to the minor unit for the same filters.
     """
-    if query is None:
-        assert tenant is not None and filters is not None
-        query = UsageQuery.of(tenant, filters)
+    query = query_of(query, tenant, filters)
     filters = query.filters
     lines = query.lines()
     sections = _sections(_report_rows(lines))

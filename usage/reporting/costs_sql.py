@@ -26,7 +26,7 @@ from django.db import connection
 
 from usage.models import Model, UsageDaily, UsageDailyModel
 from usage.reporting.periods import Period
-from usage.reporting.query import UsageQuery
+from usage.reporting.query import UsageQuery, query_of
 
 if TYPE_CHECKING:
     from accounts.models import Tenant
@@ -46,10 +46,7 @@ def applies(
     PostgreSQL, for a query (or a tenant and its filters) without dirty days."""
     if connection.vendor != "postgresql":
         return False
-    if query is None:
-        assert tenant is not None and filters is not None
-        query = UsageQuery.of(tenant, filters)
-    return not query.dirty_days
+    return not query_of(query, tenant, filters).dirty_days
 
 
 def price_runs(book: PriceBook, period: Period) -> Iterator[tuple[int, dt.date, dt.date, Any]]:

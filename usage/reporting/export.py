@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from django.http import StreamingHttpResponse
 
-from usage.reporting.query import UsageQuery
+from usage.reporting.query import UsageQuery, query_of
 
 if TYPE_CHECKING:
     from accounts.models import Tenant
@@ -59,17 +59,11 @@ def _count(value: object) -> object:
     return "" if value is None else value  # not reported: an empty cell, never 0
 
 
-def _query_of(tenant: Tenant | None, filters: UsageFilters | None) -> UsageQuery:
-    if tenant is None or filters is None:
-        raise TypeError("Give a query, or a tenant and its filters")
-    return UsageQuery.of(tenant, filters)
-
-
 def csv_lines(
     *, tenant: Tenant | None = None, filters: UsageFilters | None = None, query: UsageQuery | None = None
 ) -> Iterator[str]:
     """The CSV's lines (the header first, before any query), one per ``UsageQuery.rows`` row."""
-    query = query or _query_of(tenant, filters)
+    query = query_of(query, tenant, filters)
     writer = csv.writer(_Echo(), lineterminator="\r\n")
     yield writer.writerow(COLUMNS)
     for row in query.rows():
@@ -95,7 +89,7 @@ def export_response(
     *, tenant: Tenant | None = None, filters: UsageFilters | None = None, query: UsageQuery | None = None
 ) -> StreamingHttpResponse:
     """The streamed CSV of a ``UsageQuery`` (or of a tenant and its filters)."""
-    query = query or _query_of(tenant, filters)
+    query = query_of(query, tenant, filters)
     lines = (line.encode() for line in csv_lines(query=query))
     response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
     name = f"usage-{query.tenant.slug}-{query.period.start}-{query.period.end}.csv"

@@ -225,7 +225,7 @@ class MonthlyReportForm(forms.Form):
         """The report's ``UsageQuery``: the month, all keys or one."""
         return UsageQuery(self.tenant, self.cleaned_data["month"], api_key=self.cleaned_data.get("api_key"))
 
-    def query(self) -> str:
+    def url_query(self) -> str:
         """The URL query of the cleaned choice, for the CSV link and the API."""
         period, key = self.cleaned_data["month"], self.cleaned_data.get("api_key")
         url_query = f"month={period.start:%Y-%m}"

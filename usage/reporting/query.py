@@ -32,7 +32,7 @@ from django.db.models import Model as DjangoModel
 from django.db.models import QuerySet
 
 from usage import localtime
-from usage.models import CallRecord, DirtyDay
+from usage.models import CallRecord, DirtyDay, UsageHourly
 from usage.reporting.periods import Period
 
 if TYPE_CHECKING:
@@ -132,7 +132,7 @@ class UsageQuery:
 
     def rollups(self, table: type[DjangoModel]) -> QuerySet[Any]:
         """The rows of a rollup table (hourly, daily, per-model daily) this query reads, all its days."""
-        if any(field.name == "hour" for field in table._meta.get_fields()):
+        if table is UsageHourly:
             start, end = localtime.day_span(self.tenant, self.period.start, self.period.end)
             return self.narrowed(table._default_manager.filter(hour__gte=start, hour__lt=end))
         return self.narrowed(table._default_manager.filter(day__range=(self.period.start, self.period.end)))
@@ -212,6 +212,15 @@ class UsageQuery:
         engine = CostEngine.for_query(self)
         for day, key, model, totals in usage_rows(query=self):
             yield engine.costed_row(day, key, model, totals)
+
+
+def query_of(query: UsageQuery | None, tenant: Tenant | None, filters: UsageFilters | None) -> UsageQuery:
+    """``query``, or the query of ``tenant`` and ``filters`` (the keyword API of the selectors)."""
+    if query is not None:
+        return query
+    if tenant is None or filters is None:
+        raise TypeError("Give a query, or a tenant and its filters")
+    return UsageQuery.of(tenant, filters)
 
 
 def _model_names(grid: UsageGrid) -> dict[int, str]:

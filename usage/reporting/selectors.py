@@ -25,12 +25,12 @@ from accounts.models import ApiKey
 from usage import localtime
 from usage.models import CallRecord, DirtyDay, Model, UsageDaily, UsageDailyModel, UsageHourly
 from usage.reporting.periods import Period
-from usage.reporting.query import MAX_HOURLY_DAYS, UsageQuery
+from usage.reporting.query import MAX_HOURLY_DAYS, UsageQuery, query_of
 
 if TYPE_CHECKING:
     from accounts.models import Tenant
 
-__all__ = ["MAX_HOURLY_DAYS", "Totals", "UsageFilters", "UsageQuery"]
+__all__ = ["MAX_HOURLY_DAYS"]  # where the API and the page have always imported it from
 
 GROUPS = {"model": "model_id", "api_key": "api_key_id"}
 # A grouped read: {(bucket?, *group ids): Totals}.
@@ -169,13 +169,6 @@ def query_usage(query: UsageQuery, *, bucket: str | None = None, dims: tuple[str
                 key = (key[0].astimezone(dt.UTC), *key[1:])
             result[key] = result[key] + totals if key in result else totals
     return result
-
-
-def grouped_usage(
-    *, tenant: Tenant, filters: UsageFilters, bucket: str | None = None, dims: tuple[str, ...] = ()
-) -> Grouped:
-    """``query_usage`` of a tenant and its filters."""
-    return query_usage(UsageQuery.of(tenant, filters), bucket=bucket, dims=dims)
 
 
 # --- Public selectors ----------------------------------------------------------------------
@@ -342,9 +335,7 @@ def usage_rows(
 
     Read a chunk of days at a time: memory stays flat over long ranges and the export starts at once.
     """
-    if query is None:
-        assert tenant is not None and filters is not None
-        query = UsageQuery.of(tenant, filters)
+    query = query_of(query, tenant, filters)
     keys = ApiKey.objects.filter(tenant=query.tenant).in_bulk()
     models: dict[int, Model] = {}
     for chunk in _export_chunks(query.period):
