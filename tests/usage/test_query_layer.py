@@ -74,15 +74,21 @@ def test_a_query_never_names_another_tenants_key(tenant, other_api_key):
     assert list(raised.value.errors) == ["api_key"]
 
 
-def test_a_model_made_private_to_another_tenant_still_filters_this_tenants_calls(tenant, other_tenant, api_key, llm):
+def test_a_model_made_private_to_another_tenant_still_filters_this_tenants_calls(
+    tenant, other_tenant, api_key, other_api_key, llm
+):
     make_calls(tenant, [{"api_key": api_key, "model": llm, "occurred_at": utc(2026, 11, 20, 9), "input_tokens": 5}])
+    make_calls(
+        other_tenant, [{"api_key": other_api_key, "model": llm, "occurred_at": utc(2026, 11, 20, 9), "input_tokens": 7}]
+    )
     llm.tenant = other_tenant  # an admin's edit after the calls
     llm.save()
-    query = UsageQuery(tenant, Period(utc(2026, 11, 20).date(), utc(2026, 11, 20).date()), model=llm)
-    assert query.totals().input_tokens == 5
+    day = Period(utc(2026, 11, 20).date(), utc(2026, 11, 20).date())
+    assert UsageQuery(tenant, day, model=llm).totals().input_tokens == 5
+    assert UsageQuery(other_tenant, day, model=llm).totals().input_tokens == 7
 
 
-def test_a_cache_filled_by_the_previous_layout_is_never_read(tenant, api_key, llm):
+def test_a_cache_filled_by_the_previous_layout_is_never_read(tenant, other_tenant, api_key, other_api_key, llm):
     """Before issue 17 a grid was pickled as ``usage.grid.UsageGrid`` under ``grid:<sha256>``; a
     shared cache still holds such entries after an upgrade, and unpickling one fails (the module
     moved). Keys carry ``CACHE_FORMAT``, so the old entry is a miss, not a 500."""
@@ -99,6 +105,9 @@ def test_a_cache_filled_by_the_previous_layout_is_never_read(tenant, api_key, ll
     from usage.reporting.selectors import UsageFilters, usage_versions
 
     make_calls(tenant, [{"api_key": api_key, "model": llm, "occurred_at": utc(2026, 11, 20, 9), "input_tokens": 3}])
+    make_calls(
+        other_tenant, [{"api_key": other_api_key, "model": llm, "occurred_at": utc(2026, 11, 20, 9), "input_tokens": 4}]
+    )
     period = Period(dt.date(2026, 11, 19), dt.date(2026, 11, 21))  # closed days: one segment
     version = usage_versions(tenant, [period])[0]
     prices = price_fingerprint(prices_in_force(tenant=tenant, terms_only=True))
@@ -122,3 +131,4 @@ def test_a_cache_filled_by_the_previous_layout_is_never_read(tenant, api_key, ll
         cache.get(old_key)
     grid = usage_grid(tenant=tenant, filters=UsageFilters(period))
     assert grid.totals.input_tokens == 3
+    assert usage_grid(tenant=other_tenant, filters=UsageFilters(period)).totals.input_tokens == 4
