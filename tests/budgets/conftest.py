@@ -60,8 +60,7 @@ def dns(monkeypatch):
                 raise socket.gaierror(socket.EAI_NONAME, "Name or service not known") from None
             addresses = records[host]
         return [
-            (socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port))
-            for a in addresses
+            (socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port)) for a in addresses
         ]
 
     class Resolver(dict):

@@ -6,7 +6,6 @@ import uuid
 import pytest
 from django.core import mail
 from django.urls import reverse
-
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
@@ -115,7 +114,9 @@ def test_back_off_doubles_up_to_the_cap(settings):
     assert [backoff_seconds(n) for n in range(1, 6)] == [5, 10, 20, 30, 30]
 
 
-def test_the_test_button_sends_a_signed_test_message(owner_client, tenant, receiver, django_capture_on_commit_callbacks):
+def test_the_test_button_sends_a_signed_test_message(
+    owner_client, tenant, receiver, django_capture_on_commit_callbacks
+):
     b = budget(tenant, webhook_url=receiver.url, emails="ops@acme.test")
     with django_capture_on_commit_callbacks(execute=True):  # eager Celery: the "worker" runs in-process
         response = owner_client.post(reverse("budgets:test", kwargs={"slug": tenant.slug, "pk": b.pk}), follow=True)
