@@ -13,12 +13,13 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 
 import pytest
 from django.db import connections
 
 from accounts import services as accounts
-from usage.budgets import services
+from usage.budgets import services, tasks
 from usage.budgets.delivery import ATTEMPT_MARGIN_SECONDS, webhook_secret
 from usage.ingestion import services as usage_services
 from usage.models import AlertDelivery, BudgetAlert, Model
@@ -164,3 +165,29 @@ def test_a_whole_worker_killed_mid_request_is_redelivered_within_the_bound(worke
     delivery = AlertDelivery.objects.get(budget=b)
     assert receiver.delivery_ids() == [str(delivery.delivery_id)] * 2
     assert [entry["result"] for entry in delivery.log] == ["sending", "delivered"] and delivery.attempts == 2
+
+
+def test_a_dripping_receiver_holds_a_worker_only_until_the_deadline(workers, cast, loopback_allowed, monkeypatch):
+    monkeypatch.setattr(app.conf, "task_always_eager", False)
+    tenant, _key, _model = cast
+    other = accounts.tenant_create(slug="wb2", name="WB2", timezone_name="UTC")
+    slow, fast = WebhookReceiver(drip=1, drip_lines=60), WebhookReceiver()  # slow: 60 s, a header a second
+    try:
+        deliveries = [
+            AlertDelivery.objects.create(
+                budget=budget(owner, webhook_url=server.url), channel="webhook", delivery_id=uuid.uuid4()
+            )
+            for owner, server in ((tenant, slow), (other, fast))
+        ]
+        workers()  # one worker process, shared by both tenants
+        tasks.deliver_alert.delay(deliveries[0].pk)
+        wait_for(lambda: len(slow.requests) == 1, timeout=60, what="the slow receiver's request")
+        started = time.monotonic()
+        tasks.deliver_alert.delay(deliveries[1].pk)  # another tenant's alert, behind it in the queue
+        wait_for(lambda: len(fast.requests) == 1, timeout=TIMEOUT_SECONDS + 10, what="the other tenant's alert")
+        assert time.monotonic() - started <= TIMEOUT_SECONDS + 5
+        wait_for(lambda: AlertDelivery.objects.filter(status="delivered").count() == 1, what="recorded")
+        assert AlertDelivery.objects.get(pk=deliveries[0].pk).log[-1]["error"] == "timed out"
+    finally:
+        slow.close()
+        fast.close()
