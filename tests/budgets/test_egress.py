@@ -86,7 +86,11 @@ def _pending(tenant, webhook_url):
     return AlertDelivery.objects.create(budget=b, channel="webhook", delivery_id=uuid.uuid4())
 
 
-@pytest.mark.parametrize("host", ["169.254.169.254", "[fd00:ec2::254]", "[::ffff:127.0.0.1]", "10.0.0.1"])
+@pytest.mark.parametrize(
+    # The last two are loopback in the resolver's numeric forms (no DNS query: the system parses them).
+    "host",
+    ["169.254.169.254", "[fd00:ec2::254]", "[::ffff:127.0.0.1]", "10.0.0.1", "2130706433", "0x7f.1"],
+)
 def test_delivery_refuses_an_internal_address_without_connecting(tenant, host, no_connection):
     delivery = _pending(tenant, f"http://{host}/latest/meta-data/")
     delivery_attempt(delivery_pk=delivery.pk)

@@ -181,6 +181,7 @@ class _PinnedConnection(http.client.HTTPConnection):
     def __init__(self, target: Target, addresses: Iterable[IPAddress], deadline: _Deadline) -> None:
         super().__init__(target.host, target.port)
         self.target, self.addresses, self.deadline = target, list(addresses), deadline
+        self.default_port = 443 if target.scheme == "https" else 80  # Host names the port only if not the default
 
     def connect(self) -> None:
         last: BaseException | None = None
