@@ -293,6 +293,20 @@ class ModelPrice(models.Model):
 
 # --- Budgets (usage.budgets) -------------------------------------------------------------------
 
+# Each threshold of a budget may fire one alert per channel and period: more would let one form
+# post fan out into hundreds of messages.
+MAX_BUDGET_THRESHOLDS = 10
+
+
+def validate_budget_thresholds(value):
+    """A list of at most MAX_BUDGET_THRESHOLDS whole percentages from 1 to 1000."""
+    from django.core.exceptions import ValidationError
+
+    if not isinstance(value, list) or not all(type(t) is int and 1 <= t <= 1000 for t in value):
+        raise ValidationError("Thresholds are whole percentages between 1 and 1000.")
+    if len(set(value)) > MAX_BUDGET_THRESHOLDS:
+        raise ValidationError(f"At most {MAX_BUDGET_THRESHOLDS} thresholds per budget.")
+
 
 class Budget(models.Model):
     """A limit on a tenant's (or one of its keys') cost or tokens per local calendar period."""
@@ -321,7 +335,9 @@ class Budget(models.Model):
     currency = models.CharField(max_length=3, blank=True, help_text="ISO 4217 code; empty for a token budget.")
     period = models.CharField(max_length=8, choices=PeriodKind.choices, default=PeriodKind.MONTH)
     week_start = models.PositiveSmallIntegerField(default=0, help_text="0 = Monday ... 6 = Sunday.")
-    thresholds = models.JSONField(default=list, help_text="Percentages, e.g. [50, 80, 100].")
+    thresholds = models.JSONField(
+        default=list, validators=[validate_budget_thresholds], help_text="Percentages, e.g. [50, 80, 100]."
+    )
     enforce = models.BooleanField(default=False, help_text="Report the state to the gateway in keys/verify.")
     emails = models.CharField(max_length=1000, blank=True, help_text="Comma-separated addresses.")
     webhook_url = models.CharField(max_length=1000, blank=True, help_text="http(s) URL; checked by the form.")
@@ -402,14 +418,31 @@ class AlertDelivery(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
     delivered_at = models.DateTimeField(null=True, blank=True)
+    # Retries wait until then (back-off, or the tenant's rate limit); empty: due now.
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # Handed to a worker (queued or running) until then; after it, the sweep hands it out again.
+    lease_until = models.DateTimeField(null=True, blank=True)
+    # The current hand-out: a task message carrying another one is stale and does nothing.
+    dispatch_id = models.UUIDField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-pk"]
         verbose_name_plural = "alert deliveries"
         indexes = [
-            # The beat's re-enqueue of deliveries left pending: WHERE status = 'pending' AND updated_at < %s.
-            models.Index(fields=["status", "updated_at"], name="alertdelivery_pending"),
+            # The dispatcher's due deliveries: WHERE status = 'pending' AND next_attempt_at <= now ...
+            models.Index(fields=["status", "next_attempt_at"], name="alertdelivery_due"),
         ]
 
     def __str__(self):
         return f"{self.channel} {self.delivery_id} {self.status}"
+
+
+class DeliveryQuota(models.Model):
+    """A tenant's alert deliveries handed out in the current minute; its row is the dispatcher's lock."""
+
+    tenant = models.OneToOneField(Tenant, primary_key=True, on_delete=models.CASCADE, related_name="+")
+    window_start = models.DateTimeField(default=timezone.now)
+    started = models.PositiveIntegerField(default=0)
+
+    def __str__(self):
+        return f"{self.tenant_id}: {self.started} since {self.window_start}"

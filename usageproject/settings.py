@@ -6,12 +6,14 @@ to the hardened mode that passes ``manage.py check --deploy``.
 """
 
 import datetime as dt
+import ipaddress
 import os
 from pathlib import Path
 
 import dj_database_url
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -210,6 +212,14 @@ CELERY_TASK_IGNORE_RESULT = True
 # Longer than any task may run, so Redis never re-delivers a task that is still running.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)}
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 1800)
+# Alert deliveries wait on receivers the tenants choose: their own queue, so a slow receiver never
+# holds the workers of rollups and evaluations. A worker started without -Q consumes both queues;
+# `-Q webhooks` and `-Q celery` split them onto separate workers.
+CELERY_TASK_QUEUES = [Queue("celery"), Queue("webhooks")]
+CELERY_TASK_ROUTES = {
+    "usage.budgets.tasks.deliver_alert": {"queue": "webhooks"},
+    "usage.budgets.tasks.dispatch_deliveries": {"queue": "webhooks"},
+}
 CELERY_BEAT_SCHEDULE = {
     "sweep-dirty-rollups": {
         "task": "usage.tasks.sweep_dirty_rollups",
@@ -218,6 +228,10 @@ CELERY_BEAT_SCHEDULE = {
     "evaluate-budgets": {
         "task": "usage.budgets.tasks.evaluate_budgets",
         "schedule": env_int("BUDGET_EVALUATE_SECONDS", 300),
+    },
+    "dispatch-deliveries": {
+        "task": "usage.budgets.tasks.dispatch_deliveries",
+        "schedule": env_int("BUDGET_DELIVERY_SWEEP_SECONDS", 10),
     },
     # PostgreSQL: the ledger's partitions of this month and LEDGER_PARTITIONS_AHEAD months ahead.
     "ledger-partitions-ahead": {"task": "usage.tasks.ledger_partitions_ahead", "schedule": 6 * 3600},
@@ -272,9 +286,21 @@ BUDGET_STATE_MAX_AGE_SECONDS = env_int("BUDGET_STATE_MAX_AGE_SECONDS", 120)
 BUDGET_DELIVERY_MAX_ATTEMPTS = env_int("BUDGET_DELIVERY_MAX_ATTEMPTS", 8)
 BUDGET_DELIVERY_BACKOFF_SECONDS = env_int("BUDGET_DELIVERY_BACKOFF_SECONDS", 5)
 BUDGET_DELIVERY_BACKOFF_MAX_SECONDS = env_int("BUDGET_DELIVERY_BACKOFF_MAX_SECONDS", 600)
-# A delivery still pending this long after its last attempt is enqueued again by the beat.
-BUDGET_DELIVERY_STALE_SECONDS = env_int("BUDGET_DELIVERY_STALE_SECONDS", 900)
+# The whole of one webhook attempt (resolution, connection, TLS, every read): not per read.
 BUDGET_WEBHOOK_TIMEOUT_SECONDS = env_int("BUDGET_WEBHOOK_TIMEOUT_SECONDS", 10)
+# A delivery handed to the queue but not started within this is handed out again (a lost message).
+BUDGET_DELIVERY_QUEUE_LEASE_SECONDS = env_int("BUDGET_DELIVERY_QUEUE_LEASE_SECONDS", 120)
+# Per tenant: deliveries queued or running at once, and handed out per minute (the rest wait).
+BUDGET_DELIVERY_TENANT_CONCURRENCY = env_int("BUDGET_DELIVERY_TENANT_CONCURRENCY", 2)
+BUDGET_DELIVERY_TENANT_RATE_PER_MINUTE = env_int("BUDGET_DELIVERY_TENANT_RATE_PER_MINUTE", 30)
+# Webhooks never reach non-global addresses (loopback, private, link-local, metadata ...) except
+# in these networks, e.g. "10.20.0.0/16" for a receiver inside the platform's own network.
+WEBHOOK_ALLOWED_NETWORKS = env_list("WEBHOOK_ALLOWED_NETWORKS", [])
+for _network in WEBHOOK_ALLOWED_NETWORKS:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError as _exc:
+        raise ImproperlyConfigured(f"WEBHOOK_ALLOWED_NETWORKS: {_exc}") from None
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
 EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
 EMAIL_PORT = env_int("EMAIL_PORT", 25)

@@ -12,10 +12,14 @@ class WebhookReceiver:
     """An HTTP server on 127.0.0.1 that records every request; the n-th gets ``statuses[n]`` (or the last).
 
     ``hold`` (a threading.Event) makes it wait before answering, to catch a sender mid-request.
+    ``drip`` (seconds) makes it answer a header line at a time, one every ``drip`` seconds, for
+    ``drip_lines`` lines, and only then end the headers: a receiver slow in every read.
+    ``location`` is sent as the Location header (a redirect, with a 3xx status).
     """
 
-    def __init__(self, statuses=(200,)):
+    def __init__(self, statuses=(200,), drip=None, drip_lines=20, location=None):
         self.requests, self.statuses, self.hold = [], list(statuses), None
+        self.drip, self.drip_lines, self.location = drip, drip_lines, location
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -27,9 +31,23 @@ class WebhookReceiver:
                     receiver.hold.wait(60)
                 status = receiver.statuses[min(index, len(receiver.statuses) - 1)]
                 self.send_response(status)
+                if receiver.location:
+                    self.send_header("Location", receiver.location)
+                if receiver.drip:
+                    self.drip_headers()
                 self.send_header("Content-Length", "2")
                 self.end_headers()
                 self.wfile.write(b"ok")
+
+            def drip_headers(self):
+                self.flush_headers()
+                for n in range(receiver.drip_lines):
+                    time.sleep(receiver.drip)
+                    try:
+                        self.wfile.write(f"X-Drip-{n}: {n}\r\n".encode())
+                        self.wfile.flush()
+                    except OSError:
+                        return  # the sender gave up
 
             def log_message(self, *args):
                 pass

@@ -42,7 +42,7 @@ def test_each_threshold_fires_once_however_often_it_is_evaluated(tenant, api_key
 
 
 def test_the_thresholds_fire_again_in_the_next_period(tenant, api_key, llm):
-    b = budget(tenant, amount=100, period="day", thresholds=[100])
+    b = budget(tenant, amount=100, period="day", thresholds=[100], created_at=utc(2026, 4, 30))
     spend(tenant, api_key, llm, 100, at=utc(2026, 5, 1, 10))
     spend(tenant, api_key, llm, 100, at=utc(2026, 5, 2, 10))
     services.budget_evaluate(budget=b, now=utc(2026, 5, 1, 12))
@@ -53,7 +53,7 @@ def test_the_thresholds_fire_again_in_the_next_period(tenant, api_key, llm):
 
 
 def test_a_late_call_crosses_the_previous_period_later(tenant, api_key, llm):
-    b = budget(tenant, amount=100, period="day", thresholds=[100])
+    b = budget(tenant, amount=100, period="day", thresholds=[100], created_at=utc(2026, 4, 30))
     services.budget_evaluate(budget=b, now=utc(2026, 5, 2, 0, 5))
     spend(tenant, api_key, llm, 120, at=utc(2026, 5, 1, 23, 59))  # reported after midnight
     services.budget_evaluate(budget=b, now=utc(2026, 5, 2, 0, 10))
@@ -98,12 +98,11 @@ def test_a_key_budget_counts_only_that_key(tenant, api_key, llm):
 
 
 def test_forecast_alert_fires_once_when_the_projection_passes_100(tenant, api_key, llm):
-    today = dt.date(2026, 4, 15)
     for day in range(8, 15):
         spend(tenant, api_key, llm, 100, at=utc(2026, 4, day, 12))
-    b = budget(tenant, amount=1000, thresholds=[100])
+    b = budget(tenant, amount=1000, thresholds=[100], created_at=utc(2026, 4, 1))
     now = utc(2026, 4, 15, 12)
-    assert budget_status(budget=b, today=today).projected == 700 + 1500
+    assert budget_status(budget=b, now=now).projected == 700 + 1550  # 15.5 days left at noon
     services.budget_evaluate(budget=b, now=now)
     services.budget_evaluate(budget=b, now=now)
     assert fired(b) == [("forecast", 100)]
@@ -112,12 +111,42 @@ def test_forecast_alert_fires_once_when_the_projection_passes_100(tenant, api_ke
 
 
 def test_state_is_within_warning_or_exceeded(tenant, api_key, llm):
-    b = budget(tenant, amount=1000, period="day")  # a day budget: no days left, so no forecast
+    b = budget(tenant, amount=1000, period="day")  # no usage before today: no run rate, no forecast
     assert budget_status(budget=b).state == "within"
     spend(tenant, api_key, llm, 800)
     assert budget_status(budget=b).state == "warning"
     spend(tenant, api_key, llm, 200)
     assert budget_status(budget=b).state == "exceeded"
+
+
+# --- Alerts start with the budget's first period (issue 25, item 12) --------------------------------
+
+
+def test_a_new_budget_fires_nothing_for_the_period_before_it_existed(tenant, api_key, llm, committed):
+    yesterday = start_of_today(tenant) - dt.timedelta(hours=12)
+    spend(tenant, api_key, llm, 5000, at=yesterday)  # yesterday's day: 500% of the budget below
+    b = budget(tenant, amount=1000, period="day", emails="ops@acme.test", thresholds=[50, 80, 100])
+    committed(services.budget_evaluate, budget=b)
+    assert fired(b) == [] and AlertDelivery.objects.count() == 0 and mail.outbox == []
+    spend(tenant, api_key, llm, 600)  # today, the budget's first period: that alerts
+    committed(services.budget_evaluate, budget=b)
+    assert fired(b) == [("threshold", 50)]
+
+
+def test_a_new_monthly_budget_fires_nothing_for_last_month(tenant, api_key, llm):
+    today = tenant_today(tenant)
+    last_month = utc(today.year - (today.month == 1), (today.month - 2) % 12 + 1, 15, 12)
+    spend(tenant, api_key, llm, 5000, at=last_month)
+    b = budget(tenant, amount=1000)
+    services.budget_evaluate(budget=b, now=utc(today.year, today.month, 1, 12))
+    assert fired(b) == []
+
+
+def test_a_budget_older_than_the_previous_period_still_catches_its_late_calls(tenant, api_key, llm):
+    b = budget(tenant, amount=100, period="day", thresholds=[100], created_at=utc(2026, 4, 20))
+    spend(tenant, api_key, llm, 150, at=utc(2026, 5, 1, 23))
+    services.budget_evaluate(budget=b, now=utc(2026, 5, 2, 1))
+    assert list(BudgetAlert.objects.values_list("period_start", "threshold")) == [(dt.date(2026, 5, 1), 100)]
 
 
 # --- The ingestion hook ----------------------------------------------------------------------------
@@ -169,11 +198,10 @@ def test_tenants_without_budgets_enqueue_nothing(tenant, caller, llm, monkeypatc
     assert calls == []
 
 
-def test_evaluate_budgets_reenqueues_a_delivery_left_pending(tenant, settings, monkeypatch):
+def test_evaluate_budgets_hands_out_a_delivery_left_pending(tenant, committed):
     b = budget(tenant, emails="ops@acme.test")
     old = AlertDelivery.objects.create(budget=b, channel="email", delivery_id="6f1c7f7e-1111-4b2a-9c3e-000000000001")
-    AlertDelivery.objects.filter(pk=old.pk).update(updated_at=utc(2020, 1, 1))
-    services.budgets_evaluate_all()
+    committed(services.budgets_evaluate_all)
     old.refresh_from_db()
     assert old.status == "delivered" and len(mail.outbox) == 1
 

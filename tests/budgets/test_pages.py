@@ -1,15 +1,18 @@
 """The Budgets page, GET /api/v1/budgets and manage.py create_budget / evaluate_budgets."""
 
+import base64
 import hashlib
 import hmac
 import json
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.urls import reverse
 
 from accounts import services as accounts
+from usage.budgets import services
 from usage.models import Budget
 
 from ..usage.api_helpers import token_client
@@ -59,6 +62,10 @@ def test_default_thresholds_are_50_80_100(owner_client, tenant):
         ("thresholds", "50, 1001", "between 1 and 1000"),
         ("thresholds", "0", "between 1 and 1000"),
         ("thresholds", "eighty", "between 1 and 1000"),
+        ("thresholds", "²", "between 1 and 1000"),
+        ("thresholds", "50, ¹⁰⁰", "between 1 and 1000"),
+        ("thresholds", "٥٠", "between 1 and 1000"),
+        ("thresholds", ", ".join(str(n) for n in range(10, 120, 10)), "At most 10 thresholds"),
         ("webhook_url", "ftp://example.test/hook", "must start with http:// or https://"),
         ("webhook_url", "javascript:alert(1)", "must start with http:// or https://"),
         ("emails", "not-an-address", "valid e-mail"),
@@ -101,15 +108,18 @@ def test_page_shows_progress_and_the_forecast_method(owner_client, tenant, api_k
     assert b.name in html
 
 
-def test_webhook_secret_is_shown_once_and_is_the_documented_hmac(owner_client, tenant, settings):
+def test_webhook_secret_is_shown_once_and_is_the_documented_hmac(owner_client, tenant, settings, dns):
+    dns["hooks.example.test"] = "93.184.215.14"
     response = owner_client.post(url(tenant), {**GOOD, "webhook_url": "https://hooks.example.test/budget"})
     assert response.status_code == 201 and "no-cache" in response["Cache-Control"]
     b = Budget.objects.get()
     expected = hmac.new(
         settings.SECRET_HASH_KEY.encode(), f"budget-webhook:{b.webhook_salt}".encode(), hashlib.sha256
     ).hexdigest()
-    assert expected in response.content.decode()
-    assert expected not in owner_client.get(url(tenant)).content.decode()
+    standard = "whsec_" + base64.b64encode(bytes.fromhex(expected)).decode()
+    assert expected in response.content.decode() and standard in response.content.decode()
+    page = owner_client.get(url(tenant)).content.decode()
+    assert expected not in page and standard not in page
 
 
 def test_owner_edits_and_deletes_a_budget(owner_client, tenant):
@@ -162,7 +172,29 @@ def test_api_needs_authentication(client, db):
 # --- Commands ---------------------------------------------------------------------------------------
 
 
-def test_create_budget_command_prints_json(tenant, api_key, capsys):
+def test_ten_thresholds_are_the_most_a_budget_has(owner_client, tenant):
+    ten = ", ".join(str(n) for n in range(10, 110, 10))
+    assert owner_client.post(url(tenant), {**GOOD, "thresholds": ten}).status_code == 302
+    assert len(Budget.objects.get().thresholds) == 10
+
+
+def test_more_than_10_thresholds_are_refused_by_the_command_the_service_and_the_model(tenant):
+    eleven = [f"--threshold={n}" for n in range(10, 120, 10)]
+    with pytest.raises(CommandError, match="At most 10 thresholds"):
+        call_command("create_budget", "--tenant=acme", "--amount=10", *eleven)
+    with pytest.raises(ValidationError, match="At most 10 thresholds"):
+        budget(tenant, thresholds=list(range(1, 1001)))
+    b = budget(tenant)
+    with pytest.raises(ValidationError, match="At most 10 thresholds"):
+        services.budget_update(budget=b, data={"thresholds": list(range(1, 12))})
+    b.thresholds = list(range(1, 12))
+    with pytest.raises(ValidationError, match="At most 10 thresholds"):
+        b.full_clean()
+    b.refresh_from_db()
+    assert b.thresholds == [50, 80, 100] and Budget.objects.count() == 1
+
+
+def test_create_budget_command_prints_json(tenant, api_key, capsys, loopback_allowed):
     call_command(
         "create_budget",
         "--tenant=acme",
@@ -180,6 +212,7 @@ def test_create_budget_command_prints_json(tenant, api_key, capsys):
     result = json.loads(capsys.readouterr().out)
     assert result["api_key"] == api_key.public_id and result["thresholds"] == [75, 100]
     assert result["currency"] == "EUR" and result["enforce"] is True and len(result["webhook_secret"]) == 64
+    assert result["standard_webhooks_secret"].startswith("whsec_")
     assert Budget.objects.get().period == "week"
 
 

@@ -1,6 +1,7 @@
 """Budget periods are calendar periods of the tenant's zone: +05:30, daylight saving, local midnight."""
 
 import datetime as dt
+from decimal import Decimal
 
 import pytest
 
@@ -71,23 +72,59 @@ def test_spent_counts_calls_from_local_midnight_on(kolkata, llm):
         ],
     )
     march = Budget.objects.create(tenant=kolkata, name="b", metric="cost", amount=10, currency="USD", thresholds=[50])
-    status = budget_status(budget=march, today=dt.date(2026, 3, 1))
+    status = budget_status(budget=march, now=utc(2026, 3, 1, 6))
     assert status.spent == 2 and status.period.start == dt.date(2026, 3, 1)
-    february = budget_status(budget=march, today=dt.date(2026, 2, 28))
+    february = budget_status(budget=march, now=utc(2026, 2, 28, 6))
     assert february.spent == 1
 
 
-def test_projection_is_spent_plus_the_7_day_run_rate_times_days_left(tenant, api_key, llm):
-    # 100 tokens on each of the 7 days before 2026-04-15, 50 today; 15 days after today in April.
+def _run_rate_of_100_a_day(tenant, api_key, llm, today, today_tokens=50):
     specs = [
-        {"api_key": api_key, "model": llm, "occurred_at": utc(2026, 4, day, 12), "input_tokens": 100}
-        for day in range(8, 15)
+        {
+            "api_key": api_key,
+            "model": llm,
+            "occurred_at": local_midnight(tenant, today - dt.timedelta(days=n)) + dt.timedelta(hours=12),
+            "input_tokens": 100,
+        }
+        for n in range(1, 8)
     ]
-    today = {"api_key": api_key, "model": llm, "occurred_at": utc(2026, 4, 15, 1), "input_tokens": 50}
-    make_calls(tenant, [*specs, today])
+    today_call = {
+        "api_key": api_key,
+        "model": llm,
+        "occurred_at": local_midnight(tenant, today) + dt.timedelta(hours=1),
+        "input_tokens": today_tokens,
+    }
+    make_calls(tenant, [*specs, today_call])
+
+
+def test_projection_is_spent_plus_the_7_day_run_rate_times_the_time_left(tenant, api_key, llm):
+    # 100 tokens on each of the 7 days before 2026-04-15, 50 today; at noon, 15.5 days are left in April.
+    _run_rate_of_100_a_day(tenant, api_key, llm, dt.date(2026, 4, 15))
     b = Budget.objects.create(tenant=tenant, name="t", metric="tokens", amount=1500, thresholds=[50, 80, 100])
-    status = budget_status(budget=b, today=dt.date(2026, 4, 15))
-    assert (status.spent, status.daily_rate, status.projected) == (750, 100, 2250)
-    assert status.projected_percent == 150 and status.forecast_exceeds
+    status = budget_status(budget=b, now=utc(2026, 4, 15, 12))
+    assert (status.spent, status.daily_rate, status.projected) == (750, 100, 700 + 50 + 1550)
+    assert status.projected_percent == Decimal("153.3") and status.forecast_exceeds
     assert status.state == Budget.State.WARNING
     assert status.percent == 50
+
+
+@pytest.mark.parametrize(
+    ("period", "week_start", "projected"),
+    [
+        ("day", 0, 50 + 50),  # the rest of today: half of it at noon
+        ("week", 0, 50 + 50 + 4 * 100 + 2 * 100),  # Wed 2026-04-15 noon: spent Mon, Tue; Thu-Sun left
+        ("month", 0, 50 + 700 + 50 + 15 * 100),
+    ],
+)
+def test_the_forecast_counts_the_rest_of_today(tenant, api_key, llm, period, week_start, projected):
+    _run_rate_of_100_a_day(tenant, api_key, llm, dt.date(2026, 4, 15))
+    b = Budget.objects.create(tenant=tenant, name="t", metric="tokens", amount=10**6, period=period, thresholds=[100])
+    assert budget_status(budget=b, now=utc(2026, 4, 15, 12)).projected == projected
+
+
+def test_the_rest_of_a_25_hour_day_is_its_share_of_25_hours(new_york, llm):
+    key = accounts.api_key_create(tenant=new_york, name="k")[0]
+    # 2026-11-01 in New York has 25 hours; at 12:00 EST (17:00 UTC) 12 of them are left.
+    _run_rate_of_100_a_day(new_york, key, llm, dt.date(2026, 11, 1), today_tokens=0)
+    b = Budget.objects.create(tenant=new_york, name="d", metric="tokens", amount=1000, period="day", thresholds=[100])
+    assert budget_status(budget=b, now=utc(2026, 11, 1, 17)).projected == 48  # 100 x 12/25

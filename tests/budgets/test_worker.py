@@ -3,6 +3,8 @@
 8 ingesting clients cross 80% and 100% at the same moment while two workers evaluate: one
 alert each. A worker killed while it delivers: the message is delivered again with the same
 delivery id (receivers dedupe by it), retried with back-off until the receiver acknowledges.
+A whole worker killed mid-request (no process left to give the message back): its lease runs
+out and beat's sweep hands the delivery to another worker within the documented bound.
 """
 
 import os
@@ -10,13 +12,15 @@ import signal
 import subprocess
 import sys
 import threading
+import time
+import uuid
 
 import pytest
 from django.db import connections
 
 from accounts import services as accounts
-from usage.budgets import services
-from usage.budgets.delivery import webhook_secret
+from usage.budgets import services, tasks
+from usage.budgets.delivery import ATTEMPT_MARGIN_SECONDS, webhook_secret
 from usage.ingestion import services as usage_services
 from usage.models import AlertDelivery, BudgetAlert, Model
 from usageproject.celery import app
@@ -29,21 +33,31 @@ from .receivers import WebhookReceiver, verify_signature
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 
+# The lease of an attempt is the deadline plus delivery.ATTEMPT_MARGIN_SECONDS (10 s); the sweep
+# runs every second here: a delivery cut by a dead worker is handed out again within 8 + 10 + 1 s.
+TIMEOUT_SECONDS, SWEEP_SECONDS = 8, 1
+
+
 @pytest.fixture
-def workers(broker_url):  # noqa: F811 (the fixture imported above)
-    """Start worker processes with quick back-off; yields a function that starts one more."""
+def workers(broker_url, tmp_path):  # noqa: F811 (the fixture imported above)
+    """Start worker processes with quick back-off; yields a function that starts one more
+    (``beat=True``: with an embedded beat, which runs the delivery sweep every second)."""
     processes = []
     env = {
         **os.environ,
         "DATABASE_URL": database_url(),
         "CELERY_BROKER_URL": broker_url,
         "BUDGET_DELIVERY_BACKOFF_SECONDS": "1",
-        "BUDGET_WEBHOOK_TIMEOUT_SECONDS": "30",
+        "BUDGET_WEBHOOK_TIMEOUT_SECONDS": str(TIMEOUT_SECONDS),
+        "BUDGET_DELIVERY_SWEEP_SECONDS": str(SWEEP_SECONDS),
+        "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",
     }
 
-    def start():
+    def start(beat=False):
         command = [sys.executable, "-m", "celery", "-A", "usageproject", "worker", "--concurrency=1"]
         command += ["--loglevel=warning", "--without-heartbeat", "--without-gossip", "--without-mingle"]
+        if beat:
+            command += ["--beat", f"--schedule={tmp_path / f'beat-{len(processes)}'}"]
         process = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
         processes.append(process)
         return process
@@ -57,7 +71,7 @@ def workers(broker_url):  # noqa: F811 (the fixture imported above)
 
 
 @pytest.fixture
-def receiver():
+def receiver(loopback_allowed):
     server = WebhookReceiver()
     yield server
     server.close()
@@ -96,7 +110,7 @@ def test_eight_clients_crossing_80_and_100_with_real_workers_fire_one_alert_each
     monkeypatch.setattr(app.conf, "task_always_eager", False)
     tenant, key, model = cast
     b = budget(tenant, amount=800, thresholds=[80, 100], webhook_url=receiver.url)
-    workers(), workers()
+    workers(beat=True), workers()
     _ingest_concurrently(tenant, key, model)
     wait_for(lambda: len(receiver.requests) >= 2, timeout=60, what="two webhook deliveries")
     wait_for(lambda: AlertDelivery.objects.filter(status="delivered").count() == 2, what="both recorded delivered")
@@ -119,6 +133,7 @@ def test_a_worker_killed_during_delivery_delivers_once_with_the_same_id(workers,
         os.kill(child, signal.SIGKILL)
     hold, receiver.hold = receiver.hold, None
     hold.set()
+    workers(beat=True)  # the retry after the 503 is handed out by beat's sweep
     wait_for(
         lambda: AlertDelivery.objects.filter(status="delivered").exists(), timeout=60, what="delivery after the kill"
     )
@@ -127,3 +142,52 @@ def test_a_worker_killed_during_delivery_delivers_once_with_the_same_id(workers,
     assert receiver.delivery_ids()[0] == str(delivery.delivery_id)
     assert [entry["result"] for entry in delivery.log] == ["sending", "failed", "delivered"]
     assert delivery.attempts == 3 and len(receiver.requests) == 3
+
+
+def test_a_whole_worker_killed_mid_request_is_redelivered_within_the_bound(workers, receiver, cast, monkeypatch):
+    monkeypatch.setattr(app.conf, "task_always_eager", False)
+    tenant, key, model = cast
+    b = budget(tenant, amount=100, thresholds=[100], webhook_url=receiver.url)
+    receiver.hold = threading.Event()
+    first = workers()
+    _ingest_concurrently(tenant, key, model, clients=1, tokens=100)
+    wait_for(lambda: len(receiver.requests) == 1, timeout=60, what="the worker to start delivering")
+    os.killpg(first.pid, signal.SIGKILL)  # the main process too: nothing is left to requeue the message
+    first.wait(timeout=10)
+    killed_at = time.monotonic()
+    hold, receiver.hold = receiver.hold, None
+    hold.set()
+    workers(beat=True)
+    bound = TIMEOUT_SECONDS + ATTEMPT_MARGIN_SECONDS + SWEEP_SECONDS
+    wait_for(lambda: len(receiver.requests) == 2, timeout=bound + 20, what="the delivery handed out again")
+    assert time.monotonic() - killed_at <= bound + 20  # worker start-up included; the sweep alone ~15 min before
+    wait_for(lambda: AlertDelivery.objects.filter(status="delivered").exists(), what="recorded delivered")
+    delivery = AlertDelivery.objects.get(budget=b)
+    assert receiver.delivery_ids() == [str(delivery.delivery_id)] * 2
+    assert [entry["result"] for entry in delivery.log] == ["sending", "delivered"] and delivery.attempts == 2
+
+
+def test_a_dripping_receiver_holds_a_worker_only_until_the_deadline(workers, cast, loopback_allowed, monkeypatch):
+    monkeypatch.setattr(app.conf, "task_always_eager", False)
+    tenant, _key, _model = cast
+    other = accounts.tenant_create(slug="wb2", name="WB2", timezone_name="UTC")
+    slow, fast = WebhookReceiver(drip=1, drip_lines=60), WebhookReceiver()  # slow: 60 s, a header a second
+    try:
+        deliveries = [
+            AlertDelivery.objects.create(
+                budget=budget(owner, webhook_url=server.url), channel="webhook", delivery_id=uuid.uuid4()
+            )
+            for owner, server in ((tenant, slow), (other, fast))
+        ]
+        workers()  # one worker process, shared by both tenants
+        tasks.deliver_alert.delay(deliveries[0].pk)
+        wait_for(lambda: len(slow.requests) == 1, timeout=60, what="the slow receiver's request")
+        started = time.monotonic()
+        tasks.deliver_alert.delay(deliveries[1].pk)  # another tenant's alert, behind it in the queue
+        wait_for(lambda: len(fast.requests) == 1, timeout=TIMEOUT_SECONDS + 10, what="the other tenant's alert")
+        assert time.monotonic() - started <= TIMEOUT_SECONDS + 5
+        wait_for(lambda: AlertDelivery.objects.filter(status="delivered").count() == 1, what="recorded")
+        assert AlertDelivery.objects.get(pk=deliveries[0].pk).log[-1]["error"] == "timed out"
+    finally:
+        slow.close()
+        fast.close()

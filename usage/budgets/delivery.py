@@ -1,44 +1,75 @@
 """Sending an alert: e-mail through Django's backend, or a signed webhook.
 
-Webhook signature. Each budget with a webhook has its own secret,
-``HMAC-SHA256(SECRET_HASH_KEY, "budget-webhook:" + salt)`` in hex, shown once when the URL is set
-(only the random salt is stored). Every request carries
+Webhook signature: Standard Webhooks (https://www.standardwebhooks.com/), made with the
+``standardwebhooks`` package, so any of its libraries verifies it. Each budget with a webhook has
+its own 32-byte key, ``HMAC-SHA256(SECRET_HASH_KEY, "budget-webhook:" + salt)`` (only the random
+salt is stored), shown once when the URL is set in two encodings of the same key: ``whsec_<base64>``
+for Standard Webhooks and 64 hex digits for the legacy headers. Every request carries
 
-    X-Usage-Delivery-Id: <uuid, the same on every retry of one delivery: dedupe by it>
-    X-Usage-Timestamp:   <unix seconds of this attempt>
-    X-Usage-Signature:   v1=<hex HMAC-SHA256(secret, "<timestamp>.<raw body>")>
+    webhook-id:          <delivery id, a uuid: the same on every retry of one delivery: dedupe by it>
+    webhook-timestamp:   <unix seconds of this attempt>
+    webhook-signature:   v1,<base64 HMAC-SHA256(key, "<webhook-id>.<webhook-timestamp>.<raw body>")>
 
-A receiver recomputes the signature over the raw body, compares in constant time, and refuses
-timestamps more than a few minutes old. Any 2xx answer acknowledges the delivery.
+and, for receivers written before, the legacy headers
+
+    X-Usage-Delivery-Id: <the same uuid>
+    X-Usage-Timestamp:   <the same unix seconds>
+    X-Usage-Signature:   v1=<hex HMAC-SHA256(hex secret as text, "<timestamp>.<raw body>")>
+
+Any 2xx answer acknowledges the delivery; a 3xx is not followed (``usage.budgets.egress``).
 """
 
+import base64
+import datetime as dt
 import hashlib
 import hmac
 import json
-import time
-import urllib.error
-import urllib.request
+import logging
+import re
 from dataclasses import dataclass
+from decimal import Decimal
 
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
+from standardwebhooks import Webhook
 
+from usage.budgets import egress
 from usage.models import AlertDelivery
 
+logger = logging.getLogger(__name__)
+
 SIGNATURE_VERSION = "v1"
+# What an attempt may take beyond the HTTP deadline (database writes) before its lease runs out.
+ATTEMPT_MARGIN_SECONDS = 10
+EMAIL_FAILED = "e-mail not accepted"
 
 
-def webhook_secret(budget):
+def _webhook_key(budget) -> bytes:
     message = f"budget-webhook:{budget.webhook_salt}".encode()
-    return hmac.new(settings.SECRET_HASH_KEY.encode(), message, hashlib.sha256).hexdigest()
+    return hmac.new(settings.SECRET_HASH_KEY.encode(), message, hashlib.sha256).digest()
+
+
+def webhook_secret(budget) -> str:
+    """The legacy (X-Usage-Signature) secret: the key in hex."""
+    return _webhook_key(budget).hex()
+
+
+def standard_webhook_secret(budget) -> str:
+    """The Standard Webhooks secret: the same key as ``whsec_<base64>``."""
+    return "whsec_" + base64.b64encode(_webhook_key(budget)).decode()
 
 
 def signature(secret, timestamp, body):
-    """The X-Usage-Signature value of ``body`` (bytes) sent at ``timestamp``."""
+    """The legacy X-Usage-Signature value of ``body`` (bytes) sent at ``timestamp``."""
     digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
     return f"{SIGNATURE_VERSION}={digest}"
+
+
+def plain(amount: Decimal) -> str:
+    """A decimal as plain digits: "1000", never "1E+3"."""
+    return format(amount.normalize(), "f")
 
 
 def payload(delivery):
@@ -52,7 +83,7 @@ def payload(delivery):
             "name": budget.name,
             "api_key": budget.api_key.public_id if budget.api_key_id else None,
             "metric": budget.metric,
-            "amount": str(budget.amount.normalize()),
+            "amount": plain(budget.amount),
             "currency": budget.currency or None,
             "period": budget.period,
         },
@@ -62,9 +93,9 @@ def payload(delivery):
             "kind": alert.kind,
             "threshold": alert.threshold,
             "period_start": alert.period_start.isoformat(),
-            "spent": str(alert.spent.normalize()),
-            "limit": str(alert.limit.normalize()),
-            "projected": str(alert.projected.normalize()),
+            "spent": plain(alert.spent),
+            "limit": plain(alert.limit),
+            "projected": plain(alert.projected),
         }
     return data
 
@@ -78,21 +109,27 @@ def _subject(data):
     return f"Budget {budget['name']} ({data['tenant']}) {what}"
 
 
-def send_webhook(delivery, data):
-    """POST the signed payload; returns the HTTP status (raises on a network error or non-2xx)."""
-    body = json.dumps(data, separators=(",", ":"), sort_keys=True).encode()
-    timestamp = str(int(time.time()))
-    headers = {
+def webhook_headers(budget, delivery_id: str, body: bytes, sent_at: dt.datetime) -> dict[str, str]:
+    timestamp = str(int(sent_at.timestamp()))
+    standard = Webhook(standard_webhook_secret(budget)).sign(delivery_id, sent_at, body.decode())
+    return {
         "Content-Type": "application/json",
-        "User-Agent": "usage-statistics-budgets/1",
-        "X-Usage-Delivery-Id": data["delivery_id"],
+        "User-Agent": "usage-statistics-budgets/2",
+        "webhook-id": delivery_id,
+        "webhook-timestamp": timestamp,
+        "webhook-signature": standard,
+        "X-Usage-Delivery-Id": delivery_id,
         "X-Usage-Timestamp": timestamp,
-        "X-Usage-Signature": signature(webhook_secret(delivery.budget), timestamp, body),
+        "X-Usage-Signature": signature(webhook_secret(budget), timestamp, body),
     }
-    request = urllib.request.Request(delivery.budget.webhook_url, data=body, headers=headers, method="POST")  # noqa: S310
-    # The URL's scheme is validated to be http(s) when the budget is saved.
-    with urllib.request.urlopen(request, timeout=settings.BUDGET_WEBHOOK_TIMEOUT_SECONDS) as response:  # noqa: S310
-        return response.status
+
+
+def send_webhook(delivery, data):
+    """POST the signed payload; returns the HTTP status (raises egress.Failure otherwise)."""
+    body = json.dumps(data, separators=(",", ":"), sort_keys=True).encode()
+    sent_at = dt.datetime.fromtimestamp(int(timezone.now().timestamp()), tz=dt.UTC)
+    headers = webhook_headers(delivery.budget, data["delivery_id"], body, sent_at)
+    return egress.post(delivery.budget.webhook_url, body, headers, timeout=settings.BUDGET_WEBHOOK_TIMEOUT_SECONDS)
 
 
 def send_email(delivery, data):
@@ -107,6 +144,13 @@ class Outcome:
     status: str
     attempts: int
     retry: bool
+    tenant_id: int | None = None
+
+
+def backoff_seconds(attempts):
+    """5 s, 10 s, 20 s, ... after the n-th failed attempt, capped at BUDGET_DELIVERY_BACKOFF_MAX_SECONDS."""
+    base = settings.BUDGET_DELIVERY_BACKOFF_SECONDS
+    return min(base * 2 ** max(attempts - 1, 0), settings.BUDGET_DELIVERY_BACKOFF_MAX_SECONDS)
 
 
 def _record(delivery_pk, index, **entry):
@@ -114,56 +158,94 @@ def _record(delivery_pk, index, **entry):
         delivery = AlertDelivery.objects.select_for_update().get(pk=delivery_pk)
         delivery.log[index].update(entry)
         delivery.updated_at = timezone.now()
-        delivery.save(update_fields=["log", "updated_at"])
+        delivery.lease_until = delivery.dispatch_id = None
+        delivery.save(update_fields=["log", "updated_at", "lease_until", "dispatch_id"])
     return delivery
 
 
-def delivery_attempt(*, delivery_pk):
-    """Make one attempt of a pending delivery and record it; delivered or failed ones are left alone.
-
-    The attempt is recorded as "sending" before anything is sent, so an attempt cut short by a
-    killed worker still shows in the log.
-    """
+def _start(delivery_pk, dispatch_id):
+    """Mark an attempt "sending" (so one cut short by a killed worker still shows) and lease it for
+    the attempt's length; None when there is nothing to do (done, or a stale task message)."""
     with transaction.atomic():
         delivery = AlertDelivery.objects.select_for_update().filter(pk=delivery_pk).first()
         if delivery is None or delivery.status != AlertDelivery.Status.PENDING:
-            return Outcome(delivery.status if delivery else "missing", delivery.attempts if delivery else 0, False)
+            return None
+        if dispatch_id is not None and str(delivery.dispatch_id) != str(dispatch_id):
+            return None  # handed out again since (lease expired): that newer message makes the attempt
+        now = timezone.now()
         delivery.attempts += 1
-        delivery.log.append({"at": timezone.now().isoformat(), "result": "sending"})
-        delivery.updated_at = timezone.now()
-        delivery.save(update_fields=["attempts", "log", "updated_at"])
-    index, attempts = len(delivery.log) - 1, delivery.attempts
+        delivery.log.append({"at": now.isoformat(), "result": "sending"})
+        delivery.updated_at = now
+        lease = settings.BUDGET_WEBHOOK_TIMEOUT_SECONDS + ATTEMPT_MARGIN_SECONDS
+        delivery.lease_until = now + dt.timedelta(seconds=lease)
+        delivery.save(update_fields=["attempts", "log", "updated_at", "lease_until"])
+    return delivery
+
+
+def delivery_attempt(*, delivery_pk, dispatch_id=None):
+    """Make one attempt of a pending delivery and record it; delivered or failed ones are left alone.
+
+    ``dispatch_id`` is the hand-out a task message carries (``services.deliveries_dispatch``); a
+    message from an older hand-out does nothing. Called without one (tests), it always attempts.
+    """
+    started = _start(delivery_pk, dispatch_id)
+    if started is None:
+        delivery = AlertDelivery.objects.filter(pk=delivery_pk).select_related("budget").first()
+        tenant_id = delivery.budget.tenant_id if delivery else None
+        return Outcome(
+            delivery.status if delivery else "missing", delivery.attempts if delivery else 0, False, tenant_id
+        )
+    index, attempts = len(started.log) - 1, started.attempts
     delivery = AlertDelivery.objects.select_related("budget__tenant", "budget__api_key", "alert").get(pk=delivery_pk)
-    data = payload(delivery)
+    tenant_id = delivery.budget.tenant_id
     try:
-        code = send_webhook(delivery, data) if delivery.channel == AlertDelivery.Channel.WEBHOOK else None
-        if delivery.channel == AlertDelivery.Channel.EMAIL:
-            send_email(delivery, data)
-    except urllib.error.HTTPError as exc:
-        return _failed(delivery_pk, index, attempts, status_code=exc.code, error=f"HTTP {exc.code}")
-    except Exception as exc:  # network errors, SMTP errors: all retried
-        return _failed(delivery_pk, index, attempts, status_code=None, error=f"{type(exc).__name__}: {exc}"[:500])
+        code = _send(delivery)
+    except egress.Failure as exc:
+        logger.warning("Budget webhook %s attempt %s failed: %s", delivery.delivery_id, attempts, exc.detail)
+        status_code = int(exc.category[5:8]) if exc.category.startswith("HTTP ") else None
+        return _failed(delivery_pk, index, attempts, tenant_id, status_code=status_code, error=exc.category)
+    except Exception:  # SMTP errors: retried; the detail is for the operator's log only
+        logger.exception("Budget alert e-mail %s attempt %s failed", delivery.delivery_id, attempts)
+        return _failed(delivery_pk, index, attempts, tenant_id, status_code=None, error=EMAIL_FAILED)
     with transaction.atomic():
         delivery = _record(delivery_pk, index, result="delivered", status_code=code)
         delivery.status, delivery.delivered_at = AlertDelivery.Status.DELIVERED, timezone.now()
         delivery.save(update_fields=["status", "delivered_at"])
-    return Outcome(delivery.status, attempts, False)
+    return Outcome(delivery.status, attempts, False, tenant_id)
 
 
-def _failed(delivery_pk, index, attempts, **entry):
+def result_text(delivery) -> str:
+    """The last attempt as the tenant sees it: a category of failure, never a socket's message
+    (rows from before this rule may hold one: shown as plain "failed")."""
+    if not delivery.log:
+        return "queued"
+    last = delivery.log[-1]
+    if last.get("result") == "delivered":
+        return f"HTTP {last['status_code']}" if last.get("status_code") else "accepted"
+    if last.get("result") == "sending":
+        return "sending"
+    error = str(last.get("error") or "")
+    shown = error in egress.CATEGORIES or error == EMAIL_FAILED or re.fullmatch(r"HTTP \d{3}( \(.*\))?", error)
+    text = error if shown else "failed"
+    if delivery.status == AlertDelivery.Status.PENDING and delivery.next_attempt_at:
+        text += "; will retry"
+    return text
+
+
+def _send(delivery):
+    data = payload(delivery)
+    if delivery.channel == AlertDelivery.Channel.WEBHOOK:
+        return send_webhook(delivery, data)
+    send_email(delivery, data)
+    return None
+
+
+def _failed(delivery_pk, index, attempts, tenant_id, **entry):
     with transaction.atomic():
         delivery = _record(delivery_pk, index, result="failed", **entry)
         if attempts >= settings.BUDGET_DELIVERY_MAX_ATTEMPTS:
             delivery.status = AlertDelivery.Status.FAILED
-            delivery.save(update_fields=["status"])
-    return Outcome(delivery.status, attempts, delivery.status == AlertDelivery.Status.PENDING)
-
-
-def delivery_test(*, budget, channel):
-    """The page's "Send test" button: one delivery without an alert, attempted at once."""
-    import uuid
-
-    delivery = AlertDelivery.objects.create(budget=budget, channel=channel, delivery_id=uuid.uuid4())
-    delivery_attempt(delivery_pk=delivery.pk)
-    delivery.refresh_from_db()
-    return delivery
+        else:
+            delivery.next_attempt_at = timezone.now() + dt.timedelta(seconds=backoff_seconds(attempts))
+        delivery.save(update_fields=["status", "next_attempt_at"])
+    return Outcome(delivery.status, attempts, delivery.status == AlertDelivery.Status.PENDING, tenant_id)

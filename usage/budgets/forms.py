@@ -1,21 +1,33 @@
 """The budget form: the page, the admin-free command and (through them) every way a budget is made."""
 
+import re
 from decimal import Decimal
 
 from django import forms
 from django.core.validators import EmailValidator, URLValidator
 
 from accounts.models import ApiKey
+from usage.budgets import egress
 from usage.budgets.currencies import is_currency
-from usage.models import Budget
+from usage.models import MAX_BUDGET_THRESHOLDS, Budget
 
 DEFAULT_THRESHOLDS = [50, 80, 100]
 MAX_AMOUNT = Decimal("1e15")
+WEBHOOK_REFUSALS = {
+    egress.REFUSED: (
+        "The webhook URL points to a private, loopback, link-local or otherwise internal address;"
+        " alerts are only sent to public addresses."
+    ),
+    "DNS lookup failed": "The webhook URL's host name does not resolve.",
+    "timed out": "The webhook URL's host name does not resolve.",
+}
 
 
 class BudgetForm(forms.ModelForm):
     thresholds = forms.CharField(
-        required=False, initial="50, 80, 100", help_text="Percentages 1-1000, comma-separated. Default 50, 80, 100."
+        required=False,
+        initial="50, 80, 100",
+        help_text="Up to 10 percentages 1-1000, comma-separated. Default 50, 80, 100.",
     )
     emails = forms.CharField(required=False, label="E-mail", help_text="Comma-separated addresses to alert.")
     webhook_url = forms.CharField(required=False, label="Webhook URL", help_text="http(s) URL; alerts are signed.")
@@ -78,9 +90,12 @@ class BudgetForm(forms.ModelForm):
             part = part.strip().rstrip("%")
             if not part:
                 continue
-            if not part.isdigit() or not 1 <= int(part) <= 1000:
+            # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+            if not re.fullmatch(r"[0-9]{1,4}", part) or not 1 <= int(part) <= 1000:
                 raise forms.ValidationError(f"“{part}” is not a whole percentage between 1 and 1000.")
             values.append(int(part))
+        if len(set(values)) > MAX_BUDGET_THRESHOLDS:
+            raise forms.ValidationError(f"At most {MAX_BUDGET_THRESHOLDS} thresholds per budget.")
         return sorted(set(values))
 
     def clean_emails(self):
@@ -97,6 +112,10 @@ class BudgetForm(forms.ModelForm):
         if not url.lower().startswith(("http://", "https://")):
             raise forms.ValidationError("The webhook URL must start with http:// or https://.")
         URLValidator(schemes=["http", "https"], message="Enter a valid webhook URL.")(url)
+        try:
+            egress.check_url(url)
+        except egress.Failure as exc:
+            raise forms.ValidationError(WEBHOOK_REFUSALS.get(exc.category, "Enter a valid webhook URL.")) from None
         return url
 
     def clean(self):

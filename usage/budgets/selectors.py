@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 
 from django.db.models import Q
+from django.utils import timezone
 
-from usage.budgets.periods import RUN_RATE_DAYS, budget_period, run_rate_period
+from usage.budgets.periods import RUN_RATE_DAYS, budget_period, local_midnight, run_rate_period
 from usage.localtime import tenant_today
 from usage.models import Budget
 from usage.reporting.costs import round_amount
@@ -21,7 +22,8 @@ from usage.reporting.query import UsageQuery
 
 PROJECTION_METHOD = (
     f"Projected = spent so far + the average daily amount of the last {RUN_RATE_DAYS} complete local days"
-    " × the days left in the period after today."
+    " × the time left in the period: the rest of today (its share of the local day's hours) plus the days"
+    " after today."
 )
 
 
@@ -128,14 +130,25 @@ def budget_spent(*, budget, period):
     return cost.amounts.get(budget.currency, Decimal(0)), cost.unpriced_tokens
 
 
-def budget_status(*, budget, now=None, today=None):
-    """The budget's state in the period that contains the tenant's local today."""
-    today = today or tenant_today(budget.tenant, now)
+def days_left(tenant, period, now):
+    """The local days left in ``period`` at ``now``: the rest of today as a share of its length
+    (23, 24 or 25 hours) plus the whole days after it."""
+    today = tenant_today(tenant, now)
+    start, end = local_midnight(tenant, today), local_midnight(tenant, today + dt.timedelta(days=1))
+    micro = dt.timedelta(microseconds=1)
+    rest_of_today = Decimal((end - now) // micro) / Decimal((end - start) // micro)
+    return rest_of_today + (period.end - today).days
+
+
+def budget_status(*, budget, now=None):
+    """The budget's state at ``now`` (default: now), in the period that contains that local day."""
+    now = now or timezone.now()
+    today = tenant_today(budget.tenant, now)
     period = budget_period(budget, today)
     spent, unpriced = budget_spent(budget=budget, period=Period(period.start, today))
     recent, _ = budget_spent(budget=budget, period=run_rate_period(today))
     rate = recent / RUN_RATE_DAYS
-    projected = spent + rate * (period.end - today).days
+    projected = spent + rate * days_left(budget.tenant, period, now)
     if budget.metric == Budget.Metric.TOKENS:
         projected = projected.to_integral_value(rounding=ROUND_HALF_EVEN)
     else:

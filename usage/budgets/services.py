@@ -15,13 +15,14 @@ from functools import partial
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from usage.budgets import tasks
 from usage.budgets.periods import budget_period
 from usage.budgets.selectors import budget_status, budget_status_for_period, budgets_for_key
 from usage.localtime import tenant_today
-from usage.models import AlertDelivery, Budget, BudgetAlert
+from usage.models import AlertDelivery, Budget, BudgetAlert, DeliveryQuota, validate_budget_thresholds
 from usage.outages import log_outage
 
 logger = logging.getLogger(__name__)
@@ -30,6 +31,7 @@ logger = logging.getLogger(__name__)
 def budget_create(*, tenant, data):
     """A budget from validated form data; returns (budget, webhook secret or None)."""
     budget = Budget(tenant=tenant, **data)
+    validate_budget_thresholds(budget.thresholds)
     if budget.webhook_url:
         budget.webhook_salt = secrets.token_hex(16)
     budget.save()
@@ -39,6 +41,7 @@ def budget_create(*, tenant, data):
 def budget_update(*, budget, data):
     """Save changed fields; a new webhook URL gets a new secret, returned (else None)."""
     new_url = data.get("webhook_url") and data["webhook_url"] != budget.webhook_url
+    validate_budget_thresholds(data.get("thresholds", budget.thresholds))
     for name, value in data.items():
         setattr(budget, name, value)
     if new_url:
@@ -70,11 +73,19 @@ def budget_evaluate(*, budget, now=None):
         status.period.start,
         now,
     )
-    _fire(status, forecast=True)
+    first = first_alerting_period_start(budget)
+    if status.period.start >= first:
+        _fire(status, forecast=True)
     # A late call or a price change may still push the previous period over a threshold.
-    previous_end = status.period.start - dt.timedelta(days=1)
-    _fire(budget_status_for_period(budget=budget, period=budget_period(budget, previous_end)), forecast=False)
+    previous = budget_period(budget, status.period.start - dt.timedelta(days=1))
+    if previous.start >= first:
+        _fire(budget_status_for_period(budget=budget, period=previous), forecast=False)
     return status
+
+
+def first_alerting_period_start(budget):
+    """Alerts start with the period the budget was created in: usage before it never alerts."""
+    return budget_period(budget, tenant_today(budget.tenant, budget.created_at)).start
 
 
 def _fire(status, *, forecast):
@@ -102,8 +113,8 @@ def _alert_once(status, kind, threshold):
             deliveries = [_delivery(budget, alert, channel) for channel in budget_channels(budget)]
     except IntegrityError:
         return None
-    for delivery in deliveries:
-        transaction.on_commit(partial(_enqueue_delivery, delivery.pk))
+    if deliveries:
+        transaction.on_commit(partial(_dispatch_after_commit, budget.tenant_id))
     logger.info("Budget %s crossed %s %s%% in the period from %s", budget.pk, kind, threshold, status.period.start)
     return alert
 
@@ -121,11 +132,91 @@ def _delivery(budget, alert, channel):
     return AlertDelivery.objects.create(budget=budget, alert=alert, channel=channel, delivery_id=uuid.uuid4())
 
 
-def _enqueue_delivery(delivery_pk):
+def delivery_test_create(*, budget, channel):
+    """The page's "Send test" button: a delivery without an alert, made by a worker like any other."""
+    delivery = _delivery(budget, None, channel)
+    transaction.on_commit(partial(_dispatch_after_commit, budget.tenant_id))
+    return delivery
+
+
+# --- Dispatch: deliveries go to the workers under each tenant's caps ------------------------------
+
+
+def _dispatch_after_commit(tenant_id):
     try:
-        tasks.deliver_alert.delay(delivery_pk)
-    except Exception:  # the beat re-enqueues pending deliveries; a broker outage must not fail the caller
-        logger.exception("Could not enqueue budget alert delivery %s", delivery_pk)
+        deliveries_dispatch(tenant_id=tenant_id)
+    except Exception:  # the sweep hands them out later; the caller (ingestion, a page) must not fail
+        logger.exception("Could not dispatch the alert deliveries of tenant %s", tenant_id)
+
+
+def _quota(tenant_id):
+    try:
+        with transaction.atomic():
+            DeliveryQuota.objects.get_or_create(tenant_id=tenant_id)
+    except IntegrityError:
+        pass  # made by a concurrent dispatch
+    return DeliveryQuota.objects.select_for_update().get(tenant_id=tenant_id)
+
+
+def _due(tenant_id, now):
+    return AlertDelivery.objects.filter(
+        Q(lease_until__isnull=True) | Q(lease_until__lte=now),
+        Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now),
+        budget__tenant_id=tenant_id,
+        status=AlertDelivery.Status.PENDING,
+    )
+
+
+def deliveries_dispatch(*, tenant_id, now=None):
+    """Hand the tenant's due deliveries to the workers, within its caps; returns how many.
+
+    At most BUDGET_DELIVERY_TENANT_CONCURRENCY of a tenant's deliveries are queued or running at
+    once, and at most BUDGET_DELIVERY_TENANT_RATE_PER_MINUTE are handed out per minute; the rest
+    wait in the database (in order) for a finished attempt or the sweep. The quota row is the
+    tenant's lock, so concurrent dispatches cannot both fill the same free slot.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        quota = _quota(tenant_id)
+        if quota.window_start <= now - dt.timedelta(minutes=1):
+            quota.window_start, quota.started = now, 0
+        pending = AlertDelivery.objects.filter(budget__tenant_id=tenant_id, status=AlertDelivery.Status.PENDING)
+        in_flight = pending.filter(lease_until__gt=now).count()
+        room = min(
+            settings.BUDGET_DELIVERY_TENANT_CONCURRENCY - in_flight,
+            settings.BUDGET_DELIVERY_TENANT_RATE_PER_MINUTE - quota.started,
+        )
+        handed = []
+        if room > 0:
+            for delivery in _due(tenant_id, now).order_by("created_at", "pk").select_for_update()[:room]:
+                delivery.dispatch_id = uuid.uuid4()
+                delivery.lease_until = now + dt.timedelta(seconds=settings.BUDGET_DELIVERY_QUEUE_LEASE_SECONDS)
+                delivery.save(update_fields=["dispatch_id", "lease_until"])
+                handed.append((delivery.pk, str(delivery.dispatch_id)))
+        quota.started += len(handed)
+        quota.save(update_fields=["window_start", "started"])
+        transaction.on_commit(partial(_enqueue_deliveries, handed))
+    return len(handed)
+
+
+def _enqueue_deliveries(handed):
+    for delivery_pk, dispatch_id in handed:
+        try:
+            tasks.deliver_alert.delay(delivery_pk, dispatch_id)
+        except Exception as exc:  # noqa: BLE001 (its lease runs out and the sweep hands it out again)
+            log_outage("Could not enqueue budget alert delivery %s: %r", delivery_pk, exc)
+
+
+def deliveries_sweep(*, now=None):
+    """What beat runs every BUDGET_DELIVERY_SWEEP_SECONDS: every tenant with deliveries due (new,
+    a back-off over, or a lease run out because a worker died mid-attempt)."""
+    now = now or timezone.now()
+    tenant_ids = AlertDelivery.objects.filter(
+        Q(lease_until__isnull=True) | Q(lease_until__lte=now),
+        Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now),
+        status=AlertDelivery.Status.PENDING,
+    ).values_list("budget__tenant_id", flat=True)
+    return sum(deliveries_dispatch(tenant_id=t, now=now) for t in sorted(set(tenant_ids)))
 
 
 def tenant_budgets_evaluate(*, tenant_id, now=None):
@@ -137,14 +228,11 @@ def tenant_budgets_evaluate(*, tenant_id, now=None):
 
 
 def budgets_evaluate_all(*, now=None):
-    """What beat runs: every budget, then the deliveries left pending (a lost enqueue, a crash)."""
+    """What beat runs: every budget, then the deliveries due (as ``deliveries_sweep``)."""
     count = 0
     for tenant_id in Budget.objects.values_list("tenant_id", flat=True).distinct().order_by("tenant_id"):
         count += tenant_budgets_evaluate(tenant_id=tenant_id, now=now)
-    stale = (now or timezone.now()) - dt.timedelta(seconds=settings.BUDGET_DELIVERY_STALE_SECONDS)
-    pending = AlertDelivery.objects.filter(status=AlertDelivery.Status.PENDING, updated_at__lt=stale)
-    for delivery_pk in pending.values_list("pk", flat=True):
-        _enqueue_delivery(delivery_pk)
+    deliveries_sweep()
     return count
 
 

@@ -6,8 +6,6 @@ Registered by ``usage.apps.UsageConfig.ready`` (autodiscovery only finds ``usage
 from celery import shared_task
 from django.conf import settings
 
-from usageproject.celery import app
-
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, autoretry_for=(Exception,), retry_backoff=2, max_retries=5)
 def evaluate_tenant_budgets(tenant_id):
@@ -25,22 +23,31 @@ def evaluate_budgets():
     return budgets_evaluate_all()
 
 
-def backoff_seconds(attempts):
-    """5 s, 10 s, 20 s, ... after the n-th failed attempt, capped at BUDGET_DELIVERY_BACKOFF_MAX_SECONDS."""
-    base = settings.BUDGET_DELIVERY_BACKOFF_SECONDS
-    return min(base * 2 ** max(attempts - 1, 0), settings.BUDGET_DELIVERY_BACKOFF_MAX_SECONDS)
+@shared_task(
+    acks_late=True,
+    reject_on_worker_lost=True,
+    # A hard stop well past the attempt's own deadline (egress.post), for a hang it cannot see.
+    time_limit=settings.BUDGET_WEBHOOK_TIMEOUT_SECONDS + 30,
+)
+def deliver_alert(delivery_pk, dispatch_id=None):
+    """One attempt of a delivery (on the ``webhooks`` queue), then the tenant's next due ones.
 
-
-@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)
-def deliver_alert(self, delivery_pk):
-    """One attempt of a delivery; retried with exponential back-off until delivered or out of attempts.
-
-    The attempt count lives in the database (it survives a killed worker, whose task is
-    redelivered). Run eagerly (no broker), a failed attempt stays pending for ``evaluate_budgets``.
+    Retries are not Celery retries: a failed attempt records when the next is due, and the
+    dispatcher hands it out then (``services.deliveries_sweep``, beat), so the attempt count and
+    the back-off live in the database and survive any worker's death.
     """
     from usage.budgets.delivery import delivery_attempt
+    from usage.budgets.services import deliveries_dispatch
 
-    outcome = delivery_attempt(delivery_pk=delivery_pk)
-    if outcome.retry and not (app.conf.task_always_eager or self.request.is_eager):
-        raise self.retry(countdown=backoff_seconds(outcome.attempts))
+    outcome = delivery_attempt(delivery_pk=delivery_pk, dispatch_id=dispatch_id)
+    if outcome.tenant_id is not None:
+        deliveries_dispatch(tenant_id=outcome.tenant_id)
     return outcome.status
+
+
+@shared_task
+def dispatch_deliveries():
+    """Beat, every BUDGET_DELIVERY_SWEEP_SECONDS: hand out the deliveries that are due."""
+    from usage.budgets.services import deliveries_sweep
+
+    return deliveries_sweep()

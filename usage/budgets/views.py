@@ -29,6 +29,7 @@ def budgets(request, slug):
         messages.success(request, f"Budget “{budget.name}” is created.")
         return redirect("budgets:list", slug=tenant.slug)
     recent = AlertDelivery.objects.filter(budget__tenant=tenant).select_related("budget", "alert")[:20]
+    recent = [(d, delivery.result_text(d)) for d in recent]
     context = {
         "tenant": tenant,
         "nav": "budgets",
@@ -41,7 +42,13 @@ def budgets(request, slug):
 
 
 def _secret_page(request, tenant, budget, secret):
-    context = {"tenant": tenant, "nav": "budgets", "budget": budget, "secret": secret}
+    context = {
+        "tenant": tenant,
+        "nav": "budgets",
+        "budget": budget,
+        "secret": secret,
+        "standard_secret": delivery.standard_webhook_secret(budget),
+    }
     response = render(request, "usage/budget_secret.html", context, status=201)
     add_never_cache_headers(response)  # the only time the webhook secret is shown
     return response
@@ -80,17 +87,15 @@ def budget_delete(request, slug, pk):
 @login_required
 @require_POST
 def budget_test(request, slug, pk):
-    """Send a test message to each configured channel now, and say how it went."""
+    """Queue a test message to each configured channel; a worker sends it, the page shows how it went."""
     tenant = tenant_for_request(request, slug, write=True)
     budget = get_object_or_404(Budget, tenant=tenant, pk=pk)
     channels = services.budget_channels(budget)
     if not channels:
         messages.error(request, f"Budget “{budget.name}” has no e-mail or webhook to test.")
     for channel in channels:
-        sent = delivery.delivery_test(budget=budget, channel=channel)
-        entry = sent.log[-1] if sent.log else {}
-        if sent.status == AlertDelivery.Status.DELIVERED:
-            messages.success(request, f"Test {channel} delivered (delivery id {sent.delivery_id}).")
-        else:
-            messages.error(request, f"Test {channel} failed: {entry.get('error', 'unknown error')}.")
+        queued = services.delivery_test_create(budget=budget, channel=channel)
+        messages.info(
+            request, f"Test {channel} queued (delivery id {queued.delivery_id}): its result shows under Recent alerts."
+        )
     return redirect("budgets:list", slug=tenant.slug)

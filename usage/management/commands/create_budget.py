@@ -5,6 +5,7 @@ from django.core.management.base import CommandError
 from accounts.management.operator import OperatorCommand, tenant_by_slug
 from usage.budgets import services
 from usage.budgets.api import budget_as_api
+from usage.budgets.delivery import standard_webhook_secret
 from usage.budgets.forms import BudgetForm
 
 
@@ -21,7 +22,11 @@ class Command(OperatorCommand):
         parser.add_argument("--period", choices=["month", "week", "day"], default="month")
         parser.add_argument("--week-start", dest="week_start", type=int, default=0, help="0 = Monday ... 6 = Sunday.")
         parser.add_argument("--threshold", action="append", default=[], help="Percent; repeatable (default 50 80 100).")
-        parser.add_argument("--webhook", default="", help="http(s) URL to POST signed alerts to.")
+        parser.add_argument(
+            "--webhook",
+            default="",
+            help="http(s) URL to POST signed alerts to (a public address, or in WEBHOOK_ALLOWED_NETWORKS).",
+        )
         parser.add_argument("--email", action="append", default=[], help="Address to alert; repeatable.")
         parser.add_argument("--enforce", action="store_true", help="Report the state in keys/verify.")
 
@@ -46,10 +51,13 @@ class Command(OperatorCommand):
             raise CommandError(f"Budget not created: {errors}")
         budget, secret = services.budget_create(tenant=tenant, data=form.budget_data())
         status = services.budget_evaluate(budget=budget)
+        standard = standard_webhook_secret(budget) if secret else None
         result = {**budget_as_api(budget, status), "tenant": tenant.slug, "webhook_secret": secret}
+        result["standard_webhooks_secret"] = standard
         lines = [
             f"Created budget {budget.pk} “{budget.name}” of {tenant.slug}: {status.state}, {status.percent}% used."
         ]
         if secret:
-            lines.append(f"Webhook signing secret (shown once): {secret}")
+            lines.append(f"Webhook signing secret, Standard Webhooks (shown once): {standard}")
+            lines.append(f"The same key in hex, for the legacy X-Usage-Signature (shown once): {secret}")
         self.emit(options, result, lines)
