@@ -28,8 +28,8 @@ SCALE_HINT_MIN_CALLS = 100
 def change_text(change: float | None) -> tuple[str, str, str]:
     """(text, direction, words) of a week-over-week change given as a fraction.
 
-    One decimal, signed; a change that rounds to zero still shows its direction ("<0.1%", with
-    the colour and the words of its real sign) rather than a "0%" coloured as a drop.
+    One decimal, signed; a change that rounds to zero still shows its direction ("-<0.1%", in
+    the colour of its real sign) rather than a "0%" coloured as a drop.
     """
     if change is None:
         return "new", "", "new this week"
@@ -38,7 +38,7 @@ def change_text(change: float | None) -> tuple[str, str, str]:
     if not percent:
         return "0.0%", direction, "no change"
     if abs(percent) < 0.05:
-        return "<0.1%", direction, f"{direction} by less than 0.1%"
+        return f"{'+' if percent > 0 else '-'}<0.1%", direction, f"{direction} by less than 0.1%"
     return f"{percent:+,.1f}%", direction, f"{direction} by {abs(percent):,.1f}%"
 
 
