@@ -70,6 +70,7 @@ def test_key_columns_are_on_screen_on_a_phone(browser, live_server, cast):  # no
 
     page.goto(_url(live_server, "reports:monthly"))
     assert _inside(page, page.locator(".report-table td:last-child")) == []  # Cost
+    assert _inside(page, page.locator(".prices-used td:last-child")) == []  # Applied
     label = "getComputedStyle(document.querySelector('.report-table td[data-label=Cost]'), '::before').content"
     assert page.evaluate(label) == '"Cost"'  # each stacked value says what it is
 
