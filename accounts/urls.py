@@ -11,7 +11,7 @@ urlpatterns = [
         auth_views.LoginView.as_view(redirect_authenticated_user=True, authentication_form=EmailAuthenticationForm),
         name="login",
     ),
-    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/logout/", views.LogoutView.as_view(), name="logout"),
     path("t/<slug:slug>/keys/", views.api_keys, name="api_keys"),
     path("t/<slug:slug>/keys/<str:public_id>/revoke/", views.api_key_revoke, name="api_key_revoke"),
     path("t/<slug:slug>/tokens/", views.access_tokens, name="access_tokens"),

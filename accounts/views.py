@@ -1,4 +1,5 @@
 from django.contrib import messages
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -19,6 +20,18 @@ def home(request):
     if membership is None:
         return render(request, "accounts/no_tenant.html", status=200)
     return redirect("usage:dashboard", slug=membership.tenant.slug)
+
+
+class LogoutView(auth_views.LogoutView):
+    """Log out by POST (Django 5 refuses GET: a link or a prefetch must not end a session); a GET,
+    e.g. the address typed in, gets a page with the button, or the login page once logged out."""
+
+    http_method_names = ["get", "post", "options"]
+
+    def get(self, request, *args, **kwargs):
+        if not request.user.is_authenticated:
+            return redirect("login")
+        return render(request, "registration/logout_confirm.html")
 
 
 class CredentialPages:

@@ -90,23 +90,30 @@ class CallRecordAdmin(BigTableAdmin):
     raw_id_fields = ["tenant", "api_key", "model"]
     search_fields = ["request_id"]
     search_help_text = (
-        "Exact request id, or its beginning followed by * (case-sensitive, e.g. req-2026-11*). "
-        "Filter by tenant first on big ledgers."
+        "The beginning of a request id, or all of it (case-sensitive, e.g. req-2026-11). "
+        "Pick a tenant to list its calls by time, newest first."
     )
     list_filter = ["tenant"]
-    ordering = ["-id"]
+    # A column click would sort millions of rows: the order is the one an index serves.
+    sortable_by = ()
+
+    def get_ordering(self, request):
+        # Newest first by time where an index serves it: (tenant, occurred_at) in each monthly
+        # partition, merged backwards, once a tenant is picked. Across tenants no index leads with
+        # the time (one would be kept up on every stored call), so the newest stored come first:
+        # the primary key (id, occurred_at).
+        if request.GET.get("tenant__id__exact"):
+            return ["-occurred_at", "-id"]
+        return ["-id"]
 
     def get_search_results(self, request, queryset, search_term):
-        # Django's "=request_id" is a case-insensitive UPPER() match that no index serves; an exact
-        # match uses the (tenant, request_id) unique index once a tenant is filtered.
-        # A prefix ("abc*") is a LIKE 'abc%' that the varchar_pattern_ops index on request_id serves
-        # whatever the database's collation (migration 0003).
-        term = search_term.strip()
+        # Django's search is an UPPER(...) LIKE '%term%' that no index serves. A request id's
+        # beginning (the whole id included) is a LIKE 'term%' that the varchar_pattern_ops index on
+        # request_id serves in any collation (migration 0005); a trailing * is accepted as before.
+        term = search_term.strip().rstrip("*")
         if not term:
             return queryset, False
-        if term.endswith("*") and term.rstrip("*"):
-            return queryset.filter(request_id__startswith=term.rstrip("*")), False
-        return queryset.filter(request_id=term), False
+        return queryset.filter(request_id__startswith=term), False
 
 
 class RollupAdmin(BigTableAdmin):

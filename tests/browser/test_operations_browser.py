@@ -80,11 +80,7 @@ def truth(tenant, specs, key, week_start):
     rows = {}
     for name in {*this, *before}:
         (tokens, calls), (prev_tokens, prev_calls) = this.get(name, (0, 0)), before.get(name, (0, 0))
-        change = (
-            "new"
-            if not prev_tokens
-            else f"{'+' if tokens > prev_tokens else ''}{round((tokens - prev_tokens) * 100 / prev_tokens)}%"
-        )
+        change = "new" if not prev_tokens else f"{(tokens - prev_tokens) / prev_tokens * 100:+,.1f}%"
         share = f"{round(tokens * 100 / total)}%" if total else "0%"
         rows[name] = {
             "tokens": tokens,

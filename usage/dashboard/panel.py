@@ -15,9 +15,11 @@ from django.utils import timezone
 from django.utils.html import json_script
 
 from usage.dashboard.colors import chart_colors, model_color
+from usage.ledger import partitions
+from usage.ledger.retention import purge_horizon
 from usage.models import Model
 from usage.reporting import selectors
-from usage.reporting.comparisons import previous_usage, whole_days
+from usage.reporting.comparisons import on_record, previous_usage, whole_days
 from usage.reporting.costs import CostSummary, minor_unit
 from usage.reporting.grid import query_grids
 from usage.reporting.periods import comparison
@@ -279,6 +281,14 @@ def filtered_grid(tenant, filters):
     return query_grid(UsageQuery.of(tenant, filters))
 
 
+def purged_after(instant: dt.datetime) -> dt.datetime | None:
+    """The purge horizon when it may lie after ``instant``, else None. ``purge_calls`` keeps at
+    least the UTC month before the current one, so a cut in it needs no query."""
+    if instant >= partitions.add_months(partitions.month_start(timezone.now()), -1):
+        return None
+    return purge_horizon()
+
+
 def dashboard_panel(query, params, models=None):
     """Everything the page shows of the filtered range: ``data`` (every number: cards, trend,
     distribution), ``html`` (the cards and the table, rendered) and ``json`` (the charts' data as
@@ -290,7 +300,7 @@ def dashboard_panel(query, params, models=None):
     ``models``: {id: Model} already loaded (the filter bar's choices); others are fetched.
     """
     query, tenant, now = page_query(query), query.tenant, timezone.now()
-    compared = comparison(query.period, now, tenant.tz)
+    compared = on_record(comparison(query.period, now, tenant.tz), tenant, purged_after)
     whole = whole_days(compared)
     grids = query_grids([query, *([query.using(bucket="day", period=whole)] if whole else [])])
     grid = grids[0]

@@ -20,6 +20,32 @@ from usage.reporting.periods import Period
 from usage.reporting.query import UsageQuery
 from usage.reporting.selectors import SCALE_HINT_CHANGE, model_week_over_week
 
+# Below this many calls in both weeks a model gets no scale hint: a change of 8 calls against 3
+# says nothing about capacity. (README, "Operations".)
+SCALE_HINT_MIN_CALLS = 100
+
+
+def change_text(change: float | None) -> tuple[str, str, str]:
+    """(text, direction, words) of a week-over-week change given as a fraction.
+
+    One decimal, signed; a change that rounds to zero still shows its direction ("-<0.1%", in
+    the colour of its real sign) rather than a "0%" coloured as a drop.
+    """
+    if change is None:
+        return "new", "", "new this week"
+    percent = change * 100
+    direction = "up" if percent > 0 else "down" if percent < 0 else ""
+    if not percent:
+        return "0.0%", direction, "no change"
+    if abs(percent) < 0.05:
+        return f"{'+' if percent > 0 else '-'}<0.1%", direction, f"{direction} by less than 0.1%"
+    return f"{percent:+,.1f}%", direction, f"{direction} by {abs(percent):,.1f}%"
+
+
+def shown_hint(trend) -> str:
+    """The trend's scale hint, once the model has enough calls in either week to mean something."""
+    return trend.hint if max(trend.calls, trend.previous_calls) >= SCALE_HINT_MIN_CALLS else ""
+
 
 def _report_form(request, tenant):
     # Always bound: an empty query validates to the defaults (this month, all keys).
@@ -184,6 +210,8 @@ def operations(request, slug):
     weekly = weekly_trend(tenant, week.end, api_key=key)
     for trend in trends:
         trend.color = model_color(trend.model)
+        trend.change_text, trend.direction, trend.change_words = change_text(trend.change)
+        trend.shown_hint = shown_hint(trend)
     scope = f"&api_key={key.public_id}" if key else ""
     context.update(
         weekly=weekly,
@@ -195,5 +223,6 @@ def operations(request, slug):
         # The dashboard of the same two weeks and key, per model (the row's link).
         dashboard_query=f"preset=custom&start={last_week.start}&end={this_week.end}{scope}",
         scale_hint_percent=int(SCALE_HINT_CHANGE * 100),
+        scale_hint_min_calls=SCALE_HINT_MIN_CALLS,
     )
     return render(request, "usage/operations.html", context)

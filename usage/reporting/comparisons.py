@@ -10,6 +10,7 @@ the ledger for the one hour the cutoff falls in. Costs of the cut day follow the
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,7 @@ from usage.reporting.periods import Comparison, Period
 from usage.reporting.selectors import LEDGER_SUMS, ROLLUP_SUMS, Totals, group_sums
 
 if TYPE_CHECKING:
+    from accounts.models import Tenant
     from usage.reporting.grid import UsageGrid
     from usage.reporting.query import UsageQuery
 
@@ -45,6 +47,30 @@ class PreviousUsage:
         for summary in self.models.values():
             total.merge(summary)
         return total
+
+
+def on_record(compared: Comparison, tenant: Tenant, horizon: Callable[[dt.datetime], dt.datetime | None]) -> Comparison:
+    """``compared`` as the records kept can answer it exactly. ``horizon(instant)``: the instant
+    before which calls were purged if it may lie after ``instant``, else None.
+
+    The minutes of the cut hour before the cutoff are only in the ledger; once ``purge_calls``
+    removed that hour's calls, the hourly rollups still hold the hours before it, so the cut moves
+    back to the start of its local hour and the caption says so. Reading the purged ledger
+    instead would count the cut hour as empty.
+    """
+    cutoff = compared.cutoff
+    if cutoff is None:
+        return compared
+    local = cutoff.astimezone(tenant.tz)
+    # The local hour's start as an instant (zones with :30 and :45 offsets start hours off the UTC hour).
+    hour = cutoff - dt.timedelta(minutes=local.minute, seconds=local.second, microseconds=local.microsecond)
+    purged_before = horizon(hour) if hour < cutoff else None
+    if purged_before is None or hour >= purged_before:
+        return compared
+    wall = f"{local:%H:%M}"
+    caption = compared.caption.replace(f"until {wall} ", f"until {local:%H}:00 ", 1)
+    caption += f" Calls before {purged_before:%b %d, %Y} (UTC) are kept by the hour only, so the cut is at the hour."
+    return Comparison(compared.period, hour, caption)
 
 
 def cut_day(query: UsageQuery, cutoff: dt.datetime, priced: bool) -> dict[int, tuple[Totals, CostSummary]]:
