@@ -28,7 +28,8 @@ import datetime as dt
 from django.conf import settings
 from django.http import JsonResponse
 
-from usage.api.ingest import RequestProblem, service_endpoint
+from usage.api.body import RequestProblem, duplicate_names, parse_json, read_body
+from usage.api.ingest import service_endpoint
 from usage.ingestion import services
 from usage.ingestion import validation as ingest
 
@@ -39,22 +40,11 @@ def _body(request):
     media = (request.content_type or "").lower()
     if media not in MEDIA_TYPES:
         raise RequestProblem(415, "Unsupported media type", "Send JSON (an array or one object) or NDJSON.")
-    limit = settings.INGEST_MAX_BODY_BYTES
+    data = read_body(request)
     try:
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        declared = 0
-    data = request.read(limit + 1) if declared <= limit else b"x" * (limit + 1)
-    if len(data) > limit:
-        raise RequestProblem(413, "Content too large", f"The body may be at most {limit} bytes.")
-    try:
-        text = data.decode("utf-8")
-        try:
-            payload = ingest.loads(text)
-        except ValueError:
-            payload = [ingest.loads(line) for line in text.splitlines() if line.strip()]  # NDJSON
-    except (ValueError, RecursionError) as exc:
-        raise RequestProblem(400, "Malformed JSON", f"The body is not JSON nor NDJSON: {str(exc)[:200]}") from exc
+        payload = ingest.loads(data)
+    except (ValueError, RecursionError):
+        payload = [parse_json(line, "JSON nor NDJSON") for line in data.splitlines() if line.strip()]
     return payload if isinstance(payload, list) else [payload]
 
 
@@ -97,7 +87,16 @@ def payload_call(payload):
         call["cached_input_tokens"] = cached
     if reasoning is not None:
         call["reasoning_tokens"] = reasoning
-    return call
+    duplicates = duplicate_names(payload)
+    return _duplicated(call, duplicates) if duplicates else call
+
+
+def _duplicated(call, names):
+    """``call`` marked so that the service rejects it with ``duplicate_field`` naming each member the
+    payload named twice (anywhere in it): JSON leaves which value wins undefined."""
+    marked = ingest.DuplicateMembers(call)
+    marked.duplicates = tuple(names)
+    return marked
 
 
 @service_endpoint
