@@ -29,6 +29,7 @@ from django.conf import settings
 from django.http import JsonResponse
 
 from usage.api.body import RequestProblem, duplicate_names, parse_json, read_body
+from usage.api.dropped import log_dropped, reasons_of
 from usage.api.ingest import service_endpoint
 from usage.ingestion import services
 from usage.ingestion import validation as ingest
@@ -105,16 +106,24 @@ def logs(request):
     limit = settings.INGEST_MAX_ITEMS
     if len(payloads) > limit:
         raise RequestProblem(413, "Content too large", f"At most {limit} payloads per request, got {len(payloads)}.")
-    calls, positions, ignored = [], [], 0
+    calls, positions, ignored = [], [], []
     for index, payload in enumerate(payloads):
         call = payload_call(payload)
         if call is None:
-            ignored += 1
+            ignored.append((f"ignored: status {str(payload.get('status'))[:40]}", _label(payload, index)))
         else:
             calls.append(call)
             positions.append(index)
     result = services.call_records_ingest(items=calls) if calls else services.IngestResult()
+    labels = [_label(payloads[index], index) for index in positions]
+    log_dropped("LiteLLM logs", [*reasons_of(result, labels), *ignored])
     answer = result.as_dict()
     for error in answer["errors"]:
         error["index"] = positions[error["index"]]  # the payload's position in the request
-    return JsonResponse({**answer, "ignored": ignored})
+    return JsonResponse({**answer, "ignored": len(ignored)})
+
+
+def _label(payload, index):
+    """How a log line names a payload: its position and, when it has a usable one, its id."""
+    ident = payload.get("id") if isinstance(payload, dict) else None
+    return f"payload {index}" + (f" ({ident[:80]})" if isinstance(ident, str) else "")
