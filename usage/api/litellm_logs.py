@@ -65,11 +65,9 @@ def _instant(seconds):
 
 
 def payload_call(payload):
-    """The reported call (an item of the ingestion contract) of one payload; None when ignored."""
+    """The reported call (an item of the ingestion contract) of one payload that is not ignored."""
     if not isinstance(payload, dict):
-        return payload  # rejected by the service as not_an_object
-    if payload.get("status", "success") != "success":
-        return None
+        return payload  # rejected by the service as not_an_object (null included)
     metadata = payload.get("metadata") if isinstance(payload.get("metadata"), dict) else {}
     usage = metadata.get("usage_object") if isinstance(metadata.get("usage_object"), dict) else {}
     call = {
@@ -108,11 +106,10 @@ def logs(request):
         raise RequestProblem(413, "Content too large", f"At most {limit} payloads per request, got {len(payloads)}.")
     calls, positions, ignored = [], [], []
     for index, payload in enumerate(payloads):
-        call = payload_call(payload)
-        if call is None:
+        if _failed(payload):
             ignored.append((f"ignored: status {str(payload.get('status'))[:40]}", _label(payload, index)))
         else:
-            calls.append(call)
+            calls.append(payload_call(payload))
             positions.append(index)
     result = services.call_records_ingest(items=calls) if calls else services.IngestResult()
     labels = [_label(payloads[index], index) for index in positions]
@@ -121,6 +118,11 @@ def logs(request):
     for error in answer["errors"]:
         error["index"] = positions[error["index"]]  # the payload's position in the request
     return JsonResponse({**answer, "ignored": len(ignored)})
+
+
+def _failed(payload):
+    """A failed call: LiteLLM logs it with no usage."""
+    return isinstance(payload, dict) and payload.get("status", "success") != "success"
 
 
 def _label(payload, index):
