@@ -287,3 +287,9 @@ def test_otlp_json_naming_a_member_twice_is_400_and_stores_nothing(gateway, key)
     assert response.status_code == 400
     assert "more than once" in response.json()["message"]
     assert CallRecord.objects.count() == 0
+
+
+def test_a_null_litellm_payload_is_rejected_not_ignored(gateway, key):
+    answer = gateway.post(LITELLM, data="[null]", content_type="application/json").json()
+    assert (answer["rejected"], answer["ignored"]) == (1, 0)
+    assert [(e["index"], e["code"]) for e in answer["errors"]] == [(0, "not_an_object")]
