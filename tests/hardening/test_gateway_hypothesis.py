@@ -62,6 +62,7 @@ json_attribute_value = st.one_of(
     st.fixed_dictionaries({"doubleValue": st.floats(allow_nan=False, allow_infinity=False)}),
     st.fixed_dictionaries({"boolValue": st.booleans()}),
     st.fixed_dictionaries({"arrayValue": any_json}),
+    st.dictionaries(st.sampled_from(["stringValue", "intValue", "doubleValue", "boolValue"]), any_json, min_size=1),
     any_json,
 )
 json_attribute = _maybe(st.fixed_dictionaries({"key": _maybe(attribute_name), "value": json_attribute_value}))

@@ -308,6 +308,24 @@ def test_litellm_ignored_and_rejected_payloads_are_logged(db, caplog, fresh_log_
         {"resourceSpans": [{"resource": {"attributes": [{"key": ["a"], "value": {"intValue": 1}}]}}]},
         {"resourceSpans": [{"scopeSpans": [{"spans": [{"attributes": [{"key": {"a": 1}, "value": {}}]}]}]}]},
         {"resourceSpans": [{"scopeSpans": [{"spans": [{"attributes": [{"key": "k", "value": [1]}]}]}]}]},
+        {
+            "resourceSpans": [
+                {
+                    "scopeSpans": [
+                        {
+                            "spans": [
+                                {
+                                    "attributes": [
+                                        {"key": "gen_ai.usage.input_tokens", "value": {"intValue": 1}},
+                                        {"key": "gen_ai.request.model", "value": {"stringValue": [1]}},
+                                    ]
+                                }
+                            ]
+                        }
+                    ]
+                }
+            ]
+        },
     ],
 )
 def test_otlp_json_of_a_wrong_shape_is_a_400_not_a_500(gateway, payload):

@@ -120,16 +120,20 @@ def _json_int(value, where):
     raise _Bad(f"{where} must be an integer")
 
 
+# The protobuf JSON mapping of each scalar AnyValue member: anything else is not OTLP/JSON
+# (and a list or object would otherwise reach the mapping as an unhashable "model name").
+_JSON_SCALARS = (("stringValue", (str,)), ("doubleValue", (int, float, str)), ("boolValue", (bool,)))
+
+
 def _json_value(value):
     value = _object(value, "an attribute value")
-    if "stringValue" in value:
-        return value["stringValue"]
     if "intValue" in value:
         return _json_int(value["intValue"], "intValue")
-    if "doubleValue" in value:
-        return value["doubleValue"]
-    if "boolValue" in value:
-        return value["boolValue"]
+    for member, kinds in _JSON_SCALARS:
+        if member in value:
+            if not isinstance(value[member], kinds):
+                raise _Bad(f"{member} must be a {kinds[0].__name__}")
+            return value[member]
     return None
 
 
