@@ -7,11 +7,12 @@ a real key often enough that some calls are stored.
 """
 
 import json
+import os
 import time
 
 import pytest
 from django.test import Client
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
@@ -66,17 +67,81 @@ json_attribute_value = st.one_of(
     any_json,
 )
 json_attribute = _maybe(st.fixed_dictionaries({"key": _maybe(attribute_name), "value": json_attribute_value}))
-hex_id = st.binary(min_size=0, max_size=17).map(bytes.hex) | st.text(max_size=34)
-json_span = _maybe(
-    st.fixed_dictionaries(
-        {},
-        optional={
-            "traceId": hex_id,
-            "spanId": hex_id,
-            "endTimeUnixNano": instant_nanos.map(str) | instant_nanos | any_json,
-            "attributes": _maybe(st.lists(json_attribute, max_size=8)),
-        },
+clean_attribute = st.fixed_dictionaries(
+    {
+        "key": attribute_name,
+        "value": st.one_of(
+            st.fixed_dictionaries({"intValue": token_count}),
+            st.fixed_dictionaries({"stringValue": st.text(max_size=8)}),
+            st.fixed_dictionaries({"doubleValue": st.floats(allow_nan=False, allow_infinity=False)}),
+            st.fixed_dictionaries({"boolValue": st.booleans()}),
+        ),
+    }
+)
+# A GenAI name with a value of any JSON type in any member: what the mapping reads must be a scalar.
+json_genai_attribute = st.fixed_dictionaries(
+    {
+        "key": st.sampled_from(NAMES),
+        "value": st.dictionaries(st.sampled_from(["stringValue", "intValue", "doubleValue"]), any_json, min_size=1),
+    }
+)
+
+
+def hex_id(size):
+    """Mostly a valid id (so that the span reaches the mapping), sometimes any length or text."""
+    valid = st.binary(min_size=size, max_size=size).map(bytes.hex)
+    return st.one_of(valid, valid, valid, st.binary(max_size=17).map(bytes.hex) | st.text(max_size=34))
+
+
+small_count = st.integers(min_value=0, max_value=5000)
+request_ids = st.text(alphabet="abc-123", min_size=1, max_size=6)
+
+
+def _shaped_otlp_json(spans):
+    """Every level of the right shape down to the spans (which may be anything ``spans`` draws)."""
+    scope = st.fixed_dictionaries({"spans": st.lists(spans, min_size=1, max_size=4)})
+    resource = st.fixed_dictionaries(
+        {"resource": st.fixed_dictionaries({"attributes": st.lists(clean_attribute, max_size=2)})},
     )
+    resource_spans = st.tuples(resource, st.lists(scope, min_size=1, max_size=2)).map(
+        lambda parts: {**parts[0], "scopeSpans": parts[1]}
+    )
+    return st.fixed_dictionaries({"resourceSpans": st.lists(resource_spans, min_size=1, max_size=2)})
+
+
+def _json_attr(key, kind, values):
+    return values.map(lambda value: {"key": key, "value": {kind: value}})
+
+
+# A model call that can be stored (the key, now, plain counts), with extra attributes of any kind.
+json_call_span = st.fixed_dictionaries(
+    {
+        "traceId": hex_id(16),
+        "spanId": hex_id(8),
+        "endTimeUnixNano": st.just(str(now_nanos)),
+        "attributes": st.tuples(
+            _json_attr("usage_statistics.api_key", "stringValue", st.just(KEY_ID)),
+            _json_attr("gen_ai.response.id", "stringValue", request_ids),
+            _json_attr("gen_ai.request.model", "stringValue", st.sampled_from(["public/m", "public/n"])),
+            _json_attr("gen_ai.usage.input_tokens", "intValue", small_count),
+            st.lists(clean_attribute, max_size=3),
+        ).map(lambda parts: [*parts[:4], *parts[4]]),
+    }
+)
+json_span = st.one_of(
+    json_call_span,
+    json_call_span,
+    _maybe(
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "traceId": hex_id(16),
+                "spanId": hex_id(8),
+                "endTimeUnixNano": instant_nanos.map(str) | instant_nanos | any_json,
+                "attributes": _maybe(st.lists(json_attribute | json_genai_attribute, max_size=8)),
+            },
+        )
+    ),
 )
 otlp_json_body = (
     st.fixed_dictionaries(
@@ -142,6 +207,15 @@ def otlp_protobuf_body(draw):
                 span.trace_id = draw(st.binary(max_size=17))
                 span.span_id = draw(st.binary(max_size=9))
                 span.end_time_unix_nano = draw(instant_nanos)
+                if draw(st.booleans()):  # a model call that can be stored, as in json_call_span
+                    span.trace_id, span.span_id, span.end_time_unix_nano = os.urandom(16), os.urandom(8), now_nanos
+                    for name, value in [
+                        ("usage_statistics.api_key", KEY_ID),
+                        ("gen_ai.response.id", draw(request_ids)),
+                        ("gen_ai.request.model", draw(st.sampled_from(["public/m", "public/n"]))),
+                        ("gen_ai.usage.input_tokens", draw(small_count)),
+                    ]:
+                        span.attributes.append(KeyValue(key=name, value=_any_value(value)))
                 for name, value in draw(st.lists(st.tuples(attribute_name, proto_value), max_size=8)):
                     span.attributes.append(KeyValue(key=name, value=_any_value(value)))
     return request
@@ -183,7 +257,18 @@ litellm_payload = _maybe(
         },
     )
 )
-litellm_body = st.lists(litellm_payload, max_size=4) | litellm_payload
+litellm_call = st.fixed_dictionaries(
+    {
+        "id": request_ids,
+        "status": st.just("success"),
+        "model_group": st.sampled_from(["public/m", "public/n"]),
+        "endTime": st.just(time.time()),
+        "prompt_tokens": small_count,
+        "completion_tokens": small_count,
+        "metadata": st.one_of(*[st.just({"user_api_key_alias": KEY_ID})] * 3, any_json),
+    }
+)
+litellm_body = st.lists(litellm_call | litellm_payload, max_size=4) | litellm_payload
 
 
 @pytest.fixture
@@ -197,13 +282,15 @@ def _post(client, path, body, media):
     before = CallRecord.objects.count()
     response = client.post(path, data=body, content_type=media)
     assert response.status_code < 500, response.content[:500]
+    stored = CallRecord.objects.count() - before
+    event(f"status {response.status_code}, {'some' if stored else 'no'} calls stored")
     if response.status_code != 200:
         assert CallRecord.objects.count() == before, "a refused request stored calls"
     return response
 
 
 @EXAMPLES
-@given(payload=otlp_json_body)
+@given(payload=otlp_json_body | _shaped_otlp_json(json_span) | _shaped_otlp_json(json_call_span))
 def test_otlp_json_bodies(setup, payload):
     key, client = setup
     _post(client, OTLP, json.dumps(payload).replace(KEY_ID, key.public_id), "application/json")

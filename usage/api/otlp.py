@@ -122,17 +122,21 @@ def _json_int(value, where):
 
 # The protobuf JSON mapping of each scalar AnyValue member: anything else is not OTLP/JSON
 # (and a list or object would otherwise reach the mapping as an unhashable "model name").
-_JSON_SCALARS = (("stringValue", (str,)), ("doubleValue", (int, float, str)), ("boolValue", (bool,)))
+_JSON_SCALARS = (
+    ("stringValue", (str,), "a string"),
+    ("doubleValue", (int, float, str), "a number"),  # "NaN", "Infinity" are strings in that mapping
+    ("boolValue", (bool,), "true or false"),
+)
 
 
 def _json_value(value):
     value = _object(value, "an attribute value")
     if "intValue" in value:
         return _json_int(value["intValue"], "intValue")
-    for member, kinds in _JSON_SCALARS:
+    for member, kinds, description in _JSON_SCALARS:
         if member in value:
             if not isinstance(value[member], kinds):
-                raise _Bad(f"{member} must be a {kinds[0].__name__}")
+                raise _Bad(f"{member} must be {description}")
             return value[member]
     return None
 
