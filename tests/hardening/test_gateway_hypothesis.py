@@ -113,7 +113,7 @@ def _json_attr(key, kind, values):
     return values.map(lambda value: {"key": key, "value": {kind: value}})
 
 
-# A model call that can be stored (the key, now, plain counts), with extra attributes of any kind.
+# A model call that can be stored (the key, now, plain counts), with a few well-formed extra attributes.
 json_call_span = st.fixed_dictionaries(
     {
         "traceId": hex_id(16),
