@@ -22,6 +22,7 @@ from usage.models import (
     BudgetAlert,
     CallRecord,
     DirtyDay,
+    ModelAlias,
     ModelPrice,
     UsageDaily,
     UsageDailyModel,
@@ -63,6 +64,7 @@ def data(tenant, owner, api_key, llm):
     Group.objects.create(name="auditors")
     services.access_token_create(tenant=tenant, name="reports")
     services.service_token_create(name="gateway")
+    ModelAlias.objects.create(name="deepseek-r1", model=llm)
     ModelPrice.objects.create(model=llm, input_per_1k="0.001", output_per_1k="0.002", effective_from=AT.date())
     for n in range(30):
         CallRecord.objects.create(

@@ -9,6 +9,7 @@ from usage.models import (
     CallRecord,
     DirtyDay,
     Model,
+    ModelAlias,
     ModelPrice,
     UsageDaily,
     UsageDailyModel,
@@ -55,14 +56,32 @@ class BigTableAdmin(admin.ModelAdmin):
         return False
 
 
+class ModelAliasInline(admin.TabularInline):
+    model = ModelAlias
+    extra = 1
+    fields = ["name", "created_at"]
+    readonly_fields = ["created_at"]
+
+
 @admin.register(Model)
 class ModelAdmin(admin.ModelAdmin):
     list_display = ["name", "tenant", "listed", "color", "created_at"]
     list_select_related = ["tenant"]
     list_filter = ["listed", ("tenant", admin.EmptyFieldListFilter)]
-    search_fields = ["name"]
+    search_fields = ["name", "aliases__name"]
     raw_id_fields = ["tenant"]
     list_editable = ["listed"]
+    inlines = [ModelAliasInline]
+
+
+@admin.register(ModelAlias)
+class ModelAliasAdmin(admin.ModelAdmin):
+    """Aliases map the names gateways report (``deepseek-r1``) onto a catalog model; see ``usage.models.ModelAlias``."""
+
+    list_display = ["name", "model", "created_at"]
+    list_select_related = ["model"]
+    search_fields = ["name", "model__name"]
+    raw_id_fields = ["model"]
 
 
 @admin.register(ModelPrice)

@@ -1,3 +1,4 @@
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -36,6 +37,40 @@ class Model(models.Model):
 
     def __str__(self):
         return self.name
+
+    def clean(self):
+        # Names resolve before aliases: a model named like an alias would silently take its calls.
+        if ModelAlias.objects.filter(name=self.name).exclude(model_id=self.pk).exists():
+            raise ValidationError({"name": "An alias of another model has this name."})
+
+
+class ModelAlias(models.Model):
+    """Another name under which gateways report a catalog model: ``deepseek-r1`` or
+    ``together_ai/deepseek-ai/DeepSeek-R1`` for ``public/deepseek-r1``.
+
+    Ingestion (``usage.ingestion.services``) resolves a reported name to a model by its name
+    first, then by its aliases, and adds an unlisted model only for a name that is neither. An
+    alias is global like a model's name: it may not be the name of another model.
+    """
+
+    name = models.CharField(max_length=255, unique=True)
+    model = models.ForeignKey(Model, on_delete=models.CASCADE, related_name="aliases")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "model aliases"
+
+    def __str__(self):
+        return f"{self.name} -> {self.model}"
+
+    def clean(self):
+        self.name = self.name.strip()
+        clash = Model.objects.filter(name=self.name)
+        if self.model_id is not None:
+            clash = clash.exclude(pk=self.model_id)
+        if clash.exists():
+            raise ValidationError({"name": "A model has this name; an alias must name no other model."})
 
 
 class CallRecord(models.Model):

@@ -39,7 +39,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from accounts import services
 from accounts.models import AccessToken, ApiKey, Membership, ServiceToken, Tenant, User
 from tests.usage.factories import make_calls, price
-from usage.models import AlertDelivery, Budget, BudgetAlert, CallRecord, Model
+from usage.models import AlertDelivery, Budget, BudgetAlert, CallRecord, Model, ModelAlias
 from usage.rollups import recompute as rollups
 
 METHODS = ("get", "post", "put", "patch", "delete")
@@ -114,6 +114,7 @@ def victim(tenant, owner, api_key, settings):
     Tenant.objects.filter(pk=tenant.pk).update(name="Acme Victim Holdings")
     tenant.refresh_from_db()
     model = Model.objects.create(name="acme-private/secret-llm", tenant=tenant)
+    ModelAlias.objects.create(name="acme-secret-alias", model=model)
     price(model, "2026-01-01", "0.5", "2", tenant=tenant)
     token, _ = services.access_token_create(tenant=tenant, name="acme-finance-token")
     budget = Budget.objects.create(tenant=tenant, name="acme-q4-budget", amount=77, currency="USD", thresholds=[100])

@@ -15,23 +15,10 @@ from django.views.decorators.csrf import csrf_exempt
 from accounts.models import ServiceToken
 from accounts.selectors import api_key_by_secret
 from accounts.services import credential_touch
+from usage.api.body import RequestProblem, parse_json, read_body, refuse_duplicates
 from usage.budgets.services import budget_state_for_key
 from usage.ingestion import services
 from usage.ingestion import validation as ingest
-from usageproject.problems import problem_response
-
-
-class RequestProblem(Exception):
-    def __init__(self, status, title, detail, headers=None, **extra):
-        super().__init__(detail)
-        self.status, self.title, self.detail, self.headers = status, title, detail, headers or {}
-        self.extra = extra
-
-    def response(self):
-        response = problem_response(self.status, self.title, self.detail, **self.extra)
-        for name, value in self.headers.items():
-            response[name] = value
-        return response
 
 
 def service_endpoint(view):
@@ -67,60 +54,20 @@ def _authenticate(request):
 
 
 def _json_body(request):
-    """The parsed JSON body, within the size limit and of the right media type."""
+    """The parsed JSON body, of the right media type, read by the gateway's one body reader."""
     content_type = request.content_type or ""
     charset = request.content_params.get("charset", "utf-8").lower()
     if content_type.lower() != "application/json" or charset not in ("utf-8", "utf8"):
         raise RequestProblem(415, "Unsupported media type", "Send 'Content-Type: application/json' (UTF-8).")
-    limit = settings.INGEST_MAX_BODY_BYTES
-    too_large = RequestProblem(413, "Content too large", f"The body may be at most {limit} bytes.")
-    try:
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        declared = 0
-    if declared > limit:
-        raise too_large  # refused before reading a byte of it
-    data = _read_body(request, limit + 1)
-    if len(data) > limit:
-        raise too_large
-    try:
-        return ingest.loads(data)
-    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
-        raise RequestProblem(400, "Malformed JSON", f"The body is not valid JSON: {str(exc)[:200]}") from exc
-
-
-def _read_body(request, size):
-    """Up to ``size`` bytes of the body, whether sent with a Content-Length or chunked.
-
-    Django reads a body without Content-Length as empty. gunicorn decodes a chunked body and
-    says so with ``wsgi.input_terminated``: then the stream itself is read. A server that does
-    not (e.g. ``runserver``) gets a clear 411 instead of an empty body.
-    """
-    chunked = "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower()
-    if not chunked or request.META.get("CONTENT_LENGTH"):
-        return request.read(size)
-    if not request.environ.get("wsgi.input_terminated"):
-        raise RequestProblem(411, "Length required", "Send a Content-Length; this server cannot read chunked bodies.")
-    stream, parts, total = request.environ["wsgi.input"], [], 0
-    while total < size:
-        part = stream.read(size - total)
-        if not part:
-            break
-        parts.append(part)
-        total += len(part)
-    return b"".join(parts)
+    return parse_json(read_body(request))
 
 
 def _json_member(request, name, kind, description):
     """Member ``name`` of the JSON object in the body, which must be of type ``kind``."""
     body = _json_body(request)
     if isinstance(body, ingest.DuplicateMembers):
-        raise RequestProblem(
-            400,
-            "Invalid request",
-            f"The body names {', '.join(map(repr, body.duplicates))} more than once; name each member once.",
-            code="duplicate_member",
-        )
+        # Only the top level here: a call naming a field twice is rejected on its own (duplicate_field).
+        refuse_duplicates(list(body.duplicates))
     value = body.get(name) if isinstance(body, dict) else None
     if not isinstance(value, kind):
         raise RequestProblem(400, "Invalid request", f"The body must be a JSON object with {description}.")

@@ -28,7 +28,9 @@ import datetime as dt
 from django.conf import settings
 from django.http import JsonResponse
 
-from usage.api.ingest import RequestProblem, service_endpoint
+from usage.api.body import RequestProblem, duplicate_names, parse_json, read_body
+from usage.api.dropped import log_dropped, reasons_of
+from usage.api.ingest import service_endpoint
 from usage.ingestion import services
 from usage.ingestion import validation as ingest
 
@@ -39,22 +41,11 @@ def _body(request):
     media = (request.content_type or "").lower()
     if media not in MEDIA_TYPES:
         raise RequestProblem(415, "Unsupported media type", "Send JSON (an array or one object) or NDJSON.")
-    limit = settings.INGEST_MAX_BODY_BYTES
+    data = read_body(request)
     try:
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        declared = 0
-    data = request.read(limit + 1) if declared <= limit else b"x" * (limit + 1)
-    if len(data) > limit:
-        raise RequestProblem(413, "Content too large", f"The body may be at most {limit} bytes.")
-    try:
-        text = data.decode("utf-8")
-        try:
-            payload = ingest.loads(text)
-        except ValueError:
-            payload = [ingest.loads(line) for line in text.splitlines() if line.strip()]  # NDJSON
-    except (ValueError, RecursionError) as exc:
-        raise RequestProblem(400, "Malformed JSON", f"The body is not JSON nor NDJSON: {str(exc)[:200]}") from exc
+        payload = ingest.loads(data)
+    except (ValueError, RecursionError):
+        payload = [parse_json(line, "JSON nor NDJSON") for line in data.splitlines() if line.strip()]
     return payload if isinstance(payload, list) else [payload]
 
 
@@ -74,11 +65,9 @@ def _instant(seconds):
 
 
 def payload_call(payload):
-    """The reported call (an item of the ingestion contract) of one payload; None when ignored."""
+    """The reported call (an item of the ingestion contract) of one payload that is not ignored."""
     if not isinstance(payload, dict):
-        return payload  # rejected by the service as not_an_object
-    if payload.get("status", "success") != "success":
-        return None
+        return payload  # rejected by the service as not_an_object (null included)
     metadata = payload.get("metadata") if isinstance(payload.get("metadata"), dict) else {}
     usage = metadata.get("usage_object") if isinstance(metadata.get("usage_object"), dict) else {}
     call = {
@@ -97,7 +86,16 @@ def payload_call(payload):
         call["cached_input_tokens"] = cached
     if reasoning is not None:
         call["reasoning_tokens"] = reasoning
-    return call
+    duplicates = duplicate_names(payload)
+    return _duplicated(call, duplicates) if duplicates else call
+
+
+def _duplicated(call, names):
+    """``call`` marked so that the service rejects it with ``duplicate_field`` naming each member the
+    payload named twice (anywhere in it): JSON leaves which value wins undefined."""
+    marked = ingest.DuplicateMembers(call)
+    marked.duplicates = tuple(names)
+    return marked
 
 
 @service_endpoint
@@ -106,16 +104,28 @@ def logs(request):
     limit = settings.INGEST_MAX_ITEMS
     if len(payloads) > limit:
         raise RequestProblem(413, "Content too large", f"At most {limit} payloads per request, got {len(payloads)}.")
-    calls, positions, ignored = [], [], 0
+    calls, positions, ignored = [], [], []
     for index, payload in enumerate(payloads):
-        call = payload_call(payload)
-        if call is None:
-            ignored += 1
+        if _failed(payload):
+            ignored.append((f"ignored: status {str(payload.get('status'))[:40]}", _label(payload, index)))
         else:
-            calls.append(call)
+            calls.append(payload_call(payload))
             positions.append(index)
     result = services.call_records_ingest(items=calls) if calls else services.IngestResult()
+    labels = [_label(payloads[index], index) for index in positions]
+    log_dropped("LiteLLM logs", [*reasons_of(result, labels), *ignored])
     answer = result.as_dict()
     for error in answer["errors"]:
         error["index"] = positions[error["index"]]  # the payload's position in the request
-    return JsonResponse({**answer, "ignored": ignored})
+    return JsonResponse({**answer, "ignored": len(ignored)})
+
+
+def _failed(payload):
+    """A failed call: LiteLLM logs it with no usage."""
+    return isinstance(payload, dict) and payload.get("status", "success") != "success"
+
+
+def _label(payload, index):
+    """How a log line names a payload: its position and, when it has a usable one, its id."""
+    ident = payload.get("id") if isinstance(payload, dict) else None
+    return f"payload {index}" + (f" ({ident[:80]})" if isinstance(ident, str) else "")

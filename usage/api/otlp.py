@@ -6,25 +6,39 @@ the same validation, deduplication by request id, window and limits. Other spans
 and counted. The answer is an ``ExportTraceServiceResponse`` in the request's encoding; spans
 that could not be stored are counted in its ``partial_success`` with the reasons.
 
-Mapping of a span (docs/ingestion.md, "OpenTelemetry"):
+Mapping of a span (docs/ingestion.md, "OpenTelemetry"); of each row the first attribute the span
+has wins: the current GenAI conventions, their deprecated names, Traceloop's (OpenLLMetry) and
+OpenInference's names.
 
 ==========================  ============================================================
 ``request_id``              ``gen_ai.response.id``; without it ``<trace id>-<span id>`` (hex)
 ``api_key``                 ``usage_statistics.api_key`` of the span, else of its resource
-``model``                   ``gen_ai.response.model``, else ``gen_ai.request.model``
+``model``                   the first of ``gen_ai.response.model``, ``llm.model_name``,
+                            ``gen_ai.request.model`` that the catalog knows (by name or
+                            alias, ``usage.ingestion.services.model_names_known``); else the
+                            first of them, which is added to the catalog unlisted
 ``occurred_at``             the span's end time
-``input_tokens``            ``gen_ai.usage.input_tokens`` (which, as here, includes cached ones)
-``output_tokens``           ``gen_ai.usage.output_tokens``
-``cached_input_tokens``     ``gen_ai.usage.cache_read.input_tokens``
-``reasoning_tokens``        ``gen_ai.usage.reasoning.output_tokens``
+``input_tokens``            ``gen_ai.usage.input_tokens``, ``gen_ai.usage.prompt_tokens``,
+                            ``llm.token_count.prompt`` (cached reads and cache writes included)
+``output_tokens``           ``gen_ai.usage.output_tokens``, ``gen_ai.usage.completion_tokens``,
+                            ``llm.token_count.completion``; else ``llm.token_count.total`` minus
+                            the input; else 0 when the span reports input only (embeddings)
+``cached_input_tokens``     ``gen_ai.usage.cache_read.input_tokens``,
+                            ``gen_ai.usage.cache_read_input_tokens``,
+                            ``llm.token_count.prompt_details.cache_read``
+``reasoning_tokens``        ``gen_ai.usage.reasoning.output_tokens``,
+                            ``gen_ai.usage.reasoning_tokens``, ``llm.usage.reasoning_tokens``,
+                            ``llm.token_count.completion_details.reasoning``
 ==========================  ============================================================
 
-A span is a GenAI call when it has ``gen_ai.usage.input_tokens`` or ``gen_ai.usage.output_tokens``.
+A span is a GenAI call when it has one of the input or output attributes (or OpenInference's
+total). Cache writes (``gen_ai.usage.cache_creation.input_tokens``, Traceloop's
+``gen_ai.usage.cache_creation_input_tokens``) are counted inside the input tokens by every
+dialect, and the ledger keeps no class of its own for them.
 """
 
 import datetime as dt
 import json
-import zlib
 
 from django.conf import settings
 from django.http import HttpResponse
@@ -37,16 +51,31 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from usage.api.ingest import RequestProblem, _authenticate
+from usage.api.body import RequestProblem, duplicate_names, parse_json, read_body, refuse_duplicates
+from usage.api.dropped import log_dropped, reasons_of
+from usage.api.ingest import _authenticate
 from usage.ingestion import services
 
 API_KEY_ATTRIBUTE = "usage_statistics.api_key"
+# Per field, the names the dialects give it, the current GenAI convention's first.
 ATTRIBUTES = {
-    "input_tokens": "gen_ai.usage.input_tokens",
-    "output_tokens": "gen_ai.usage.output_tokens",
-    "cached_input_tokens": "gen_ai.usage.cache_read.input_tokens",
-    "reasoning_tokens": "gen_ai.usage.reasoning.output_tokens",
+    "input_tokens": ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", "llm.token_count.prompt"),
+    "output_tokens": ("gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens", "llm.token_count.completion"),
+    "cached_input_tokens": (
+        "gen_ai.usage.cache_read.input_tokens",
+        "gen_ai.usage.cache_read_input_tokens",
+        "llm.token_count.prompt_details.cache_read",
+    ),
+    "reasoning_tokens": (
+        "gen_ai.usage.reasoning.output_tokens",
+        "gen_ai.usage.reasoning_tokens",
+        "llm.usage.reasoning_tokens",
+        "llm.token_count.completion_details.reasoning",
+    ),
 }
+TOTAL_TOKENS = "llm.token_count.total"
+MODEL_ATTRIBUTES = ("gen_ai.response.model", "llm.model_name", "gen_ai.request.model")
+_GENAI_MARKERS = (*ATTRIBUTES["input_tokens"], *ATTRIBUTES["output_tokens"], TOTAL_TOKENS)
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 _MAX_ERRORS_LISTED = 20
@@ -91,24 +120,35 @@ def _json_int(value, where):
     raise _Bad(f"{where} must be an integer")
 
 
+# The protobuf JSON mapping of each scalar AnyValue member: anything else is not OTLP/JSON
+# (and a list or object would otherwise reach the mapping as an unhashable "model name").
+_JSON_SCALARS = (
+    ("stringValue", (str,), "a string"),
+    ("doubleValue", (int, float, str), "a number"),  # "NaN", "Infinity" are strings in that mapping
+    ("boolValue", (bool,), "true or false"),
+)
+
+
 def _json_value(value):
     value = _object(value, "an attribute value")
-    if "stringValue" in value:
-        return value["stringValue"]
     if "intValue" in value:
         return _json_int(value["intValue"], "intValue")
-    if "doubleValue" in value:
-        return value["doubleValue"]
-    if "boolValue" in value:
-        return value["boolValue"]
+    for member, kinds, description in _JSON_SCALARS:
+        if member in value:
+            if not isinstance(value[member], kinds):
+                raise _Bad(f"{member} must be {description}")
+            return value[member]
     return None
 
 
 def _json_attributes(items):
-    return {
-        _object(item, "an attribute").get("key"): _json_value(item.get("value") or {})
-        for item in _list_of(items, "attributes")
-    }
+    attributes = {}
+    for item in _list_of(items, "attributes"):
+        key = _object(item, "an attribute").get("key")
+        if not isinstance(key, str):
+            raise _Bad("an attribute's key must be a string")
+        attributes[key] = _json_value(item.get("value") or {})
+    return attributes
 
 
 def _hex_id(value, name, size):
@@ -142,37 +182,11 @@ def _json_spans(payload):
     spans = []
     for resource_spans in _list_of(_object(payload, "the body").get("resourceSpans"), "resourceSpans"):
         resource_spans = _object(resource_spans, "resourceSpans")
-        resource = _json_attributes((resource_spans.get("resource") or {}).get("attributes"))
+        resource = _json_attributes(_object(resource_spans.get("resource") or {}, "resource").get("attributes"))
         for scope_spans in _list_of(resource_spans.get("scopeSpans"), "scopeSpans"):
             for span in _list_of(_object(scope_spans, "scopeSpans").get("spans"), "spans"):
                 spans.append((_JsonSpan(span), resource))
     return spans
-
-
-def _body(request):
-    limit = settings.INGEST_MAX_BODY_BYTES
-    too_large = RequestProblem(413, "Content too large", f"The body may be at most {limit} bytes.")
-    try:
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        declared = 0
-    if declared > limit:
-        raise too_large
-    data = request.read(limit + 1)
-    if len(data) > limit:
-        raise too_large
-    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
-    if encoding in ("gzip", "deflate"):
-        decompressor = zlib.decompressobj(wbits=31 if encoding == "gzip" else 15)
-        try:
-            data = decompressor.decompress(data, limit + 1)
-        except zlib.error as exc:
-            raise RequestProblem(400, "Invalid request", f"The body is not valid {encoding}.") from exc
-        if len(data) > limit or decompressor.unconsumed_tail:
-            raise too_large
-    elif encoding != "identity":
-        raise RequestProblem(415, "Unsupported media type", "Content-Encoding may be gzip, deflate or identity.")
-    return data
 
 
 def _decode(request):
@@ -180,10 +194,13 @@ def _decode(request):
     media = (request.content_type or "").lower()
     if media not in (PROTOBUF, JSON):
         raise RequestProblem(415, "Unsupported media type", f"Send {PROTOBUF} or {JSON}.")
-    data = _body(request)
+    data = read_body(request)
+    if media == JSON:
+        payload = parse_json(data)
+        refuse_duplicates(duplicate_names(payload))
     try:
         if media == JSON:
-            return _json_spans(json.loads(data.decode("utf-8"))), media
+            return _json_spans(payload), media
         message = ExportTraceServiceRequest()
         message.ParseFromString(data)
     except (DecodeError, ValueError, RecursionError) as exc:  # _Bad and UnicodeDecodeError are ValueErrors
@@ -207,36 +224,74 @@ def _instant(unix_nano):
         return None
 
 
+def _first(attributes, names):
+    return next((attributes[name] for name in names if attributes.get(name) is not None), None)
+
+
+def _output_tokens(attributes, input_tokens):
+    output = _first(attributes, ATTRIBUTES["output_tokens"])
+    if output is not None:
+        return output
+    total = attributes.get(TOTAL_TOKENS)
+    if type(total) is int and type(input_tokens) is int and total >= input_tokens:
+        return total - input_tokens
+    # Input only, as the conventions give embeddings: nothing was generated. (With no input
+    # either, the service rejects the call naming input_tokens.)
+    return 0 if input_tokens is not None else None
+
+
 def span_call(span, resource_attributes):
-    """The reported call (a raw item of the ingestion contract) of a span, or None for a non-GenAI span."""
+    """The reported call (a raw item of the ingestion contract) of a span, or None for a non-GenAI span.
+
+    ``model`` is a tuple of candidate names here; ``resolve_models`` picks one.
+    """
     attributes = span.attributes if isinstance(span.attributes, dict) else _attributes(span.attributes)
-    if ATTRIBUTES["input_tokens"] not in attributes and ATTRIBUTES["output_tokens"] not in attributes:
+    if not any(attributes.get(name) is not None for name in _GENAI_MARKERS):
         return None
     request_id = attributes.get("gen_ai.response.id") or f"{span.trace_id.hex()}-{span.span_id.hex()}"
     end = _instant(span.end_time_unix_nano)
+    input_tokens = _first(attributes, ATTRIBUTES["input_tokens"])
     call = {
         "request_id": request_id,
         "api_key": attributes.get(API_KEY_ATTRIBUTE, resource_attributes.get(API_KEY_ATTRIBUTE)),
-        "model": attributes.get("gen_ai.response.model") or attributes.get("gen_ai.request.model"),
+        "model": tuple(dict.fromkeys(attributes[name] for name in MODEL_ATTRIBUTES if attributes.get(name))),
         "occurred_at": end.isoformat() if end else None,
+        "input_tokens": input_tokens,
+        "output_tokens": _output_tokens(attributes, input_tokens),
     }
-    for field, name in ATTRIBUTES.items():
-        if attributes.get(name) is not None:
-            call[field] = attributes[name]
+    for field in ("cached_input_tokens", "reasoning_tokens"):
+        value = _first(attributes, ATTRIBUTES[field])
+        if value is not None:
+            call[field] = value
     return call
 
 
+def resolve_models(calls):
+    """Each call's model: the first candidate the catalog knows by name or alias, else the first one.
+
+    A gateway names the deployment it answered with (``deepseek-r1``) where the client asked for
+    the catalog's model (``public/deepseek-r1``): trying both keeps the call on the priced model.
+    """
+    names = {name for call in calls for name in call["model"] if isinstance(name, str)}
+    known = services.model_names_known(names) if names else set()
+    for call in calls:
+        candidates = call["model"]
+        call["model"] = next((name for name in candidates if name in known), candidates[0] if candidates else None)
+    return calls
+
+
 def spans_to_calls(spans):
-    """([raw call], [span label], ignored span count) of [(span, resource attributes)]."""
-    calls, labels, ignored = [], [], 0
+    """([raw call], [span label], [(reason, span label)] of the ignored spans) of [(span, resource attributes)]."""
+    calls, labels, ignored = [], [], []
     for span, resource_attributes in spans:
         call = span_call(span, resource_attributes)
+        label = f"{span.trace_id.hex()}/{span.span_id.hex()}"
         if call is None:
-            ignored += 1
+            ignored.append(("ignored: not a GenAI span (no token usage attributes)", label))
         else:
             calls.append(call)
-            labels.append(f"{span.trace_id.hex()}/{span.span_id.hex()}")
-    return calls, labels, ignored
+            labels.append(label)
+    return resolve_models(calls), labels, ignored
 
 
 def _answer(response_message, media, status=200):
@@ -279,7 +334,8 @@ def traces(request):
             raise RequestProblem(405, "Method not allowed", "Use POST.", {"Allow": "POST"})
         request.service_token = _authenticate(request)
         spans, media = _decode(request)
-        calls, labels, ignored = spans_to_calls(spans)
+        calls, labels, ignored_spans = spans_to_calls(spans)
+        ignored = len(ignored_spans)
         limit = settings.INGEST_MAX_ITEMS
         if len(calls) > limit:
             raise RequestProblem(
@@ -288,6 +344,7 @@ def traces(request):
         result = services.call_records_ingest(items=calls) if calls else services.IngestResult()
     except RequestProblem as problem:
         return _status_answer(problem, media)
+    log_dropped("OTLP traces", [*reasons_of(result, labels), *ignored_spans])
     answer = ExportTraceServiceResponse()
     if result.rejected or ignored:
         answer.partial_success.rejected_spans = result.rejected

@@ -35,7 +35,7 @@ from accounts.services import credential_touch
 from usage.budgets.services import budgets_after_ingest
 from usage.ingestion.validation import error, request_id_of, validate_call
 from usage.ledger import partitions, retention
-from usage.models import CallRecord, CallRequest, Model
+from usage.models import CallRecord, CallRequest, Model, ModelAlias
 from usage.rollups import increments
 
 if TYPE_CHECKING:
@@ -308,8 +308,22 @@ def _models(candidates: list[Candidate], result: IngestResult) -> tuple[ModelIds
 
 
 def _model_ids(names: Iterable[str]) -> ModelIds:
-    rows = Model.objects.filter(name__in=names).order_by().values_list("name", "id", "tenant_id")
-    return {name: (model_id, tenant_id) for name, model_id, tenant_id in rows}
+    """The models of ``names``: by a model's name, else by an alias (``ModelAlias``)."""
+    wanted = set(names)
+    rows = Model.objects.filter(name__in=wanted).order_by().values_list("name", "id", "tenant_id")
+    found: ModelIds = {name: (model_id, tenant_id) for name, model_id, tenant_id in rows}
+    if len(found) < len(wanted):
+        aliases = ModelAlias.objects.filter(name__in=wanted - found.keys()).order_by()
+        found.update(
+            (name, (model_id, tenant_id))
+            for name, model_id, tenant_id in aliases.values_list("name", "model_id", "model__tenant_id")
+        )
+    return found
+
+
+def model_names_known(names: Iterable[str]) -> set[str]:
+    """Those of ``names`` that the catalog knows, as a model's name or an alias (no model is added)."""
+    return set(_model_ids(names))
 
 
 def _with_retry(store: Callable[[], _Outcome]) -> _Outcome:
