@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("usage", "0008_lean_ledger_indexes"),
+        ("usage", "0009_budget_webhook_limits"),
     ]
 
     operations = [
