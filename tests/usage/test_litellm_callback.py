@@ -373,6 +373,25 @@ def test_an_unreachable_product_keeps_the_calls_and_litellm_never_sees_an_error(
     assert [p["metadata"]["user_api_key_alias"] for p in batch] == ["k1"] * 4
 
 
+def test_a_streamed_call_is_reported_once_the_stream_ends(product, loggers):
+    server = product()
+    logger = loggers(url=server.url)
+    litellm.callbacks = [logger]
+    try:
+        messages = [{"role": "user", "content": "hi"}]
+        stream = litellm.completion(model="openai/gpt-4o-mini", messages=messages, mock_response="a b c", stream=True)
+        assert "".join(chunk.choices[0].delta.content or "" for chunk in stream) == "a b c"
+        deadline = time.monotonic() + 10
+        while logger.received < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        litellm.callbacks = []
+        litellm.logging_callback_manager.remove_callback_from_all_lists(logger)
+    assert logger.close(timeout=5) is True
+    [(_status, _auth, [payload])] = server.batches
+    assert payload["stream"] is True and payload["completion_tokens"] > 0 and payload["prompt_tokens"] > 0
+
+
 def test_a_refusal_is_logged_and_not_retried(product, loggers, caplog):
     server = product([401])
     logger = loggers(url=server.url, service_token="svc_wrong")

@@ -213,8 +213,8 @@ class UsageStatisticsLogger(CustomLogger):
             while True:
                 with self._lock:
                     batch = self._queue[: self.batch_size]
-                if not batch:
-                    return True
+                if not batch or self._stopped:
+                    return not batch
                 if not self._deliver(batch, deadline):
                     return False
                 with self._lock:
@@ -223,10 +223,11 @@ class UsageStatisticsLogger(CustomLogger):
     def close(self, timeout: float = 10.0) -> bool:
         """Flush (for at most ``timeout`` seconds) and stop; True when nothing was left unsent."""
         empty = self.flush(timeout)
-        self._stopped = True
+        with self._sending:  # not while the worker sends
+            self._stopped = True
+            self._client.close()
         self._wake.set()
         atexit.unregister(self.flush)
-        self._client.close()
         return empty
 
     def _deliver(self, batch: list[dict[str, Any]], deadline: float | None) -> bool:
