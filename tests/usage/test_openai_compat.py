@@ -424,3 +424,15 @@ def test_the_openai_package_reads_usage_and_costs(live_world):
     with pytest.raises(openai.BadRequestError) as raised:
         client.admin.organization.usage.completions(start_time=ts(start), limit=1000)
     assert raised.value.param == "limit"
+    # A filter this product cannot honour is an error the package raises, not all usage.
+    for unsupported in ({"project_ids": ["proj_abc"]}, {"batch": True}, {"user_ids": ["user-abc"]}):
+        with pytest.raises(openai.BadRequestError) as raised:
+            client.admin.organization.usage.completions(start_time=ts(start), end_time=ts(end), **unsupported)
+        assert raised.value.code == "unsupported_parameter" and raised.value.param == next(iter(unsupported))
+    # Counts not reported are absent: the package reads them as None; the extension only on request.
+    [bucket] = client.admin.organization.usage.completions(
+        start_time=ts(start), end_time=ts(start) + 86400, group_by=["api_source"]
+    ).data
+    [result] = bucket.results
+    assert result.input_audio_tokens is None and result.api_source == "unlabeled"
+    assert "x_usage_statistics" not in result.model_dump()
