@@ -359,16 +359,14 @@ def _usage_cells(tenant: Tenant, buckets: Buckets) -> dict[Cell, Totals]:
                 cells[index, key_id, model_id] += totals
     ledger = [index for index, whole in enumerate(hourly) if not whole]
     if ledger:
-        _ledger_cells(tenant, query, buckets, ledger, cells)
+        _ledger_cells(query, buckets, ledger, cells)
     return cells
 
 
-def _ledger_cells(
-    tenant: Tenant, query: UsageQuery, buckets: Buckets, indexes: list[int], cells: dict[Cell, Totals]
-) -> None:
+def _ledger_cells(query: UsageQuery, buckets: Buckets, indexes: list[int], cells: dict[Cell, Totals]) -> None:
     """Add the calls of the buckets at ``indexes`` from the ledger; a 410 when some of them lie
     before the purge horizon (their calls are gone and no rollup holds such a bucket)."""
-    _refuse_purged(tenant, buckets, buckets.starts[indexes[0]])
+    _refuse_purged(buckets, buckets.starts[indexes[0]])
     spans = Q(pk__in=[])
     for first, last in _runs(indexes):  # consecutive buckets: one range each
         spans |= Q(occurred_at__gte=buckets.starts[first], occurred_at__lt=buckets.next(buckets.starts[last]))
@@ -393,7 +391,7 @@ def _runs(indexes: list[int]) -> list[tuple[int, int]]:
     return runs
 
 
-def _refuse_purged(tenant: Tenant, buckets: Buckets, first: dt.datetime) -> None:
+def _refuse_purged(buckets: Buckets, first: dt.datetime) -> None:
     horizon = purge_horizon()
     if horizon is None or first >= horizon:
         return
