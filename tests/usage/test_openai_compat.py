@@ -40,7 +40,7 @@ def _sums(page_list):
                 totals["calls"] += result["num_model_requests"]
                 totals["input_tokens"] += result["input_tokens"]
                 totals["output_tokens"] += result["output_tokens"]
-                totals["cached_input_tokens"] += result["input_cached_tokens"] or 0
+                totals["cached_input_tokens"] += result.get("input_cached_tokens", 0)
                 totals["reasoning_tokens"] += result["x_usage_statistics"]["reasoning_tokens"] or 0
     return totals
 
@@ -60,7 +60,8 @@ def _money(page_list):
 def _all_pages(client, url, params):
     pages, page = [], None
     while True:
-        response = client.get(url, {**params, **({"page": page} if page else {})})
+        query = {**params, "x_usage_statistics": "true", **({"page": page} if page else {})}
+        response = client.get(url, query)
         assert response.status_code == 200, response.content
         pages.append(response.json())
         if not pages[-1]["has_more"]:
@@ -205,7 +206,7 @@ def test_tenant_zone_buckets_are_the_tenants_local_days(two_tenants):
     tenant = world["tenant"]
     start, end = localtime.day_span(tenant, DAY, DAY + dt.timedelta(days=1))
     params = {"start_time": ts(start), "end_time": ts(end), "x_timezone": "tenant", "group_by": "model"}
-    page = world["client"].get(COMPLETIONS, params).json()
+    page = world["client"].get(COMPLETIONS, {**params, "x_usage_statistics": "true"}).json()
     assert [bucket["start_time"] for bucket in page["data"]] == [
         ts(start),
         ts(localtime.local_midnight(tenant, DAY + dt.timedelta(days=1))),
@@ -237,6 +238,7 @@ def test_field_mapping_of_one_call(tenant):
     _token, client = token_and_client(tenant)
     params = {"start_time": ts(utc(2026, 3, 10)), "end_time": ts(utc(2026, 3, 11)), "group_by": "api_key_id,model"}
     [bucket] = client.get(COMPLETIONS, params).json()["data"]
+    [extended] = client.get(COMPLETIONS, {**params, "x_usage_statistics": "true"}).json()["data"]
     assert bucket == {
         "object": "bucket",
         "start_time": ts(utc(2026, 3, 10)),
@@ -248,8 +250,6 @@ def test_field_mapping_of_one_call(tenant):
                 "output_tokens": 50,
                 "input_cached_tokens": 800,
                 "input_uncached_tokens": 200,
-                "input_audio_tokens": None,
-                "output_audio_tokens": None,
                 "num_model_requests": 1,
                 "project_id": None,
                 "user_id": None,
@@ -258,9 +258,12 @@ def test_field_mapping_of_one_call(tenant):
                 "batch": None,
                 "service_tier": None,
                 "api_source": None,
-                "x_usage_statistics": {"reasoning_tokens": 20, "total_tokens": 1050, "api_key_name": "web"},
             }
         ],
+    }
+    assert extended["results"][0] == {
+        **bucket["results"][0],
+        "x_usage_statistics": {"reasoning_tokens": 20, "total_tokens": 1050, "api_key_name": "web"},
     }
 
 
@@ -270,6 +273,7 @@ def test_costs_per_key_and_line_item_in_lower_case_currency(two_tenants):
         "start_time": ts(utc(2026, 3, 10)),
         "end_time": ts(utc(2026, 3, 11)),
         "group_by[]": ["api_key_id", "line_item"],
+        "x_usage_statistics": "true",
     }
     [bucket] = world["client"].get(COSTS, params).json()["data"]
     assert {(r["api_key_id"], r["line_item"], r["amount"]["currency"]) for r in bucket["results"]} <= {
@@ -285,6 +289,7 @@ def test_costs_per_key_and_line_item_in_lower_case_currency(two_tenants):
 def test_filters_and_another_tenants_key_id(two_tenants):
     acme, globex = two_tenants["acme"], two_tenants["globex"]
     window = {"start_time": ts(utc(2026, 3, 9)), "end_time": ts(utc(2026, 3, 12)), "limit": 3}
+    window["x_usage_statistics"] = "true"
     own = acme["keys"][0].public_id
     page = acme["client"].get(COMPLETIONS, {**window, "api_key_ids[]": [own], "group_by": "api_key_id"}).json()
     assert {r["api_key_id"] for b in page["data"] for r in b["results"]} == {own}
@@ -419,3 +424,15 @@ def test_the_openai_package_reads_usage_and_costs(live_world):
     with pytest.raises(openai.BadRequestError) as raised:
         client.admin.organization.usage.completions(start_time=ts(start), limit=1000)
     assert raised.value.param == "limit"
+    # A filter this product cannot honour is an error the package raises, not all usage.
+    for unsupported in ({"project_ids": ["proj_abc"]}, {"batch": True}, {"user_ids": ["user-abc"]}):
+        with pytest.raises(openai.BadRequestError) as raised:
+            client.admin.organization.usage.completions(start_time=ts(start), end_time=ts(end), **unsupported)
+        assert raised.value.code == "unsupported_parameter" and raised.value.param == next(iter(unsupported))
+    # Counts not reported are absent: the package reads them as None; the extension only on request.
+    [bucket] = client.admin.organization.usage.completions(
+        start_time=ts(start), end_time=ts(start) + 86400, group_by=["api_source"]
+    ).data
+    [result] = bucket.results
+    assert result.input_audio_tokens is None and result.api_source == "unlabeled"
+    assert "x_usage_statistics" not in result.model_dump()
