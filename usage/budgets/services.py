@@ -79,7 +79,7 @@ def budget_evaluate(*, budget, now=None):
 
 def _fire(status, *, forecast):
     for threshold in sorted(set(status.budget.thresholds)):
-        if status.percent >= threshold:
+        if status.reached(threshold):
             _alert_once(status, BudgetAlert.Kind.THRESHOLD, threshold)
     if forecast and status.forecast_exceeds and status.spent < status.limit:
         _alert_once(status, BudgetAlert.Kind.FORECAST, 100)
