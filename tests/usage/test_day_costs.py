@@ -3,7 +3,7 @@
 Two tenants with calls on the same closed days, prices in two currencies (a contract price in
 EUR) and an unpriced model. Each read clears the cache, so the grid is read from the stored costs
 (or computes and stores them), and equals ground truth computed from the ledger in Python:
-one line per local day x key x model at the price in force, rounded, then summed.
+one exact line per local day x key x model at the price in force, then summed.
 """
 
 import datetime as dt

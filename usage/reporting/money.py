@@ -17,7 +17,7 @@ the same rule to the exact strings it receives.
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 
 # ISO 4217 minor units that differ from the usual 2 decimals.
 MINOR_UNITS = {
@@ -27,6 +27,7 @@ MINOR_UNITS = {
 }  # fmt: skip
 # Digits a small figure keeps when rounding to the minor unit would leave it fewer than two.
 SIGNIFICANT_DIGITS = 3
+_PRECISION = 60
 
 
 def minor_digits(currency: str) -> int:
@@ -40,13 +41,18 @@ def minor_unit(currency: str) -> Decimal:
 
 def round_amount(amount: Decimal, currency: str) -> Decimal:
     """``amount`` rounded half-even to the currency's minor unit (where a figure is shown, only)."""
-    return amount.quantize(minor_unit(currency), rounding=ROUND_HALF_EVEN)
+    with localcontext(prec=_PRECISION):  # quantize fails beyond the default 28 digits
+        return amount.quantize(minor_unit(currency), rounding=ROUND_HALF_EVEN)
 
 
 def _decimals(value: Decimal) -> int:
-    """The decimals ``value`` needs to be written exactly (0 for whole numbers)."""
-    exponent = value.normalize().as_tuple().exponent
-    return max(0, -exponent) if isinstance(exponent, int) else 0
+    """The decimals ``value`` needs to be written exactly (0 for whole numbers). Not through
+    ``normalize()``: that rounds to the context's 28 digits."""
+    _sign, digits, exponent = value.as_tuple()
+    if not isinstance(exponent, int) or exponent >= 0 or not any(digits):
+        return 0
+    trailing = len(digits) - len("".join(map(str, digits)).rstrip("0"))
+    return max(0, -exponent - trailing)
 
 
 def amount_text(amount: Decimal, currency: str) -> str:
