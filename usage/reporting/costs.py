@@ -47,7 +47,7 @@ from accounts.models import ApiKey
 from usage import localtime
 from usage.models import Model, ModelPrice
 from usage.reporting import costs_sql
-from usage.reporting.money import amount_text, money_text, round_amount
+from usage.reporting.money import amount_text, money_text
 from usage.reporting.periods import Period
 from usage.reporting.query import UsageQuery, query_of
 from usage.reporting.selectors import Totals, UsageFilters, query_usage, usage_versions
@@ -211,13 +211,13 @@ class CostSummary:
         """[(figure as shown, currency)] of the priced currencies, for templates (``money_text``)."""
         return [(money_text(self.amounts[currency], currency), currency) for currency in self.currencies]
 
-    def formatted(self, currency: str) -> str:
-        """The amount rounded half-even to the currency's minor digits ("12.30")."""
-        return str(round_amount(self.amounts.get(currency, Decimal(0)), currency))
-
     def exact(self, currency: str) -> str:
         """The exact amount as a plain decimal string ("0.3164304", "12.30"): the API's and CSVs' form."""
         return amount_text(self.amounts.get(currency, Decimal(0)), currency)
+
+    # The OpenAI-compatible costs (usage/api/openai_compat.py) call this name: they carry the
+    # exact amount too, so their buckets add up to the summary to the last digit.
+    formatted = exact
 
     def as_api(self, *, fallback_currency: str = DEFAULT_CURRENCY) -> list[dict[str, Any]]:
         """The API's ``cost``: one object per currency, sorted by currency code; never empty.
