@@ -350,3 +350,25 @@ def _item(tenant, key, model, day, n, input_tokens, output_tokens):
         "input_tokens": input_tokens,
         "output_tokens": output_tokens,
     }
+
+
+def test_a_threshold_is_compared_with_the_exact_spent(db):
+    """79.96% of the limit is below an 80% threshold, although the percent shown (to 0.1) reads 80.0."""
+    from usage.budgets.services import budget_evaluate
+    from usage.models import BudgetAlert
+
+    tenants = [
+        accounts.tenant_create(slug=s, name=s, timezone_name=z) for s, z in (("a", "UTC"), ("b", "Asia/Kolkata"))
+    ]
+    model = Model.objects.create(name="public/glm-4-9b-chat")
+    price(model, dt.date(2026, 1, 1), "0.0001", "0")
+    for tenant, tokens in zip(tenants, (7_996_000, 8_000_000), strict=True):  # 0.7996 and 0.8000 USD
+        key = accounts.api_key_create(tenant=tenant, name="k")[0]
+        items = [_item(tenant, key, model, 1, n, tokens // 4, 0) for n in range(4)]  # before the run rate's days
+        assert services.call_records_ingest(items=items, now=NOW).accepted == 4
+    below, at = (budget(t, metric="cost", currency="USD", amount=1, thresholds=[80]) for t in tenants)
+    status = budget_evaluate(budget=below, now=NOW)
+    assert (status.spent, status.percent, status.state) == (Decimal("0.7996"), Decimal("80.0"), "within")
+    assert not BudgetAlert.objects.filter(budget=below).exists()
+    assert budget_evaluate(budget=at, now=NOW).state == "warning"
+    assert BudgetAlert.objects.filter(budget=at, threshold=80).count() == 1
