@@ -372,3 +372,40 @@ def test_a_threshold_is_compared_with_the_exact_spent(db):
     assert not BudgetAlert.objects.filter(budget=below).exists()
     assert budget_evaluate(budget=at, now=NOW).state == "warning"
     assert BudgetAlert.objects.filter(budget=at, threshold=80).count() == 1
+
+
+def test_the_demo_shows_the_exact_month_total(db, traces, monkeypatch):
+    """``seed_demo``'s data: the month-end report's total (API and page) is the exact sum of its calls."""
+    from accounts.models import Tenant
+    from usage.demo import seed as demo
+    from usage.models import CallRecord, ModelPrice
+
+    now = dt.datetime(2026, 3, 18, 9, 30, tzinfo=dt.UTC)
+    monkeypatch.setattr("django.utils.timezone.now", lambda: now)
+    demo.seed_demo(config=demo.DemoConfig(days=20, trace_sample=8, synthetic_peak=15, trace_dir=traces), now=now)
+    for tenant in Tenant.objects.filter(slug__in=("demo", "side-project")):
+        month_start = now.astimezone(tenant.tz).date().replace(day=1)
+        total = defaultdict(Fraction)
+        for record in CallRecord.objects.filter(tenant=tenant).select_related("model"):
+            day = record.occurred_at.astimezone(tenant.tz).date()
+            if day < month_start:
+                continue
+            prices = ModelPrice.objects.filter(model=record.model, effective_from__lte=day).order_by("-effective_from")
+            terms = prices.filter(tenant=tenant).first() or prices.filter(tenant=None).first()
+            if terms is None:
+                continue
+            rates = (terms.currency, terms.input_per_1k, terms.output_per_1k, terms.cached_input_per_1k)
+            item = {
+                "input_tokens": record.input_tokens,
+                "output_tokens": record.output_tokens,
+                "cached_input_tokens": record.cached_input_tokens,
+            }
+            currency, cost = call_cost(item, rates)
+            total[currency] += cost
+        assert total, tenant.slug
+        month = f"{month_start:%Y-%m}"
+        report = token_client(tenant).get("/api/v1/reports/monthly", {"month": month}).json()
+        assert exact(report["cost"]) == dict(total)
+        page = member_client(tenant).get(reverse("reports:monthly", kwargs={"slug": tenant.slug}), {"month": month})
+        for currency, amount in total.items():
+            assert f'<span class="amount">{shown(amount, currency)} {currency}</span>' in page.content.decode()
