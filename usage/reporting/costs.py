@@ -19,11 +19,12 @@ Exact money. A line's cost is exact: integer tokens times rates of at most 8 dec
 computed in ``Decimal`` (never float) without rounding. Every total (per model, key, day,
 month, report, budget) is the exact sum of its lines, so nothing is lost before a sum: a model
 that costs 0.0001 per 1K tokens adds 0.3164304 for 3,164,304 tokens, whatever the days and keys
-they are spread over. A figure is rounded once, where it is shown (``usage.reporting.money``:
-half-even to the currency's minor unit, 2 decimals except the currencies in ``MINOR_UNITS``;
-three significant digits below ten minor units, "0.0139 USD", never "0.00"). The REST API and
-the CSVs carry the exact amount as a plain decimal string (``money.amount_text``), so the CSV's
-lines add up to the totals of the page and the API exactly.
+they are spread over (sums stay exact below 10**17 in a currency: Decimal's 28 digits). A
+figure is rounded once, where it is shown (``usage.reporting.money``: half-even to the
+currency's minor unit, 2 decimals except the currencies in ``MINOR_UNITS``; three significant
+digits below ten minor units, "0.0139 USD", never "0.00"). The REST API and the CSVs carry the
+exact amount as a plain decimal string (``money.amount_text``), so the CSV's lines add up to the
+totals of the page and the API exactly.
 
 Currencies are never added together: every amount is a {currency: Decimal} mapping.
 
