@@ -242,7 +242,8 @@ class UsageDailyModel(Sums):
     cost_revision = models.BigIntegerField(null=True, blank=True)
     cost_terms = models.TextField(null=True, blank=True)
     cost_currency = models.CharField(max_length=3, null=True, blank=True)
-    cost_amount = models.DecimalField(max_digits=40, decimal_places=4, null=True, blank=True)
+    # Exact: all the decimals a line cost can have (the rates' 8, plus 3 for "per 1K").
+    cost_amount = models.DecimalField(max_digits=40, decimal_places=11, null=True, blank=True)
     cost_unpriced = models.BigIntegerField(null=True, blank=True)
 
     class Meta:

@@ -62,6 +62,38 @@
     return places ? `${sign}${text.slice(0, -places)}.${text.slice(-places)}` : sign + text;
   }
 
+  // The figure shown for an exact decimal string, by the server's rule (usage/reporting/money.py):
+  // half-even to the currency's minor digits; not zero and below ten minor units, three
+  // significant digits ("0.0139", never "0.00"). Trailing zeros beyond the minor digits go.
+  function moneyText(value, minorDigits) {
+    const text = String(value);
+    const negative = text.startsWith("-");
+    const [whole, fraction = ""] = text.replace("-", "").split(".");
+    const places = fraction.length;
+    const units = BigInt(whole + fraction || "0");
+    let target = minorDigits;
+    if (units !== 0n && units * 10n ** BigInt(minorDigits) < 10n ** BigInt(places + 1)) {
+      target = places - units.toString().length + 3; // three significant digits
+    }
+    let rounded = units * 10n ** BigInt(Math.max(0, target - places));
+    if (target < places) {
+      const divisor = 10n ** BigInt(places - target);
+      const rest = units % divisor;
+      rounded = units / divisor;
+      if (2n * rest > divisor || (2n * rest === divisor && rounded % 2n === 1n)) rounded += 1n;
+    }
+    let digits = rounded.toString().padStart(target + 1, "0");
+    let shownPlaces = target;
+    while (shownPlaces > minorDigits && digits.endsWith("0")) {
+      digits = digits.slice(0, -1);
+      shownPlaces -= 1;
+    }
+    const integer = shownPlaces ? digits.slice(0, -shownPlaces) : digits;
+    const grouped = integer.replace(/\B(?=(\d{3})+(?!\d))/g, ",");
+    const sign = negative && rounded !== 0n ? "-" : "";
+    return sign + (shownPlaces ? `${grouped}.${digits.slice(-shownPlaces)}` : grouped);
+  }
+
   // With many models the page shows the busiest N and one "Other" series of the rest (the
   // datasets arrive busiest first), so lines stay readable and the sum stays the total.
   function topDefault() {
@@ -134,7 +166,8 @@
     const metric = state.metric;
     const unit = metric === "cost" ? trend.cost_currency : "tokens";
     const future = trend.future_index ?? trend.labels.length;
-    const cell = (set, index) => (metric === "cost" ? set.cost[index] : exact.format(set[metric][index]));
+    const cell = (set, index) =>
+      metric === "cost" ? moneyText(set.cost[index], trend.cost_minor_digits) : exact.format(set[metric][index]);
     const head = sets.map((set) => `<th scope="col" class="num">${escapeHtml(set.label)}</th>`).join("");
     const rows = trend.labels
       .slice(0, future)
@@ -161,7 +194,7 @@
 
   function trendTooltip(item) {
     if (state.metric === "cost") {
-      const amount = item.dataset.cost[item.dataIndex];
+      const amount = moneyText(item.dataset.cost[item.dataIndex], state.data.trend.cost_minor_digits);
       return `${item.dataset.label}: ${amount} ${state.data.trend.cost_currency}`;
     }
     return `${item.dataset.label}: ${exact.format(item.raw)} tokens`;
@@ -173,7 +206,8 @@
     const index = items[0].dataIndex;
     const sets = state.data.trend.datasets;
     if (state.metric === "cost") {
-      return `Total: ${addDecimals(sets.map((set) => set.cost[index]))} ${state.data.trend.cost_currency}`;
+      const total = addDecimals(sets.map((set) => set.cost[index]));
+      return `Total: ${moneyText(total, state.data.trend.cost_minor_digits)} ${state.data.trend.cost_currency}`;
     }
     return `Total: ${exact.format(sets.reduce((sum, set) => sum + set[state.metric][index], 0))} tokens`;
   }

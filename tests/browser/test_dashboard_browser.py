@@ -9,6 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.db import connections
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
@@ -18,6 +19,7 @@ from accounts.models import Membership, User
 from usage import localtime
 from usage.localtime import tenant_today
 from usage.models import Model, ModelPrice
+from usage.reporting.money import money_text
 from usage.rollups import recompute as rollups
 
 from ..usage.factories import make_calls
@@ -280,3 +282,23 @@ def test_cost_metric_draws_each_models_daily_cost(browser, live_server, cast):
         for values in page.evaluate("Chart.getChart('trend-chart').data.datasets.map((s) => s.cost)")
     )
     assert f"{total:,.2f}" in card
+    # The data table under the chart shows each exact amount rounded by the server's rule.
+    exact = page.evaluate("Chart.getChart('trend-chart').data.datasets.map((s) => s.cost)")
+    cells = page.evaluate(
+        "[...document.querySelectorAll('#trend-table tbody tr')].map("
+        "(tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent))"
+    )
+    assert (
+        cells and [[money_text(Decimal(column[row]), "USD") for column in exact] for row in range(len(cells))] == cells
+    )
+
+
+def test_the_scripts_money_rule_is_the_servers(browser, live_server, cast):
+    page = login(browser, live_server, cast)
+    amounts = ["0.3164304", "0.0139", "0.013935", "0", "0.005", "0.09996", "1234567.125", "1234567.135", "12.3"]
+    amounts += ["0.00000000001", "0.0112500", "0.10125"]
+    script = Path(settings.BASE_DIR, "static/js/dashboard.js").read_text()
+    source = script[script.index("  function moneyText") : script.index("  // With many models")]
+    shown = page.evaluate(f"(() => {{ {source}; return {amounts!r}.map((a) => moneyText(a, 2)); }})()")
+    assert shown == [money_text(Decimal(amount), "USD") for amount in amounts]
+    assert page.evaluate(f"(() => {{ {source}; return moneyText('3.14159', 0); }})()") == "3.14"

@@ -44,7 +44,7 @@ def usage(tenant, api_key, llm):
 
 @pytest.fixture
 def priced(llm):
-    """A price for llm only: its line of 2026-11-20 costs 150 x 0.5/1K + 15 x 2/1K = 0.105 -> 0.10."""
+    """A price for llm only: its line of 2026-11-20 costs 150 x 0.5/1K + 15 x 2/1K = 0.105, exactly."""
     return ModelPrice.objects.create(
         model=llm, input_per_1k=Decimal("0.5"), output_per_1k=Decimal("2"), effective_from=dt.date(2026, 1, 1)
     )
@@ -63,7 +63,7 @@ def test_summary_totals_with_a_token(tenant, usage, priced):
         "total_tokens": 175,
         "cached_input_tokens": 40,
         "reasoning_tokens": None,
-        "cost": [{"amount": "0.10", "currency": "USD", "unpriced_tokens": 10}],  # qwen3 has no price
+        "cost": [{"amount": "0.105", "currency": "USD", "unpriced_tokens": 10}],  # qwen3 has no price
         "unpriced_models": ["public/qwen3"],
     }
 
@@ -193,7 +193,7 @@ def test_breakdown_by_api_key_names_the_public_id(tenant, api_key, usage):
 def test_breakdown_by_model_costs_each_row(tenant, llm, usage, priced):
     body = token_client(tenant).get("/api/v1/usage/breakdown", RANGE).json()
     assert [(row["model"], row["cost"]) for row in body["results"]] == [
-        (llm.name, [{"amount": "0.10", "currency": "USD", "unpriced_tokens": 0}]),
+        (llm.name, [{"amount": "0.105", "currency": "USD", "unpriced_tokens": 0}]),
         (usage.name, [{"amount": "0.00", "currency": "USD", "unpriced_tokens": 10}]),
     ]
 
@@ -202,7 +202,7 @@ def test_daily_points_have_a_cost_per_model(tenant, llm, usage, priced):
     params = {"start": "2026-11-20", "end": "2026-11-21", "group_by": "model"}
     body = token_client(tenant).get("/api/v1/usage/timeseries", params).json()
     costs = {series["model"]: [point["cost"][0]["amount"] for point in series["points"]] for series in body["series"]}
-    assert costs == {llm.name: ["0.10", "0.00"], usage.name: ["0.00", "0.00"]}
+    assert costs == {llm.name: ["0.105", "0.00"], usage.name: ["0.00", "0.00"]}
     assert body["series"][1]["points"][1]["cost"][0]["unpriced_tokens"] == 10
 
 
@@ -291,7 +291,7 @@ def test_export_csv_rows_per_day_key_model(tenant, api_key, llm, usage):
 def test_export_costs_each_row_and_leaves_unpriced_ones_empty(tenant, llm, usage, priced):
     rows = _rows(csv_body(token_client(tenant).get("/api/v1/usage/export.csv", RANGE)))
     assert [(row["model"], row["cost"], row["currency"]) for row in rows] == [
-        (llm.name, "0.10", "USD"),
+        (llm.name, "0.105", "USD"),
         (usage.name, "", ""),
     ]
 

@@ -18,6 +18,7 @@ from usage.reporting.costs import (
     row_cost,
     usage_cost,
 )
+from usage.reporting.money import amount_text, money_text
 from usage.reporting.periods import month_period
 from usage.reporting.selectors import Totals, UsageFilters
 from usage.rollups import recompute as rollups
@@ -57,39 +58,57 @@ def rolled_up():
     return roll
 
 
-# --- Lines and rounding -------------------------------------------------------------------
+# --- Lines are exact; a figure is rounded where it is shown -----------------------------------
 
 
 @pytest.mark.parametrize(
-    ("tokens", "expected"),
+    ("tokens", "exact", "shown"),
     [
-        (500, "0.00"),  # 500 x 0.01 / 1000 = 0.005: half-even goes to the even 0.00
-        (1500, "0.02"),  # 0.015 -> 0.02 (2 is even)
-        (2500, "0.02"),  # 0.025 -> 0.02, not 0.03
-        (3500, "0.04"),  # 0.035 -> 0.04
-        (499, "0.00"),  # 0.00499
-        (501, "0.01"),  # 0.00501
+        (500, "0.005", "0.005"),  # 500 x 0.01 / 1000: below ten cents, three significant digits
+        (1500, "0.015", "0.015"),
+        (25000, "0.25", "0.25"),
+        (3164304, "31.64304", "31.64"),
+        (125000, "1.25", "1.25"),
+        (1125, "0.01125", "0.0112"),  # three significant digits, half-even: 0.01125 -> 0.0112
+        (10125, "0.10125", "0.10"),  # at ten cents and above: the minor unit, half-even
+        (10135, "0.10135", "0.10"),
+        (11500, "0.115", "0.12"),
     ],
 )
-def test_line_rounds_half_even_to_the_cent(tokens, expected):
-    assert line_cost(price=fake_price("0.01"), totals=Totals(1, tokens, 0)) == Decimal(expected)
+def test_a_line_is_exact_and_its_figure_is_rounded_once(tokens, exact, shown):
+    amount = line_cost(price=fake_price("0.01"), totals=Totals(1, tokens, 0))
+    assert amount == Decimal(exact)
+    assert amount_text(amount, "USD") == exact
+    assert money_text(amount, "USD") == shown
 
 
 @pytest.mark.parametrize(
-    ("currency", "tokens", "expected"),
+    ("currency", "tokens", "exact", "shown"),
     [
-        ("JPY", 500, "0"),  # 0.5 yen -> 0
-        ("JPY", 1500, "2"),  # 1.5 yen -> 2
-        ("JPY", 2500, "2"),  # 2.5 yen -> 2
-        ("KWD", 500, "0.000"),  # 500 x 0.001 / 1000 = 0.0005 KWD -> 0.000
-        ("KWD", 1500, "0.002"),  # 0.0015 -> 0.002
-        ("KWD", 2500, "0.002"),  # 0.0025 -> 0.002
+        ("JPY", 500, "0.5", "0.5"),  # half a yen: below ten yen, significant digits
+        ("JPY", 12500, "12.5", "12"),  # 12.5 yen -> 12 (half-even)
+        ("JPY", 13500, "13.5", "14"),
+        ("KWD", 500, "0.0005", "0.0005"),
+        ("KWD", 15000, "0.015", "0.015"),
+        ("KWD", 1234500, "1.2345", "1.234"),  # half-even to the fils
     ],
 )
-def test_minor_units_of_other_currencies(currency, tokens, expected):
+def test_minor_units_of_other_currencies(currency, tokens, exact, shown):
     per_1k = "1" if currency == "JPY" else "0.001"
     amount = line_cost(price=fake_price(per_1k, currency=currency), totals=Totals(1, tokens, 0))
-    assert str(amount) == expected
+    assert amount == Decimal(exact)
+    assert money_text(amount, currency) == shown
+
+
+def test_api_strings_are_exact_plain_and_keep_the_minor_digits():
+    assert amount_text(Decimal("0.31643040000"), "USD") == "0.3164304"
+    assert amount_text(Decimal("12.3"), "USD") == "12.30"
+    assert amount_text(Decimal("0E-11"), "USD") == "0.00"
+    assert amount_text(Decimal("1E+3"), "USD") == "1000.00"  # never an exponent
+    assert amount_text(Decimal("1E-11"), "USD") == "0.00000000001"
+    assert amount_text(Decimal("150"), "JPY") == "150"
+    assert money_text(Decimal("1234567.125"), "USD") == "1,234,567.12"
+    assert money_text(Decimal("0"), "USD") == "0.00"
 
 
 def test_cached_tokens_cost_the_cached_price_and_the_rest_the_input_price():
@@ -102,18 +121,19 @@ def test_cached_tokens_cost_the_cached_price_and_the_rest_the_input_price():
 
 def test_huge_token_counts_stay_exact():
     tokens, per_1k = 2**53 - 1, 999999999999999999  # the largest price: 9999999999.99999999
-    # In cents: tokens x per_1k / 10**8 (price decimals) / 1000 (per 1K) x 100, rounded half-even.
-    cents = round(Fraction(tokens * per_1k, 10**9))
+    exact = Fraction(tokens * per_1k, 10**11)  # tokens x per_1k / 10**8 (price decimals) / 1000 (per 1K)
     amount = line_cost(price=fake_price("9999999999.99999999"), totals=Totals(1, tokens, 0))
-    assert amount == Decimal(cents).scaleb(-2)
-    assert str(amount) == "90071992547409909909928.01"
+    assert Fraction(amount) == exact
+    assert amount_text(amount, "USD") == "90071992547409909909928.00745259009"
 
 
-def test_totals_are_sums_of_rounded_lines(tenant, api_key, llm):
+def test_totals_are_exact_sums_of_lines(tenant, api_key, llm):
     price(llm, dt.date(2026, 1, 1), "0.01", "0")
-    # Three days of 500 input tokens: each line 0.005 -> 0.00; rounding the sum (0.015) would say 0.02.
+    # Three days of 500 input tokens: each line 0.005; rounding lines first would say 0.00.
     make_calls(tenant, [call(api_key, llm, utc(2026, 11, day, 12), 500) for day in (2, 3, 4)])
-    assert usage_cost(tenant=tenant, filters=NOVEMBER).amounts == {"USD": Decimal("0.00")}
+    summary = usage_cost(tenant=tenant, filters=NOVEMBER)
+    assert summary.amounts == {"USD": Decimal("0.015")}
+    assert summary.display == [("0.015", "USD")]
 
 
 # --- Price in force --------------------------------------------------------------------------
@@ -204,16 +224,17 @@ def test_three_currencies_are_never_summed(tenant, api_key, llm):
         [
             call(api_key, llm, utc(2026, 11, 3), 1000),  # 1.00 USD
             call(api_key, euro_model, utc(2026, 11, 3), 1500),  # 3.00 EUR
-            call(api_key, yen_model, utc(2026, 11, 3), 1001),  # 150.15 -> 150 JPY
+            call(api_key, yen_model, utc(2026, 11, 3), 1001),  # 150.15 JPY, shown 150
         ],
     )
     summary = usage_cost(tenant=tenant, filters=NOVEMBER)
-    assert summary.amounts == {"EUR": Decimal("3.00"), "JPY": Decimal("150"), "USD": Decimal("1.00")}
+    assert summary.amounts == {"EUR": Decimal("3.00"), "JPY": Decimal("150.15"), "USD": Decimal("1.00")}
     assert summary.as_api() == [
         {"amount": "3.00", "currency": "EUR", "unpriced_tokens": 0},
-        {"amount": "150", "currency": "JPY", "unpriced_tokens": 0},
+        {"amount": "150.15", "currency": "JPY", "unpriced_tokens": 0},
         {"amount": "1.00", "currency": "USD", "unpriced_tokens": 0},
     ]
+    assert summary.display == [("3.00", "EUR"), ("150", "JPY"), ("1.00", "USD")]
 
 
 def test_nothing_priced_gives_one_zero_object():
@@ -303,9 +324,9 @@ def test_cost_is_the_same_from_the_ledger_and_from_the_rollups(tenant, api_key, 
     from_ledger = usage_cost(tenant=tenant, filters=NOVEMBER)
     rolled_up(tenant)
     assert usage_cost(tenant=tenant, filters=NOVEMBER) == from_ledger
-    # Nov 1: (1134 x 0.30 + 100 x 0.03 + 321 x 0.60) / 1000 = (340.2 + 3 + 192.6) / 1000 = 0.5358 -> 0.54
-    # Nov 2: twice the tokens: 1.0716 -> 1.07; total 1.61
-    assert from_ledger.amounts == {"USD": Decimal("1.61")}
+    # Nov 1: (1134 x 0.30 + 100 x 0.03 + 321 x 0.60) / 1000 = (340.2 + 3 + 192.6) / 1000 = 0.5358
+    # Nov 2: twice the tokens: 1.0716; total 1.6074 (rounding each day first would say 1.61)
+    assert from_ledger.amounts == {"USD": Decimal("1.6074")}
 
 
 def test_a_new_price_changes_history_without_a_rebuild(tenant, api_key, llm, rolled_up):

@@ -85,7 +85,7 @@ def test_filtered_ranges_equal_the_python_path(postgres, tenant, priced_usage, m
         assert sql == python
 
 
-def test_half_cent_ties_round_to_even_in_sql(postgres, tenant, api_key, monkeypatch):
+def test_sql_sums_exact_lines_without_rounding(postgres, tenant, api_key, monkeypatch):
     model = Model.objects.create(name="m/tie")
     price(model, dt.date(2026, 1, 1), "5", "0")
     make_calls(tenant, [{"api_key": api_key, "model": model, "occurred_at": utc(2026, 11, 2), "input_tokens": 1}])
@@ -94,9 +94,10 @@ def test_half_cent_ties_round_to_even_in_sql(postgres, tenant, api_key, monkeypa
     filters = UsageFilters(Period(dt.date(2026, 11, 1), dt.date(2026, 11, 30)))
     assert costs_sql.applies(tenant=tenant, filters=filters)
     by_day = costs.cost_by(tenant=tenant, filters=filters, group="day")
-    # 1 token x 5 / 1000 = 0.005 -> 0.00 (even); 3 tokens = 0.015 -> 0.02 (even).
-    assert by_day[dt.date(2026, 11, 2)].amounts == {"USD": Decimal("0.00")}
-    assert by_day[dt.date(2026, 11, 3)].amounts == {"USD": Decimal("0.02")}
+    # 1 token x 5 / 1000 = 0.005 and 3 tokens = 0.015: exact (rounded per line they were 0.00 and 0.02).
+    assert by_day[dt.date(2026, 11, 2)].amounts == {"USD": Decimal("0.005")}
+    assert by_day[dt.date(2026, 11, 3)].amounts == {"USD": Decimal("0.015")}
+    assert costs.usage_cost(tenant=tenant, filters=filters).amounts == {"USD": Decimal("0.020")}
 
 
 def test_a_dirty_day_in_range_falls_back_to_the_exact_python_path(tenant, api_key, llm):

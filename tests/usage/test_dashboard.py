@@ -364,10 +364,11 @@ def test_cost_is_a_metric_of_the_trend_per_model_and_day(owner_client, tenant, a
         dataset["label"]: dict(zip(trend["labels"], dataset["cost"], strict=True)) for dataset in trend["datasets"]
     }
     # Nov 26 at the old price: 1000 x 2 / 1000 + 500 x 4 / 1000 = 4.00; Nov 27 at the new one: 1.5 + 0.005
-    # as one day x key x model line = 1.505 -> 1.50 (half-even); the unpriced model costs nothing.
-    assert by_label[llm.name]["Nov 26"] == "4.00" and by_label[llm.name]["Nov 27"] == "1.50"
+    # = 1.505, exact (the tooltip rounds it); the unpriced model costs nothing.
+    assert by_label[llm.name]["Nov 26"] == "4.00" and by_label[llm.name]["Nov 27"] == "1.505"
     assert set(by_label[other_model.name].values()) == {"0"}
-    assert data["cost"]["amounts"][0]["amount"] == "5.50"
+    assert trend["cost_minor_digits"] == 2
+    assert data["cost"]["amounts"][0]["amount"] == "5.505"
     html = owner_client.get(reverse("usage:dashboard", kwargs={"slug": tenant.slug})).content.decode()
     assert '<button type="button" data-metric="cost" aria-pressed="false" >Cost</button>' in html
 

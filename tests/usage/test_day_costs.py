@@ -3,13 +3,14 @@
 Two tenants with calls on the same closed days, prices in two currencies (a contract price in
 EUR) and an unpriced model. Each read clears the cache, so the grid is read from the stored costs
 (or computes and stores them), and equals ground truth computed from the ledger in Python:
-one line per local day x key x model at the price in force, rounded, then summed.
+one exact line per local day x key x model at the price in force, then summed.
 """
 
 import datetime as dt
 import random
 import threading
 from decimal import Decimal
+from fractions import Fraction
 
 import pytest
 from django.core.cache import cache
@@ -198,3 +199,47 @@ def test_a_locked_row_is_not_waited_for_and_stored_by_a_later_read(world):
         holder.join()
     assert read(tenant) == expected
     assert not stored_rows(tenant).filter(cost_revision=None).exists()
+
+
+def _exact_day_costs(tenant):
+    """{(local day, model id): Fraction} of the tenant's priced calls on CLOSED, from the ledger and
+    the platform prices (the tenant has no contract), independently of the cost engine."""
+    start, end = localtime.day_span(tenant, CLOSED.start, CLOSED.end)
+    costs = {}
+    for record in CallRecord.objects.filter(tenant=tenant, occurred_at__gte=start, occurred_at__lt=end):
+        day = record.occurred_at.astimezone(tenant.tz).date()
+        terms = ModelPrice.objects.filter(model_id=record.model_id, tenant=None, effective_from__lte=day)
+        terms = terms.order_by("-effective_from").first()
+        if terms is None:
+            continue
+        cached = record.cached_input_tokens or 0
+        cached_rate = terms.input_per_1k if terms.cached_input_per_1k is None else terms.cached_input_per_1k
+        cost = (
+            (record.input_tokens - cached) * Fraction(terms.input_per_1k)
+            + cached * Fraction(cached_rate)
+            + record.output_tokens * Fraction(terms.output_per_1k)
+        ) / 1000
+        costs[(day, record.model_id)] = costs.get((day, record.model_id), Fraction(0)) + cost
+    return costs
+
+
+def test_costs_are_stored_exact_and_rounded_ones_of_the_previous_release_never_read(world):
+    tenants, keys, models = world
+    tenant = tenants[0]
+    _send(random.Random(9), tenants, keys, models, 200, prefix="c")
+    read(tenant)  # computes and stores
+    exact = _exact_day_costs(tenant)
+    rows = stored_rows(tenant).exclude(cost_currency=None)
+    assert {(row.day, row.model_id): Fraction(row.cost_amount) for row in rows} == exact  # every decimal kept
+    # What the previous release stored: terms without the format mark, amounts of rounded lines.
+    for row in rows:
+        terms = ModelPrice.objects.filter(model_id=row.model_id, tenant=None, effective_from__lte=row.day)
+        terms = terms.order_by("-effective_from").first()
+        old_terms = f"{terms.currency} {terms.input_per_1k} {terms.output_per_1k} {terms.cached_input_per_1k} 2"
+        rounded = row.cost_amount.quantize(Decimal("0.01"))
+        UsageDailyModel.objects.filter(pk=row.pk).update(cost_terms=old_terms, cost_amount=rounded)
+    grid = read(tenant)
+    assert {(day, model_id) for model_id, usage in grid.items() for day, _currency in usage[3]} == set(exact)
+    for model_id, usage in grid.items():
+        for (day, _currency), amount in usage[3].items():
+            assert Fraction(amount) == exact[(day, model_id)], (day, model_id)

@@ -37,7 +37,7 @@ def call(api_key, model, when, inp, out=0):
 def truth(tenant, period):
     """{model id: (calls, input, output, {day: cost})} straight from the ledger and the price rows.
 
-    Cost by the rule, independently: one line per local day x key x model, rounded, then summed.
+    Cost by the rule, independently: one exact line per local day x key x model, then summed.
     """
     start, end = localtime.day_span(tenant, period.start, period.end)
     lines, result = {}, {}
@@ -192,7 +192,7 @@ def test_scoped_grids_and_several_at_once(tenant, api_key, llm, history):
         wanted=[(UsageFilters(PERIOD, api_key=second), "day"), (UsageFilters(PERIOD.previous()), "day")],
     )
     assert as_truth(one_key) == {
-        llm.pk: (1, 70, 7, {dt.date(2026, 11, 25): Decimal("0.08")})  # 70 x 1 / 1000 + 7 x 2 / 1000 = 0.084
+        llm.pk: (1, 70, 7, {dt.date(2026, 11, 25): Decimal("0.084")})  # 70 x 1 / 1000 + 7 x 2 / 1000, exact
     }
     assert previous.models == {} and previous.days == PERIOD.previous().dates()
 

@@ -132,3 +132,40 @@ def test_a_cache_filled_by_the_previous_layout_is_never_read(tenant, other_tenan
     grid = usage_grid(tenant=tenant, filters=UsageFilters(period))
     assert grid.totals.input_tokens == 3
     assert usage_grid(tenant=other_tenant, filters=UsageFilters(period)).totals.input_tokens == 4
+
+
+def test_a_grid_cached_with_rounded_costs_is_never_read(tenant, other_tenant, api_key, other_api_key, llm):
+    """Until issue 26 a grid's costs were sums of lines rounded to the cent, cached under format 2
+    keys; after the upgrade a shared cache still holds them. The format is part of every key, so
+    such a grid is a miss and the exact cost is read."""
+    import datetime as dt
+    import hashlib
+    from decimal import Decimal
+
+    from django.core.cache import cache
+
+    from usage.reporting.costs import price_fingerprint, prices_in_force
+    from usage.reporting.grid import usage_grid
+    from usage.reporting.selectors import UsageFilters, usage_versions
+
+    from .factories import price
+
+    price(llm, dt.date(2026, 1, 1), "0.0001", "0")
+    make_calls(tenant, [{"api_key": api_key, "model": llm, "occurred_at": utc(2026, 11, 20, 9), "input_tokens": 3}])
+    make_calls(
+        other_tenant, [{"api_key": other_api_key, "model": llm, "occurred_at": utc(2026, 11, 20, 9), "input_tokens": 4}]
+    )
+    period = Period(dt.date(2026, 11, 19), dt.date(2026, 11, 21))  # closed days: one segment
+    version = usage_versions(tenant, [period])[0]
+    prices = price_fingerprint(prices_in_force(tenant=tenant, terms_only=True))
+    raw = repr((tenant.pk, tenant.timezone, period, (None, None), "day", "model", version, prices))
+    old_key = "grid:2:" + hashlib.sha256(raw.encode()).hexdigest()  # the key release 2 used
+    old = usage_grid(tenant=tenant, filters=UsageFilters(period))
+    old.models[llm.pk].cost["USD"][1] = Decimal("0.00")  # 3 tokens x 0.0001/1K, rounded to the cent
+    cache.clear()
+    cache.set(old_key, old)
+    grid = usage_grid(tenant=tenant, filters=UsageFilters(period))
+    assert grid.models[llm.pk].cost["USD"][1] == Decimal("0.0000003")
+    assert usage_grid(tenant=other_tenant, filters=UsageFilters(period)).models[llm.pk].cost["USD"][1] == Decimal(
+        "0.0000004"
+    )

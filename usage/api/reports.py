@@ -1,7 +1,7 @@
 """``GET /api/v1/reports/monthly``: the month-end expense report of the Reports page, as JSON.
 
 The page, its CSV and this endpoint all build on ``usage.reporting.costs.expense_report`` with the same
-form, so their rows and totals are the same to the minor unit.
+form, so their rows and totals are the same to the last digit.
 """
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -124,8 +124,8 @@ class MonthlyReportView(APIView):
         summary="Month-end expense report",
         description="Calls, tokens and cost per API key x model for one month of the tenant's local days, "
         "with subtotals per key, the grand total (one cost object per currency) and the prices used. "
-        "Each line (local day x key x model) is rounded half-even to the currency's minor unit; "
-        "totals are sums of rounded lines.",
+        "Amounts are exact: each line (local day x key x model) is tokens x rate and every total the exact "
+        "sum of its lines; nothing is rounded.",
         parameters=[
             OpenApiParameter(
                 "month",

@@ -28,7 +28,10 @@ class PeriodSerializer(serializers.Serializer):
 class CostSerializer(serializers.Serializer):
     """One currency's amount; every ``cost`` list of the API holds objects of this shape."""
 
-    amount = serializers.CharField(help_text='Decimal string, rounded to the currency\'s minor unit, e.g. "12.30".')
+    amount = serializers.CharField(
+        help_text="The exact amount as a plain decimal string (no exponent), with at least the currency's minor "
+        'digits and more only when the amount has them, e.g. "12.30", "0.3164304". Never rounded.'
+    )
     currency = serializers.CharField(help_text="ISO 4217 code of the amount.")
     unpriced_tokens = serializers.IntegerField(
         help_text="Tokens with no price in force, in none of the amounts; the same on every object of a list."
@@ -37,8 +40,8 @@ class CostSerializer(serializers.Serializer):
 
 COST_RULE = (
     "One object per currency (amounts in different currencies are never added), by code; with nothing "
-    "priced, one object with amount 0. Each local day x API key x model line is rounded half-even to the "
-    "currency's minor unit; totals are sums of rounded lines."
+    "priced, one object with amount 0. Exact: each local day x API key x model line is tokens x rate, "
+    "and totals are exact sums of lines; nothing is rounded (round half-even to the minor unit to show it)."
 )
 
 

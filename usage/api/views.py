@@ -159,8 +159,8 @@ class BreakdownView(TenantAPIView):
     responses={(200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="The CSV file."), **ERRORS},
     description="CSV, one row per local day x API key x model with usage: date, api_key, api_key_name, model, "
     "calls, input_tokens, output_tokens, cached_input_tokens, reasoning_tokens (empty when not reported), "
-    "cost and currency (the line's cost, rounded half-even to the currency's minor unit; both empty when no "
-    "price is in force for the line). UTF-8, a header row, no totals row, streamed.",
+    "cost and currency (the line's exact cost as a plain decimal string, e.g. 0.3164304, never rounded; both "
+    "empty when no price is in force for the line). UTF-8, a header row, no totals row, streamed.",
 )
 class ExportView(TenantAPIView):
     renderer_classes = [JSONRenderer]  # for errors; the CSV itself is streamed as is

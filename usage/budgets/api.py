@@ -13,10 +13,15 @@ from usage.budgets.selectors import budget_status, tenant_budgets
 class BudgetStatusSerializer(serializers.Serializer):
     period_start = serializers.DateField()
     period_end = serializers.DateField()
-    spent = serializers.JSONField(help_text="A decimal string for cost budgets, an integer for token budgets.")
-    remaining = serializers.JSONField()
+    spent = serializers.JSONField(
+        help_text='The exact amount as a plain decimal string for cost budgets ("0.3164304"), an integer for token '
+        "budgets."
+    )
+    remaining = serializers.JSONField(help_text="Like spent.")
     percent = serializers.CharField()
-    projected = serializers.JSONField()
+    projected = serializers.JSONField(
+        help_text="Like spent; for cost budgets to 11 decimals (the projection divides by the run-rate days)."
+    )
     projected_percent = serializers.CharField()
     projection_method = serializers.CharField()
     state = serializers.ChoiceField(choices=["within", "warning", "exceeded"])

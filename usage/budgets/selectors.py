@@ -8,7 +8,7 @@ are never converted); tokens with no price in force are reported as ``unpriced_t
 
 import datetime as dt
 from dataclasses import dataclass
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 
 from django.db.models import Q
 from django.utils import timezone
@@ -16,10 +16,12 @@ from django.utils import timezone
 from usage.budgets.periods import RUN_RATE_DAYS, budget_period, local_midnight, run_rate_period
 from usage.localtime import tenant_today
 from usage.models import Budget
-from usage.reporting.costs import round_amount
+from usage.reporting.costs import AMOUNT_DECIMALS
+from usage.reporting.money import amount_text, money_text
 from usage.reporting.periods import Period
 from usage.reporting.query import UsageQuery
 
+_PRECISION = 60
 PROJECTION_METHOD = (
     f"Projected = spent so far + the average daily amount of the last {RUN_RATE_DAYS} complete local days"
     " × the time left in the period: the rest of today (its share of the local day's hours) plus the days"
@@ -59,6 +61,11 @@ class BudgetStatus:
         below = [t for t in self.budget.thresholds if t < 100]
         return max(below) if below else None
 
+    def reached(self, threshold):
+        """Whether spent is at ``threshold`` percent of the limit or more, compared exactly (the
+        ``percent`` shown is rounded to 0.1)."""
+        return self.spent * 100 >= threshold * self.limit
+
     @property
     def forecast_exceeds(self):
         return self.projected > self.limit
@@ -67,7 +74,7 @@ class BudgetStatus:
     def state(self):
         if self.spent >= self.limit:
             return Budget.State.EXCEEDED
-        if self.forecast_exceeds or (self.warn_at is not None and self.percent >= self.warn_at):
+        if self.forecast_exceeds or (self.warn_at is not None and self.reached(self.warn_at)):
             return Budget.State.WARNING
         return Budget.State.WITHIN
 
@@ -82,7 +89,7 @@ class BudgetStatus:
     def formatted(self, value):
         if self.budget.metric == Budget.Metric.TOKENS:
             return f"{int(value):,}"
-        return f"{round_amount(value, self.budget.currency):,}"
+        return money_text(value, self.budget.currency)
 
     @property
     def spent_text(self):
@@ -118,7 +125,8 @@ def _percent(value, limit):
 def _number(value, budget):
     if budget.metric == Budget.Metric.TOKENS:
         return int(value)
-    return str(round_amount(value, budget.currency))
+    # Exact; only a projection (a division by the run-rate days) is cut at an exact line's decimals.
+    return amount_text(value.quantize(Decimal(1).scaleb(-AMOUNT_DECIMALS), rounding=ROUND_HALF_EVEN), budget.currency)
 
 
 def budget_spent(*, budget, period):
@@ -147,12 +155,13 @@ def budget_status(*, budget, now=None):
     period = budget_period(budget, today)
     spent, unpriced = budget_spent(budget=budget, period=Period(period.start, today))
     recent, _ = budget_spent(budget=budget, period=run_rate_period(today))
-    rate = recent / RUN_RATE_DAYS
-    projected = spent + rate * days_left(budget.tenant, period, now)
+    with localcontext(prec=_PRECISION):
+        # Exact sums in, no rounding before the comparison with the limit: at this precision the
+        # quotient is off by far less than the 1e-11 that separates two different exact sums.
+        rate = recent / RUN_RATE_DAYS
+        projected = spent + rate * days_left(budget.tenant, period, now)
     if budget.metric == Budget.Metric.TOKENS:
         projected = projected.to_integral_value(rounding=ROUND_HALF_EVEN)
-    else:
-        projected = round_amount(projected, budget.currency)
     return BudgetStatus(budget, period, today, spent, projected, rate, unpriced)
 
 

@@ -90,7 +90,7 @@ def first_alerting_period_start(budget):
 
 def _fire(status, *, forecast):
     for threshold in sorted(set(status.budget.thresholds)):
-        if status.percent >= threshold:
+        if status.reached(threshold):
             _alert_once(status, BudgetAlert.Kind.THRESHOLD, threshold)
     if forecast and status.forecast_exceeds and status.spent < status.limit:
         _alert_once(status, BudgetAlert.Kind.FORECAST, 100)

@@ -7,6 +7,7 @@ its default context would also serialise the view object and the URL arguments.
 """
 
 import datetime as dt
+from decimal import Decimal
 from urllib.parse import urlencode
 
 from django.core.cache import cache
@@ -20,8 +21,9 @@ from usage.ledger.retention import purge_horizon
 from usage.models import Model
 from usage.reporting import selectors
 from usage.reporting.comparisons import on_record, previous_usage, whole_days
-from usage.reporting.costs import CostSummary, minor_unit
+from usage.reporting.costs import CostSummary
 from usage.reporting.grid import query_grids
+from usage.reporting.money import amount_text, minor_digits, money_text
 from usage.reporting.periods import comparison
 from usage.reporting.query import UsageQuery
 from usage.reporting.selectors import MAX_HOURLY_DAYS, Totals
@@ -63,7 +65,8 @@ def grid_cost(grid, previous, models):
     before = previous.cost_summary({model_id: models[model_id].name for model_id in previous.models})
     # One meaning on the page and in the API: the sum of the priced calls, "0.00 USD" when none
     # (an empty period costs nothing); tokens without a price are reported beside it, never as 0.
-    display = [(item["amount"], item["currency"]) for item in total.as_api()]
+    # The API's amount is exact; the card shows it rounded (``money_text``).
+    display = [(money_text(Decimal(item["amount"]), item["currency"]), item["currency"]) for item in total.as_api()]
     return {"summary": total, "display": display, "by_model": by_model, "change": _cost_change(total, before)}
 
 
@@ -76,14 +79,14 @@ def trend_cost(grid, cost):
     if cost is None or grid.bucket != "day" or len(cost["summary"].currencies) != 1:
         return None, {}
     currency = cost["summary"].currencies[0]
-    quantum = minor_unit(currency)  # amounts are sums of rounded lines: this only fixes the digits shown
     by_model = {}
     for model_id, usage in grid.models.items():
         amounts = usage.cost.get(currency)
         if amounts is None:
             by_model[model_id] = ["0"] * len(grid.days)
         else:
-            by_model[model_id] = [str(amount.quantize(quantum)) if amount else "0" for amount in amounts]
+            # Exact: the script adds them up exactly and rounds only the figure it shows.
+            by_model[model_id] = [amount_text(amount, currency) if amount else "0" for amount in amounts]
     return currency, by_model
 
 
@@ -162,7 +165,8 @@ def trend_datasets(lines, cost_by_model=None, colors=None):
     """One line per model of ``grid_lines``, in that order; Total is shown first, Input / Output
     (and Cost) ride along for the switch.
 
-    Cost amounts travel as decimal strings: the chart plots them, the tooltip shows them exactly.
+    Cost amounts travel as exact decimal strings: the chart plots them, the tooltip adds them up
+    exactly and shows the figures rounded by the rule of ``usage.reporting.money``.
     """
     datasets = []
     colors = colors or line_colors(lines)
@@ -264,6 +268,8 @@ def trend_chart(tenant, grid, lines, cost=None, now=None, colors=None):
         "labels": bucket_labels(grid.bucket, grid.buckets, tenant),
         "datasets": trend_datasets(lines, cost_by_model, colors),
         "cost_currency": currency,
+        # The tooltip rounds the exact amounts to these digits (``money_text``'s rule).
+        "cost_minor_digits": None if currency is None else minor_digits(currency),
         "current_index": current,
         "future_index": future,
         "progress_note": progress_note(tenant, grid, now, current, future),

@@ -112,7 +112,7 @@ def report_csv_rows(report):
             row.totals.input_tokens,
             row.totals.output_tokens,
             "" if cached is None else cached,
-            row.cost.formatted(row.currency) if row.currency else "",
+            row.cost.exact(row.currency) if row.currency else "",  # exact: the lines add up to the total
             row.currency or "",
             row.cost.unpriced_tokens,
         ]

@@ -4,20 +4,27 @@ Price in force. For a model on a local day of the tenant: the tenant's own (cont
 the latest ``effective_from`` on or before that day; without one, the platform price with the
 latest ``effective_from`` on or before that day; without that either, the tokens are *unpriced*.
 A contract price starts applying on its own date, so days before it keep the platform price.
-Nothing is stored: a price added or changed in the admin changes history at once, and a range
-that spans a price change is split at the day it takes effect.
+A price added or changed in the admin changes history at once, and a range that spans a price
+change is split at the day it takes effect.
 
 Line. One local day x API key x model: the CSV's line and the unit everything is costed at.
     cost = (input - cached) x input_per_1k / 1000
          + cached x (cached_input_per_1k, or input_per_1k when empty) / 1000
          + output x output_per_1k / 1000
 Cached input tokens are part of the input tokens (a report of more cached than input tokens is
-capped at the input). The product is exact (Decimal, never float).
+capped at the input).
 
-Rounding rule. A line's cost is rounded once, half-even ("banker's rounding"), to the minor unit
-of its currency: 2 decimals, except the currencies in ``MINOR_UNITS`` (JPY 0, KWD 3, ...).
-Every total (per model, key, day, month, report) is the sum of its rounded lines, so the rows of
-a CSV always add up to the totals on the page and in the API.
+Exact money. A line's cost is exact: integer tokens times rates of at most 8 decimals
+(``ModelPrice``), divided by 1000, so it has at most ``AMOUNT_DECIMALS`` (11) decimals and is
+computed in ``Decimal`` (never float) without rounding. Every total (per model, key, day,
+month, report, budget) is the exact sum of its lines, so nothing is lost before a sum: a model
+that costs 0.0001 per 1K tokens adds 0.3164304 for 3,164,304 tokens, whatever the days and keys
+they are spread over (sums stay exact below 10**17 in a currency: Decimal's 28 digits). A
+figure is rounded once, where it is shown (``usage.reporting.money``: half-even to the
+currency's minor unit, 2 decimals except the currencies in ``MINOR_UNITS``; three significant
+digits below ten minor units, "0.0139 USD", never "0.00"). The REST API and the CSVs carry the
+exact amount as a plain decimal string (``money.amount_text``), so the CSV's lines add up to the
+totals of the page and the API exactly.
 
 Currencies are never added together: every amount is a {currency: Decimal} mapping.
 
@@ -31,7 +38,7 @@ import bisect
 import datetime as dt
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from decimal import ROUND_HALF_EVEN, Decimal, localcontext
+from decimal import Decimal, localcontext
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from django.core.cache import cache
@@ -41,6 +48,7 @@ from accounts.models import ApiKey
 from usage import localtime
 from usage.models import Model, ModelPrice
 from usage.reporting import costs_sql
+from usage.reporting.money import amount_text, money_text
 from usage.reporting.periods import Period
 from usage.reporting.query import UsageQuery, query_of
 from usage.reporting.selectors import Totals, UsageFilters, query_usage, usage_versions
@@ -48,28 +56,16 @@ from usage.reporting.selectors import Totals, UsageFilters, query_usage, usage_v
 if TYPE_CHECKING:
     from accounts.models import Tenant
 
-# ISO 4217 minor units that differ from the usual 2 decimals.
-MINOR_UNITS = {
-    "BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "ISK": 0, "JPY": 0, "KMF": 0, "KRW": 0, "PYG": 0,
-    "RWF": 0, "UGX": 0, "VND": 0, "VUV": 0, "XAF": 0, "XOF": 0, "XPF": 0,
-    "BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3,
-}  # fmt: skip
 # The currency of a cost object when nothing in it is priced (ModelPrice's default currency).
 DEFAULT_CURRENCY = "USD"
 _THOUSAND = Decimal(1000)
+# The most decimals an exact line cost (and so any sum of lines) has: the rates' decimals plus
+# three for "per 1K". Stored amounts keep this many (``UsageDailyModel.cost_amount``).
+AMOUNT_DECIMALS = ModelPrice._meta.get_field("input_per_1k").decimal_places + 3
 # Cached costs of closed days carry their own version, so this only bounds memory use.
 CLOSED_DAYS_CACHE_SECONDS = 3600
-# Tokens (up to 2**53) times prices (18 digits) need more than Decimal's default 28 digits.
+# Tokens (up to 2**63) times prices (18 digits) need more than Decimal's default 28 digits.
 _PRECISION = 60
-
-
-def minor_unit(currency: str) -> Decimal:
-    """The quantum amounts in ``currency`` are rounded to: Decimal("0.01") for most."""
-    return Decimal(1).scaleb(-MINOR_UNITS.get(currency, 2))
-
-
-def round_amount(amount: Decimal, currency: str) -> Decimal:
-    return amount.quantize(minor_unit(currency), rounding=ROUND_HALF_EVEN)
 
 
 def price_text(value: Decimal | None) -> str | None:
@@ -78,7 +74,7 @@ def price_text(value: Decimal | None) -> str | None:
 
 
 def line_cost(*, price: Price, totals: Totals) -> Decimal:
-    """Cost of one line (``Totals`` of a day x key x model) at ``price``, rounded by the rule."""
+    """Exact cost of one line (``Totals`` of a day x key x model) at ``price``: never rounded."""
     cached = min(totals.cached_input_tokens or 0, totals.input_tokens)
     cached_price = price.input_per_1k if price.cached_input_per_1k is None else price.cached_input_per_1k
     with localcontext(prec=_PRECISION):
@@ -87,7 +83,7 @@ def line_cost(*, price: Price, totals: Totals) -> Decimal:
             + cached * cached_price
             + totals.output_tokens * price.output_per_1k
         ) / _THOUSAND
-        return round_amount(exact, price.currency)
+    return exact
 
 
 # --- Price resolution -----------------------------------------------------------------------
@@ -178,7 +174,7 @@ def row_cost(resolver: PriceBook, day: dt.date, model_id: int, totals: Totals) -
 class CostSummary:
     """Cost of a set of lines: an amount per currency, plus what could not be priced."""
 
-    amounts: dict[str, Decimal] = field(default_factory=dict)  # currency -> sum of rounded lines
+    amounts: dict[str, Decimal] = field(default_factory=dict)  # currency -> exact sum of the lines
     unpriced_tokens: int = 0
     unpriced_models: list[str] = field(default_factory=list)  # names, sorted
 
@@ -213,29 +209,34 @@ class CostSummary:
 
     @property
     def display(self) -> list[tuple[str, str]]:
-        """[(amount string, currency)] of the priced currencies, for templates."""
-        return [(self.formatted(currency), currency) for currency in self.currencies]
+        """[(figure as shown, currency)] of the priced currencies, for templates (``money_text``)."""
+        return [(money_text(self.amounts[currency], currency), currency) for currency in self.currencies]
 
-    def formatted(self, currency: str) -> str:
-        """The amount as a string with exactly the currency's minor digits ("12.30")."""
-        return str(round_amount(self.amounts.get(currency, Decimal(0)), currency))
+    def exact(self, currency: str) -> str:
+        """The exact amount as a plain decimal string ("0.3164304", "12.30"): the API's and CSVs' form."""
+        return amount_text(self.amounts.get(currency, Decimal(0)), currency)
+
+    # The OpenAI-compatible costs (usage/api/openai_compat.py) call this name: they carry the
+    # exact amount too, so their buckets add up to the summary to the last digit.
+    formatted = exact
 
     def as_api(self, *, fallback_currency: str = DEFAULT_CURRENCY) -> list[dict[str, Any]]:
         """The API's ``cost``: one object per currency, sorted by currency code; never empty.
 
-        With nothing priced, one object with amount zero in ``fallback_currency``. Every object
-        carries the same ``unpriced_tokens``: the tokens that none of the amounts covers.
+        ``amount`` is exact (``money.amount_text``). With nothing priced, one object with amount
+        zero in ``fallback_currency``. Every object carries the same ``unpriced_tokens``: the
+        tokens that none of the amounts covers.
         """
         currencies = self.currencies or [fallback_currency]
         return [
-            {"amount": self.formatted(currency), "currency": currency, "unpriced_tokens": self.unpriced_tokens}
+            {"amount": self.exact(currency), "currency": currency, "unpriced_tokens": self.unpriced_tokens}
             for currency in currencies
         ]
 
 
 @dataclass(frozen=True)
 class CostLine:
-    """One local day x key x model with its price (None when unpriced) and rounded cost."""
+    """One local day x key x model with its price (None when unpriced) and exact cost."""
 
     day: dt.date
     api_key_id: int
@@ -253,15 +254,11 @@ class CostLine:
         return summary
 
 
-def minor_digits(currency: str) -> int:
-    return MINOR_UNITS.get(currency, 2)
-
-
 # --- The engine -----------------------------------------------------------------------------
 
 
 class LineCost(NamedTuple):
-    """A line's rounded cost and its currency; both None when no price is in force."""
+    """A line's exact cost and its currency; both None when no price is in force."""
 
     amount: Decimal | None
     currency: str | None
@@ -286,9 +283,9 @@ class CostEngine:
 
     Every reader costs through it: a line (``line``: the CSV, the grid's ledger-read days, the
     comparison's cut day), all lines of a query (``lines``: the monthly report) or a query's
-    cost per group (``summaries``: the grid, the API's costs). ``summaries`` rounds each line
-    inside PostgreSQL when it can (``usage.reporting.costs_sql``: the same rule, digit for digit,
-    a test holds them together) and line by line in Python otherwise.
+    cost per group (``summaries``: the grid, the API's costs). ``summaries`` costs and adds up
+    the lines inside PostgreSQL when it can (``usage.reporting.costs_sql``: the same rule, digit
+    for digit, a test holds them together) and line by line in Python otherwise.
     """
 
     def __init__(self, book: PriceBook) -> None:
@@ -345,7 +342,7 @@ class CostEngine:
         return result
 
     def _in_sql(self, query: UsageQuery, groups: tuple[GroupName, ...]) -> Summaries:
-        rows = costs_sql.cost_rows(query, book=self.book, groups=groups, minor_digits=minor_digits)
+        rows = costs_sql.cost_rows(query, book=self.book, groups=groups)
         return _summaries_from_rows(list(rows))
 
     def _closed_days(self, query: UsageQuery, groups: tuple[GroupName, ...]) -> Summaries:
@@ -531,8 +528,8 @@ def expense_report(
 ) -> ExpenseReport:
     """The month-end report: key x model rows, subtotals per key, grand total, prices used.
 
-    Totals are sums of the same rounded lines ``usage_cost`` adds up, so the report, the
-    dashboard and the API agree to the minor unit for the same filters.
+    Totals are exact sums of the same exact lines ``usage_cost`` adds up, so the report, the
+    dashboard and the API agree to the last digit for the same filters.
     """
     query = query_of(query, tenant, filters)
     filters = query.filters

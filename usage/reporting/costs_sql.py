@@ -1,15 +1,15 @@
 """The cost rule of ``usage.reporting.costs``, evaluated inside PostgreSQL.
 
 Costing in Python reads every day x key x model line into the process (14,400 lines for 90 days
-of a tenant with 8 keys and 20 models: about 200 ms). Here the database costs and rounds each
-line and returns one row per group and currency. The rule is the same, to the digit:
+of a tenant with 8 keys and 20 models: about 200 ms). Here the database costs each line and
+returns one exact sum per group and currency. The rule is the same, to the digit:
 
 - the price in force is resolved in Python by ``PriceBook`` (tenant contract price first) and
   sent as runs of days over which one price holds, so the SQL only joins on (model, day);
-- PostgreSQL's ``numeric`` multiplies exactly, and nothing is divided: the prices arrive
-  pre-scaled (Decimal, exactly) to minor units per token, so the half-even test of the
-  fraction is exact too;
-- each line is rounded half-even, then summed per currency; unpriced lines are counted by model.
+- PostgreSQL's ``numeric`` multiplies and adds exactly, and nothing is divided: the prices
+  arrive pre-scaled (Decimal, exactly) from per 1K tokens to per token;
+- nothing is rounded: the lines' exact costs are summed per currency (rounding is for the figure
+  shown, ``usage.reporting.money``); unpriced lines are counted by model.
 
 Only for clean periods on PostgreSQL: a day still marked dirty is costed from the ledger by the
 Python path, and SQLite has no exact decimal type.
@@ -18,7 +18,7 @@ Python path, and SQLite has no exact decimal type.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -33,10 +33,9 @@ if TYPE_CHECKING:
     from usage.reporting.costs import PriceBook
     from usage.reporting.selectors import UsageFilters
 
-MinorDigits = Callable[[str], int]
-
 _GROUP_COLUMNS = {"model": "d.model_id", "api_key": "d.api_key_id", "day": "d.day"}
-_NO_PRICE = "(-1, NULL::date, NULL::date, 0::numeric, 0::numeric, 0::numeric, NULL::text, 1::numeric)"
+_NO_PRICE = "(-1, NULL::date, NULL::date, 0::numeric, 0::numeric, 0::numeric, NULL::text)"
+_PER_TOKEN = Decimal(1000)
 
 
 def applies(
@@ -65,16 +64,14 @@ def price_runs(book: PriceBook, period: Period) -> Iterator[tuple[int, dt.date, 
                 yield model_id, first, last, in_force
 
 
-def _price_values(book: PriceBook, period: Period, minor_digits: MinorDigits) -> tuple[str, list[Any]]:
-    """VALUES rows of the price runs, prices pre-scaled so that tokens x price is in minor units."""
+def _price_values(book: PriceBook, period: Period) -> tuple[str, list[Any]]:
+    """VALUES rows of the price runs, prices pre-scaled (exactly) from per 1K tokens to per token."""
     rows, params = [], []
     for model_id, first, last, price in price_runs(book, period):
-        digits = minor_digits(price.currency)
         cached = price.input_per_1k if price.cached_input_per_1k is None else price.cached_input_per_1k
-        to_minor = Decimal(10) ** digits / 1000  # per 1K tokens -> minor units per token, exact
-        rows.append("(%s, %s::date, %s::date, %s::numeric, %s::numeric, %s::numeric, %s, %s::numeric)")
-        params += [model_id, first, last, price.input_per_1k * to_minor, price.output_per_1k * to_minor]
-        params += [cached * to_minor, price.currency, Decimal(1).scaleb(-digits)]
+        rows.append("(%s, %s::date, %s::date, %s::numeric, %s::numeric, %s::numeric, %s)")
+        params += [model_id, first, last, price.input_per_1k / _PER_TOKEN, price.output_per_1k / _PER_TOKEN]
+        params += [cached / _PER_TOKEN, price.currency]
     return ", ".join(rows or [_NO_PRICE]), params
 
 
@@ -82,31 +79,24 @@ def _statement(price_rows: str, group_columns: list[str], scoped: str) -> str:
     group_select = "".join(f"{column} AS g{index}, " for index, column in enumerate(group_columns))
     group_names = "".join(f"g{index}, " for index in range(len(group_columns)))
     positions = ", ".join(str(position) for position in range(1, len(group_columns) + 3))
-    # Half-even for amounts >= 0: round() goes half away from zero, so an exact .5 that it
-    # rounded up to an odd number goes back down by one.
     return f"""
-        WITH p (model_id, first_day, last_day, inp, outp, cachedp, currency, minor) AS (VALUES {price_rows}),
+        WITH p (model_id, first_day, last_day, inp, outp, cachedp, currency) AS (VALUES {price_rows}),
         lines AS MATERIALIZED (
-            SELECT {group_select}d.model_id, p.currency, p.minor, d.input_tokens + d.output_tokens AS tokens,
-                   (d.input_tokens - d.cached) * p.inp + d.cached * p.cachedp + d.output_tokens * p.outp AS scaled
+            SELECT {group_select}d.model_id, p.currency, d.input_tokens + d.output_tokens AS tokens,
+                   (d.input_tokens - d.cached) * p.inp + d.cached * p.cachedp + d.output_tokens * p.outp AS cost
             FROM (SELECT *, LEAST(COALESCE(cached_input_tokens, 0), input_tokens) AS cached
                   FROM {UsageDaily._meta.db_table}
                   WHERE tenant_id = %s AND day BETWEEN %s AND %s {scoped}) d
             LEFT JOIN p ON p.model_id = d.model_id AND d.day BETWEEN p.first_day AND p.last_day
         )
-        SELECT {group_names}currency, CASE WHEN currency IS NULL THEN model_id END,
-               SUM(round(scaled) - CASE WHEN mod(scaled, 1) = 0.5 AND mod(round(scaled), 2) = 1 THEN 1 ELSE 0 END)
-               * MIN(minor),
-               SUM(tokens)
+        SELECT {group_names}currency, CASE WHEN currency IS NULL THEN model_id END, SUM(cost), SUM(tokens)
         FROM lines GROUP BY {positions}
     """
 
 
-def cost_rows(
-    query: UsageQuery, *, book: PriceBook, groups: tuple[str, ...], minor_digits: MinorDigits
-) -> Iterator[tuple[Any, ...]]:
-    """Yield (group key tuple, currency or None, unpriced model id or None, amount, tokens)."""
-    price_rows, params = _price_values(book, query.period, minor_digits)
+def cost_rows(query: UsageQuery, *, book: PriceBook, groups: tuple[str, ...]) -> Iterator[tuple[Any, ...]]:
+    """Yield (group key tuple, currency or None, unpriced model id or None, exact amount, tokens)."""
+    price_rows, params = _price_values(book, query.period)
     scoped, scope_params = query.sql_scope()
     sql = _statement(price_rows, [_GROUP_COLUMNS[name] for name in groups], scoped)
     with connection.cursor() as cursor:
@@ -116,12 +106,12 @@ def cost_rows(
 
 
 def cost_rows_with_revision(
-    query: UsageQuery, *, book: PriceBook, first: dt.date, last: dt.date, minor_digits: MinorDigits
+    query: UsageQuery, *, book: PriceBook, first: dt.date, last: dt.date
 ) -> Iterator[tuple[Any, ...]]:
     """Yield ((day, model id), currency, unpriced model, amount, tokens, revision) for the days
     ``first``..``last`` of ``filters``: the cost per day and model with the ``revision`` of its
     per-model row, read in one statement (one snapshot), so the two belong together."""
-    price_rows, params = _price_values(book, Period(first, last), minor_digits)
+    price_rows, params = _price_values(book, Period(first, last))
     scoped, scope_params = query.sql_scope(key=False)
     inner = _statement(price_rows, [_GROUP_COLUMNS["day"], _GROUP_COLUMNS["model"]], scoped)
     sql = f"""SELECT c.*, m.revision FROM ({inner}) AS c (day, model_id, currency, unpriced_model, amount, tokens)

@@ -1,6 +1,6 @@
 """Stored costs of closed days: a grid of days before today costs a read of per-model rows.
 
-Costing a range means rounding every day x key x model line (``usage.reporting.costs``): for 90 days of a
+Costing a range means costing every day x key x model line (``usage.reporting.costs``): for 90 days of a
 big tenant that is 14,400 lines, the larger part of a page read with an empty cache. A closed
 day rarely changes, so its cost per model is kept on its ``UsageDailyModel`` row, stored by the
 first read that computes it:
@@ -8,9 +8,12 @@ first read that computes it:
 - ``cost_revision`` is the row's ``revision`` the cost was computed at. Every increment bumps
   the revision and a recompute inserts new rows, so a late call or a rebuild leaves the stored
   cost stale, never wrong: it is used only while ``cost_revision = revision``.
-- ``cost_terms`` is the price in force for the model on that day (currency, per-1K prices and
-  the currency's minor digits): a price added, edited or deleted changes it.
-- The cost is computed by ``usage.reporting.costs_sql`` (the same rule and rounding), in a statement that
+- ``cost_terms`` is the price in force for the model on that day (currency and per-1K prices)
+  and the form of the stored amount (``TERMS_FORMAT``): a price added, edited or deleted changes
+  it, and so did the change from amounts rounded per line to exact ones.
+- ``cost_amount`` is the exact sum of the day's lines (``AMOUNT_DECIMALS`` decimals are kept:
+  all an exact line cost can have), never rounded.
+- The cost is computed by ``usage.reporting.costs_sql`` (the same rule, exact), in a statement that
   also reads the revision, and stored only where the revision is still the one read; storing
   is best effort (it gives up at once on a lock held by ingestion and is retried by a later
   read), so a read never waits on, or fails because of, the store.
@@ -35,11 +38,13 @@ if TYPE_CHECKING:
     from usage.reporting.costs import Price, PriceBook
     from usage.reporting.query import UsageQuery
 from usage.reporting import costs_sql
-from usage.reporting.costs import minor_digits, minor_unit
 
 log = logging.getLogger(__name__)
 
 _TABLE = UsageDailyModel._meta.db_table
+# Leads every stored ``cost_terms``: rows stored by a release that rounded each line (whose terms
+# had no such mark) never match, so their rounded amounts are computed again, exactly.
+TERMS_FORMAT = "exact"
 _READ_SQL = f"""
 SELECT id, day, model_id, calls, input_tokens, output_tokens, cached_input_tokens, reasoning_tokens,
        revision, cost_revision, cost_terms, cost_currency, cost_amount, cost_unpriced
@@ -51,8 +56,7 @@ def terms(price: Price | None) -> str:
     """The stored form of the price in force (None: no price), compared on every read."""
     if price is None:
         return ""
-    digits = minor_digits(price.currency)
-    return f"{price.currency} {price.input_per_1k} {price.output_per_1k} {price.cached_input_per_1k} {digits}"
+    return f"{TERMS_FORMAT} {price.currency} {price.input_per_1k} {price.output_per_1k} {price.cached_input_per_1k}"
 
 
 class DayCost(NamedTuple):
@@ -95,7 +99,6 @@ def day_rows(query: UsageQuery, book: PriceBook) -> list[DayCost]:
         if wanted is None:
             wanted = known[price] = terms(price)
         if cost_revision == revision and cost_terms == wanted:
-            amount = None if currency is None else amount.quantize(minor_unit(currency))
             result.append(DayCost(day, model_id, sums, currency, amount, unpriced or 0))
         else:
             stale[(day, model_id)] = (pk, sums, wanted)
@@ -109,7 +112,7 @@ def _cost_and_store(query: UsageQuery, book: PriceBook, stale: dict[tuple[dt.dat
     costed = {}  # (day, model id) -> (currency, amount, unpriced tokens, revision)
     for first, last in consecutive_ranges(sorted({day for day, _model in stale})):
         for key, currency, _unpriced_model, amount, tokens, revision in costs_sql.cost_rows_with_revision(
-            query, book=book, first=first, last=last, minor_digits=minor_digits
+            query, book=book, first=first, last=last
         ):
             if key in stale:
                 unpriced = int(tokens) if currency is None else 0

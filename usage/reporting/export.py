@@ -5,18 +5,22 @@ Served twice with the same rows: at /api/v1/usage/export.csv for integrations an
 query as the page (``UsageQuery.rows``: the same selector and cost engine), a week of days at a time, so an export
 of months starts at once and its memory stays flat.
 
-Each row also has its cost and currency at the price in force that day (``CostEngine.line``); the
-prices are read once, after the header, so the header still leaves before any query.
+Each row also has its cost and currency at the price in force that day (``CostEngine.line``), the
+cost exact (``money.amount_text``: "0.3164304", never rounded), so the rows add up to the page's
+and the API's totals to the last digit; the prices are read once, after the header, so the
+header still leaves before any query.
 """
 
 from __future__ import annotations
 
 import csv
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from django.http import StreamingHttpResponse
 
+from usage.reporting.money import amount_text
 from usage.reporting.query import UsageQuery, query_of
 
 if TYPE_CHECKING:
@@ -79,7 +83,7 @@ def csv_lines(
                 totals.output_tokens,
                 _count(totals.cached_input_tokens),
                 _count(totals.reasoning_tokens),
-                _count(row.cost.amount),
+                "" if row.cost.currency is None else amount_text(row.cost.amount or Decimal(0), row.cost.currency),
                 row.cost.currency or "",
             ]
         )

@@ -17,7 +17,7 @@ budgets, Operations), and then answers:
 Everything it reads is scoped here, once: ``rollups()`` and ``calls()`` filter by the tenant,
 the key and the model; ``sql_scope()`` is the same for the raw SQL of the cost engine;
 ``dirty_days`` is the one reading of the dirty marks; ``cache_key()`` the one cache key.
-Costs come from one engine (``usage.reporting.costs.CostEngine``) with one rounding rule.
+Costs come from one engine (``usage.reporting.costs.CostEngine``), exact until they are shown.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ MAX_HOURLY_DAYS = 2
 # Part of every cache key: cached answers are pickles of this code's classes, so a release that
 # moves or reshapes them (issue 17 moved usage.grid to usage.reporting.grid) bumps it, and a
 # shared cache's entries of the previous release are never read (they expire on their own).
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3
 
 
 class InvalidQuery(ValueError):
@@ -186,7 +186,7 @@ class UsageQuery:
         return self.grid().totals
 
     def cost(self) -> CostSummary:
-        """The cost of the query's usage: the sum of its rounded day x key x model lines, with
+        """The cost of the query's usage: the exact sum of its day x key x model lines, with
         the tokens and models no price covers (from the per-model grid; for a tenant without any
         price, every line of the engine, so that models with calls of no tokens are named too)."""
         if self.by != "model":
