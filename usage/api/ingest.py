@@ -18,6 +18,7 @@ from accounts.services import credential_touch
 from usage.budgets.services import budget_state_for_key
 from usage.ingestion import services
 from usage.ingestion import validation as ingest
+from usageproject import metrics
 from usageproject.problems import problem_response
 
 
@@ -135,6 +136,7 @@ def ingest_calls(request):
     if len(calls) > limit:
         raise RequestProblem(413, "Content too large", f"At most {limit} calls per request, got {len(calls)}.")
     result = services.call_records_ingest(items=calls)
+    metrics.ingest_counted("calls", result)
     return JsonResponse(result.as_dict())
 
 

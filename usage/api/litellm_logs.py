@@ -31,6 +31,7 @@ from django.http import JsonResponse
 from usage.api.ingest import RequestProblem, service_endpoint
 from usage.ingestion import services
 from usage.ingestion import validation as ingest
+from usageproject import metrics
 
 MEDIA_TYPES = ("application/json", "application/x-ndjson", "application/jsonl", "text/plain", "")
 
@@ -115,6 +116,7 @@ def logs(request):
             calls.append(call)
             positions.append(index)
     result = services.call_records_ingest(items=calls) if calls else services.IngestResult()
+    metrics.ingest_counted("litellm", result, ignored=ignored)
     answer = result.as_dict()
     for error in answer["errors"]:
         error["index"] = positions[error["index"]]  # the payload's position in the request

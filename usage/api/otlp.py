@@ -39,6 +39,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 
 from usage.api.ingest import RequestProblem, _authenticate
 from usage.ingestion import services
+from usageproject import metrics
 
 API_KEY_ATTRIBUTE = "usage_statistics.api_key"
 ATTRIBUTES = {
@@ -288,6 +289,7 @@ def traces(request):
         result = services.call_records_ingest(items=calls) if calls else services.IngestResult()
     except RequestProblem as problem:
         return _status_answer(problem, media)
+    metrics.ingest_counted("otlp", result, ignored=ignored)
     answer = ExportTraceServiceResponse()
     if result.rejected or ignored:
         answer.partial_success.rejected_spans = result.rejected
