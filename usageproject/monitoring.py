@@ -23,7 +23,7 @@ from django.db.models import Count, Min
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
+from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, REGISTRY, CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
 
 from accounts.models import ServiceToken
@@ -128,7 +128,7 @@ def metrics(request: HttpRequest) -> HttpResponse:
         return JsonResponse({"detail": "The database is unreachable; the token cannot be checked."}, status=503)
     if not allowed:
         return JsonResponse({"detail": REFUSED}, status=403)
-    return HttpResponse(exposition(), content_type=CONTENT_TYPE_LATEST)
+    return HttpResponse(exposition(), content_type=CONTENT_TYPE_PLAIN_0_0_4)
 
 
 def exposition() -> bytes:
