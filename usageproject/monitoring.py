@@ -23,6 +23,7 @@ from django.db.models import Count, Min
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_safe
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, REGISTRY, CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
 
@@ -42,6 +43,7 @@ _PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
 # --- health ---------------------------------------------------------------------------
 
 
+@require_safe
 def healthz(request: HttpRequest) -> JsonResponse:
     """The process answers: nothing else is asked, so a slow database never restarts it."""
     return JsonResponse({"status": "ok"})
@@ -92,6 +94,7 @@ def _run_checks() -> dict[str, str]:
     return {name: "ok" if future.done() and future.exception() is None else "down" for name, future in futures.items()}
 
 
+@require_safe
 @never_cache
 def readyz(request: HttpRequest) -> JsonResponse:
     """200 when the database, the cache and the broker answer; 503 naming the ones that do not."""
@@ -120,6 +123,7 @@ def metrics_allowed(request: HttpRequest) -> bool:
 REFUSED = "Send 'Authorization: Bearer <service token>' or scrape from a network in METRICS_ALLOWED_NETWORKS."
 
 
+@require_safe
 @never_cache
 def metrics(request: HttpRequest) -> HttpResponse:
     try:
