@@ -13,18 +13,21 @@ the number of tenants (README "Health and metrics"). The opt-in tenant labels
 
 from __future__ import annotations
 
+import functools
+import logging
 import time
 from collections import Counter as Tally
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ParamSpec
 
 from prometheus_client import Counter, Histogram
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from django.http import HttpRequest, HttpResponse
 
 INGEST_OUTCOMES = ("accepted", "duplicate", "rejected", "ignored")
+logger = logging.getLogger("usage.metrics")
+P = ParamSpec("P")
 
 INGEST_CALLS = Counter(
     "usage_ingest_calls",
@@ -54,6 +57,20 @@ SERVICE_ERRORS = Counter(
 )
 
 
+def _never_raises(count: Callable[P, None]) -> Callable[P, None]:
+    """Counting must not fail what it counts (e.g. PROMETHEUS_MULTIPROC_DIR missing or full)."""
+
+    @functools.wraps(count)
+    def guarded(*args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            count(*args, **kwargs)
+        except Exception:
+            logger.exception("Could not record a metric in %s", count.__name__)
+
+    return guarded
+
+
+@_never_raises
 def ingest_counted(endpoint: str, result: Any, ignored: int = 0) -> None:
     """Count one answered batch: ``result`` is an ``IngestResult`` (accepted, duplicates, rejected, errors)."""
     counts = {
@@ -71,12 +88,14 @@ def ingest_counted(endpoint: str, result: Any, ignored: int = 0) -> None:
         INGEST_REJECTIONS.labels(endpoint=endpoint, reason=reason).inc(count)
 
 
+@_never_raises
 def delivery_counted(channel: str, status: str, retry: bool) -> None:
     """Count one delivery attempt by what became of it."""
     outcome = "retry" if retry else ("delivered" if status == "delivered" else "failed")
     WEBHOOK_DELIVERIES.labels(channel=channel, outcome=outcome).inc()
 
 
+@_never_raises
 def service_error_counted(service: str) -> None:
     """Count one operation lost to an unreachable ``service`` ("broker" or "cache")."""
     SERVICE_ERRORS.labels(service=service).inc()
@@ -96,10 +115,14 @@ class RequestDurationMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         started = time.perf_counter()
         response = self.get_response(request)
-        REQUEST_DURATION.labels(
-            view=_view_label(request), method=_method_label(request.method), status=str(response.status_code)
-        ).observe(time.perf_counter() - started)
+        _observed(request, response.status_code, time.perf_counter() - started)
         return response
+
+
+@_never_raises
+def _observed(request: HttpRequest, status: int, seconds: float) -> None:
+    labels = {"view": _view_label(request), "method": _method_label(request.method), "status": str(status)}
+    REQUEST_DURATION.labels(**labels).observe(seconds)
 
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})

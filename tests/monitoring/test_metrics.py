@@ -8,10 +8,13 @@ import datetime as dt
 import ipaddress
 import json
 import logging
+import re
 import uuid
+from pathlib import Path
 
 import pytest
 import redis
+from django.conf import settings as django_settings
 from django.test import Client
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
@@ -314,3 +317,42 @@ def test_every_outage_is_counted_though_logged_once_a_minute(db, scrape, caplog)
     }
     assert grew == {"cache": 3, "broker": 1}
     assert len(caplog.records) <= 1
+
+
+# --- the Grafana dashboard ------------------------------------------------------------------
+
+DASHBOARD = Path(django_settings.BASE_DIR) / "docs" / "grafana-dashboard.json"
+
+
+def dashboard_queries():
+    return [target["expr"] for panel in json.loads(DASHBOARD.read_text())["panels"] for target in panel["targets"]]
+
+
+def test_every_metric_the_dashboard_reads_is_exposed(service_secret):
+    text = Client(headers={"Authorization": f"Bearer {service_secret}"}).get("/metrics").content.decode()
+    declared = set(re.findall(r"^# TYPE (usage_\w+) (\w+)", text, re.M))
+    names = {name for name, _kind in declared}
+    names |= {f"{name}_{part}" for name, kind in declared if kind == "histogram" for part in ("bucket", "count", "sum")}
+    names |= {f"{name}_total" for name, kind in declared if kind == "counter" and not name.endswith("_total")}
+    used = {name for query in dashboard_queries() for name in re.findall(r"\busage_\w+", query)}
+    assert used and used <= names, used - names
+
+
+class _Unwritable:
+    """An instrument whose value file cannot be written (PROMETHEUS_MULTIPROC_DIR gone or full)."""
+
+    def labels(self, **labels):
+        raise OSError(28, "No space left on device")
+
+
+def test_a_metric_that_cannot_be_written_fails_nothing(api_key, llm, service_secret, monkeypatch, caplog):
+    from usageproject import metrics
+
+    for name in ("INGEST_CALLS", "INGEST_REJECTIONS", "REQUEST_DURATION"):
+        monkeypatch.setattr(metrics, name, _Unwritable())
+    gateway = Client(headers={"Authorization": f"Bearer {service_secret}"})
+    batch = [call(api_key, "kept"), call(api_key, "bad", input_tokens=-1)]
+    response = gateway.post(INGEST, json.dumps({"calls": batch}), content_type="application/json")
+    assert response.status_code == 200
+    assert (response.json()["accepted"], response.json()["rejected"]) == (1, 1)
+    assert "Could not record a metric" in caplog.text

@@ -20,6 +20,7 @@ from accounts import services as account_services
 from usage.models import CallRecord
 
 from . import servers
+from .test_metrics import dashboard_queries
 
 QUERY = 'sum(usage_ingest_calls_total{outcome="accepted"})'
 BATCHES, NEW_PER_BATCH = 24, 4
@@ -137,6 +138,9 @@ def test_prometheus_counts_exactly_the_accepted_calls_of_the_ledger(product, pro
     assert (rejected, duplicates) == (BATCHES, BATCHES)
     tenant_series = _query(prom_port, 'count({job="usage", tenant!=""})')
     assert tenant_series == []
+    for query in dashboard_queries():  # Grafana's variables as it would fill them in
+        promql = query.replace("$job", "usage").replace("$__rate_interval", "1m").replace("$__range", "1h")
+        _query(prom_port, promql)  # asserts Prometheus accepted the query
 
 
 def _wait(condition, what, seconds=30, last=None):
