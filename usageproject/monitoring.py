@@ -11,7 +11,8 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import os
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as futures_wait
 from typing import TYPE_CHECKING
 
@@ -86,11 +87,24 @@ def _broker_check() -> None:
 CHECKS: dict[str, Callable[[], None]] = {"database": _database_check, "cache": _cache_check, "broker": _broker_check}
 
 
+# One thread per check at most: a hung service (a connect that waits for TCP's own timeout)
+# makes every probe answer "down" without piling up a thread per probe.
+_executor = ThreadPoolExecutor(max_workers=len(CHECKS), thread_name_prefix="readyz")
+_running: dict[str, Future[None]] = {}
+_running_lock = threading.Lock()
+
+
+def _started(name: str) -> Future[None]:
+    with _running_lock:
+        future = _running.get(name)
+        if future is None or future.done():
+            future = _running[name] = _executor.submit(CHECKS[name])
+        return future
+
+
 def _run_checks() -> dict[str, str]:
-    executor = ThreadPoolExecutor(max_workers=len(CHECKS), thread_name_prefix="readyz")
-    futures = {name: executor.submit(check) for name, check in CHECKS.items()}
+    futures = {name: _started(name) for name in CHECKS}
     futures_wait(futures.values(), timeout=settings.READYZ_TIMEOUT_SECONDS)
-    executor.shutdown(wait=False)  # a hung check finishes on its own; the answer does not wait
     return {name: "ok" if future.done() and future.exception() is None else "down" for name, future in futures.items()}
 
 

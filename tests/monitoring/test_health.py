@@ -8,6 +8,7 @@ own (cache, broker), all started here on free ports; each test stops one of them
 import json
 import os
 import signal
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -15,6 +16,7 @@ import urllib.request
 import pytest
 
 from tests.monitoring import servers
+from usageproject import monitoring
 
 
 def _get(port, path):
@@ -43,6 +45,24 @@ def test_readyz_answers_without_login_when_everything_is_reached(client, db):
         "checks": {"database": "ok", "cache": "ok", "broker": "ok"},
     }
     assert response["Cache-Control"].startswith("max-age=0")
+
+
+def test_a_hung_check_is_not_started_again_while_it_hangs(client, db, monkeypatch, settings):
+    """Probes every few seconds against a hung service must not pile up a thread each."""
+    settings.READYZ_TIMEOUT_SECONDS = 0.3
+    release, started = threading.Event(), []
+
+    def hung():
+        started.append(time.monotonic())
+        release.wait(20)
+
+    monkeypatch.setitem(monitoring.CHECKS, "cache", hung)
+    try:
+        answers = [client.get("/readyz") for _ in range(3)]
+    finally:
+        release.set()
+    assert [(a.status_code, a.json()["down"]) for a in answers] == [(503, ["cache"])] * 3
+    assert len(started) == 1
 
 
 @pytest.fixture(scope="module")
