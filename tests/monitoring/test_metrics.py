@@ -188,6 +188,45 @@ def test_litellm_payloads_without_usage_are_counted_as_ignored(api_key, llm, ser
         )
 
 
+def _span(span_id, attributes):
+    end = int((timezone.now() - dt.timedelta(minutes=5)).timestamp() * 1e9)
+    return {
+        "traceId": "ab" * 16,
+        "spanId": span_id * 8,
+        "endTimeUnixNano": str(end),
+        "attributes": [{"key": k, "value": v} for k, v in attributes.items()],
+    }
+
+
+def test_otlp_spans_are_counted_with_the_non_genai_ones_ignored(api_key, llm, service_secret, scrape):
+    usage = {
+        "usage_statistics.api_key": {"stringValue": api_key.public_id},
+        "gen_ai.request.model": {"stringValue": "public/deepseek-r1"},
+        "gen_ai.usage.input_tokens": {"intValue": "7"},
+        "gen_ai.usage.output_tokens": {"intValue": "1"},
+    }
+    spans = [_span("01", usage), _span("02", {"http.route": {"stringValue": "/"}}), _span("03", usage)]
+    spans[2]["attributes"][2]["value"] = {"intValue": "-5"}
+    body = {"resourceSpans": [{"scopeSpans": [{"spans": spans}]}]}
+    before = scrape()
+    gateway = Client(headers={"Authorization": f"Bearer {service_secret}"})
+    response = gateway.post("/api/v1/otlp/v1/traces", json.dumps(body), content_type="application/json")
+    assert response["X-Usage-Accepted"] == "1"
+    after = scrape()
+    grew = {
+        outcome: value(after, "usage_ingest_calls_total", endpoint="otlp", outcome=outcome)
+        - value(before, "usage_ingest_calls_total", endpoint="otlp", outcome=outcome)
+        for outcome in ("accepted", "duplicate", "rejected", "ignored")
+    }
+    assert grew == {"accepted": 1, "duplicate": 0, "rejected": 1, "ignored": 1}
+    labels = {"endpoint": "otlp", "reason": "out_of_range"}
+    assert (
+        value(after, "usage_ingest_rejections_total", **labels)
+        - value(before, "usage_ingest_rejections_total", **labels)
+        == 1
+    )
+
+
 # --- requests -------------------------------------------------------------------------------
 
 
