@@ -367,7 +367,7 @@ def dashboard_queries():
     return [target["expr"] for panel in json.loads(DASHBOARD.read_text())["panels"] for target in panel["targets"]]
 
 
-def test_every_metric_the_dashboard_reads_is_exposed(service_secret):
+def test_every_metric_the_dashboard_reads_is_exposed(service_secret, broker):
     text = Client(headers={"Authorization": f"Bearer {service_secret}"}).get("/metrics").content.decode()
     declared = set(re.findall(r"^# TYPE (usage_\w+) (\w+)", text, re.M))
     names = {name for name, _kind in declared}
