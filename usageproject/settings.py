@@ -71,6 +71,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so a request's time in usage_http_request_duration_seconds covers every layer.
+    "usageproject.metrics.RequestDurationMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "usageproject.problems.UrlLengthMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -301,6 +303,21 @@ for _network in WEBHOOK_ALLOWED_NETWORKS:
         ipaddress.ip_network(_network, strict=False)
     except ValueError as _exc:
         raise ImproperlyConfigured(f"WEBHOOK_ALLOWED_NETWORKS: {_exc}") from None
+
+# --- Health and metrics (README "Health and metrics") -----------------------------------
+# /metrics answers a service token, and clients in these networks without one (e.g. the
+# Prometheus server's "10.0.0.0/8"); nobody by default.
+METRICS_ALLOWED_NETWORKS = []
+for _network in env_list("METRICS_ALLOWED_NETWORKS", []):
+    try:
+        METRICS_ALLOWED_NETWORKS.append(ipaddress.ip_network(_network, strict=False))
+    except ValueError as _exc:
+        raise ImproperlyConfigured(f"METRICS_ALLOWED_NETWORKS: {_exc}") from None
+# Per-tenant series of the database gauges: one series per tenant each, so off by default.
+METRICS_TENANT_LABELS = env_bool("METRICS_TENANT_LABELS", False)
+# /readyz: the longest it waits for the database, the cache and the broker (checked at once).
+READYZ_TIMEOUT_SECONDS = float(os.environ.get("READYZ_TIMEOUT_SECONDS") or 1.5)
+
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
 EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
 EMAIL_PORT = env_int("EMAIL_PORT", 25)
@@ -335,6 +352,8 @@ PERMISSIONS_POLICY = (
 )
 if PRODUCTION:
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    # Probes and scrapers inside the platform's network speak plain HTTP to the pod.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True

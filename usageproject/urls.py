@@ -2,8 +2,12 @@ from django.contrib import admin
 from django.urls import include, path
 
 from usage.dashboard import urls as dashboard_urls
+from usageproject import monitoring
 
 urlpatterns = [
+    path("healthz", monitoring.healthz, name="healthz"),
+    path("readyz", monitoring.readyz, name="readyz"),
+    path("metrics", monitoring.metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("", include("accounts.urls")),
     path("", include("usage.dashboard.urls")),

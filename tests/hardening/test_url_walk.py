@@ -59,6 +59,9 @@ ROUTES = {
     "usage:favicon": ("public", {}),
     "api_schema": ("public", {}),
     "api_docs": ("public", {}),
+    "healthz": ("public", {}),
+    "readyz": ("public", {}),
+    "metrics": ("public", {}),  # a service token or an allowed network; never a tenant's data
     "api_keys": ("page", {}),
     "api_key_revoke": ("page", API_KEY),
     "access_tokens": ("page", {}),

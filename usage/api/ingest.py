@@ -19,6 +19,7 @@ from usage.api.body import RequestProblem, parse_json, read_body, refuse_duplica
 from usage.budgets.services import budget_state_for_key
 from usage.ingestion import services
 from usage.ingestion import validation as ingest
+from usageproject import metrics
 
 
 def service_endpoint(view):
@@ -82,6 +83,7 @@ def ingest_calls(request):
     if len(calls) > limit:
         raise RequestProblem(413, "Content too large", f"At most {limit} calls per request, got {len(calls)}.")
     result = services.call_records_ingest(items=calls)
+    metrics.ingest_counted("calls", result)
     return JsonResponse(result.as_dict())
 
 

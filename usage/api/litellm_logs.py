@@ -33,6 +33,7 @@ from usage.api.dropped import log_dropped, reasons_of
 from usage.api.ingest import service_endpoint
 from usage.ingestion import services
 from usage.ingestion import validation as ingest
+from usageproject import metrics
 
 MEDIA_TYPES = ("application/json", "application/x-ndjson", "application/jsonl", "text/plain", "")
 
@@ -114,6 +115,7 @@ def logs(request):
     result = services.call_records_ingest(items=calls) if calls else services.IngestResult()
     labels = [_label(payloads[index], index) for index in positions]
     log_dropped("LiteLLM logs", [*reasons_of(result, labels), *ignored])
+    metrics.ingest_counted("litellm", result, ignored=len(ignored))
     answer = result.as_dict()
     for error in answer["errors"]:
         error["index"] = positions[error["index"]]  # the payload's position in the request

@@ -55,6 +55,7 @@ from usage.api.body import RequestProblem, duplicate_names, parse_json, read_bod
 from usage.api.dropped import log_dropped, reasons_of
 from usage.api.ingest import _authenticate
 from usage.ingestion import services
+from usageproject import metrics
 
 API_KEY_ATTRIBUTE = "usage_statistics.api_key"
 # Per field, the names the dialects give it, the current GenAI convention's first.
@@ -345,6 +346,7 @@ def traces(request):
     except RequestProblem as problem:
         return _status_answer(problem, media)
     log_dropped("OTLP traces", [*reasons_of(result, labels), *ignored_spans])
+    metrics.ingest_counted("otlp", result, ignored=ignored)
     answer = ExportTraceServiceResponse()
     if result.rejected or ignored:
         answer.partial_success.rejected_spans = result.rejected

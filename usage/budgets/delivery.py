@@ -37,6 +37,7 @@ from standardwebhooks import Webhook
 
 from usage.budgets import egress
 from usage.models import AlertDelivery
+from usageproject import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -211,6 +212,7 @@ def delivery_attempt(*, delivery_pk, dispatch_id=None):
         delivery = _record(delivery_pk, index, result="delivered", status_code=code)
         delivery.status, delivery.delivered_at = AlertDelivery.Status.DELIVERED, timezone.now()
         delivery.save(update_fields=["status", "delivered_at"])
+    metrics.delivery_counted(delivery.channel, delivery.status, retry=False)
     return Outcome(delivery.status, attempts, False, tenant_id)
 
 
@@ -248,4 +250,6 @@ def _failed(delivery_pk, index, attempts, tenant_id, **entry):
         else:
             delivery.next_attempt_at = timezone.now() + dt.timedelta(seconds=backoff_seconds(attempts))
         delivery.save(update_fields=["status", "next_attempt_at"])
-    return Outcome(delivery.status, attempts, delivery.status == AlertDelivery.Status.PENDING, tenant_id)
+    retry = delivery.status == AlertDelivery.Status.PENDING
+    metrics.delivery_counted(delivery.channel, delivery.status, retry=retry)
+    return Outcome(delivery.status, attempts, retry, tenant_id)
