@@ -355,7 +355,7 @@ def _item(tenant, key, model, day, n, input_tokens, output_tokens):
 def test_a_threshold_is_compared_with_the_exact_spent(db):
     """79.96% of the limit is below an 80% threshold, although the percent shown (to 0.1) reads 80.0."""
     from usage.budgets.services import budget_evaluate
-    from usage.models import BudgetAlert
+    from usage.models import Budget, BudgetAlert
 
     tenants = [
         accounts.tenant_create(slug=s, name=s, timezone_name=z) for s, z in (("a", "UTC"), ("b", "Asia/Kolkata"))
@@ -367,6 +367,9 @@ def test_a_threshold_is_compared_with_the_exact_spent(db):
         items = [_item(tenant, key, model, 1, n, tokens // 4, 0) for n in range(4)]  # before the run rate's days
         assert services.call_records_ingest(items=items, now=NOW).accepted == 4
     below, at = (budget(t, metric="cost", currency="USD", amount=1, thresholds=[80]) for t in tenants)
+    for made in (below, at):  # made in the period evaluated: alerts start with a budget's first period
+        Budget.objects.filter(pk=made.pk).update(created_at=NOW)
+        made.refresh_from_db()
     status = budget_evaluate(budget=below, now=NOW)
     assert (status.spent, status.percent, status.state) == (Decimal("0.7996"), Decimal("80.0"), "within")
     assert not BudgetAlert.objects.filter(budget=below).exists()
