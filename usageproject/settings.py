@@ -180,16 +180,19 @@ STORAGES = {
 }
 
 # --- Cache --------------------------------------------------------------------------
-# Only the rollup debounce uses it; correctness never depends on it. With several web
-# processes a shared cache (CACHE_URL=redis://...) makes the debounce platform-wide.
+# Grids, costs, panels, the rollup debounce and the API's throttle; correctness never depends on
+# it. With several web processes a shared cache (CACHE_URL=redis://...) serves them all; while
+# that Redis is unreachable every read goes on uncached (usageproject.cache).
 CACHE_URL = os.environ.get("CACHE_URL", "")
 CACHES = {
     "default": (
-        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
+        {"BACKEND": "usageproject.cache.ResilientRedisCache", "LOCATION": CACHE_URL}
         if CACHE_URL
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
     )
 }
+# After a failed cache call, a process leaves Redis alone this long (no connection attempt per read).
+CACHE_OUTAGE_RETRY_SECONDS = env_int("CACHE_OUTAGE_RETRY_SECONDS", 5)
 
 # --- Celery -----------------------------------------------------------------------
 # No broker configured: run tasks in-process, so the embedded default needs no services
