@@ -201,6 +201,8 @@ CELERY_TASK_ALWAYS_EAGER = not os.environ.get("CELERY_BROKER_URL")
 # A publish runs on the request path (after an ingested batch commits): never wait on a broker
 # that is down; the beat sweeps catch up with what was not enqueued.
 CELERY_TASK_PUBLISH_RETRY = False
+# ... and after a failed publish, a process leaves the broker alone this long (usage.outages).
+BROKER_OUTAGE_RETRY_SECONDS = env_int("BROKER_OUTAGE_RETRY_SECONDS", 5)
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or "memory://"
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True

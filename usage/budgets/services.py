@@ -22,7 +22,7 @@ from usage.budgets.periods import budget_period
 from usage.budgets.selectors import budget_status, budget_status_for_period, budgets_for_key
 from usage.localtime import tenant_today
 from usage.models import AlertDelivery, Budget, BudgetAlert
-from usage.outages import log_outage
+from usage.outages import log_outage, task_publish
 
 logger = logging.getLogger(__name__)
 
@@ -188,9 +188,9 @@ def budgets_after_ingest(tenant_ids):
 
 
 def _enqueue_evaluation(tenant_id):
-    # No publish retries (CELERY_TASK_PUBLISH_RETRY); an outage is logged once a minute, and beat's
+    # Never waits on the broker (``task_publish``); an outage is logged once a minute, and beat's
     # evaluate_budgets catches up (as for the rollup recompute, ``usage.tasks.enqueue_rollup``).
     try:
-        tasks.evaluate_tenant_budgets.delay(tenant_id)
+        task_publish(tasks.evaluate_tenant_budgets, (tenant_id,), what=f"the budget evaluation of tenant {tenant_id}")
     except Exception as exc:  # noqa: BLE001
         log_outage("Could not enqueue the budget evaluation of tenant %s: %r", tenant_id, exc)
