@@ -42,7 +42,7 @@ def _publish_pool(app: Celery) -> Any:
     return pool
 
 
-def task_publish(task: Task, args: tuple, *, countdown: float | None = None, what: str = "") -> bool:
+def task_publish(task: Task, args: tuple, *, countdown: float | None = None, what: str = "", **options: Any) -> bool:
     """Publish ``task`` now or not at all: True if the broker took it. Never waits on the broker and
     never raises its errors; in-process (eager) Celery runs the task here, errors and all."""
     if task.app.conf.task_always_eager:
@@ -52,7 +52,7 @@ def task_publish(task: Task, args: tuple, *, countdown: float | None = None, wha
         return False
     try:
         with _publish_pool(task.app).acquire(block=True, timeout=1) as connection:
-            task.apply_async(args, countdown=countdown, retry=False, connection=connection)
+            task.apply_async(args, countdown=countdown, retry=False, connection=connection, **options)
     except Exception as exc:  # noqa: BLE001 - kombu's errors of an unreachable broker vary by transport
         _broker_down_until[0] = time.monotonic() + settings.BROKER_OUTAGE_RETRY_SECONDS
         log_outage("Could not enqueue %s (beat's sweep catches up): %r", what or task.name, exc)

@@ -123,7 +123,7 @@ def _delivery(budget, alert, channel):
 
 def _enqueue_delivery(delivery_pk):
     try:
-        tasks.deliver_alert.delay(delivery_pk)
+        task_publish(tasks.deliver_alert, (delivery_pk,), what=f"budget alert delivery {delivery_pk}")
     except Exception:  # the beat re-enqueues pending deliveries; a broker outage must not fail the caller
         logger.exception("Could not enqueue budget alert delivery %s", delivery_pk)
 
