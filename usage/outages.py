@@ -1,6 +1,7 @@
 """Broker and cache outages are logged, never raised to a writer, and at most once a minute."""
 
 import logging
+import os
 import time
 from typing import Any
 
@@ -29,16 +30,18 @@ def log_outage(message: str, *args: object) -> None:
 # socket timeouts, and after a failure leaves the broker alone for BROKER_OUTAGE_RETRY_SECONDS;
 # what is not published then is caught up by beat's sweeps.
 _FAST_PUBLISH = {"max_retries": 0, "socket_connect_timeout": 0.5, "socket_timeout": 0.5}
-_publish_pools: dict[int, Any] = {}
+_publish_pools: dict[tuple[int, int], Any] = {}
 _broker_down_until = [0.0]
 
 
 def _publish_pool(app: Celery) -> Any:
-    pool = _publish_pools.get(id(app))
+    # Per process: a pool made before a fork (gunicorn --preload, a worker's parent) is not shared.
+    slot = (id(app), os.getpid())
+    pool = _publish_pools.get(slot)
     if pool is None:
         options = {**app.conf.broker_transport_options, **_FAST_PUBLISH}
         pool = app.connection_for_write(transport_options=options, connect_timeout=0.5).Pool(limit=8)
-        _publish_pools[id(app)] = pool
+        _publish_pools[slot] = pool
     return pool
 
 
