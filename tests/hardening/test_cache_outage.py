@@ -71,7 +71,7 @@ EXPECTED_SUMMARY = {"calls": 3, "input_tokens": 1507, "output_tokens": 153, "tot
 
 
 def test_reads_answer_exactly_while_the_cache_is_down(two_tenants, owner_client, monkeypatch, caplog):
-    api = token_client(two_tenants[0])
+    api, globex_api = token_client(two_tenants[0]), token_client(two_tenants[1], "globex-bi")
     monkeypatch.setattr(outages, "_last_outage_log", [0.0])
     with private_redis() as redis_server:
         cache = {"BACKEND": "usageproject.cache.ResilientRedisCache", "LOCATION": redis_server.url(1)}
@@ -84,6 +84,7 @@ def test_reads_answer_exactly_while_the_cache_is_down(two_tenants, owner_client,
             with caplog.at_level(logging.WARNING, logger="usage.outages"):
                 started = time.monotonic()
                 down = [_reads(owner_client, api) for _ in range(3)]
+                globex = globex_api.get(reverse("api_usage_summary"), RANGE).json()
                 elapsed = time.monotonic() - started
     for answer in down:
         assert answer["statuses"] == [200] * 6
@@ -94,6 +95,12 @@ def test_reads_answer_exactly_while_the_cache_is_down(two_tenants, owner_client,
         moment = {"updated_at": None, "updated_display": None}
         assert {**answer["data"], **moment} == {**warm["data"], **moment}
         assert answer["trend"] == warm["trend"]
-    # Each of the 18 reads touched the cache several times; the outage is logged once.
+    assert {k: globex[k] for k in EXPECTED_SUMMARY} == {
+        "calls": 2,
+        "input_tokens": 7000,
+        "output_tokens": 700,
+        "total_tokens": 7700,
+    }
+    # Each of the 19 reads touched the cache several times; the outage is logged once.
     assert [r.getMessage()[:17] for r in caplog.records if r.name == "usage.outages"] == ["Cache unreachable"]
     assert elapsed < 10, f"18 reads took {elapsed:.1f} s with the cache down"
