@@ -4,6 +4,7 @@ broker back the evaluation is published again."""
 
 import base64
 import json
+import statistics
 import time
 import uuid
 
@@ -86,7 +87,7 @@ def test_budget_tenant_ingests_at_once_while_the_broker_is_down(
     assert response.json()["accepted"] == 100
     seconds.append(elapsed)
     # Before: each batch waited ~6 s for kombu's connection retries to the dead broker.
-    assert max(seconds) < 1 and sorted(seconds)[1] < 0.25, seconds
+    assert max(seconds) < 1 and statistics.median(seconds) < 0.5, seconds
     assert CallRecord.objects.filter(tenant=tenant).count() == 400
 
     # Nothing lost: beat's sweep (run here, as beat would) evaluates what was not published.
