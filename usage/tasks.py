@@ -13,7 +13,7 @@ from django.utils import timezone
 from accounts.models import Tenant
 from usage.ledger import partitions, retention
 from usage.models import DirtyDay
-from usage.outages import log_outage
+from usage.outages import log_outage, task_publish
 from usage.rollups import recompute
 
 logger = logging.getLogger(__name__)
@@ -107,7 +107,9 @@ def enqueue_rollup(tenant_id):
         if rollup_tenant.app.conf.task_always_eager:
             rollup_tenant.delay(tenant_id)
         elif cache.add(f"rollup-queued:{tenant_id}", 1, timeout=DEBOUNCE_SECONDS):
-            rollup_tenant.apply_async((tenant_id,), countdown=DEBOUNCE_SECONDS, retry=False)
+            task_publish(
+                rollup_tenant, (tenant_id,), countdown=DEBOUNCE_SECONDS, what=f"the rollup of tenant {tenant_id}"
+            )
     except Exception as exc:  # noqa: BLE001 - any broker/cache failure: the sweep catches up
         log_outage("Could not enqueue the rollup of tenant %s (the sweep will): %r", tenant_id, exc)
 

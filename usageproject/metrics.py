@@ -97,7 +97,7 @@ def delivery_counted(channel: str, status: str, retry: bool) -> None:
 
 @_never_raises
 def service_error_counted(service: str) -> None:
-    """Count one operation lost to an unreachable ``service`` ("broker" or "cache")."""
+    """Count one operation lost to an unreachable ``service`` ("broker", "cache" or "database")."""
     SERVICE_ERRORS.labels(service=service).inc()
 
 

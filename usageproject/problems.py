@@ -1,8 +1,16 @@
 """RFC 9457 problem details for every API error."""
 
-from django.http import JsonResponse
+import sys
+from collections.abc import Callable
+
+import psycopg
+from django.db import InterfaceError, OperationalError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.template.loader import render_to_string
 from rest_framework import exceptions, status
 from rest_framework.views import exception_handler
+
+from usage.outages import log_outage
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
@@ -103,9 +111,57 @@ def page_not_found(request, exception=None):
 def server_error(request):
     from django.views import defaults
 
+    # Also reached for a connection lost outside a view (in a middleware): still a 503.
+    if is_connection_lost(sys.exc_info()[1]):
+        return database_unavailable(request)
     if not is_api_request(request):
         return defaults.server_error(request)
     return problem_response(500, "Internal server error", "The server failed to answer; the error is logged.")
+
+
+# --- A lost database connection --------------------------------------------------------------
+# A connection killed mid-request (a failover, a restart, pg_terminate_backend) leaves nothing
+# half-stored: every write is one transaction, and ingestion is idempotent by request_id. So the
+# answer is 503 with Retry-After, which gateways and clients retry, not a 500. Django closes the
+# broken connection when the request ends; the next request connects afresh.
+
+DATABASE_RETRY_AFTER_SECONDS = 2
+
+
+def is_connection_lost(exc: BaseException | None) -> bool:
+    """A database error that retrying can cure: the connection broke or the server gave up on it.
+
+    Raw psycopg cursors (the ledger's and rollups' bulk statements) raise psycopg's own classes.
+    """
+    return isinstance(exc, OperationalError | InterfaceError | psycopg.OperationalError | psycopg.InterfaceError)
+
+
+def database_unavailable(request: HttpRequest) -> HttpResponse:
+    log_outage("Database connection lost during %s %s: answered 503", request.method, request.path, service="database")
+    if is_api_request(request):
+        response: HttpResponse = problem_response(
+            503,
+            "Service unavailable",
+            "The database connection was lost while answering; the request was rolled back."
+            " Retry it (ingestion is idempotent by request_id).",
+        )
+    else:
+        response = HttpResponse(render_to_string("503.html"), status=503)
+    response["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
+    return response
+
+
+class DatabaseUnavailableMiddleware:
+    """Turns a database connection lost in a view into ``database_unavailable``'s 503."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        return database_unavailable(request) if is_connection_lost(exception) else None
 
 
 class UrlLengthMiddleware:

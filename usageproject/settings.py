@@ -75,6 +75,8 @@ MIDDLEWARE = [
     "usageproject.metrics.RequestDurationMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "usageproject.problems.UrlLengthMiddleware",
+    # Its process_exception turns a lost database connection into a 503 that clients retry.
+    "usageproject.problems.DatabaseUnavailableMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -184,16 +186,19 @@ STORAGES = {
 }
 
 # --- Cache --------------------------------------------------------------------------
-# Only the rollup debounce uses it; correctness never depends on it. With several web
-# processes a shared cache (CACHE_URL=redis://...) makes the debounce platform-wide.
+# Grids, costs, panels, the rollup debounce and the API's throttle; correctness never depends on
+# it. With several web processes a shared cache (CACHE_URL=redis://...) serves them all; while
+# that Redis is unreachable every read goes on uncached (usageproject.cache).
 CACHE_URL = os.environ.get("CACHE_URL", "")
 CACHES = {
     "default": (
-        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
+        {"BACKEND": "usageproject.cache.ResilientRedisCache", "LOCATION": CACHE_URL}
         if CACHE_URL
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
     )
 }
+# After a failed cache call, a process leaves Redis alone this long (no connection attempt per read).
+CACHE_OUTAGE_RETRY_SECONDS = env_int("CACHE_OUTAGE_RETRY_SECONDS", 5)
 
 # --- Celery -----------------------------------------------------------------------
 # No broker configured: run tasks in-process, so the embedded default needs no services
@@ -202,6 +207,8 @@ CELERY_TASK_ALWAYS_EAGER = not os.environ.get("CELERY_BROKER_URL")
 # A publish runs on the request path (after an ingested batch commits): never wait on a broker
 # that is down; the beat sweeps catch up with what was not enqueued.
 CELERY_TASK_PUBLISH_RETRY = False
+# ... and after a failed publish, a process leaves the broker alone this long (usage.outages).
+BROKER_OUTAGE_RETRY_SECONDS = env_int("BROKER_OUTAGE_RETRY_SECONDS", 5)
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or "memory://"
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True

@@ -23,7 +23,7 @@ from usage.budgets.periods import budget_period
 from usage.budgets.selectors import budget_status, budget_status_for_period, budgets_for_key
 from usage.localtime import tenant_today
 from usage.models import AlertDelivery, Budget, BudgetAlert, DeliveryQuota, validate_budget_thresholds
-from usage.outages import log_outage
+from usage.outages import log_outage, task_publish
 
 logger = logging.getLogger(__name__)
 
@@ -201,10 +201,9 @@ def deliveries_dispatch(*, tenant_id, now=None):
 
 def _enqueue_deliveries(handed):
     for delivery_pk, dispatch_id in handed:
-        try:
-            tasks.deliver_alert.delay(delivery_pk, dispatch_id)
-        except Exception as exc:  # noqa: BLE001 (its lease runs out and the sweep hands it out again)
-            log_outage("Could not enqueue budget alert delivery %s: %r", delivery_pk, exc)
+        # Never waits on the broker; a delivery not published keeps its lease until it runs out,
+        # then the sweep hands it out again.
+        task_publish(tasks.deliver_alert, (delivery_pk, dispatch_id), what=f"budget alert delivery {delivery_pk}")
 
 
 def deliveries_sweep(*, now=None):
@@ -276,9 +275,9 @@ def budgets_after_ingest(tenant_ids):
 
 
 def _enqueue_evaluation(tenant_id):
-    # No publish retries (CELERY_TASK_PUBLISH_RETRY); an outage is logged once a minute, and beat's
+    # Never waits on the broker (``task_publish``); an outage is logged once a minute, and beat's
     # evaluate_budgets catches up (as for the rollup recompute, ``usage.tasks.enqueue_rollup``).
     try:
-        tasks.evaluate_tenant_budgets.delay(tenant_id)
+        task_publish(tasks.evaluate_tenant_budgets, (tenant_id,), what=f"the budget evaluation of tenant {tenant_id}")
     except Exception as exc:  # noqa: BLE001
         log_outage("Could not enqueue the budget evaluation of tenant %s: %r", tenant_id, exc)

@@ -10,7 +10,6 @@ import datetime as dt
 from decimal import Decimal
 from urllib.parse import urlencode
 
-from django.core.cache import cache
 from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.html import json_script
@@ -27,6 +26,7 @@ from usage.reporting.money import amount_text, minor_digits, money_text
 from usage.reporting.periods import comparison
 from usage.reporting.query import UsageQuery
 from usage.reporting.selectors import MAX_HOURLY_DAYS, Totals
+from usage.reporting.slots import slot_get, slot_set
 
 METRICS = ("total", "input", "output")
 # A panel carries its own version (its grids' keys), so this only bounds how long unused ones stay.
@@ -321,7 +321,8 @@ def dashboard_panel(query, params, models=None):
     in_progress = progress(tenant, grid, now)
     marker = (in_progress, in_progress[0] is not None and now.astimezone(tenant.tz).strftime("%H:%M"))
     key = query.cache_key("panel", grid.key, previous.key, shown, params.urlencode(), marker)
-    panel = cache.get(key)
+    slot = query.cache_key("panel", params.urlencode())  # one entry per page asked, not per version
+    panel = slot_get(slot, key)
     if panel is None:
         data = _panel_data(query, params, grid, previous, models, compared, now)
         panel = {
@@ -332,7 +333,7 @@ def dashboard_panel(query, params, models=None):
             },
             "json": json_script(json_data(data), "dashboard-data"),
         }
-        cache.set(key, panel, timeout=PANEL_CACHE_SECONDS)
+        slot_set(slot, key, panel, timeout=PANEL_CACHE_SECONDS)
     panel["data"]["updated_at"] = now.isoformat()
     # The clock names its zone (the tenant's): "14:27:54 CET".
     panel["data"]["updated_display"] = now.astimezone(tenant.tz).strftime("%H:%M:%S %Z")

@@ -460,10 +460,39 @@ def _by_tenant(identities: Iterable[IdentityKey]) -> defaultdict[int, list[str]]
     return by_tenant
 
 
+# One index probe per request id, whatever the planner knows: a LIMIT in a LATERAL subquery cannot
+# be flattened into a join, so each id is a lookup by the claims' primary key and, at the claimed
+# instant, by the ledger's unique key (its partition pruned at run time). Without statistics (a new
+# deployment, a new month's partition), ``tenant_id = %s AND request_id IN (..)`` read all the
+# tenant's claims and calls of the month instead: 2.04M rows for 1,000 re-sent calls.
+_PROBE_FROM = (
+    "unnest(%s::int8[], %s::text[]) AS k (tenant_id, request_id)"
+    f" CROSS JOIN LATERAL (SELECT occurred_at FROM {_CLAIMS} WHERE {_CLAIMS}.tenant_id = k.tenant_id"
+    f" AND {_CLAIMS}.request_id = k.request_id LIMIT 1) AS c"
+)
+_PROBE_CLAIMS = f"SELECT k.tenant_id, k.request_id, c.occurred_at FROM {_PROBE_FROM}"
+_PROBE_CONTENTS = (
+    f"SELECT k.tenant_id, k.request_id, {', '.join(f'r.{name}' for name in _CONTENT_COLUMNS)} FROM {_PROBE_FROM}"
+    f" CROSS JOIN LATERAL (SELECT {', '.join(_CONTENT_COLUMNS)} FROM {_LEDGER} WHERE {_LEDGER}.tenant_id = k.tenant_id"
+    f" AND {_LEDGER}.request_id = k.request_id AND {_LEDGER}.occurred_at = c.occurred_at LIMIT 1) AS r"
+)
+
+
+def _probe(sql: str, identities: Collection[IdentityKey]) -> list[tuple[Any, ...]]:
+    ordered = sorted(identities)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [[tenant_id for tenant_id, _ in ordered], [request_id for _, request_id in ordered]])
+        return cursor.fetchall()
+
+
 def _claims(identities: Collection[IdentityKey]) -> dict[IdentityKey, dt.datetime]:
     """{(tenant id, request id): instant of the stored call} of those already claimed, in one query."""
     if not identities:
         return {}
+    if connection.vendor == "postgresql":
+        return {
+            (tenant_id, request_id): instant for tenant_id, request_id, instant in _probe(_PROBE_CLAIMS, identities)
+        }
     condition = Q()
     for tenant_id, request_ids in _by_tenant(identities).items():
         condition |= Q(tenant_id=tenant_id, request_id__in=request_ids)
@@ -474,6 +503,11 @@ def _claims(identities: Collection[IdentityKey]) -> dict[IdentityKey, dt.datetim
 def _stored_contents(identities: Collection[IdentityKey]) -> dict[Identity, Content]:
     """The stored content of each claimed (tenant id, request id): the claim says at which instant,
     so the ledger read is pruned to the partitions of those instants."""
+    if not identities:
+        return {}
+    if connection.vendor == "postgresql":
+        rows = _probe(_PROBE_CONTENTS, identities)
+        return {Identity(values[0], values[1]): Content(*values[2:]) for values in rows}
     claims = _claims(identities)
     if not claims:
         return {}
@@ -558,11 +592,14 @@ def _staged_conflicts(cursor: CursorWrapper) -> list[int]:
     """Lines whose content differs from the stored call of their request id (found at its claim's instant)."""
     staged = ", ".join(f"s.{name}" for name in _CONTENT_COLUMNS)
     stored = ", ".join(f"c.{name}" for name in _CONTENT_COLUMNS)
+    # Index probes per line whatever the statistics, as ``_PROBE_FROM`` (a staging table is never analyzed).
     cursor.execute(
         f"SELECT s.line FROM {_STAGING} s"
-        f" JOIN {_CLAIMS} r ON r.tenant_id = s.tenant_id AND r.request_id = s.request_id"
-        f" LEFT JOIN {_LEDGER} c ON c.tenant_id = r.tenant_id AND c.request_id = r.request_id"
-        f" AND c.occurred_at = r.occurred_at"
+        f" CROSS JOIN LATERAL (SELECT occurred_at FROM {_CLAIMS} WHERE {_CLAIMS}.tenant_id = s.tenant_id"
+        f" AND {_CLAIMS}.request_id = s.request_id LIMIT 1) AS r"
+        f" LEFT JOIN LATERAL (SELECT {', '.join(_CONTENT_COLUMNS)} FROM {_LEDGER}"
+        f" WHERE {_LEDGER}.tenant_id = s.tenant_id AND {_LEDGER}.request_id = s.request_id"
+        f" AND {_LEDGER}.occurred_at = r.occurred_at LIMIT 1) AS c ON true"
         f" WHERE ({staged}) IS DISTINCT FROM ({stored}) ORDER BY s.line"
     )
     return [line for (line,) in cursor.fetchall()]

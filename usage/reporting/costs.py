@@ -41,7 +41,6 @@ from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
-from django.core.cache import cache
 from django.db.models import Q
 
 from accounts.models import ApiKey
@@ -52,6 +51,7 @@ from usage.reporting.money import amount_text, money_text
 from usage.reporting.periods import Period
 from usage.reporting.query import UsageQuery, query_of
 from usage.reporting.selectors import Totals, UsageFilters, query_usage, usage_versions
+from usage.reporting.slots import slot_get, slot_set
 
 if TYPE_CHECKING:
     from accounts.models import Tenant
@@ -353,10 +353,11 @@ class CostEngine:
         """
         version = usage_versions(query.tenant, [query.period])[0]
         key = query.cache_key("cost", groups, version, self.fingerprint())
-        result = cache.get(key)
+        slot = query.cache_key("cost", groups)
+        result = slot_get(slot, key)
         if result is None:
             result = self._in_sql(query, groups)
-            cache.set(key, result, timeout=CLOSED_DAYS_CACHE_SECONDS)
+            slot_set(slot, key, result, timeout=CLOSED_DAYS_CACHE_SECONDS)
         return result
 
     def _summaries_in_sql(self, query: UsageQuery, groups: tuple[GroupName, ...]) -> Summaries:

@@ -4,8 +4,9 @@ A grid holds, for each model, its calls and tokens per bucket (a local day, or a
 ranges) and its cost per local day by the rule of ``usage.reporting.costs``. The page, its Refresh endpoint
 and its chart endpoints all draw from grids, so they cannot disagree with each other.
 
-Grids are cached under a key that holds everything their numbers depend on, so a stale grid is
-never read: the days' ``usage_versions`` (newest rollup id, row count and revisions, dirty
+Grids are cached with a key that holds everything their numbers depend on, so a stale grid is
+never read (stored in a slot per segment asked, ``usage.reporting.slots``, so the cache does not
+grow with each new call): the days' ``usage_versions`` (newest rollup id, row count and revisions, dirty
 marks' tokens: a recompute or a new call is a new key), a fingerprint of the tenant's prices, its time zone and
 the filters.
 
@@ -23,8 +24,6 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from django.core.cache import cache
-
 from usage import localtime
 from usage.reporting import day_costs
 from usage.reporting.costs import CostEngine, CostSummary, PriceBook, prices_in_force
@@ -39,11 +38,13 @@ from usage.reporting.selectors import (
     query_usage,
     usage_versions,
 )
+from usage.reporting.slots import slot_set, slots_get
 
 if TYPE_CHECKING:
     from accounts.models import Tenant
 
-# A cached grid carries its own version, so this only bounds how long unused entries stay.
+# A cached grid is checked against its version (usage.reporting.slots), so this only bounds how
+# long unused entries stay.
 GRID_CACHE_SECONDS = 3600
 
 
@@ -286,14 +287,15 @@ def query_grids(queries: Sequence[UsageQuery], *, book: PriceBook | None = None)
         segment.cache_key("grid", version, prices)
         for (_index, segment), version in zip(segments, versions, strict=True)
     ]
-    cached = cache.get_many(keys)
+    slots = [segment.cache_key("grid") for _index, segment in segments]  # one entry per segment asked
+    cached = slots_get(list(zip(slots, keys, strict=True)))
     grids: list[UsageGrid | None] = [None] * len(queries)
-    for (index, segment), key, version in zip(segments, keys, versions, strict=True):
+    for (index, segment), slot, key, version in zip(segments, slots, keys, versions, strict=True):
         grid = cached.get(key)
         if grid is None:
             grid = _read(segment, engine, dirty=version.has_dirty, closed=segment.period.end < today)
             grid.key = key
-            cache.set(key, grid, timeout=GRID_CACHE_SECONDS)
+            slot_set(slot, key, grid, timeout=GRID_CACHE_SECONDS)
         previous = grids[index]
         grids[index] = grid if previous is None else previous.followed_by(grid)
     return [grid for grid in grids if grid is not None]

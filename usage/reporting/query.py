@@ -51,7 +51,9 @@ MAX_HOURLY_DAYS = 2
 # Part of every cache key: cached answers are pickles of this code's classes, so a release that
 # moves or reshapes them (issue 17 moved usage.grid to usage.reporting.grid) bumps it, and a
 # shared cache's entries of the previous release are never read (they expire on their own).
-CACHE_FORMAT = 3
+# 3: exact costs (no rounded line before a sum). 4: answers are stored in slots as (version key,
+# answer) (usage.reporting.slots).
+CACHE_FORMAT = 4
 
 
 class InvalidQuery(ValueError):
