@@ -21,7 +21,7 @@ def queued(monkeypatch):
     """A broker instead of eager Celery: what would be published to the workers, and nothing run."""
     sent = []
     monkeypatch.setattr(app.conf, "task_always_eager", False)
-    monkeypatch.setattr(tasks.deliver_alert, "delay", lambda *args: sent.append(args))
+    monkeypatch.setattr(tasks.deliver_alert, "apply_async", lambda args, **options: sent.append(tuple(args)))
     return sent
 
 

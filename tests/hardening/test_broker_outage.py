@@ -120,7 +120,7 @@ def test_admin_rebuild_and_an_alert_delivery_never_wait_on_a_dead_broker(broker,
     delivery = AlertDelivery.objects.create(
         budget=budget(tenant, emails="ops@acme.test"), channel="email", delivery_id=uuid.uuid4()
     )
-    budget_services._enqueue_delivery(delivery.pk)  # what an alert's commit runs
+    budget_services._enqueue_deliveries([(delivery.pk, "dispatch")])  # what a dispatch's commit runs
     assert time.monotonic() - started < 2
     delivery.refresh_from_db()
-    assert delivery.status == AlertDelivery.Status.PENDING  # beat's stale sweep enqueues it later
+    assert delivery.status == AlertDelivery.Status.PENDING  # its lease runs out, then the sweep hands it out
