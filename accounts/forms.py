@@ -1,8 +1,18 @@
-from django import forms
-from django.contrib.auth.forms import AdminUserCreationForm, AuthenticationForm, UserChangeForm
-from django.utils import timezone
+import hashlib
+import logging
 
-from .models import User
+from django import forms
+from django.conf import settings
+from django.contrib.admin.forms import AdminAuthenticationForm
+from django.contrib.auth.forms import AdminUserCreationForm, AuthenticationForm, PasswordResetForm, UserChangeForm
+from django.core.cache import cache
+from django.template.loader import render_to_string
+from django.utils import timezone
+from kombu.exceptions import OperationalError
+
+from .models import Tenant, User
+
+logger = logging.getLogger(__name__)
 
 # Far enough for any real expiry; near year 9999 the UTC form of a local time overflows.
 MAX_EXPIRY_YEAR = 9000
@@ -72,3 +82,90 @@ class EmailAuthenticationForm(AuthenticationForm):
 
     def clean_username(self):
         return User.objects.normalize_email(self.cleaned_data["username"].strip()).lower()
+
+
+class AdminEmailAuthenticationForm(AdminAuthenticationForm):
+    """The admin's login (staff only), by email in any case like the product's."""
+
+    def clean_username(self):
+        return User.objects.normalize_email(self.cleaned_data["username"].strip()).lower()
+
+
+class SecondFactorForm(forms.Form):
+    code = forms.CharField(
+        label="Code",
+        max_length=20,
+        help_text="The 6-digit code of your authenticator app, or one of your recovery codes.",
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric", "autofocus": True}),
+    )
+
+
+class EnrolmentForm(forms.Form):
+    code = forms.CharField(
+        label="Code",
+        max_length=20,
+        help_text="The 6-digit code your authenticator app shows now.",
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
+    )
+
+
+class TenantSignInForm(forms.ModelForm):
+    """What an owner decides about signing in to the tenant."""
+
+    class Meta:
+        model = Tenant
+        fields = ["require_two_factor", "sso_email_domain", "sso_default_role"]
+        labels = {
+            "require_two_factor": "Require two-factor sign-in",
+            "sso_email_domain": "Single sign-on e-mail domain",
+            "sso_default_role": "Role of new single sign-on members",
+        }
+
+    def clean_sso_email_domain(self):
+        domain = self.cleaned_data["sso_email_domain"].strip().lower().lstrip("@")
+        if domain and ("." not in domain or "@" in domain or any(c.isspace() for c in domain)):
+            raise forms.ValidationError("Enter a domain such as example.com.")
+        others = Tenant.objects.filter(sso_email_domain=domain).exclude(pk=self.instance.pk)
+        if domain and others.exists():
+            raise forms.ValidationError("Another tenant already uses this domain.")
+        return domain
+
+
+class ThrottledPasswordResetForm(PasswordResetForm):
+    """Django's reset form; the mail leaves through a task and at most a few per address an hour.
+
+    The page answers the same whatever the address (known, unknown, or over the limit), so it
+    tells nobody who has an account; sending on the worker keeps the SMTP time out of the answer.
+    """
+
+    def save(self, *args, **kwargs):
+        if not password_reset_allowed(self.cleaned_data["email"]):
+            return None
+        return super().save(*args, **kwargs)
+
+    def send_mail(
+        self, subject_template_name, email_template_name, context, from_email, to_email, html_email_template_name=None
+    ):
+        from .tasks import send_email
+
+        subject = "".join(render_to_string(subject_template_name, context).splitlines())
+        body = render_to_string(email_template_name, context)
+        message = {"subject": subject, "body": body, "from_email": from_email, "to": [to_email]}
+        try:
+            send_email.delay(**message)
+        except OperationalError:
+            # The broker is down: the person asking still gets the mail, only more slowly.
+            logger.warning("Broker unreachable; sending the password reset e-mail in the request")
+            send_email.run(**message)
+
+
+def password_reset_allowed(email: str) -> bool:
+    """Count a reset request for this address; False past PASSWORD_RESET_MAX_PER_HOUR."""
+    key = "password-reset:" + hashlib.sha256(email.strip().lower().encode()).hexdigest()
+    cache.add(key, 0, timeout=3600)
+    try:
+        count = cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.set(key, 1, timeout=3600)
+        count = 1
+    return count <= settings.PASSWORD_RESET_MAX_PER_HOUR

@@ -1,9 +1,12 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from accounts.signin import AdminLoginView
 from usage.dashboard import urls as dashboard_urls
 
 urlpatterns = [
+    # Ahead of the admin's own login: the same second factor and lockout as the product's.
+    path("admin/login/", AdminLoginView.as_view(), name="admin_login"),
     path("admin/", admin.site.urls),
     path("", include("accounts.urls")),
     path("", include("usage.dashboard.urls")),
