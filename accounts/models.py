@@ -69,7 +69,7 @@ class Tenant(models.Model):
         max_length=253,
         blank=True,
         default="",
-        help_text="A new user signing in with single sign-on whose verified e-mail is at this domain joins this tenant.",
+        help_text="A new single sign-on user whose verified e-mail is at this domain joins this tenant.",
     )
     sso_default_role = models.CharField(
         max_length=16,

@@ -37,7 +37,7 @@ def tenant_for_new_sso_user(email: str) -> Tenant | None:
 
 
 class OIDCBackend(OIDCAuthenticationBackend):
-    def authenticate(self, request: HttpRequest | None, **kwargs: Any) -> User | None:  # type: ignore[override]
+    def authenticate(self, request: HttpRequest | None, **kwargs: Any) -> User | None:
         # Never the answer to a password login, nor anything while single sign-on is off.
         if not settings.OIDC_ENABLED or "password" in kwargs:
             return None
@@ -52,7 +52,7 @@ class OIDCBackend(OIDCAuthenticationBackend):
             return self.UserModel.objects.none()
         return self.UserModel.objects.filter(email__iexact=email)
 
-    def create_user(self, claims: dict[str, Any]) -> User | None:  # type: ignore[override]
+    def create_user(self, claims: dict[str, Any]) -> User | None:
         email = _verified_email(claims)
         tenant = tenant_for_new_sso_user(email) if email else None
         if email is None or tenant is None:

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.contrib import auth, messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.signals import user_login_failed
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -25,8 +26,13 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
 from . import twofactor
-from .forms import AdminEmailAuthenticationForm, EmailAuthenticationForm, EnrolmentForm, SecondFactorForm
-from .forms import TenantSignInForm
+from .forms import (
+    AdminEmailAuthenticationForm,
+    EmailAuthenticationForm,
+    EnrolmentForm,
+    SecondFactorForm,
+    TenantSignInForm,
+)
 from .models import Membership, User
 from .tenancy import tenant_for_request
 
@@ -60,7 +66,7 @@ def complete_login(request: HttpRequest, user: User, *, backend: str, next_url: 
 
 class TwoStepLoginView(auth_views.LoginView):
     redirect_authenticated_user = True
-    authentication_form = EmailAuthenticationForm
+    authentication_form: type[AuthenticationForm] = EmailAuthenticationForm
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         return {**super().get_context_data(**kwargs), "oidc_enabled": settings.OIDC_ENABLED}

@@ -37,12 +37,12 @@ def required_for(user: User) -> bool:
 
 
 def enrolment_start(user: User) -> TwoFactorDevice:
-    """A fresh unconfirmed secret, replacing an earlier unconfirmed one (never a confirmed one)."""
-    device = device_for(user)
-    if device is not None and device.confirmed:
-        return device
-    secret = pyotp.random_base32()
-    device, _ = TwoFactorDevice.objects.update_or_create(user=user, defaults={"secret": secret, "confirmed_at": None})
+    """The user's device, or a new unconfirmed one with a fresh secret.
+
+    An unconfirmed secret is kept across page loads: the form's code must match the secret
+    the person scanned.
+    """
+    device, _ = TwoFactorDevice.objects.get_or_create(user=user, defaults={"secret": pyotp.random_base32()})
     return device
 
 

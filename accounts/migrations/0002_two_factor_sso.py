@@ -44,7 +44,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='tenant',
             name='sso_email_domain',
-            field=models.CharField(blank=True, default='', help_text='A new user signing in with single sign-on whose verified e-mail is at this domain joins this tenant.', max_length=253),
+            field=models.CharField(blank=True, default='', help_text='A new single sign-on user whose verified e-mail is at this domain joins this tenant.', max_length=253),
         ),
         migrations.AddConstraint(
             model_name='tenant',
