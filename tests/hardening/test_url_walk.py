@@ -56,6 +56,16 @@ ROUTES = {
     "home": ("public", {}),
     "login": ("public", {}),
     "logout": ("public", {}),
+    "two_factor_verify": ("public", {}),
+    "two_factor_setup": ("public", {}),
+    "recovery_codes_renew": ("public", {}),
+    "password_reset": ("public", {}),
+    "password_reset_done": ("public", {}),
+    "password_reset_confirm": ("public", {"uidb64": lambda victim: "MQ", "token": lambda victim: "set-password"}),
+    "password_reset_complete": ("public", {}),
+    "oidc_authentication_init": ("public", {}),
+    "oidc_authentication_callback": ("public", {}),
+    "tenant_sign_in": ("page", {}),
     "usage:favicon": ("public", {}),
     "api_schema": ("public", {}),
     "api_docs": ("public", {}),
@@ -354,7 +364,7 @@ def expected(kind, identity, method, foreign_in_path, query):
 
 def route_kind(name, route):
     if name.startswith("admin:") or route.startswith("admin/"):
-        return "admin" if name not in ("admin:login", "admin:logout") else "public"
+        return "admin" if name not in ("admin:login", "admin:logout", "admin_login") else "public"
     return ROUTES[name][0]
 
 
