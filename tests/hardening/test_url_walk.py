@@ -37,7 +37,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from accounts import services
-from accounts.models import AccessToken, ApiKey, Membership, ServiceToken, Tenant, User
+from accounts.models import AccessToken, ApiKey, Membership, ServiceToken, Tenant, TwoFactorDevice, User
 from tests.usage.factories import make_calls, price
 from usage.models import AlertDelivery, Budget, BudgetAlert, CallRecord, Model
 from usage.rollups import recompute as rollups
@@ -155,6 +155,7 @@ def victim(tenant, owner, api_key, settings):
     AccessAttempt.objects.create(**login, get_data="", post_data="", failures_since_start=1)
     AccessFailureLog.objects.create(**login)
     AccessLog.objects.create(**login)
+    TwoFactorDevice.objects.create(user=owner, secret="JBSWY3DPEHPK3PXP", confirmed_at=dt.datetime.now(dt.UTC))
     return {
         "tenant": tenant,
         "owner": owner,
@@ -223,7 +224,10 @@ def victim_snapshot(victim):
         "budgets": sorted(Budget.objects.filter(tenant=tenant).values_list("pk", "name", "amount")),
         "members": sorted(Membership.objects.filter(tenant=tenant).values_list("user_id", "role")),
         "calls": sorted(CallRecord.objects.filter(tenant=tenant).values_list("request_id", "input_tokens")),
-        "tenant": Tenant.objects.filter(pk=tenant.pk).values_list("name", "slug", "timezone").get(),
+        "tenant": Tenant.objects.filter(pk=tenant.pk)
+        .values_list("name", "slug", "timezone", "require_two_factor", "sso_email_domain", "sso_default_role")
+        .get(),
+        "two_factor": sorted(TwoFactorDevice.objects.filter(user__memberships__tenant=tenant).values_list("user_id")),
     }
 
 
@@ -235,6 +239,8 @@ def admin_object(model, victim):
         return victim["owner"]
     if model is ServiceToken:
         return ServiceToken.objects.first()
+    if model is TwoFactorDevice:
+        return TwoFactorDevice.objects.filter(user=victim["owner"]).first()
     for field in ("tenant", "budget__tenant", "api_key__tenant"):
         if field.split("__")[0] in {f.name for f in model._meta.get_fields()}:
             return model._default_manager.filter(**{field: victim["tenant"]}).first()
