@@ -5,8 +5,8 @@ from django import forms
 from django.conf import settings
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AdminUserCreationForm, AuthenticationForm, PasswordResetForm, UserChangeForm
+from django.contrib.sites.shortcuts import get_current_site
 from django.core.cache import cache
-from django.template.loader import render_to_string
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
@@ -132,31 +132,27 @@ class TenantSignInForm(forms.ModelForm):
 
 
 class ThrottledPasswordResetForm(PasswordResetForm):
-    """Django's reset form; the mail leaves through a task and at most a few per address an hour.
+    """Django's reset form, whose lookup and e-mail happen on the worker, at most a few an hour.
 
-    The page answers the same whatever the address (known, unknown, or over the limit), so it
-    tells nobody who has an account; sending on the worker keeps the SMTP time out of the answer.
+    The request does the same work whatever the address (known, unknown, or over the limit):
+    count it, hand it to a task, answer with the same page. So neither the page nor its timing
+    tells who has an account, and the SMTP server's time stays out of the answer too.
     """
 
-    def save(self, *args, **kwargs):
-        if not password_reset_allowed(self.cleaned_data["email"]):
-            return None
-        return super().save(*args, **kwargs)
+    def save(self, domain_override=None, use_https=False, request=None, **kwargs):
+        email = self.cleaned_data["email"]
+        if not password_reset_allowed(email):
+            return
+        domain = domain_override or get_current_site(request).domain
+        message = {"email": email, "domain": domain, "use_https": use_https}
+        from .tasks import send_password_reset
 
-    def send_mail(
-        self, subject_template_name, email_template_name, context, from_email, to_email, html_email_template_name=None
-    ):
-        from .tasks import send_email
-
-        subject = "".join(render_to_string(subject_template_name, context).splitlines())
-        body = render_to_string(email_template_name, context)
-        message = {"subject": subject, "body": body, "from_email": from_email, "to": [to_email]}
         try:
-            send_email.delay(**message)
+            send_password_reset.delay(**message)
         except OperationalError:
             # The broker is down: the person asking still gets the mail, only more slowly.
             logger.warning("Broker unreachable; sending the password reset e-mail in the request")
-            send_email.run(**message)
+            send_password_reset.run(**message)
 
 
 def password_reset_allowed(email: str) -> bool:

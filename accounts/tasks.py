@@ -1,8 +1,10 @@
 from celery import shared_task
-from django.core.mail import send_mail
+from django.contrib.auth.forms import PasswordResetForm
 
 
 @shared_task(autoretry_for=(OSError,), retry_backoff=True, max_retries=5)
-def send_email(*, subject: str, body: str, from_email: str | None, to: list[str]) -> None:
-    """Send one plain-text e-mail through Django's mail backend."""
-    send_mail(subject, body, from_email, to)
+def send_password_reset(*, email: str, domain: str, use_https: bool) -> None:
+    """Django's reset e-mail to each active user with a usable password at ``email`` (none if unknown)."""
+    form = PasswordResetForm({"email": email})
+    if form.is_valid():
+        form.save(domain_override=domain, use_https=use_https)

@@ -92,3 +92,30 @@ def test_a_malformed_address_is_a_form_error(email, db):
     assert 'role="alert"' in response.content.decode()
     assert mail.outbox == []
     assert not User.objects.exists()
+
+
+@pytest.fixture
+def dead_broker(monkeypatch):
+    """Celery publishing to a Redis port where nothing listens (a broker that is down)."""
+    import socket
+
+    from usageproject.celery import app
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setattr(app.conf, "task_always_eager", False)
+    # Publishing connects to broker_write_url (which defaults to the configured broker's).
+    monkeypatch.setattr(app.conf, "broker_write_url", f"redis://127.0.0.1:{port}/0")
+    # Drop the pools bound to the configured broker; they are made again from broker_url.
+    monkeypatch.setattr(app, "_pool", None)
+    monkeypatch.setattr(app.amqp, "_producer_pool", None)
+    yield
+    app._pool = None
+    app.amqp._producer_pool = None
+
+
+def test_with_the_broker_down_the_mail_still_goes_and_the_page_is_the_same(owner, dead_broker):
+    response = _ask(owner.email)
+    assert response.redirect_chain == [(reverse("password_reset_done"), 302)]
+    assert [m.to for m in mail.outbox] == [[owner.email]]
