@@ -1,5 +1,6 @@
 """Signing in, in headless Chromium: password reset by e-mail, two-factor enrolment and login, single sign-on."""
 
+import os
 import re
 
 import pyotp
@@ -15,6 +16,7 @@ from .chromium import CHROMIUM_ARGS
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 PASSWORD = "pw-for-browser-tests-123"
+SCREENSHOTS = os.environ.get("SCREENSHOTS_DIR", "")
 NEW_PASSWORD = "a-new-browser-passphrase-77"
 
 
@@ -75,10 +77,19 @@ def test_password_reset_from_request_to_login(browser, live_server, owner):
 
 def test_two_factor_enrolment_then_login_with_a_code(browser, live_server, owner):
     page = _page(browser)
+    refused = []
+    page.on(
+        "console", lambda message: refused.append(message.text) if "Content Security Policy" in message.text else None
+    )
     _password_login(page, live_server, owner.email, PASSWORD)
     page.wait_for_url(re.compile(r"/t/acme/"))
-    page.goto(f"{live_server.url}/accounts/two-factor/")
+    page.get_by_role("link", name="Two-factor sign-in").click()
     assert page.locator("figure.qr svg").is_visible()
+    # The QR code is inline SVG: the page's Content-Security-Policy holds as it is.
+    assert page.locator("figure.qr svg").bounding_box()["width"] >= 150
+    if SCREENSHOTS:
+        page.screenshot(path=f"{SCREENSHOTS}/two-factor-setup.png", full_page=True)
+    assert refused == []
     secret = page.locator("#totp-secret").inner_text()
     page.get_by_label("Code", exact=True).fill(pyotp.TOTP(secret).now())
     page.get_by_role("button", name="Turn on two-factor sign-in").click()
