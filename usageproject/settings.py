@@ -154,6 +154,8 @@ AXES_USERNAME_FORM_FIELD = "username"
 # (LOGIN_CLIENT_IP_HEADER, e.g. X-Real-IP), never a header a client could choose.
 LOGIN_CLIENT_IP_HEADER = os.environ.get("LOGIN_CLIENT_IP_HEADER", "")
 AXES_CLIENT_IP_CALLABLE = "accounts.throttling.client_ip"
+# Single sign-on callbacks are no password guesses: not counted (accounts.throttling.not_a_guess).
+AXES_WHITELIST_CALLABLE = "accounts.throttling.not_a_guess"
 
 # --- Accounts and sign-in (README "Accounts and sign-in") -------------------------------
 # A reset link works once and for PASSWORD_RESET_TIMEOUT seconds (default one hour).

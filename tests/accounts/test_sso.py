@@ -147,3 +147,11 @@ def test_an_enrolled_user_still_types_the_code(sso, owner):
 def test_single_sign_on_is_404_while_not_configured(db):
     assert Client().get(reverse("oidc_authentication_init")).status_code == 404
     assert Client().get(reverse("oidc_authentication_callback") + "?code=x&state=y").status_code == 404
+
+
+def test_failed_sign_ins_of_strangers_never_lock_single_sign_on_for_their_address(sso, owner, settings):
+    for _ in range(settings.AXES_FAILURE_LIMIT + 1):
+        assert sign_in(Client(), "newbie@elsewhere.test").url == reverse("login")
+    client = Client()
+    response = sign_in(client, "owner@acme.test")
+    assert response.status_code == 302 and client.session["_auth_user_id"] == str(owner.pk)
