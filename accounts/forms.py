@@ -121,6 +121,17 @@ class TenantSignInForm(forms.ModelForm):
             "sso_default_role": "Role of new single sign-on members",
         }
 
+    def __init__(self, *args, owner_enrolled: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.owner_enrolled = owner_enrolled
+
+    def clean_require_two_factor(self):
+        required = self.cleaned_data["require_two_factor"]
+        # Otherwise the owner's next click would land on enrolment instead of this page.
+        if required and not self.instance.require_two_factor and not self.owner_enrolled:
+            raise forms.ValidationError("Set up two-factor sign-in for yourself first.")
+        return required
+
     def clean_sso_email_domain(self):
         domain = self.cleaned_data["sso_email_domain"].strip().lower().lstrip("@")
         if domain and ("." not in domain or "@" in domain or any(c.isspace() for c in domain)):

@@ -177,7 +177,9 @@ def tenant_sign_in_settings(request: HttpRequest, slug: str) -> HttpResponse:
     tenant = tenant_for_request(request, slug)
     if request.membership.role != Membership.Role.OWNER:  # type: ignore[attr-defined]
         raise PermissionDenied("Only an owner changes how members sign in")
-    form = TenantSignInForm(request.POST if request.method == "POST" else None, instance=tenant)
+    data = request.POST if request.method == "POST" else None
+    enrolled = twofactor.is_enrolled(request.user)  # type: ignore[arg-type]
+    form = TenantSignInForm(data, instance=tenant, owner_enrolled=enrolled)
     if request.method == "POST" and form.is_valid():
         form.save()
         messages.success(request, "Sign-in settings saved.")

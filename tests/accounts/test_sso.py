@@ -155,3 +155,12 @@ def test_failed_sign_ins_of_strangers_never_lock_single_sign_on_for_their_addres
     client = Client()
     response = sign_in(client, "owner@acme.test")
     assert response.status_code == 302 and client.session["_auth_user_id"] == str(owner.pk)
+
+
+def test_a_new_member_of_a_tenant_that_requires_two_factor_enrols_first(sso, tenant):
+    tenant.sso_email_domain, tenant.require_two_factor = "acme.test", True
+    tenant.save()
+    client = Client()
+    sign_in(client, "new@acme.test")
+    page = client.get(reverse("usage:dashboard", kwargs={"slug": "acme"}))
+    assert page.status_code == 302 and page.url.startswith(reverse("two_factor_setup"))

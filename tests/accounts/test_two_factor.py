@@ -156,6 +156,7 @@ def test_new_recovery_codes_replace_the_old_ones(owner):
 
 class TestTheOwnersRule:
     def _require(self, owner_client):
+        _enrol(User.objects.get(email="owner@acme.test"))
         url = reverse("tenant_sign_in", kwargs={"slug": "acme"})
         data = {"require_two_factor": "on", "sso_email_domain": "", "sso_default_role": "viewer"}
         assert owner_client.post(url, data).status_code == 302
@@ -183,3 +184,28 @@ class TestTheOwnersRule:
         assert client.post(url, {"require_two_factor": "on", "sso_default_role": "viewer"}).status_code == status
         tenant.refresh_from_db()
         assert tenant.require_two_factor is False
+
+
+def test_an_owner_without_two_factor_cannot_require_it_yet(owner_client, tenant):
+    url = reverse("tenant_sign_in", kwargs={"slug": "acme"})
+    response = owner_client.post(url, {"require_two_factor": "on", "sso_default_role": "viewer"})
+    assert response.status_code == 400 and "Set up two-factor sign-in for yourself first" in response.content.decode()
+    tenant.refresh_from_db()
+    assert tenant.require_two_factor is False
+
+
+def test_the_owner_sets_the_single_sign_on_domain_and_role(owner_client, tenant, other_tenant):
+    url = reverse("tenant_sign_in", kwargs={"slug": "acme"})
+    data = {"sso_email_domain": "@ACME.test ", "sso_default_role": "admin"}
+    assert owner_client.post(url, data).status_code == 302
+    tenant.refresh_from_db()
+    assert (tenant.sso_email_domain, tenant.sso_default_role) == ("acme.test", "admin")
+    # One tenant per domain; and never "owner" for people the owner has not seen.
+    other_tenant.sso_email_domain = "globex.test"
+    other_tenant.save()
+    taken = owner_client.post(url, {"sso_email_domain": "globex.test", "sso_default_role": "viewer"})
+    assert taken.status_code == 400 and "Another tenant already uses this domain" in taken.content.decode()
+    owner_role = owner_client.post(url, {"sso_email_domain": "acme.test", "sso_default_role": "owner"})
+    assert owner_role.status_code == 400
+    tenant.refresh_from_db()
+    assert (tenant.sso_email_domain, tenant.sso_default_role) == ("acme.test", "admin")
