@@ -114,6 +114,8 @@ def test_single_sign_on_through_the_provider(browser, live_server, owner, settin
             setattr(settings, name, value)
         page = _page(browser)
         page.goto(f"{live_server.url}/accounts/login/")
+        if SCREENSHOTS:
+            page.screenshot(path=f"{SCREENSHOTS}/login-with-sso.png")
         page.get_by_role("link", name="Sign in with single sign-on").click()
         page.wait_for_url(re.compile(re.escape(provider.url) + r"/login/"))
         page.get_by_label("Provider username").fill("owner-at-idp")
