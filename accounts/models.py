@@ -220,8 +220,9 @@ class TwoFactorDevice(models.Model):
     """A user's TOTP authenticator (RFC 6238). Unconfirmed until a code from it was typed once."""
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="two_factor")
-    # The shared secret has to be readable to compute codes: it cannot be hashed like a password.
-    secret = models.CharField(max_length=64)
+    # The shared secret has to be readable to compute codes, so it cannot be hashed like a
+    # password: it is stored encrypted with a key derived from SECRET_HASH_KEY.
+    secret_sealed = models.CharField(max_length=255)
     created_at = models.DateTimeField(default=djtz.now)
     confirmed_at = models.DateTimeField(null=True, blank=True)
     # The time step of the last accepted code: a code is accepted once, never replayed.
@@ -229,6 +230,15 @@ class TwoFactorDevice(models.Model):
 
     def __str__(self):
         return f"two-factor of {self.user}"
+
+    @property
+    def secret(self) -> str:
+        """The base32 TOTP seed."""
+        return secrets.unseal(self.secret_sealed)
+
+    @secret.setter
+    def secret(self, value: str) -> None:
+        self.secret_sealed = secrets.seal(value)
 
     @property
     def confirmed(self) -> bool:

@@ -25,7 +25,7 @@ class Migration(migrations.Migration):
             name='TwoFactorDevice',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('secret', models.CharField(max_length=64)),
+                ('secret_sealed', models.CharField(max_length=255)),
                 ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
                 ('confirmed_at', models.DateTimeField(blank=True, null=True)),
                 ('last_used_step', models.BigIntegerField(blank=True, null=True)),

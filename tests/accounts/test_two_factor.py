@@ -209,3 +209,13 @@ def test_the_owner_sets_the_single_sign_on_domain_and_role(owner_client, tenant,
     assert owner_role.status_code == 400
     tenant.refresh_from_db()
     assert (tenant.sso_email_domain, tenant.sso_default_role) == ("acme.test", "admin")
+
+
+def test_the_totp_secret_is_stored_encrypted(owner_client, owner):
+    from accounts.models import TwoFactorDevice
+
+    owner_client.get(reverse("two_factor_setup"))
+    stored = TwoFactorDevice.objects.filter(user=owner).values_list("secret_sealed", flat=True).get()
+    secret = twofactor.device_for(owner).secret
+    assert len(secret) == 32 and secret not in stored
+    assert pyotp.TOTP(secret).now()  # a usable base32 seed once unsealed
