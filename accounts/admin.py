@@ -4,9 +4,9 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 
-from . import services
+from . import services, twofactor
 from .forms import UserAddForm, UserEditForm
-from .models import AccessToken, ApiKey, Membership, ServiceToken, Tenant, User
+from .models import AccessToken, ApiKey, Membership, ServiceToken, Tenant, TwoFactorDevice, User
 
 
 class MembershipInline(admin.TabularInline):
@@ -139,3 +139,27 @@ class AccessTokenAdmin(ApiKeyAdmin):
 @admin.register(ServiceToken)
 class ServiceTokenAdmin(CredentialAdmin):
     list_filter = ["revoked_at"]
+
+
+@admin.register(TwoFactorDevice)
+class TwoFactorDeviceAdmin(admin.ModelAdmin):
+    """Only to remove a lost authenticator: the person then enrols again. The secret never shows."""
+
+    list_display = ["user", "created_at", "confirmed_at"]
+    search_fields = ["user__email"]
+    list_select_related = ["user"]
+    fields = ["user", "created_at", "confirmed_at"]
+    readonly_fields = ["user", "created_at", "confirmed_at"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def delete_model(self, request, obj):
+        twofactor.disable(obj.user)
+
+    def delete_queryset(self, request, queryset):
+        for device in queryset.select_related("user"):
+            twofactor.disable(device.user)

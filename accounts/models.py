@@ -61,9 +61,33 @@ class Tenant(models.Model):
         help_text="IANA time zone; the tenant's days and hours are local to it.",
     )
     created_at = models.DateTimeField(default=djtz.now)
+    # Set by the tenant's owner (README "Accounts and sign-in").
+    require_two_factor = models.BooleanField(
+        default=False, help_text="Members must set up two-factor sign-in before they see any page of this tenant."
+    )
+    sso_email_domain = models.CharField(
+        max_length=253,
+        blank=True,
+        default="",
+        help_text="A new single sign-on user whose verified e-mail is at this domain joins this tenant.",
+    )
+    sso_default_role = models.CharField(
+        max_length=16,
+        choices=[("admin", "Admin"), ("viewer", "Viewer")],
+        default="viewer",
+        help_text="The role such a new member gets.",
+    )
 
     class Meta:
         ordering = ["name"]
+        constraints = [
+            # One tenant per domain: an SSO user's tenant must never be ambiguous.
+            models.UniqueConstraint(
+                fields=["sso_email_domain"],
+                condition=~models.Q(sso_email_domain=""),
+                name="tenant_unique_sso_email_domain",
+            )
+        ]
 
     def __str__(self):
         return self.name
@@ -190,3 +214,47 @@ class AccessToken(Credential):
 
     class Meta:
         ordering = ["tenant", "name"]
+
+
+class TwoFactorDevice(models.Model):
+    """A user's TOTP authenticator (RFC 6238). Unconfirmed until a code from it was typed once."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="two_factor")
+    # The shared secret has to be readable to compute codes, so it cannot be hashed like a
+    # password: it is stored encrypted with a key derived from SECRET_HASH_KEY.
+    secret_sealed = models.CharField(max_length=255)
+    created_at = models.DateTimeField(default=djtz.now)
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    # The time step of the last accepted code: a code is accepted once, never replayed.
+    last_used_step = models.BigIntegerField(null=True, blank=True)
+
+    def __str__(self):
+        return f"two-factor of {self.user}"
+
+    @property
+    def secret(self) -> str:
+        """The base32 TOTP seed."""
+        return secrets.unseal(self.secret_sealed)
+
+    @secret.setter
+    def secret(self, value: str) -> None:
+        self.secret_sealed = secrets.seal(value)
+
+    @property
+    def confirmed(self) -> bool:
+        return self.confirmed_at is not None
+
+
+class RecoveryCode(models.Model):
+    """A one-time code for a user who lost the authenticator; stored only as a keyed hash."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="recovery_codes")
+    code_hash = models.CharField(max_length=64)
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        # Serves the lookup of a typed code: (user, hash) of an unused one.
+        indexes = [models.Index(fields=["user", "code_hash"], name="recovery_user_hash")]
+
+    def __str__(self):
+        return f"recovery code of {self.user}"

@@ -18,3 +18,13 @@ def client_ip(request):
             return value
     # Without the header the request did not come through the proxy: its own address counts.
     return request.META.get("REMOTE_ADDR")
+
+
+def not_a_guess(request, credentials=None) -> bool:
+    """True for a single sign-on callback, which django-axes then neither counts nor refuses.
+
+    Its credentials are a nonce and a PKCE verifier bound to this session, not something to guess;
+    counted, its failures would pile up under "no username" and lock single sign-on for everyone
+    behind one address. The signed-in person's own lockout is checked by the callback.
+    """
+    return credentials is not None and "nonce" in credentials and "username" not in credentials

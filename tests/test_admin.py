@@ -14,7 +14,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from accounts import services
-from accounts.models import ApiKey
+from accounts.models import ApiKey, RecoveryCode, TwoFactorDevice
 from usage import admin as usage_admin
 from usage.models import (
     AlertDelivery,
@@ -89,6 +89,7 @@ def data(tenant, owner, api_key, llm):
     AccessAttempt.objects.create(**login, get_data="", post_data="", failures_since_start=3)
     AccessFailureLog.objects.create(**login)
     AccessLog.objects.create(**login)
+    TwoFactorDevice.objects.create(user=owner, secret="JBSWY3DPEHPK3PXP", confirmed_at=AT)
 
 
 def test_every_registered_model_has_data(data):
@@ -254,3 +255,16 @@ def test_capped_count_reads_as_a_lower_bound(superuser_client, data, monkeypatch
     monkeypatch.setattr(usage_admin.CappedCountPaginator, "CAP", 10_000)
     page = superuser_client.get(_admin_url(CallRecord, "changelist")).content.decode()
     assert "+ call records" not in page
+
+
+def test_deleting_a_two_factor_device_removes_the_recovery_codes_and_shows_no_secret(admin_client, owner):
+    from accounts import twofactor
+
+    device = twofactor.enrolment_start(owner)
+    twofactor.recovery_codes_renew(owner)
+    url = reverse("admin:accounts_twofactordevice_change", args=[device.pk])
+    assert device.secret not in admin_client.get(url).content.decode()
+    delete = reverse("admin:accounts_twofactordevice_delete", args=[device.pk])
+    assert admin_client.post(delete, {"post": "yes"}).status_code == 302
+    assert not TwoFactorDevice.objects.filter(user=owner).exists()
+    assert not RecoveryCode.objects.filter(user=owner).exists()

@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from accounts.signin import AdminLoginView
 from usage.dashboard import urls as dashboard_urls
 from usageproject import monitoring
 
@@ -8,6 +9,8 @@ urlpatterns = [
     path("healthz", monitoring.healthz, name="healthz"),
     path("readyz", monitoring.readyz, name="readyz"),
     path("metrics", monitoring.metrics, name="metrics"),
+    # Ahead of the admin's own login: the same second factor and lockout as the product's.
+    path("admin/login/", AdminLoginView.as_view(), name="admin_login"),
     path("admin/", admin.site.urls),
     path("", include("accounts.urls")),
     path("", include("usage.dashboard.urls")),

@@ -37,7 +37,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from accounts import services
-from accounts.models import AccessToken, ApiKey, Membership, ServiceToken, Tenant, User
+from accounts.models import AccessToken, ApiKey, Membership, ServiceToken, Tenant, TwoFactorDevice, User
 from tests.usage.factories import make_calls, price
 from usage.models import AlertDelivery, Budget, BudgetAlert, CallRecord, Model, ModelAlias
 from usage.rollups import recompute as rollups
@@ -56,6 +56,16 @@ ROUTES = {
     "home": ("public", {}),
     "login": ("public", {}),
     "logout": ("public", {}),
+    "two_factor_verify": ("public", {}),
+    "two_factor_setup": ("public", {}),
+    "recovery_codes_renew": ("public", {}),
+    "password_reset": ("public", {}),
+    "password_reset_done": ("public", {}),
+    "password_reset_confirm": ("public", {"uidb64": lambda victim: "MQ", "token": lambda victim: "set-password"}),
+    "password_reset_complete": ("public", {}),
+    "oidc_authentication_init": ("public", {}),
+    "oidc_authentication_callback": ("public", {}),
+    "tenant_sign_in": ("page", {}),
     "usage:favicon": ("public", {}),
     "api_schema": ("public", {}),
     "api_docs": ("public", {}),
@@ -149,6 +159,7 @@ def victim(tenant, owner, api_key, settings):
     AccessAttempt.objects.create(**login, get_data="", post_data="", failures_since_start=1)
     AccessFailureLog.objects.create(**login)
     AccessLog.objects.create(**login)
+    TwoFactorDevice.objects.create(user=owner, secret="JBSWY3DPEHPK3PXP", confirmed_at=dt.datetime.now(dt.UTC))
     return {
         "tenant": tenant,
         "owner": owner,
@@ -217,7 +228,10 @@ def victim_snapshot(victim):
         "budgets": sorted(Budget.objects.filter(tenant=tenant).values_list("pk", "name", "amount")),
         "members": sorted(Membership.objects.filter(tenant=tenant).values_list("user_id", "role")),
         "calls": sorted(CallRecord.objects.filter(tenant=tenant).values_list("request_id", "input_tokens")),
-        "tenant": Tenant.objects.filter(pk=tenant.pk).values_list("name", "slug", "timezone").get(),
+        "tenant": Tenant.objects.filter(pk=tenant.pk)
+        .values_list("name", "slug", "timezone", "require_two_factor", "sso_email_domain", "sso_default_role")
+        .get(),
+        "two_factor": sorted(TwoFactorDevice.objects.filter(user__memberships__tenant=tenant).values_list("user_id")),
     }
 
 
@@ -229,6 +243,8 @@ def admin_object(model, victim):
         return victim["owner"]
     if model is ServiceToken:
         return ServiceToken.objects.first()
+    if model is TwoFactorDevice:
+        return TwoFactorDevice.objects.filter(user=victim["owner"]).first()
     for field in ("tenant", "budget__tenant", "api_key__tenant"):
         if field.split("__")[0] in {f.name for f in model._meta.get_fields()}:
             return model._default_manager.filter(**{field: victim["tenant"]}).first()
@@ -358,7 +374,7 @@ def expected(kind, identity, method, foreign_in_path, query):
 
 def route_kind(name, route):
     if name.startswith("admin:") or route.startswith("admin/"):
-        return "admin" if name not in ("admin:login", "admin:logout") else "public"
+        return "admin" if name not in ("admin:login", "admin:logout", "admin_login") else "public"
     return ROUTES[name][0]
 
 
