@@ -17,7 +17,7 @@ from django.core.management import CommandError, call_command
 
 from accounts import services as accounts
 from usage.ingestion import services
-from usage.models import CallRecord, Model
+from usage.models import Model
 from usage.reporting import focus
 from usage.reporting.periods import Period
 from usage.reporting.query import UsageQuery
@@ -206,3 +206,12 @@ def test_demo_export_passes_focus_validator(db, tmp_path):
     assert len(path.read_text().splitlines()) > 10
     errors, output = validate(path)
     assert errors == 0, output[-6000:]
+
+
+def test_validator_reports_an_export_missing_a_mandatory_column(tmp_path):
+    """The check above can fail: the same run on a file without BilledCost counts errors."""
+    header = [column for column in focus.COLUMNS if column != "BilledCost"]
+    path = tmp_path / "broken.csv"
+    path.write_text(",".join(header) + "\n")
+    errors, _output = validate(path)
+    assert errors > 0

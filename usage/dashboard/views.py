@@ -26,8 +26,8 @@ from usage.ledger.retention import detail_available_from
 from usage.localtime import tenant_today
 from usage.models import CallRecord
 from usage.reporting.export import export_response
-from usage.reporting.focus import focus_response
 from usage.reporting.filters import CUSTOM, UsageFilterSet
+from usage.reporting.focus import focus_response
 from usage.reporting.periods import DEFAULT_PRESET, PRESETS
 from usage.reporting.query import InvalidQuery, UsageQuery
 from usageproject.problems import problem_response

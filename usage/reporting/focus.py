@@ -25,7 +25,7 @@ from django.conf import settings
 from django.http import StreamingHttpResponse
 
 from usage import localtime
-from usage.reporting.costs import DEFAULT_CURRENCY, CostEngine, CostedRow, PriceBook, price_text, prices_in_force
+from usage.reporting.costs import DEFAULT_CURRENCY, CostedRow, CostEngine, PriceBook, price_text, prices_in_force
 from usage.reporting.export import _Echo, _text
 from usage.reporting.selectors import Totals, usage_rows
 
@@ -52,6 +52,7 @@ COLUMNS = [
     "ContractedCost",
     "ContractedUnitPrice",
     "EffectiveCost",
+    "InvoiceId",
     "InvoiceIssuerName",
     "ListCost",
     "ListUnitPrice",
@@ -205,6 +206,7 @@ def focus_rows(ctx: FocusContext, row: CostedRow) -> Iterator[list[object]]:
             cost,
             unit,
             cost,
+            f"{ctx.tenant.slug}-{row.day:%Y-%m}",  # the tenant's monthly statement (the billing period)
             ctx.provider,
             list_cost if list_cost is not None else cost,
             list_unit,
