@@ -6,6 +6,7 @@ pyarrow 26 with numpy 2). The venv is made on first use with the first Python 3.
 requirements-focus.txt changes.
 """
 
+import fcntl
 import glob
 import hashlib
 import json
@@ -38,6 +39,13 @@ def _python() -> str | None:
 
 
 def validator_venv() -> Path:
+    """.venv-focus, made or remade first when needed (one process at a time: parallel test runs)."""
+    with open(ROOT / ".venv-focus.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _made_venv()
+
+
+def _made_venv() -> Path:
     stamp = VENV / ".installed"
     digest = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()
     if stamp.exists() and stamp.read_text() == digest:
