@@ -29,10 +29,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from botocore.exceptions import ClientError
 from django.conf import settings
-from django.db.models import Count, Sum
+from django.db.models import Count, QuerySet, Sum
 
 from usage import localtime
 from usage.models import CallRecord, DirtyDay, UsageDaily
+from usage.reporting.periods import Period
+from usage.reporting.query import UsageQuery
 
 if TYPE_CHECKING:
     from accounts.models import Tenant
@@ -93,9 +95,13 @@ class Partition:
     def manifest_key(self, prefix: str) -> str:
         return f"{_join(prefix, '_manifests')}/tenant={self.tenant.slug}/day={self.day}.json"
 
-    def calls(self) -> Any:
-        start, end = localtime.day_span(self.tenant, self.day, self.day)
-        return CallRecord.objects.filter(tenant=self.tenant, occurred_at__gte=start, occurred_at__lt=end)
+    @property
+    def query(self) -> UsageQuery:
+        """The tenant's question about this one local day: its scope is the query layer's."""
+        return UsageQuery(self.tenant, Period(self.day, self.day))
+
+    def calls(self) -> QuerySet[CallRecord]:
+        return self.query.calls()
 
     def source(self) -> dict[str, int]:
         """The day's ledger in four numbers: what the manifest must still match to be skipped."""
@@ -140,7 +146,7 @@ def _call_batches(partition: Partition) -> Iterator[pa.RecordBatch]:
 
 def _daily_batches(partition: Partition) -> Iterator[pa.RecordBatch]:
     rows = (
-        UsageDaily.objects.filter(tenant=partition.tenant, day=partition.day)
+        partition.query.rollups(UsageDaily)
         .order_by("api_key__public_id", "model__name")
         .values_list(
             "api_key__public_id",
