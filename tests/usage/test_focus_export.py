@@ -215,3 +215,31 @@ def test_validator_reports_an_export_missing_a_mandatory_column(tmp_path):
     path.write_text(",".join(header) + "\n")
     errors, _output = validate(path)
     assert errors > 0
+
+
+def test_contract_price_is_billed_and_the_platform_price_is_the_list(db):
+    tenant = accounts.tenant_create(slug="solo", name="Solo", timezone_name="UTC")
+    other = accounts.tenant_create(slug="other", name="Other", timezone_name="UTC")
+    model = Model.objects.create(name="public/m")
+    price(model, dt.date(2026, 1, 1), "2", "4")
+    contract = price(model, dt.date(2026, 1, 1), "1", "3", tenant=tenant)
+    calls = []
+    for each in (tenant, other):
+        key, _ = accounts.api_key_create(tenant=each, name="prod")
+        call = {"request_id": f"{each.slug}-a", "api_key": key.public_id, "model": model.name}
+        calls.append(call | {"occurred_at": "2026-11-20T10:00:00Z", "input_tokens": 2000, "output_tokens": 1000})
+    services.call_records_ingest(items=calls, now=NOW)
+    day = Period(dt.date(2026, 11, 20), dt.date(2026, 11, 20))
+    rows = _rows("".join(focus.csv_lines([UsageQuery(tenant, day)])))
+    assert [
+        (r["x_TokenClass"], Decimal(r["BilledCost"]), Decimal(r["ListCost"]), r["ListUnitPrice"], r["SkuPriceId"])
+        for r in rows
+    ] == [
+        ("input", Decimal(2), Decimal(4), "2", f"{contract.pk}:input"),
+        ("output", Decimal(3), Decimal(4), "4", f"{contract.pk}:output"),
+    ]
+    others = _rows("".join(focus.csv_lines([UsageQuery(other, day)])))
+    assert [(r["BillingAccountId"], Decimal(r["BilledCost"]), Decimal(r["ListCost"])) for r in others] == [
+        ("other", Decimal(4), Decimal(4)),
+        ("other", Decimal(4), Decimal(4)),
+    ]
