@@ -2,6 +2,7 @@
 enqueue of a recompute when days are marked dirty (``recompute.days_marked_dirty``)."""
 
 import logging
+from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
@@ -11,6 +12,7 @@ from django.dispatch import receiver
 from django.utils import timezone
 
 from accounts.models import Tenant
+from usage import localtime
 from usage.ledger import partitions, retention
 from usage.models import DirtyDay
 from usage.outages import log_outage, task_publish
@@ -85,6 +87,26 @@ def purge_calls():
     if summary.calls or summary.partitions:
         logger.info("Purged %d calls before %s", summary.calls, summary.before.date())
     return summary.calls
+
+
+@shared_task(**DURABLE)
+def warehouse_export():
+    """Beat (when WAREHOUSE_BUCKET is set): the last WAREHOUSE_DAYS_BACK closed days of every
+    tenant to the warehouse; complete partitions are skipped, so a retry only redoes the rest."""
+    from usage import warehouse
+
+    if not settings.WAREHOUSE_BUCKET:
+        return (0, 0)
+    written, skipped = 0, 0
+    for tenant in Tenant.objects.order_by("slug"):
+        today = localtime.tenant_today(tenant)
+        start = today - timedelta(days=settings.WAREHOUSE_DAYS_BACK)
+        result = warehouse.warehouse_export(
+            tenants=[tenant], bucket=settings.WAREHOUSE_BUCKET, prefix=settings.WAREHOUSE_PREFIX, start=start
+        )
+        written, skipped = written + result[0], skipped + result[1]
+    logger.info("Warehouse export: %d partitions written, %d already complete", written, skipped)
+    return (written, skipped)
 
 
 DEBOUNCE_SECONDS = 2

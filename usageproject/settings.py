@@ -362,6 +362,25 @@ EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
 EMAIL_PORT = env_int("EMAIL_PORT", 25)
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "usage-statistics@localhost")
 
+# --- Exports (README "Exports") --------------------------------------------------------
+# FOCUS: who provides, publishes and invoices the service, and its name, in every row.
+FOCUS_PROVIDER_NAME = os.environ.get("FOCUS_PROVIDER_NAME", "LLM API Platform")
+FOCUS_SERVICE_NAME = os.environ.get("FOCUS_SERVICE_NAME", "LLM API")
+# Warehouse export to S3-compatible storage; the beat task runs only with a bucket set.
+WAREHOUSE_S3_ENDPOINT_URL = os.environ.get("WAREHOUSE_S3_ENDPOINT_URL", "") or None
+WAREHOUSE_S3_REGION = os.environ.get("WAREHOUSE_S3_REGION", "us-east-1")
+WAREHOUSE_S3_ACCESS_KEY_ID = os.environ.get("WAREHOUSE_S3_ACCESS_KEY_ID", "") or None
+WAREHOUSE_S3_SECRET_ACCESS_KEY = os.environ.get("WAREHOUSE_S3_SECRET_ACCESS_KEY", "") or None
+WAREHOUSE_BUCKET = os.environ.get("WAREHOUSE_BUCKET", "")
+WAREHOUSE_PREFIX = os.environ.get("WAREHOUSE_PREFIX", "usage")
+# Closed days the beat exports (re)checks each run: complete partitions are skipped.
+WAREHOUSE_DAYS_BACK = env_int("WAREHOUSE_DAYS_BACK", 3)
+if WAREHOUSE_BUCKET:
+    CELERY_BEAT_SCHEDULE["warehouse-export"] = {
+        "task": "usage.tasks.warehouse_export",
+        "schedule": env_int("WAREHOUSE_EXPORT_SECONDS", 3600),
+    }
+
 # --- Security -------------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"

@@ -9,6 +9,7 @@ urlpatterns = [
     path("usage/timeseries", views.TimeseriesView.as_view(), name="api_usage_timeseries"),
     path("usage/breakdown", views.BreakdownView.as_view(), name="api_usage_breakdown"),
     path("usage/export.csv", views.ExportView.as_view(), name="api_usage_export"),
+    path("exports/focus", views.FocusExportView.as_view(), name="api_exports_focus"),
     path("api-keys", views.ApiKeyListView.as_view(), name="api_api_keys"),
     path("models", views.ModelListView.as_view(), name="api_models"),
     path("calls", views.CallListView.as_view(), name="api_calls"),

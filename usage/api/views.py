@@ -22,6 +22,7 @@ from usage.ledger.retention import detail_available_from
 from usage.models import Model
 from usage.reporting.costs import DEFAULT_CURRENCY, CostSummary
 from usage.reporting.export import export_response
+from usage.reporting.focus import focus_response
 from usage.reporting.query import InvalidQuery
 from usage.reporting.selectors import Totals, breakdown_rows, tenant_models
 
@@ -171,6 +172,21 @@ class ExportView(TenantAPIView):
 
     def get(self, request):
         return export_response(query=self.query(request))
+
+
+@extend_schema(
+    tags=["usage"],
+    parameters=[CommonParams],
+    responses={(200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="The FOCUS 1.2 CSV file."), **ERRORS},
+    description="Cost and usage in FOCUS 1.2 (FinOps Open Cost and Usage Specification), CSV: one row per local "
+    "day x API key x model x token class (input, cached_input, output) with BilledCost, EffectiveCost, ListCost, "
+    "ContractedCost (exact decimals, no rounding: their sums equal the summary's cost), ChargePeriodStart/End, "
+    "BillingPeriodStart/End, ResourceId (the key), SkuId/SkuPriceId, ConsumedQuantity (tokens), PricingQuantity "
+    "(thousands of tokens) and the other mandatory columns. UTF-8, a header row, streamed.",
+)
+class FocusExportView(ExportView):
+    def get(self, request):
+        return focus_response(self.query(request))
 
 
 @extend_schema(

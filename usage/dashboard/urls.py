@@ -38,5 +38,6 @@ urlpatterns = [
 # Outside the "usage" namespace, as they were first published: ``usage_export`` and ``reports:*``.
 root_patterns: list[URLPattern | URLResolver] = [
     path("t/<slug:slug>/usage/export.csv", views.tenant_export, name="usage_export"),
+    path("t/<slug:slug>/usage/export-focus.csv", views.tenant_focus_export, name="usage_export_focus"),
     path("", include((report_patterns, "reports"))),
 ]

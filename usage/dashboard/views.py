@@ -27,6 +27,7 @@ from usage.localtime import tenant_today
 from usage.models import CallRecord
 from usage.reporting.export import export_response
 from usage.reporting.filters import CUSTOM, UsageFilterSet
+from usage.reporting.focus import focus_response
 from usage.reporting.periods import DEFAULT_PRESET, PRESETS
 from usage.reporting.query import InvalidQuery, UsageQuery
 from usageproject.problems import problem_response
@@ -189,10 +190,7 @@ class DashboardDataView(TrendChartView):
         return {**json_data(self.panel["data"]), "html": self.panel["html"]}
 
 
-@login_required
-@require_safe
-def tenant_export(request, slug):
-    """The page's Export button: exactly the filters in the page's URL."""
+def _export(request, slug, respond):
     tenant = tenant_for_request(request, slug)
     try:
         query = UsageQuery.from_params(tenant, request.GET)
@@ -200,4 +198,18 @@ def tenant_export(request, slug):
         items = [{"field": name, "detail": " ".join(messages)} for name, messages in invalid.errors.items()]
         detail = "; ".join(f"{item['field']}: {item['detail']}" for item in items)
         return problem_response(400, "Invalid request", detail, errors=items)
-    return export_response(query=query)
+    return respond(query)
+
+
+@login_required
+@require_safe
+def tenant_export(request, slug):
+    """The page's Export button: exactly the filters in the page's URL."""
+    return _export(request, slug, lambda query: export_response(query=query))
+
+
+@login_required
+@require_safe
+def tenant_focus_export(request, slug):
+    """The page's "FOCUS cost export" link: the same filters, as FOCUS 1.2 rows."""
+    return _export(request, slug, focus_response)
