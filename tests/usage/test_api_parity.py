@@ -25,7 +25,6 @@ from usage.api.scope import filters_or_errors
 from usage.models import CallRecord, Model
 from usage.reporting.costs import usage_cost
 from usage.reporting.periods import PRESETS
-from usage.rollups import recompute as rollups
 
 from .api_helpers import csv_body, token_client
 from .factories import make_calls, price
@@ -49,23 +48,25 @@ def _totals(items):
     return totals
 
 
-def _random_calls(rng, tenant, keys, models, today, count):
+def _random_calls(rng, tenant, keys, models, today, count, dirty=False):
     specs = []
     for _ in range(count):
         instant = dt.datetime.combine(today - dt.timedelta(days=rng.randint(0, 45)), dt.time(), tzinfo=tenant.tz)
         instant += dt.timedelta(minutes=rng.randint(0, 24 * 60 - 1))
+        inp, out = rng.randint(0, 5000), rng.randint(0, 2000)
         specs.append(
             {
                 "api_key": rng.choice(keys),
                 "model": rng.choice(models),
                 "occurred_at": instant.astimezone(dt.UTC),
-                "input_tokens": rng.randint(0, 5000),
-                "output_tokens": rng.randint(0, 2000),
-                "cached_input_tokens": rng.choice([None, rng.randint(0, 100)]),
-                "reasoning_tokens": rng.choice([None, None, rng.randint(0, 300)]),
+                "input_tokens": inp,
+                "output_tokens": out,
+                # Within the input and output: ingestion refuses more (they are counted inside them).
+                "cached_input_tokens": rng.choice([None, rng.randint(0, min(100, inp))]),
+                "reasoning_tokens": rng.choice([None, None, rng.randint(0, min(300, out))]),
             }
         )
-    make_calls(tenant, specs)
+    make_calls(tenant, specs, dirty=dirty)
 
 
 @pytest.fixture
@@ -75,12 +76,11 @@ def world(tenant, owner):
     tenant.save()
     rng = random.Random(SEED)
     keys = [services.api_key_create(tenant=tenant, name=f"key-{n}")[0] for n in range(3)]
-    services.credential_revoke(keys[2])  # a revoked key keeps its usage
     models = [Model.objects.create(name=f"public/model-{n}") for n in range(3)]
     today = timezone.now().astimezone(tenant.tz).date()
-    _random_calls(rng, tenant, keys, models, today, 250)
-    rollups.usage_rollup_dirty(tenant=tenant)  # these days read from the rollups ...
-    _random_calls(rng, tenant, keys, models, today, 80)  # ... and these days from the ledger
+    _random_calls(rng, tenant, keys, models, today, 250)  # these days read from the rollups ...
+    _random_calls(rng, tenant, keys, models, today, 80, dirty=True)  # ... and these days from the ledger
+    services.credential_revoke(keys[2])  # a revoked key keeps its usage
     return rng, keys, models, today
 
 

@@ -48,17 +48,19 @@ def priced_usage(tenant, other_tenant):
     price(eur, dt.date(2026, 1, 1), "5", "5", currency="EUR")  # 1 token = 0.005: a half-cent tie
     price(yen, dt.date(2026, 11, 5), "150", "300", currency="JPY")  # before the 5th: unpriced
     rng = random.Random(7)
-    specs = [
-        {
+    specs = []
+    for _ in range(600):
+        inp = rng.choice([1, 3, 5, rng.randrange(0, 20000)])
+        spec = {
             "api_key": rng.choice(keys),
             "model": rng.choice([usd, eur, yen, free]),
             "occurred_at": utc(2026, 11, 1) + dt.timedelta(minutes=rng.randrange(0, 30 * 24 * 60)),
-            "input_tokens": rng.choice([1, 3, 5, rng.randrange(0, 20000)]),
+            "input_tokens": inp,
             "output_tokens": rng.choice([0, 1, rng.randrange(0, 5000)]),
-            "cached_input_tokens": rng.choice([None, 0, rng.randrange(0, 30000)]),
+            # At most the input (ingestion refuses more): every share of it, none and all included.
+            "cached_input_tokens": rng.choice([None, 0, inp, rng.randrange(0, inp + 1)]),
         }
-        for _ in range(600)
-    ]
+        specs.append(spec)
     make_calls(tenant, specs)
     rollups.usage_rollup_dirty(tenant=tenant)
     return keys, (usd, eur, yen, free)
@@ -101,7 +103,8 @@ def test_half_cent_ties_round_to_even_in_sql(postgres, tenant, api_key, monkeypa
 
 def test_a_dirty_day_in_range_falls_back_to_the_exact_python_path(tenant, api_key, llm):
     price(llm, dt.date(2026, 1, 1), "1", "0")
-    make_calls(tenant, [{"api_key": api_key, "model": llm, "occurred_at": utc(2026, 11, 2), "input_tokens": 1000}])
+    call = {"api_key": api_key, "model": llm, "occurred_at": utc(2026, 11, 2), "input_tokens": 1000}
+    make_calls(tenant, [call], dirty=True)
     filters = UsageFilters(Period(dt.date(2026, 11, 1), dt.date(2026, 11, 30)))
     assert not costs_sql.applies(tenant=tenant, filters=filters)
     assert costs.usage_cost(tenant=tenant, filters=filters).amounts == {"USD": Decimal("1.00")}

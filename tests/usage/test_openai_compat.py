@@ -154,7 +154,7 @@ def two_tenants(tenant, other_tenant):
                     "input_tokens": scale * (100 + hour),
                     "output_tokens": scale * hour,
                     "cached_input_tokens": scale * 10 if hour % 2 else None,
-                    "reasoning_tokens": scale * 3 if hour % 4 == 0 else None,
+                    "reasoning_tokens": scale * 3 if hour % 4 == 0 and hour else None,
                 }
             )
         make_calls(owner, specs)
