@@ -220,9 +220,10 @@ def test_key_choices_are_the_tenants_and_mark_revoked(owner_client, tenant, api_
     assert other_api_key.public_id not in html
 
 
-def test_model_choices_are_used_and_private_ones(owner_client, tenant, ledger, other_tenant):
+def test_model_choices_are_used_and_private_ones(owner_client, tenant, ledger, other_tenant, other_api_key):
     Model.objects.create(name="private/acme-tuned", tenant=tenant)
-    Model.objects.create(name="private/globex-tuned", tenant=other_tenant)
+    theirs = Model.objects.create(name="private/globex-tuned", tenant=other_tenant)
+    make_calls(other_tenant, [{"api_key": other_api_key, "model": theirs, "occurred_at": NOW, "input_tokens": 1}])
     Model.objects.create(name="public/never-used")
     html = owner_client.get(reverse("usage:dashboard", kwargs={"slug": tenant.slug})).content.decode()
     assert "public/deepseek-r1" in html and "public/qwen3-32b" in html and "private/acme-tuned" in html
