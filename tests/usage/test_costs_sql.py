@@ -2,13 +2,15 @@
 
 import datetime as dt
 import random
-from decimal import Decimal
+from collections import Counter
+from decimal import ROUND_HALF_EVEN, Decimal
 
 import pytest
 from django.db import connection
 
 from accounts import services
-from usage.models import Model
+from usage.localtime import local_day
+from usage.models import CallRecord, Model
 from usage.reporting import costs, costs_sql
 from usage.reporting.periods import Period
 from usage.reporting.selectors import UsageFilters
@@ -62,15 +64,38 @@ def priced_usage(tenant, other_tenant):
         }
         specs.append(spec)
     make_calls(tenant, specs)
-    rollups.usage_rollup_dirty(tenant=tenant)
+    # Globex (Asia/Kolkata): calls on the same days on m/usd at its own price of 9 / 9 per 1K.
+    their_keys = [services.api_key_create(tenant=other_tenant, name=f"g{i}")[0] for i in range(2)]
+    theirs = [
+        {
+            "api_key": rng.choice(their_keys),
+            "model": usd,
+            "occurred_at": utc(2026, 11, 1) + dt.timedelta(minutes=rng.randrange(0, 29 * 24 * 60)),
+            "input_tokens": rng.randrange(0, 3000),
+            "output_tokens": rng.randrange(0, 700),
+        }
+        for _ in range(150)
+    ]
+    make_calls(other_tenant, theirs)
     return keys, (usd, eur, yen, free)
 
 
-def test_every_grouping_equals_the_python_path(postgres, tenant, priced_usage, monkeypatch):
+def their_cost(other_tenant):
+    """Globex's cost from its ledger: 9 per 1K tokens, each local day x key line rounded half-even."""
+    lines = Counter()
+    for call in CallRecord.objects.filter(tenant=other_tenant):
+        lines[(local_day(other_tenant, call.occurred_at), call.api_key_id)] += call.input_tokens + call.output_tokens
+    cent = Decimal("0.01")
+    return sum((Decimal(tokens) * 9 / 1000).quantize(cent, ROUND_HALF_EVEN) for tokens in lines.values())
+
+
+def test_every_grouping_equals_the_python_path(postgres, tenant, other_tenant, priced_usage, monkeypatch):
     filters = UsageFilters(Period(dt.date(2026, 11, 1), dt.date(2026, 11, 30)))
     sql_total, python_total = both(monkeypatch, costs.usage_cost, tenant=tenant, filters=filters)
     assert sql_total == python_total
     assert set(sql_total.amounts) == {"USD", "EUR", "JPY"} and sql_total.unpriced_models
+    sql_theirs, python_theirs = both(monkeypatch, costs.usage_cost, tenant=other_tenant, filters=filters)
+    assert sql_theirs == python_theirs == costs.CostSummary({"USD": their_cost(other_tenant)})
     for group in GROUPS[1:]:
         sql, python = both(monkeypatch, costs.cost_by, tenant=tenant, filters=filters, group=group)
         assert sql == python, group
