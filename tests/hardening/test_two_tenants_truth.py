@@ -30,7 +30,7 @@ def two_tenants(tenant, other_tenant):
 
     # Both tenants have rolled-up rows on 2026-11-20 and 21; then Acme's 21st and Globex's 20th
     # get more calls and are dirty (read from the ledger), the other two days come from rollups.
-    def acme(day, hour, inp, out, cached=None):
+    def acme(day, hour, inp, out, cached=None, dirty=False):
         make_calls(
             tenant,
             [
@@ -43,9 +43,10 @@ def two_tenants(tenant, other_tenant):
                     "cached_input_tokens": cached,
                 }
             ],
+            dirty=dirty,
         )
 
-    def globex(day, hour, inp, out):
+    def globex(day, hour, inp, out, dirty=False):
         make_calls(
             other_tenant,
             [
@@ -57,6 +58,7 @@ def two_tenants(tenant, other_tenant):
                     "output_tokens": out,
                 }
             ],
+            dirty=dirty,
         )
 
     acme(20, 9, 1000, 100, cached=400)
@@ -65,8 +67,8 @@ def two_tenants(tenant, other_tenant):
     globex(21, 9, 4000, 400)
     rollups.usage_rollup_dirty(tenant=tenant)
     rollups.usage_rollup_dirty(tenant=other_tenant)
-    acme(21, 10, 1500, 150)
-    globex(20, 10, 5000, 500)
+    acme(21, 10, 1500, 150, dirty=True)
+    globex(20, 10, 5000, 500, dirty=True)
     assert set(DirtyDay.objects.values_list("tenant__slug", "day")) == {
         ("acme", dt.date(2026, 11, 21)),
         ("globex", dt.date(2026, 11, 20)),

@@ -148,7 +148,9 @@ def victim(tenant, owner, api_key, settings):
     rollups.usage_rollup_dirty(tenant=tenant)
     # And a dirty day beside the rolled-up one (read from the ledger until recomputed).
     make_calls(
-        tenant, [{"api_key": api_key, "model": model, "occurred_at": at - dt.timedelta(days=1), "input_tokens": 1}]
+        tenant,
+        [{"api_key": api_key, "model": model, "occurred_at": at - dt.timedelta(days=1), "input_tokens": 1}],
+        dirty=True,
     )
     alert = BudgetAlert.objects.create(
         budget=budget, period_start=at.date(), kind="threshold", threshold=100, spent=1, limit=77, projected=1

@@ -18,6 +18,22 @@ from .factories import make_calls, utc
 
 NOW = utc(2026, 11, 28, 12)
 RANGE = {"start": "2026-11-01", "end": "2026-11-28"}
+THEIR_MODEL = "globex/tuned-llm"
+# Globex's summary of RANGE in ``usage``: its own calls, nothing of Acme's (llm at 0.5 / 2 per 1K
+# with no cached price: 1000 x 0.5 / 1K + 100 x 2 / 1K = 0.70; its private model has no price).
+THEIRS = {
+    "start": "2026-11-01",
+    "end": "2026-11-28",
+    "timezone": "Asia/Kolkata",
+    "calls": 2,
+    "input_tokens": 1070,
+    "output_tokens": 130,
+    "total_tokens": 1200,
+    "cached_input_tokens": 400,
+    "reasoning_tokens": None,
+    "cost": [{"amount": "0.70", "currency": "USD", "unpriced_tokens": 100}],
+    "unpriced_models": [THEIR_MODEL],
+}
 
 
 @pytest.fixture(autouse=True)
@@ -26,8 +42,20 @@ def _fresh_throttle_counts():
 
 
 @pytest.fixture
-def usage(tenant, api_key, llm):
+def usage(tenant, api_key, llm, other_tenant, other_api_key):
+    """Acme's calls on Nov 20 and 21 (UTC); Globex (Asia/Kolkata) has calls on the same days, one
+    on a model private to it (``THEIRS``). Returns Acme's second model."""
     other_model = Model.objects.create(name="public/qwen3")
+    their_model = Model.objects.create(name=THEIR_MODEL, tenant=other_tenant)
+    make_calls(
+        other_tenant,
+        [
+            {"api_key": other_api_key, "model": llm, "occurred_at": utc(2026, 11, 20, 9), "input_tokens": 1000,
+             "output_tokens": 100, "cached_input_tokens": 400},
+            {"api_key": other_api_key, "model": their_model, "occurred_at": utc(2026, 11, 21, 23), "input_tokens": 70,
+             "output_tokens": 30},  # Nov 22, 04:30 in Kolkata
+        ],
+    )  # fmt: skip
     make_calls(
         tenant,
         [
@@ -50,7 +78,7 @@ def priced(llm):
     )
 
 
-def test_summary_totals_with_a_token(tenant, usage, priced):
+def test_summary_totals_with_a_token(tenant, other_tenant, usage, priced):
     response = token_client(tenant).get("/api/v1/usage/summary", RANGE)
     assert response.status_code == 200
     assert response.json() == {
@@ -66,6 +94,7 @@ def test_summary_totals_with_a_token(tenant, usage, priced):
         "cost": [{"amount": "0.105", "currency": "USD", "unpriced_tokens": 10}],  # qwen3 has no price
         "unpriced_models": ["public/qwen3"],
     }
+    assert token_client(other_tenant).get("/api/v1/usage/summary", RANGE).json() == THEIRS
 
 
 def test_no_token_is_401_problem(db):
@@ -110,12 +139,31 @@ def test_bad_dates_are_400_naming_the_parameter(tenant, params, field):
     assert field in [error["field"] for error in response.json()["errors"]]
 
 
-def test_a_token_never_sees_another_tenants_usage(tenant, other_tenant, usage):
-    response = token_client(other_tenant).get("/api/v1/usage/summary", RANGE)
-    assert response.json()["calls"] == 0
-    assert response.json()["timezone"] == "Asia/Kolkata"
-    for path in ("/api/v1/api-keys", "/api/v1/models", "/api/v1/calls", "/api/v1/usage/breakdown"):
-        assert token_client(other_tenant).get(path, RANGE).json()["results"] == []
+def test_a_token_sees_exactly_its_own_tenants_usage(tenant, other_tenant, other_api_key, llm, usage, priced):
+    client = token_client(other_tenant)
+    assert client.get("/api/v1/usage/summary", RANGE).json() == THEIRS
+    assert [key["public_id"] for key in client.get("/api/v1/api-keys").json()["results"]] == [other_api_key.public_id]
+    calls = client.get("/api/v1/calls", RANGE).json()["results"]
+    assert [(call["model"], call["input_tokens"]) for call in calls] == [(THEIR_MODEL, 70), (llm.name, 1000)]
+    rows = client.get("/api/v1/usage/breakdown", RANGE).json()["results"]
+    assert [(row["model"], row["calls"], row["total_tokens"]) for row in rows] == [
+        (llm.name, 1, 1100),
+        (THEIR_MODEL, 1, 100),
+    ]
+    # Its own days in its own zone: the call at 23:00 UTC on Nov 21 is on Nov 22 in Kolkata.
+    series = client.get("/api/v1/usage/timeseries", {"start": "2026-11-20", "end": "2026-11-22"}).json()["series"]
+    assert {s["model"]: [p["total_tokens"] for p in s["points"]] for s in series} == {
+        llm.name: [1100, 0, 0],
+        THEIR_MODEL: [0, 0, 100],
+    }
+
+
+def test_the_model_list_names_the_tenants_used_and_private_models_only(tenant, other_tenant, llm, usage):
+    """Globex used its private model (a per-model rollup row of Globex's): Acme's list leaves it out."""
+    mine = token_client(tenant).get("/api/v1/models").json()["results"]
+    assert mine == [{"name": llm.name, "private": False}, {"name": usage.name, "private": False}]
+    theirs = token_client(other_tenant).get("/api/v1/models").json()["results"]
+    assert theirs == [{"name": THEIR_MODEL, "private": True}, {"name": llm.name, "private": False}]
 
 
 def test_a_token_naming_another_tenant_gets_404(tenant, other_tenant):

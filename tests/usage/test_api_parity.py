@@ -1,10 +1,11 @@
 """The page, the API and the CSV export read the same numbers: the ledger's.
 
 Random calls (fixed seed) in a zone with daylight saving, part of them rolled up and part
-still dirty; random filter sets; for each, summary = sum of the timeseries = sum of the
-breakdown = sum of the CSV rows = the page's cards = the ledger. With prices (a change inside
-the range, a contract price in another currency, an unpriced model) the same holds for cost,
-per currency: summary = breakdowns = daily series = CSV cells = usage_cost = monthly report.
+still dirty, and a second tenant's (Asia/Kolkata) on the same days; random filter sets; for
+each, summary = sum of the timeseries = sum of the breakdown = sum of the CSV rows = the page's
+cards = the ledger. With prices (a change inside the range, a contract price in another
+currency, an unpriced model) the same holds for cost, per currency: summary = breakdowns =
+daily series = CSV cells = usage_cost = monthly report.
 """
 
 import csv
@@ -25,7 +26,6 @@ from usage.api.scope import filters_or_errors
 from usage.models import CallRecord, Model
 from usage.reporting.costs import usage_cost
 from usage.reporting.periods import PRESETS
-from usage.rollups import recompute as rollups
 
 from .api_helpers import csv_body, token_client
 from .factories import make_calls, price
@@ -49,39 +49,50 @@ def _totals(items):
     return totals
 
 
-def _random_calls(rng, tenant, keys, models, today, count):
+def _random_calls(rng, tenant, keys, models, today, count, dirty=False):
     specs = []
     for _ in range(count):
         instant = dt.datetime.combine(today - dt.timedelta(days=rng.randint(0, 45)), dt.time(), tzinfo=tenant.tz)
         instant += dt.timedelta(minutes=rng.randint(0, 24 * 60 - 1))
+        inp, out = rng.randint(0, 5000), rng.randint(0, 2000)
         specs.append(
             {
                 "api_key": rng.choice(keys),
                 "model": rng.choice(models),
                 "occurred_at": instant.astimezone(dt.UTC),
-                "input_tokens": rng.randint(0, 5000),
-                "output_tokens": rng.randint(0, 2000),
-                "cached_input_tokens": rng.choice([None, rng.randint(0, 100)]),
-                "reasoning_tokens": rng.choice([None, None, rng.randint(0, 300)]),
+                "input_tokens": inp,
+                "output_tokens": out,
+                # Within the input and output: ingestion refuses more (they are counted inside them).
+                "cached_input_tokens": rng.choice([None, rng.randint(0, min(100, inp))]),
+                "reasoning_tokens": rng.choice([None, None, rng.randint(0, min(300, out))]),
             }
         )
-    make_calls(tenant, specs)
+    make_calls(tenant, specs, dirty=dirty)
 
 
 @pytest.fixture
-def world(tenant, owner):
+def world(tenant, owner, other_tenant):
     cache.clear()
     tenant.timezone = "America/New_York"
     tenant.save()
     rng = random.Random(SEED)
     keys = [services.api_key_create(tenant=tenant, name=f"key-{n}")[0] for n in range(3)]
-    services.credential_revoke(keys[2])  # a revoked key keeps its usage
     models = [Model.objects.create(name=f"public/model-{n}") for n in range(3)]
     today = timezone.now().astimezone(tenant.tz).date()
-    _random_calls(rng, tenant, keys, models, today, 250)
-    rollups.usage_rollup_dirty(tenant=tenant)  # these days read from the rollups ...
-    _random_calls(rng, tenant, keys, models, today, 80)  # ... and these days from the ledger
+    _random_calls(rng, tenant, keys, models, today, 250)  # these days read from the rollups ...
+    _random_calls(rng, tenant, keys, models, today, 80, dirty=True)  # ... and these days from the ledger
+    services.credential_revoke(keys[2])  # a revoked key keeps its usage
+    # Globex: its own random calls on the same days, with the same models (its rng: Acme's stays as it was).
+    their_keys = [services.api_key_create(tenant=other_tenant, name=f"their-{n}")[0] for n in range(2)]
+    _random_calls(random.Random(SEED + 1), other_tenant, their_keys, models, today, 120)
     return rng, keys, models, today
+
+
+@pytest.fixture
+def theirs(world, other_tenant, outsider_client):
+    """Globex's side of ``world``: (its rng, its keys, its client, its owner's page client)."""
+    keys = list(other_tenant.api_keys.order_by("name"))
+    return random.Random(SEED + 2), keys, token_client(other_tenant, "globex-bi"), outsider_client
 
 
 def _filter_sets(rng, keys, models, today, count):
@@ -129,9 +140,9 @@ def _csv(client, params):
     return _totals(rows)
 
 
-def _page_cards(owner_client, params):
+def _page_cards(owner_client, params, slug="acme"):
     """The numbers on the Usage Statistics page's cards, {card: value}; {} while the page has none."""
-    html = owner_client.get("/t/acme/usage/", params).content.decode()
+    html = owner_client.get(f"/t/{slug}/usage/", params).content.decode()
     cards = re.findall(r'data-card="(\w+)".*?data-value="(-?\d+)"', html, flags=re.DOTALL)
     return {card: int(value) for card, value in cards}
 
@@ -146,7 +157,7 @@ def _check_one(tenant, client, owner_client, rng, params):
         assert _timeseries(client, params, "hour", rng.choice(["model", "api_key", "none"])) == expected, params
     assert _breakdown(client, params, rng.choice(["model", "api_key"])) == expected, params
     assert _csv(client, params) == expected, params
-    for card, value in _page_cards(owner_client, params).items():
+    for card, value in _page_cards(owner_client, params, tenant.slug).items():
         assert value == expected[card], (params, card)
     return expected["calls"]
 
@@ -158,6 +169,18 @@ def test_page_api_and_csv_agree_with_the_ledger(tenant, world, owner_client):
         _check_one(tenant, client, owner_client, rng, params) for params in _filter_sets(rng, keys, models, today, 30)
     ]
     assert sum(1 for count in calls if count) >= 15, "most filter sets should find calls"
+
+
+def test_the_second_tenants_page_api_and_csv_agree_with_its_own_ledger(other_tenant, world, theirs):
+    """Globex reads its own calls on the same days, in its zone: none of Acme's."""
+    _rng, _keys, models, today = world
+    rng, keys, client, page_client = theirs
+    today = timezone.now().astimezone(other_tenant.tz).date()
+    calls = [
+        _check_one(other_tenant, client, page_client, rng, params)
+        for params in _filter_sets(rng, keys, models, today, 12)
+    ]
+    assert sum(1 for count in calls if count) >= 6, "most filter sets should find calls"
 
 
 def test_the_page_shows_cards_to_compare(tenant, world, owner_client):

@@ -54,7 +54,13 @@ def bearer(tenant, api_key, llm, settings):
         tenant,
         [
             {"api_key": api_key, "model": llm, "occurred_at": utc(2026, 11, 20, 9), "input_tokens": 5},
-            {"api_key": api_key, "model": llm, "occurred_at": utc(2026, 11, 21, 9), "cached_input_tokens": 2},
+            {
+                "api_key": api_key,
+                "model": llm,
+                "occurred_at": utc(2026, 11, 21, 9),
+                "input_tokens": 3,
+                "cached_input_tokens": 2,
+            },
         ],
     )
     _token, secret = services.access_token_create(tenant=tenant, name="schemathesis")

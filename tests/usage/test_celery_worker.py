@@ -77,7 +77,11 @@ def test_worker_rolls_up_and_survives_a_kill_mid_rollup(worker, monkeypatch):
     model = Model.objects.create(name="m/w")
     main = worker()
     with transaction.atomic():
-        make_calls(tenant, [{"api_key": key, "model": model, "occurred_at": utc(2026, 3, 1, 9), "input_tokens": 11}])
+        make_calls(
+            tenant,
+            [{"api_key": key, "model": model, "occurred_at": utc(2026, 3, 1, 9), "input_tokens": 11}],
+            dirty=True,
+        )
     wait_for(lambda: daily_inputs(tenant) == 11 and not DirtyDay.objects.exists(), what="first rollup")
 
     # Hold the tenant's lock so the next rollup blocks mid-transaction, then kill its process.
@@ -85,7 +89,11 @@ def test_worker_rolls_up_and_survives_a_kill_mid_rollup(worker, monkeypatch):
     with locker.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_lock(%s, %s)", [0x5553, tenant.pk])
     with transaction.atomic():
-        make_calls(tenant, [{"api_key": key, "model": model, "occurred_at": utc(2026, 3, 1, 10), "input_tokens": 5}])
+        make_calls(
+            tenant,
+            [{"api_key": key, "model": model, "occurred_at": utc(2026, 3, 1, 10), "input_tokens": 5}],
+            dirty=True,
+        )
     wait_for(blocked_on_advisory_lock, what="the worker to block inside the rollup")
     for child in pool_children(main.pid):
         os.kill(child, signal.SIGKILL)
@@ -104,7 +112,9 @@ def test_sweep_picks_up_a_day_left_dirty_while_no_worker_ran(worker, monkeypatch
     key = services.api_key_create(tenant=tenant, name="k")[0]
     model = Model.objects.create(name="m/s")
     with transaction.atomic():
-        make_calls(tenant, [{"api_key": key, "model": model, "occurred_at": utc(2026, 3, 1, 9), "input_tokens": 4}])
+        make_calls(
+            tenant, [{"api_key": key, "model": model, "occurred_at": utc(2026, 3, 1, 9), "input_tokens": 4}], dirty=True
+        )
     app.control.purge()  # the enqueued task is lost: only the sweep can bring the day back
     from usage.tasks import sweep_dirty_rollups
 
@@ -250,10 +260,7 @@ def test_purge_leaves_the_claims_to_the_worker_and_deletes_them_itself_when_the_
     old = add_months(month_start(dt.datetime.now(dt.UTC)), -4) + dt.timedelta(days=3)
     recent = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
     specs = [{"api_key": key, "model": model, "occurred_at": at, "input_tokens": 7} for at in [old] * 30 + [recent]]
-    records = make_calls(tenant, specs)
-    CallRequest.objects.bulk_create(
-        CallRequest(tenant=tenant, request_id=r.request_id, occurred_at=r.occurred_at) for r in records
-    )
+    records = make_calls(tenant, specs)  # with their claims
 
     done = _purge_in_a_process(broker_url)  # no worker running yet: the claims wait for it
     assert done.returncode == 0, done.stderr

@@ -71,8 +71,10 @@ def pinned(monkeypatch):
 
 
 @pytest.fixture
-def days_of_calls(tenant, api_key, llm, pinned):
-    """Calls today before 15:30, yesterday around 15:30, and on Nov 1-2 (a UTC tenant)."""
+def days_of_calls(request, tenant, api_key, llm, pinned, other_tenant, other_api_key):
+    """Calls today before 15:30, yesterday around 15:30, and on Nov 1-2 (a UTC tenant); Globex
+    (Asia/Kolkata) has calls at the same instants, ten times the size. Indirect parameter: True
+    leaves Acme's days dirty."""
     moments = {
         "today": [utc(2026, 12, 2, 2), utc(2026, 12, 2, 15, 20)],
         "yesterday_before": [utc(2026, 12, 1, 1), utc(2026, 12, 1, 9), utc(2026, 12, 1, 15, 10)],
@@ -85,7 +87,9 @@ def days_of_calls(tenant, api_key, llm, pinned):
         for moments_of_group in moments.values()
         for moment in moments_of_group
     ]
-    make_calls(tenant, specs)
+    make_calls(tenant, specs, dirty=getattr(request, "param", False))
+    theirs = [{**spec, "api_key": other_api_key, "input_tokens": 10_000, "output_tokens": 5_000} for spec in specs]
+    make_calls(other_tenant, theirs)
     return moments
 
 
@@ -95,10 +99,10 @@ def _calls_change(client, tenant, preset):
     return data, card
 
 
-@pytest.mark.parametrize("rolled_up", [False, True], ids=["dirty", "rolled-up"])
-def test_page_compares_today_with_yesterday_until_now(owner_client, tenant, llm, days_of_calls, rolled_up):
-    if rolled_up:
-        rollups.usage_rollup_dirty(tenant=tenant)
+@pytest.mark.parametrize("days_of_calls", [True, False], ids=["dirty", "rolled-up"], indirect=True)
+def test_page_compares_today_with_yesterday_until_now(
+    owner_client, tenant, llm, days_of_calls, other_tenant, outsider_client
+):
     data, card = _calls_change(owner_client, tenant, "today")
     # 2 calls today against the 3 of yesterday before 15:30 (not the 5 of all yesterday).
     assert card["value"] == 2
@@ -108,6 +112,13 @@ def test_page_compares_today_with_yesterday_until_now(owner_client, tenant, llm,
     assert "until 15:30" in data["comparison"]
     page = owner_client.get(reverse("usage:dashboard", kwargs={"slug": tenant.slug}), {"preset": "today"})
     assert "Compared with Dec 01 until 15:30" in page.content.decode()
+    # Globex's own page (Kolkata, 21:00 now): its Dec 2 holds 20:00 UTC of Dec 1 and both calls of
+    # today; its Dec 1 until 21:00 (15:30 UTC) the three of Dec 1 before 15:30 UTC.
+    theirs, their_card = _calls_change(outsider_client, other_tenant, "today")
+    assert (their_card["value"], their_card["change"]["percent"]) == (3, 0.0)
+    assert theirs["previous_until"] == "2026-12-01T15:30:00+00:00"  # 21:00 in Kolkata
+    their_tokens = next(card for card in theirs["cards"] if card["key"] == "total_tokens")["value"]
+    assert their_tokens == 3 * 15_000
 
 
 def test_page_compares_month_to_date_with_the_same_days_of_last_month(owner_client, tenant, llm, days_of_calls):

@@ -320,7 +320,8 @@ def test_price_sheet_marks_overridden_and_upcoming(tenant, llm):
 
 def test_cost_is_the_same_from_the_ledger_and_from_the_rollups(tenant, api_key, llm, rolled_up):
     price(llm, dt.date(2026, 1, 1), "0.30", "0.60", cached="0.03")
-    make_calls(tenant, [call(api_key, llm, utc(2026, 11, day, 9), 1234 * day, 321 * day, 100 * day) for day in (1, 2)])
+    calls = [call(api_key, llm, utc(2026, 11, day, 9), 1234 * day, 321 * day, 100 * day) for day in (1, 2)]
+    make_calls(tenant, calls, dirty=True)
     from_ledger = usage_cost(tenant=tenant, filters=NOVEMBER)
     rolled_up(tenant)
     assert usage_cost(tenant=tenant, filters=NOVEMBER) == from_ledger

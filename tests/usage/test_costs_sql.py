@@ -2,13 +2,15 @@
 
 import datetime as dt
 import random
-from decimal import Decimal
+from collections import Counter
+from decimal import ROUND_HALF_EVEN, Decimal
 
 import pytest
 from django.db import connection
 
 from accounts import services
-from usage.models import Model
+from usage.localtime import local_day
+from usage.models import CallRecord, Model
 from usage.reporting import costs, costs_sql
 from usage.reporting.periods import Period
 from usage.reporting.selectors import UsageFilters
@@ -48,27 +50,52 @@ def priced_usage(tenant, other_tenant):
     price(eur, dt.date(2026, 1, 1), "5", "5", currency="EUR")  # 1 token = 0.005: a half-cent tie
     price(yen, dt.date(2026, 11, 5), "150", "300", currency="JPY")  # before the 5th: unpriced
     rng = random.Random(7)
-    specs = [
-        {
+    specs = []
+    for _ in range(600):
+        inp = rng.choice([1, 3, 5, rng.randrange(0, 20000)])
+        spec = {
             "api_key": rng.choice(keys),
             "model": rng.choice([usd, eur, yen, free]),
             "occurred_at": utc(2026, 11, 1) + dt.timedelta(minutes=rng.randrange(0, 30 * 24 * 60)),
-            "input_tokens": rng.choice([1, 3, 5, rng.randrange(0, 20000)]),
+            "input_tokens": inp,
             "output_tokens": rng.choice([0, 1, rng.randrange(0, 5000)]),
-            "cached_input_tokens": rng.choice([None, 0, rng.randrange(0, 30000)]),
+            # At most the input (ingestion refuses more): every share of it, none and all included.
+            "cached_input_tokens": rng.choice([None, 0, inp, rng.randrange(0, inp + 1)]),
         }
-        for _ in range(600)
-    ]
+        specs.append(spec)
     make_calls(tenant, specs)
-    rollups.usage_rollup_dirty(tenant=tenant)
+    # Globex (Asia/Kolkata): calls on the same days on m/usd at its own price of 9 / 9 per 1K.
+    their_keys = [services.api_key_create(tenant=other_tenant, name=f"g{i}")[0] for i in range(2)]
+    theirs = [
+        {
+            "api_key": rng.choice(their_keys),
+            "model": usd,
+            "occurred_at": utc(2026, 11, 1) + dt.timedelta(minutes=rng.randrange(0, 29 * 24 * 60)),
+            "input_tokens": rng.randrange(0, 3000),
+            "output_tokens": rng.randrange(0, 700),
+        }
+        for _ in range(150)
+    ]
+    make_calls(other_tenant, theirs)
     return keys, (usd, eur, yen, free)
 
 
-def test_every_grouping_equals_the_python_path(postgres, tenant, priced_usage, monkeypatch):
+def their_cost(other_tenant):
+    """Globex's cost from its ledger: 9 per 1K tokens, each local day x key line rounded half-even."""
+    lines = Counter()
+    for call in CallRecord.objects.filter(tenant=other_tenant):
+        lines[(local_day(other_tenant, call.occurred_at), call.api_key_id)] += call.input_tokens + call.output_tokens
+    cent = Decimal("0.01")
+    return sum((Decimal(tokens) * 9 / 1000).quantize(cent, ROUND_HALF_EVEN) for tokens in lines.values())
+
+
+def test_every_grouping_equals_the_python_path(postgres, tenant, other_tenant, priced_usage, monkeypatch):
     filters = UsageFilters(Period(dt.date(2026, 11, 1), dt.date(2026, 11, 30)))
     sql_total, python_total = both(monkeypatch, costs.usage_cost, tenant=tenant, filters=filters)
     assert sql_total == python_total
     assert set(sql_total.amounts) == {"USD", "EUR", "JPY"} and sql_total.unpriced_models
+    sql_theirs, python_theirs = both(monkeypatch, costs.usage_cost, tenant=other_tenant, filters=filters)
+    assert sql_theirs == python_theirs == costs.CostSummary({"USD": their_cost(other_tenant)})
     for group in GROUPS[1:]:
         sql, python = both(monkeypatch, costs.cost_by, tenant=tenant, filters=filters, group=group)
         assert sql == python, group
@@ -102,7 +129,8 @@ def test_sql_sums_exact_lines_without_rounding(postgres, tenant, api_key, monkey
 
 def test_a_dirty_day_in_range_falls_back_to_the_exact_python_path(tenant, api_key, llm):
     price(llm, dt.date(2026, 1, 1), "1", "0")
-    make_calls(tenant, [{"api_key": api_key, "model": llm, "occurred_at": utc(2026, 11, 2), "input_tokens": 1000}])
+    call = {"api_key": api_key, "model": llm, "occurred_at": utc(2026, 11, 2), "input_tokens": 1000}
+    make_calls(tenant, [call], dirty=True)
     filters = UsageFilters(Period(dt.date(2026, 11, 1), dt.date(2026, 11, 30)))
     assert not costs_sql.applies(tenant=tenant, filters=filters)
     assert costs.usage_cost(tenant=tenant, filters=filters).amounts == {"USD": Decimal("1.00")}

@@ -85,6 +85,7 @@ def history(tenant, api_key, llm, other_tenant, other_api_key):
             call(other_api_key, llm, utc(2026, 11, 21, 11), 900, 9),
             call(other_api_key, llm, utc(2026, 11, 28, 9), 800, 8),
         ],
+        dirty=True,
     )
 
 
@@ -117,11 +118,12 @@ def test_a_second_read_comes_from_the_cache(tenant, history, django_assert_num_q
         assert read(tenant, Period(dt.date(2026, 11, 20), dt.date(2026, 11, 27))) == first
 
 
-def test_a_late_call_on_a_closed_day_shows_at_once_and_after_its_recompute(tenant, api_key, llm, history):
+@pytest.mark.parametrize("dirty", [True, False], ids=["dirty-from-the-ledger", "ingested-increments"])
+def test_a_late_call_on_a_closed_day_shows_at_once_and_after_its_recompute(tenant, api_key, llm, history, dirty):
     assert read(tenant) == truth(tenant, PERIOD)
-    make_calls(tenant, [call(api_key, llm, utc(2026, 11, 21, 23), 5000, 7)])  # dirty, from the ledger
+    make_calls(tenant, [call(api_key, llm, utc(2026, 11, 21, 23), 5000, 7)], dirty=dirty)
     assert read(tenant) == truth(tenant, PERIOD)
-    make_calls(tenant, [call(api_key, llm, utc(2026, 11, 21, 23, 30), 1, 1)])  # the same dirty day again
+    make_calls(tenant, [call(api_key, llm, utc(2026, 11, 21, 23, 30), 1, 1)], dirty=dirty)  # the same day again
     assert read(tenant) == truth(tenant, PERIOD)
     rollups.usage_rollup_dirty(tenant=tenant)  # clean again: new rollup rows
     assert read(tenant) == truth(tenant, PERIOD)

@@ -155,7 +155,7 @@ def two_tenants(tenant, other_tenant):
                     "input_tokens": scale * (100 + hour),
                     "output_tokens": scale * hour,
                     "cached_input_tokens": scale * 10 if hour % 2 else None,
-                    "reasoning_tokens": scale * 3 if hour % 4 == 0 else None,
+                    "reasoning_tokens": scale * 3 if hour % 4 == 0 and hour else None,
                 }
             )
         make_calls(owner, specs)
@@ -390,14 +390,27 @@ def live_world(transactional_db, live_server, short_lived_connections):
         for n in range(40)
     ]
     make_calls(tenant, specs)
+    # Globex (Asia/Kolkata): calls at the same instants on the same model, other sizes.
+    globex = account_services.tenant_create(slug="globex", name="Globex", timezone_name="Asia/Kolkata")
+    their_key, _ = account_services.api_key_create(tenant=globex, name="theirs")
+    make_calls(globex, [{**spec, "api_key": their_key, "input_tokens": 7 * spec["input_tokens"]} for spec in specs])
     _token, secret = account_services.access_token_create(tenant=tenant, name="openai-client")
     client = openai.OpenAI(api_key="unused", admin_api_key=secret, base_url=f"{live_server.url}/api/openai/v1")
-    return tenant, key, client, specs
+    _token, their_secret = account_services.access_token_create(tenant=globex, name="openai-client")
+    theirs = openai.OpenAI(api_key="unused", admin_api_key=their_secret, base_url=f"{live_server.url}/api/openai/v1")
+    return tenant, key, client, specs, (their_key, theirs)
 
 
 def test_the_openai_package_reads_usage_and_costs(live_world):
-    tenant, key, client, specs = live_world
+    tenant, key, client, specs, (their_key, theirs) = live_world
     start, end = utc(2026, 3, 10), utc(2026, 3, 12)
+    their_usage = theirs.admin.organization.usage.completions(
+        start_time=ts(start), end_time=ts(end), bucket_width="1d", group_by=["api_key_id"]
+    )
+    their_results = [result for bucket in their_usage.data for result in bucket.results]
+    assert {r.api_key_id for r in their_results} == {their_key.public_id}
+    assert sum(r.num_model_requests for r in their_results) == len(specs)
+    assert sum(r.input_tokens for r in their_results) == 7 * sum(s["input_tokens"] for s in specs)
     usage = client.admin.organization.usage.completions(
         start_time=ts(start), end_time=ts(end), bucket_width="1h", group_by=["api_key_id", "model"], limit=48
     )

@@ -15,7 +15,6 @@ from usage.models import Model
 from usage.reporting.costs import usage_cost
 from usage.reporting.periods import month_period
 from usage.reporting.selectors import SCALE_HINT_CHANGE, UsageFilters, model_week_over_week
-from usage.rollups import recompute as rollups
 
 from .factories import make_calls, price, utc
 
@@ -75,10 +74,8 @@ def month_of_usage(tenant, owner, api_key, llm, other_tenant, other_api_key):
         ],
     )
     make_calls(other_tenant, [c(other_api_key, llm, 3, 7000, 3000)])
-    rollups.usage_rollup_dirty(tenant=tenant)
-    rollups.usage_rollup_dirty(tenant=other_tenant)
-    make_calls(tenant, [c(api_key, llm, 20, 2000, 1000), c(staging, llm, 25, 1000)])
-    make_calls(other_tenant, [c(other_api_key, llm, 20, 4000), c(other_api_key, llm, 25, 1000)])
+    make_calls(tenant, [c(api_key, llm, 20, 2000, 1000), c(staging, llm, 25, 1000)], dirty=True)
+    make_calls(other_tenant, [c(other_api_key, llm, 20, 4000), c(other_api_key, llm, 25, 1000)], dirty=True)
     return staging
 
 

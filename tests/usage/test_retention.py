@@ -19,6 +19,7 @@ from .ledger_helpers import item, store
 
 NOW = dt.datetime(2025, 6, 15, 12, tzinfo=dt.UTC)
 RANGE = {"start": "2025-01-01", "end": "2025-06-30"}
+HORIZON = dt.datetime(2025, 4, 1, tzinfo=dt.UTC)  # of ``calls_purge(older_than_months=2)`` at NOW
 
 
 @pytest.fixture(autouse=True)
@@ -118,6 +119,25 @@ def test_calls_before_the_horizon_are_rejected_afterwards(calls, api_key):
     result = store([item(api_key, "a0", "2025-02-10T08:00:00Z"), item(api_key, "late", "2025-04-02T00:00:00Z")])
     assert (result.accepted, result.rejected) == (1, 1)
     assert [(error["field"], error["code"]) for error in result.errors] == [("occurred_at", "purged")]
+
+
+def test_a_call_at_the_exact_horizon_is_stored_and_one_a_microsecond_earlier_is_not(calls, api_key):
+    retention.calls_purge(older_than_months=2)
+    at, just_before = "2025-04-01T00:00:00Z", "2025-03-31T23:59:59.999999Z"
+    result = store([item(api_key, "at", at), item(api_key, "just-before", just_before)])
+    assert (result.accepted, result.rejected) == (1, 1)
+    assert [(error["index"], error["code"]) for error in result.errors] == [(1, "purged")]
+    assert CallRecord.objects.filter(request_id="at", occurred_at=HORIZON).exists()
+
+
+def test_a_recompute_rebuilds_the_hour_starting_at_the_horizon_from_the_ledger(calls, tenant):
+    """a2 is at 2025-04-01T00:00Z, the horizon itself: its hour's calls are all in the ledger, so a
+    recompute rebuilds that hour (a lost bucket comes back) rather than keeping it as purged."""
+    before = _rollups()
+    retention.calls_purge(older_than_months=2)
+    assert UsageHourly.objects.filter(tenant=tenant, hour=HORIZON).delete()[0] == 1
+    rollups.usage_rollup_days(tenant=tenant, first_day=dt.date(2025, 4, 1), last_day=dt.date(2025, 4, 1))
+    assert _rollups() == before
 
 
 def test_dry_run_changes_nothing(calls):

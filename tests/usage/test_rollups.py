@@ -55,19 +55,20 @@ def test_rollup_writes_exact_buckets_and_clears_dirty(tenant, api_key, llm):
                 "model": llm,
                 "occurred_at": utc(2026, 3, 2, 0, 0),
                 "input_tokens": 1,
-                "output_tokens": 1,
+                "output_tokens": 5,
                 "reasoning_tokens": 4,
             },
         ],
+        dirty=True,
     )
     assert run_dirty(tenant) == 2
     assert table(UsageHourly, "hour") == {
         (utc(2026, 3, 1, 10), api_key.pk, llm.pk): (2, 150, 10, 0, None),
-        (utc(2026, 3, 2, 0), api_key.pk, llm.pk): (1, 1, 1, None, 4),
+        (utc(2026, 3, 2, 0), api_key.pk, llm.pk): (1, 1, 5, None, 4),
     }
     assert table(UsageDaily, "day") == {
         (dt.date(2026, 3, 1), api_key.pk, llm.pk): (2, 150, 10, 0, None),
-        (dt.date(2026, 3, 2), api_key.pk, llm.pk): (1, 1, 1, None, 4),
+        (dt.date(2026, 3, 2), api_key.pk, llm.pk): (1, 1, 5, None, 4),
     }
     assert list(UsageDailyModel.objects.values_list("day", "model_id", "calls", "input_tokens")) == [
         (dt.date(2026, 3, 1), llm.pk, 2, 150),
@@ -77,9 +78,10 @@ def test_rollup_writes_exact_buckets_and_clears_dirty(tenant, api_key, llm):
 
 
 def test_late_call_and_second_recompute_give_the_same_exact_answer(tenant, api_key, llm):
-    make_calls(tenant, [{"api_key": api_key, "model": llm, "occurred_at": utc(2026, 3, 1, 9), "input_tokens": 10}])
+    call = {"api_key": api_key, "model": llm}
+    make_calls(tenant, [{**call, "occurred_at": utc(2026, 3, 1, 9), "input_tokens": 10}], dirty=True)
     run_dirty(tenant)
-    make_calls(tenant, [{"api_key": api_key, "model": llm, "occurred_at": utc(2026, 3, 1, 23), "input_tokens": 5}])
+    make_calls(tenant, [{**call, "occurred_at": utc(2026, 3, 1, 23), "input_tokens": 5}], dirty=True)
     run_dirty(tenant)
     rollups.usage_rollup_days(tenant=tenant, first_day=dt.date(2026, 3, 1), last_day=dt.date(2026, 3, 1))
     assert table(UsageDaily, "day") == {(dt.date(2026, 3, 1), api_key.pk, llm.pk): (2, 15, 0, None, None)}
@@ -89,7 +91,8 @@ def test_late_call_and_second_recompute_give_the_same_exact_answer(tenant, api_k
 def test_dirty_day_is_read_from_the_ledger_until_recomputed(tenant, api_key, llm):
     make_calls(tenant, [{"api_key": api_key, "model": llm, "occurred_at": utc(2026, 3, 1, 9), "input_tokens": 10}])
     run_dirty(tenant)
-    make_calls(tenant, [{"api_key": api_key, "model": llm, "occurred_at": utc(2026, 3, 1, 10), "input_tokens": 5}])
+    late = {"api_key": api_key, "model": llm, "occurred_at": utc(2026, 3, 1, 10), "input_tokens": 5}
+    make_calls(tenant, [late], dirty=True)
     filters = UsageFilters(Period(dt.date(2026, 3, 1), dt.date(2026, 3, 1)))
     assert UsageDaily.objects.get().input_tokens == 10  # stale rollup
     assert usage_summary(tenant=tenant, filters=filters).input_tokens == 15
@@ -98,7 +101,8 @@ def test_dirty_day_is_read_from_the_ledger_until_recomputed(tenant, api_key, llm
 
 
 def test_mark_during_recompute_keeps_the_day_dirty(tenant, api_key, llm, monkeypatch):
-    make_calls(tenant, [{"api_key": api_key, "model": llm, "occurred_at": utc(2026, 3, 1, 9), "input_tokens": 10}])
+    call = {"api_key": api_key, "model": llm, "occurred_at": utc(2026, 3, 1, 9), "input_tokens": 10}
+    make_calls(tenant, [call], dirty=True)
     original = rollups._insert_daily
 
     def insert_then_ingest(cursor, *args):
@@ -113,7 +117,8 @@ def test_mark_during_recompute_keeps_the_day_dirty(tenant, api_key, llm, monkeyp
 def test_failed_recompute_rolls_back_and_leaves_the_day_dirty(tenant, api_key, llm, monkeypatch):
     make_calls(tenant, [{"api_key": api_key, "model": llm, "occurred_at": utc(2026, 3, 1, 9), "input_tokens": 10}])
     run_dirty(tenant)
-    make_calls(tenant, [{"api_key": api_key, "model": llm, "occurred_at": utc(2026, 3, 1, 10), "input_tokens": 5}])
+    late = {"api_key": api_key, "model": llm, "occurred_at": utc(2026, 3, 1, 10), "input_tokens": 5}
+    make_calls(tenant, [late], dirty=True)
 
     def crash(*args):
         raise RuntimeError("worker died")
@@ -130,7 +135,8 @@ def test_failed_recompute_rolls_back_and_leaves_the_day_dirty(tenant, api_key, l
 
 def test_rollup_runs_on_commit_in_eager_mode(tenant, api_key, llm, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
-        make_calls(tenant, [{"api_key": api_key, "model": llm, "occurred_at": utc(2026, 3, 1, 9), "input_tokens": 3}])
+        call = {"api_key": api_key, "model": llm, "occurred_at": utc(2026, 3, 1, 9), "input_tokens": 3}
+        make_calls(tenant, [call], dirty=True)
     assert UsageDaily.objects.get().input_tokens == 3
     assert not DirtyDay.objects.exists()
 
@@ -159,16 +165,18 @@ def random_calls(tenant, keys, models, start, hours, count, seed):
     rng = random.Random(seed)
     specs = []
     for _ in range(count):
-        cached = rng.choice([None, 0, rng.randrange(0, 500)])
+        inp, out = rng.randrange(0, 5000), rng.randrange(0, 2000)
+        # Within the input and output: ingestion refuses more (they are counted inside them).
+        cached = rng.choice([None, 0, rng.randrange(0, min(500, inp) + 1)])
         specs.append(
             {
                 "api_key": rng.choice(keys),
                 "model": rng.choice(models),
                 "occurred_at": start + dt.timedelta(seconds=rng.randrange(0, hours * 3600)),
-                "input_tokens": rng.randrange(0, 5000),
-                "output_tokens": rng.randrange(0, 2000),
+                "input_tokens": inp,
+                "output_tokens": out,
                 "cached_input_tokens": cached,
-                "reasoning_tokens": rng.choice([None, rng.randrange(0, 100)]),
+                "reasoning_tokens": rng.choice([None, rng.randrange(0, min(100, out) + 1)]),
             }
         )
     return make_calls(tenant, specs)
@@ -189,10 +197,15 @@ def test_rollups_equal_ground_truth(db, zone, start):
     keys = [services.api_key_create(tenant=tenant, name=f"k{i}")[0] for i in range(3)]
     models = [Model.objects.create(name=f"m/{i}") for i in range(3)]
     records = random_calls(tenant, keys, models, start, hours=96, count=1500, seed=zone)
-    # A second recompute of an already clean range must not change anything.
+    assert len(records) == 1500
+    daily, hourly = ground_truth(CallRecord.objects.filter(tenant=tenant), zone)
+    assert_rollups_equal(daily, hourly, zone)  # ingestion's increments
     run_dirty(tenant)
     rollups.usage_rollup_days(tenant=tenant, first_day=dt.date(2026, 1, 1), last_day=dt.date(2026, 12, 31))
-    daily, hourly = ground_truth(CallRecord.objects.filter(tenant=tenant), zone)
+    assert_rollups_equal(daily, hourly, zone)  # a full recompute: the same, row for row
+
+
+def assert_rollups_equal(daily, hourly, zone):
     assert table(UsageDaily, "day") == {key: as_tuple(value) for key, value in daily.items()}
     per_model = defaultdict(Totals)
     for (day, _key_id, model_id), totals in daily.items():
@@ -205,7 +218,7 @@ def test_rollups_equal_ground_truth(db, zone, start):
             row.cached_input_tokens,
             row.reasoning_tokens,
         )
-        for row in UsageDailyModel.objects.filter(tenant=tenant)
+        for row in UsageDailyModel.objects.all()
     }
     assert got_per_model == {key: as_tuple(value) for key, value in per_model.items()}
     tz = zoneinfo.ZoneInfo(zone)
@@ -215,7 +228,6 @@ def test_rollups_equal_ground_truth(db, zone, start):
         got_hourly[(local.replace(tzinfo=None), local.fold, key_id, model_id)] = sums
     want_hourly = {(h.replace(tzinfo=None), fold, k, m): as_tuple(v) for (h, fold, k, m), v in hourly.items()}
     assert got_hourly == want_hourly
-    assert len(records) == 1500
 
 
 def test_dst_days_have_23_and_25_hour_buckets(db):
@@ -251,9 +263,13 @@ def test_calls_at_exactly_local_midnight_belong_to_the_new_day(db):
         tenant,
         [{"api_key": key, "model": model, "occurred_at": midnight - dt.timedelta(microseconds=1), "input_tokens": 2}],
     )
-    rollups.usage_rollup_days(tenant=tenant, first_day=dt.date(2026, 3, 2), last_day=dt.date(2026, 3, 2))
-    assert list(UsageDaily.objects.values_list("day", "input_tokens")) == [(dt.date(2026, 3, 2), 1)]
-    assert list(UsageHourly.objects.values_list("hour", flat=True)) == [midnight]
+    before = utc(2026, 3, 1, 17, 30)  # the local hour 23:00 of March 1st
+    for recompute in (False, True):  # the increments of ingestion, then a recompute: the same buckets
+        if recompute:
+            rollups.usage_rollup_days(tenant=tenant, first_day=dt.date(2026, 3, 1), last_day=dt.date(2026, 3, 2))
+        days = UsageDaily.objects.order_by("day").values_list("day", "input_tokens")
+        assert list(days) == [(dt.date(2026, 3, 1), 2), (dt.date(2026, 3, 2), 1)]
+        assert list(UsageHourly.objects.order_by("hour").values_list("hour", flat=True)) == [before, midnight]
 
 
 def test_changing_the_time_zone_rebuilds_on_commit(tenant, api_key, llm, django_capture_on_commit_callbacks):

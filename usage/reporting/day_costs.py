@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from django.db import DatabaseError, connection, transaction
 
-from usage.localtime import consecutive_ranges
 from usage.models import UsageDailyModel
 
 if TYPE_CHECKING:
@@ -110,13 +109,15 @@ def day_rows(query: UsageQuery, book: PriceBook) -> list[DayCost]:
 def _cost_and_store(query: UsageQuery, book: PriceBook, stale: dict[tuple[dt.date, int], Any]) -> list[DayCost]:
     """Cost the stale (day, model) rows with ``usage.reporting.costs_sql``, store what is still current."""
     costed = {}  # (day, model id) -> (currency, amount, unpriced tokens, revision)
-    for first, last in consecutive_ranges(sorted({day for day, _model in stale})):
-        for key, currency, _unpriced_model, amount, tokens, revision in costs_sql.cost_rows_with_revision(
-            query, book=book, first=first, last=last
-        ):
-            if key in stale:
-                unpriced = int(tokens) if currency is None else 0
-                costed[key] = (currency, None if currency is None else amount, unpriced, revision)
+    # One statement over the stale days' whole span, not one per run of consecutive days: stale
+    # days far apart (a tenant active every other day) would otherwise cost a query per point.
+    days = [day for day, _model in stale]
+    for key, currency, _unpriced_model, amount, tokens, revision in costs_sql.cost_rows_with_revision(
+        query, book=book, first=min(days), last=max(days)
+    ):
+        if key in stale:
+            unpriced = int(tokens) if currency is None else 0
+            costed[key] = (currency, None if currency is None else amount, unpriced, revision)
     rows, updates = [], []
     for (day, model_id), (pk, sums, wanted) in stale.items():
         currency, amount, unpriced, revision = costed.get((day, model_id), (None, None, 0, None))
