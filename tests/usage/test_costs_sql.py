@@ -3,7 +3,7 @@
 import datetime as dt
 import random
 from collections import Counter
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 
 import pytest
 from django.db import connection
@@ -81,12 +81,12 @@ def priced_usage(tenant, other_tenant):
 
 
 def their_cost(other_tenant):
-    """Globex's cost from its ledger: 9 per 1K tokens, each local day x key line rounded half-even."""
+    """Globex's cost from its ledger: 9 per 1K tokens, every local day x key line exact (no rounding
+    before the sum)."""
     lines = Counter()
     for call in CallRecord.objects.filter(tenant=other_tenant):
         lines[(local_day(other_tenant, call.occurred_at), call.api_key_id)] += call.input_tokens + call.output_tokens
-    cent = Decimal("0.01")
-    return sum((Decimal(tokens) * 9 / 1000).quantize(cent, ROUND_HALF_EVEN) for tokens in lines.values())
+    return sum(Decimal(tokens) * 9 / 1000 for tokens in lines.values())
 
 
 def test_every_grouping_equals_the_python_path(postgres, tenant, other_tenant, priced_usage, monkeypatch):

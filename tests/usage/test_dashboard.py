@@ -423,8 +423,9 @@ def test_a_cached_page_follows_new_calls_model_colours_and_the_query(owner_clien
 def test_a_cached_page_is_a_bounded_number_of_queries(owner_client, tenant, ledger, django_assert_max_num_queries):
     url = reverse("usage:dashboard", kwargs={"slug": tenant.slug})
     owner_client.get(url, {"preset": "last_30_days"})
-    # Session, user, membership, the filter bar's dirty days / models / keys, prices, the grids'
-    # versions, the tenant switcher, the budget lines (none here: one query), the purge horizon
-    # (the call-detail note): nothing that grows with the range or the number of calls.
-    with django_assert_max_num_queries(11):
+    # Session, user, the two-factor rule (does a tenant of the user require it), membership, the
+    # filter bar's dirty days / models / keys, prices, the grids' versions, the tenant switcher, the
+    # budget lines (none here: one query), the purge horizon (the call-detail note): nothing that
+    # grows with the range or the number of calls.
+    with django_assert_max_num_queries(12):
         assert owner_client.get(url, {"preset": "last_30_days"}).status_code == 200
