@@ -101,10 +101,22 @@ def _decompressed(data: bytes, encoding: str, limit: int) -> bytes:
             continue
     else:
         raise RequestProblem(400, "Invalid request", f"The body is not valid {encoding}.")
+    parts = [plain]
+    # A gzip body may be several members (RFC 1952 2.2, e.g. files joined with cat): each is read,
+    # else the calls after the first member would be answered 200 and lost.
+    while encoding == "gzip" and decompressor.eof and decompressor.unused_data and len(plain) <= limit:
+        decompressor, rest = zlib.decompressobj(wbits=31), decompressor.unused_data
+        try:
+            parts.append(decompressor.decompress(rest, limit + 1 - len(plain)))
+        except zlib.error as exc:
+            raise RequestProblem(400, "Invalid request", f"The body is not valid {encoding}.") from exc
+        plain = b"".join(parts)
     if len(plain) > limit or decompressor.unconsumed_tail:
         raise _too_large(limit)
     if not decompressor.eof:
         raise RequestProblem(400, "Invalid request", f"The {encoding} body is truncated.")
+    if decompressor.unused_data:  # bytes after the stream's end: not part of the body as compressed
+        raise RequestProblem(400, "Invalid request", f"The body has data after the end of its {encoding} stream.")
     return plain
 
 
