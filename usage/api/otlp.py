@@ -15,7 +15,8 @@ OpenInference's names.
 ``api_key``                 ``usage_statistics.api_key`` of the span, else of its resource
 ``model``                   the first of ``gen_ai.response.model``, ``llm.model_name``,
                             ``gen_ai.request.model`` that the catalog knows (by name or
-                            alias, ``usage.ingestion.services.model_names_known``); else the
+                            alias) as a model the key's tenant may use
+                            (``usage.ingestion.services.model_names_choose``); else the
                             first of them, which is added to the catalog unlisted
 ``occurred_at``             the span's end time
 ``input_tokens``            ``gen_ai.usage.input_tokens``, ``gen_ai.usage.prompt_tokens``,
@@ -267,16 +268,15 @@ def span_call(span, resource_attributes):
 
 
 def resolve_models(calls):
-    """Each call's model: the first candidate the catalog knows by name or alias, else the first one.
+    """Each call's model: the first candidate the catalog knows by name or alias as a model its key's
+    tenant may use, else the first one (``services.model_names_choose``).
 
     A gateway names the deployment it answered with (``deepseek-r1``) where the client asked for
     the catalog's model (``public/deepseek-r1``): trying both keeps the call on the priced model.
     """
-    names = {name for call in calls for name in call["model"] if isinstance(name, str)}
-    known = services.model_names_known(names) if names else set()
-    for call in calls:
-        candidates = call["model"]
-        call["model"] = next((name for name in candidates if name in known), candidates[0] if candidates else None)
+    chosen = services.model_names_choose([(call["api_key"], call["model"]) for call in calls]) if calls else []
+    for call, model in zip(calls, chosen, strict=True):
+        call["model"] = model
     return calls
 
 
