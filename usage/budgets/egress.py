@@ -70,6 +70,8 @@ def address_allowed(address: IPAddress) -> bool:
     if isinstance(address, ipaddress.IPv6Address):
         if address.teredo is not None:
             return False  # tunnels to an address the check cannot see
+        if address.is_site_local:
+            return False  # fec0::/10: deprecated, still routed inside networks that use it; is_global says True
         embedded = _embedded_ipv4(address)
         if embedded is not None:
             return address_allowed(embedded)

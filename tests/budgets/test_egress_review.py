@@ -1,0 +1,26 @@
+"""Review of issue 25 item 7: IPv6 site-local addresses (fec0::/10, deprecated by RFC 3879 but still
+routed where configured) are internal, not globally reachable; Python's ``is_global`` says True."""
+
+import pytest
+
+from usage.budgets.delivery import delivery_attempt
+
+from .test_egress import _pending
+from .test_pages import GOOD, url
+
+SITE_LOCAL = ["[fec0::1]", "[fed0:1::5]", "[feff:ffff::1]"]
+
+
+@pytest.mark.parametrize("host", SITE_LOCAL)
+def test_the_form_refuses_a_site_local_address_without_connecting(owner_client, tenant, host, no_connection):
+    response = owner_client.post(url(tenant), {**GOOD, "webhook_url": f"http://{host}:8080/hook"})
+    assert response.status_code == 400
+    assert "private, loopback, link-local or otherwise internal address" in response.content.decode()
+
+
+@pytest.mark.parametrize("host", SITE_LOCAL)
+def test_delivery_refuses_a_site_local_address_without_connecting(tenant, host, no_connection):
+    delivery = _pending(tenant, f"http://{host}/hook")
+    delivery_attempt(delivery_pk=delivery.pk)
+    delivery.refresh_from_db()
+    assert delivery.log[-1]["result"] == "failed" and delivery.log[-1]["error"] == "refused: private address"
