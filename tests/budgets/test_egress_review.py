@@ -24,3 +24,11 @@ def test_delivery_refuses_a_site_local_address_without_connecting(tenant, host, 
     delivery_attempt(delivery_pk=delivery.pk)
     delivery.refresh_from_db()
     assert delivery.log[-1]["result"] == "failed" and delivery.log[-1]["error"] == "refused: private address"
+
+
+def test_port_0_is_an_invalid_url_not_port_80(owner_client, tenant, no_connection):
+    """``urlsplit`` reads ``:0`` as port 0, which ``parts.port or 80`` turned into port 80: the
+    receiver the owner did not name. Port 0 cannot be connected to: an invalid URL."""
+    response = owner_client.post(url(tenant), {**GOOD, "webhook_url": "http://93.184.216.34:0/hook"})
+    assert response.status_code == 400
+    assert "Enter a valid webhook URL." in response.content.decode()

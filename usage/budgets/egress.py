@@ -115,9 +115,12 @@ def parse(url: str) -> Target:
     if parts.username or parts.password:
         raise Failure("invalid URL", "credentials in the URL")
     try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+        port = parts.port
     except ValueError as exc:
         raise Failure("invalid URL", str(exc)) from exc
+    if port == 0:  # not "no port": a port no receiver listens on
+        raise Failure("invalid URL", "port 0")
+    port = port or (443 if parts.scheme == "https" else 80)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return Target(parts.scheme, parts.hostname, port, path)
 
