@@ -27,12 +27,14 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from django.conf import settings
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+# RFC 3986's reserved and unreserved characters, and "%" so that existing escapes stay as sent.
+_URI_SAFE = "/%:@!$&'()*+,;=-._~"
 
 
 class Failure(Exception):  # noqa: N818 (an outcome shown to tenants, not only an error)
@@ -121,7 +123,10 @@ def parse(url: str) -> Target:
     if port == 0:  # not "no port": a port no receiver listens on
         raise Failure("invalid URL", "port 0")
     port = port or (443 if parts.scheme == "https" else 80)
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    # An IRI path (the form accepts /hooks/bücher) goes out as its URI: http.client sends ASCII only.
+    path = quote(parts.path or "/", safe=_URI_SAFE) + (
+        f"?{quote(parts.query, safe=_URI_SAFE + '?')}" if parts.query else ""
+    )
     return Target(parts.scheme, parts.hostname, port, path)
 
 
