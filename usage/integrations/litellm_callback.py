@@ -26,9 +26,9 @@ connection is retried with exponential back-off (a 429's ``Retry-After`` honoure
 still fails stays queued for the next flush (at most ``max_queue`` payloads are kept: the oldest
 are dropped with an error in the log). A batch over the product's body limit (413) is split
 in halves and each half sent; another 4xx is not retried (it would fail again): it is logged
-with the answer, as are payloads the product rejected in a 200 answer. Re-sending is safe: the product deduplicates by the call's id. The queue is flushed when the interpreter
-exits. Nothing here ever raises into LiteLLM: errors are logged on the ``usage_statistics``
-logger.
+with the answer, as are payloads the product rejected in a 200 answer. Re-sending is safe: the
+product deduplicates by the call's id. The queue is flushed when the interpreter exits. Nothing
+here ever raises into LiteLLM: errors are logged on the ``usage_statistics`` logger.
 """
 
 from __future__ import annotations
