@@ -4,6 +4,8 @@ import gzip
 import json
 import zlib
 
+import pytest
+
 from tests.hardening.test_gateway_bodies import (  # noqa: F401 (fixtures)
     BODIES,
     LITELLM,
@@ -72,4 +74,30 @@ def test_bytes_after_a_deflate_stream_are_a_400_not_ignored(gateway, key):  # no
         LITELLM, data=body, content_type="application/x-ndjson", headers={"Content-Encoding": "deflate"}
     )
     assert response.status_code == 400, response.content
+    assert CallRecord.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("header", "times"),
+    [("gzip, identity", 1), ("identity, gzip", 1), ("x-gzip", 1), ("GZIP", 1), ("gzip, gzip", 2), ("deflate,gzip", 0)],
+)
+def test_a_content_encoding_list_is_decoded_in_order(gateway, key, header, times):  # noqa: F811
+    """RFC 9110 8.4: the codings are listed in the order applied; identity changes nothing and
+    x-gzip is gzip. Those bodies were refused as 415 although each coding is supported."""
+    path, media, make = BODIES["litellm"]
+    body = make(key, 3, prefix="listed")
+    if times == 0:  # deflate first, then gzip
+        body = gzip.compress(zlib.compress(body))
+    for _ in range(times):
+        body = gzip.compress(body)
+    response = gateway.post(path, data=body, content_type=media, headers={"Content-Encoding": header})
+    assert response.status_code == 200, response.content
+    assert stored("listed") == expected("listed", 3)
+
+
+def test_an_unknown_coding_in_a_list_is_still_415(gateway, key):  # noqa: F811
+    path, media, make = BODIES["litellm"]
+    body = gzip.compress(make(key, 3, prefix="br"))
+    response = gateway.post(path, data=body, content_type=media, headers={"Content-Encoding": "br, gzip"})
+    assert response.status_code == 415
     assert CallRecord.objects.count() == 0
