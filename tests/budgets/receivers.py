@@ -26,7 +26,9 @@ class WebhookReceiver:
             def do_POST(self):  # noqa: N802 (the http.server API)
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 index = len(receiver.requests)
-                receiver.requests.append({"headers": dict(self.headers), "body": body, "at": time.time()})
+                receiver.requests.append(
+                    {"headers": dict(self.headers), "body": body, "at": time.time(), "path": self.path}
+                )
                 if receiver.hold is not None:
                     receiver.hold.wait(60)
                 status = receiver.statuses[min(index, len(receiver.statuses) - 1)]

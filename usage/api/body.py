@@ -7,8 +7,9 @@ Rules (docs/ingestion.md, "Request bodies"):
   empty; gunicorn decodes a chunked body and says so with ``wsgi.input_terminated``, and then the
   stream itself is read. A server that does not (``runserver``, the test client) answers a clear
   411 instead of reading an empty body.
-- ``Content-Encoding``: ``gzip``, ``deflate`` or ``identity``; anything else is 415, a broken or
-  truncated stream 400. Decompression stops one byte past the limit (no zip bombs).
+- ``Content-Encoding``: ``gzip`` (or ``x-gzip``), ``deflate`` or ``identity``, or a list of them
+  decoded in reverse order; anything else is 415, a broken or truncated stream 400.
+  Decompression stops one byte past the limit (no zip bombs).
 - JSON through ``usage.ingestion.validation.loads``: NaN and Infinity refused, and an object that
   names a member twice is marked (``DuplicateMembers``) for the endpoint to refuse.
 """
@@ -54,9 +55,7 @@ def _too_large(limit: int) -> RequestProblem:
 def read_body(request: HttpRequest) -> bytes:
     """The body, decoded from its Content-Encoding, within the size limit."""
     limit = settings.INGEST_MAX_BODY_BYTES
-    encoding = request.headers.get("Content-Encoding", "identity").strip().lower() or "identity"
-    if encoding not in ("gzip", "deflate", "identity"):
-        raise RequestProblem(415, "Unsupported media type", "Content-Encoding may be gzip, deflate or identity.")
+    codings = _codings(request.headers.get("Content-Encoding", ""))
     try:
         declared = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
@@ -66,7 +65,18 @@ def read_body(request: HttpRequest) -> bytes:
     data = _read_raw(request, limit + 1)
     if len(data) > limit:
         raise _too_large(limit)
-    return data if encoding == "identity" else _decompressed(data, encoding, limit)
+    for coding in reversed(codings):  # listed in the order they were applied
+        data = _decompressed(data, coding, limit)
+    return data
+
+
+def _codings(header: str) -> list[str]:
+    """The codings of a Content-Encoding list (RFC 9110 8.4), identity left out, x-gzip as gzip."""
+    codings = [part.strip().lower() for part in header.split(",")]
+    codings = ["gzip" if coding == "x-gzip" else coding for coding in codings if coding not in ("", "identity")]
+    if not set(codings) <= {"gzip", "deflate"}:
+        raise RequestProblem(415, "Unsupported media type", "Content-Encoding may be gzip, deflate or identity.")
+    return codings
 
 
 def _read_raw(request: HttpRequest, size: int) -> bytes:
@@ -101,10 +111,22 @@ def _decompressed(data: bytes, encoding: str, limit: int) -> bytes:
             continue
     else:
         raise RequestProblem(400, "Invalid request", f"The body is not valid {encoding}.")
+    parts = [plain]
+    # A gzip body may be several members (RFC 1952 2.2, e.g. files joined with cat): each is read,
+    # else the calls after the first member would be answered 200 and lost.
+    while encoding == "gzip" and decompressor.eof and decompressor.unused_data and len(plain) <= limit:
+        decompressor, rest = zlib.decompressobj(wbits=31), decompressor.unused_data
+        try:
+            parts.append(decompressor.decompress(rest, limit + 1 - len(plain)))
+        except zlib.error as exc:
+            raise RequestProblem(400, "Invalid request", f"The body is not valid {encoding}.") from exc
+        plain = b"".join(parts)
     if len(plain) > limit or decompressor.unconsumed_tail:
         raise _too_large(limit)
     if not decompressor.eof:
         raise RequestProblem(400, "Invalid request", f"The {encoding} body is truncated.")
+    if decompressor.unused_data:  # bytes after the stream's end: not part of the body as compressed
+        raise RequestProblem(400, "Invalid request", f"The body has data after the end of its {encoding} stream.")
     return plain
 
 

@@ -55,7 +55,13 @@ def log_dropped(endpoint: str, dropped: Iterable[tuple[str, str]]) -> None:
             "%s answered 200 but did not store %d item(s) (reason: %s; e.g. %s)%s",
             endpoint,
             count,
-            reason,
-            examples.get(reason) or "-",
+            _one_line(reason),
+            _one_line(examples.get(reason) or "-"),
             f"; {total - count} more since the last line for this reason" if total > count else "",
         )
+
+
+def _one_line(text: str) -> str:
+    """``text`` with control characters escaped: an id or status a client sent cannot start a
+    forged line of its own in the operator's log."""
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)

@@ -15,7 +15,8 @@ OpenInference's names.
 ``api_key``                 ``usage_statistics.api_key`` of the span, else of its resource
 ``model``                   the first of ``gen_ai.response.model``, ``llm.model_name``,
                             ``gen_ai.request.model`` that the catalog knows (by name or
-                            alias, ``usage.ingestion.services.model_names_known``); else the
+                            alias) as a model the key's tenant may use
+                            (``usage.ingestion.services.model_names_choose``); else the
                             first of them, which is added to the catalog unlisted
 ``occurred_at``             the span's end time
 ``input_tokens``            ``gen_ai.usage.input_tokens``, ``gen_ai.usage.prompt_tokens``,
@@ -55,6 +56,7 @@ from usage.api.body import RequestProblem, duplicate_names, parse_json, read_bod
 from usage.api.dropped import log_dropped, reasons_of
 from usage.api.ingest import _authenticate
 from usage.ingestion import services
+from usage.ingestion.validation import DuplicateMembers
 from usageproject import metrics
 
 API_KEY_ATTRIBUTE = "usage_statistics.api_key"
@@ -77,6 +79,10 @@ ATTRIBUTES = {
 TOTAL_TOKENS = "llm.token_count.total"
 MODEL_ATTRIBUTES = ("gen_ai.response.model", "llm.model_name", "gen_ai.request.model")
 _GENAI_MARKERS = (*ATTRIBUTES["input_tokens"], *ATTRIBUTES["output_tokens"], TOTAL_TOKENS)
+_READ = frozenset(
+    {*(name for names in ATTRIBUTES.values() for name in names), TOTAL_TOKENS, *MODEL_ATTRIBUTES}
+    | {API_KEY_ATTRIBUTE, "gen_ai.response.id"}
+)
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 _MAX_ERRORS_LISTED = 20
@@ -142,14 +148,18 @@ def _json_value(value):
     return None
 
 
-def _json_attributes(items):
-    attributes = {}
+def _json_pairs(items):
+    pairs = []
     for item in _list_of(items, "attributes"):
         key = _object(item, "an attribute").get("key")
         if not isinstance(key, str):
             raise _Bad("an attribute's key must be a string")
-        attributes[key] = _json_value(item.get("value") or {})
-    return attributes
+        pairs.append((key, _json_value(item.get("value") or {})))
+    return pairs
+
+
+def _json_attributes(items):
+    return dict(_json_pairs(items))
 
 
 def _hex_id(value, name, size):
@@ -167,11 +177,12 @@ def _hex_id(value, name, size):
 class _JsonSpan:
     """What ``span_call`` reads of a span, from OTLP/JSON (faster than protobuf's ParseDict)."""
 
-    __slots__ = ("attributes", "trace_id", "span_id", "end_time_unix_nano")
+    __slots__ = ("attributes", "pairs", "trace_id", "span_id", "end_time_unix_nano")
 
     def __init__(self, span):
         span = _object(span, "a span")
-        self.attributes = _json_attributes(span.get("attributes"))
+        self.pairs = _json_pairs(span.get("attributes"))
+        self.attributes = dict(self.pairs)
         self.trace_id = _hex_id(span.get("traceId"), "traceId", 16)
         self.span_id = _hex_id(span.get("spanId"), "spanId", 8)
         end = span.get("endTimeUnixNano")
@@ -246,7 +257,8 @@ def span_call(span, resource_attributes):
 
     ``model`` is a tuple of candidate names here; ``resolve_models`` picks one.
     """
-    attributes = span.attributes if isinstance(span.attributes, dict) else _attributes(span.attributes)
+    pairs = span.pairs if isinstance(span, _JsonSpan) else [(item.key, _value(item.value)) for item in span.attributes]
+    attributes = dict(pairs)
     if not any(attributes.get(name) is not None for name in _GENAI_MARKERS):
         return None
     request_id = attributes.get("gen_ai.response.id") or f"{span.trace_id.hex()}-{span.span_id.hex()}"
@@ -264,20 +276,33 @@ def span_call(span, resource_attributes):
         value = _first(attributes, ATTRIBUTES[field])
         if value is not None:
             call[field] = value
+    conflicts = _conflicting(pairs)
+    if conflicts:  # rejected by the service as duplicate_field, as a JSON member named twice is
+        call = DuplicateMembers(call)
+        call.duplicates = conflicts
     return call
 
 
+def _conflicting(pairs):
+    """The attributes read for the call that the span names twice with different values: which
+    one was meant is unknown (OpenTelemetry requires unique keys)."""
+    first, conflicts = {}, {}
+    for key, value in pairs:
+        if key in _READ and repr(first.setdefault(key, value)) != repr(value):  # repr: NaN equals itself
+            conflicts[key] = None
+    return tuple(conflicts)
+
+
 def resolve_models(calls):
-    """Each call's model: the first candidate the catalog knows by name or alias, else the first one.
+    """Each call's model: the first candidate the catalog knows by name or alias as a model its key's
+    tenant may use, else the first one (``services.model_names_choose``).
 
     A gateway names the deployment it answered with (``deepseek-r1``) where the client asked for
     the catalog's model (``public/deepseek-r1``): trying both keeps the call on the priced model.
     """
-    names = {name for call in calls for name in call["model"] if isinstance(name, str)}
-    known = services.model_names_known(names) if names else set()
-    for call in calls:
-        candidates = call["model"]
-        call["model"] = next((name for name in candidates if name in known), candidates[0] if candidates else None)
+    chosen = services.model_names_choose([(call["api_key"], call["model"]) for call in calls]) if calls else []
+    for call, model in zip(calls, chosen, strict=True):
+        call["model"] = model
     return calls
 
 

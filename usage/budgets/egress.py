@@ -27,12 +27,14 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from django.conf import settings
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+# RFC 3986's reserved and unreserved characters, and "%" so that existing escapes stay as sent.
+_URI_SAFE = "/%:@!$&'()*+,;=-._~"
 
 
 class Failure(Exception):  # noqa: N818 (an outcome shown to tenants, not only an error)
@@ -70,6 +72,8 @@ def address_allowed(address: IPAddress) -> bool:
     if isinstance(address, ipaddress.IPv6Address):
         if address.teredo is not None:
             return False  # tunnels to an address the check cannot see
+        if address.is_site_local:
+            return False  # fec0::/10: deprecated, still routed inside networks that use it; is_global says True
         embedded = _embedded_ipv4(address)
         if embedded is not None:
             return address_allowed(embedded)
@@ -113,10 +117,16 @@ def parse(url: str) -> Target:
     if parts.username or parts.password:
         raise Failure("invalid URL", "credentials in the URL")
     try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+        port = parts.port
     except ValueError as exc:
         raise Failure("invalid URL", str(exc)) from exc
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    if port == 0:  # not "no port": a port no receiver listens on
+        raise Failure("invalid URL", "port 0")
+    port = port or (443 if parts.scheme == "https" else 80)
+    # An IRI path (the form accepts /hooks/bücher) goes out as its URI: http.client sends ASCII only.
+    path = quote(parts.path or "/", safe=_URI_SAFE) + (
+        f"?{quote(parts.query, safe=_URI_SAFE + '?')}" if parts.query else ""
+    )
     return Target(parts.scheme, parts.hostname, port, path)
 
 

@@ -22,7 +22,14 @@ from usage.budgets import tasks
 from usage.budgets.periods import budget_period
 from usage.budgets.selectors import budget_status, budget_status_for_period, budgets_for_key
 from usage.localtime import tenant_today
-from usage.models import AlertDelivery, Budget, BudgetAlert, DeliveryQuota, validate_budget_thresholds
+from usage.models import (
+    MAX_BUDGET_THRESHOLDS,
+    AlertDelivery,
+    Budget,
+    BudgetAlert,
+    DeliveryQuota,
+    validate_budget_thresholds,
+)
 from usage.outages import log_outage, task_publish
 
 logger = logging.getLogger(__name__)
@@ -89,7 +96,9 @@ def first_alerting_period_start(budget):
 
 
 def _fire(status, *, forecast):
-    for threshold in sorted(set(status.budget.thresholds)):
+    # The first MAX_BUDGET_THRESHOLDS only: a budget saved before the limit (migration 0009 did not
+    # change stored rows) must not fan out into hundreds of alerts either.
+    for threshold in sorted(set(status.budget.thresholds))[:MAX_BUDGET_THRESHOLDS]:
         if status.reached(threshold):
             _alert_once(status, BudgetAlert.Kind.THRESHOLD, threshold)
     if forecast and status.forecast_exceeds and status.spent < status.limit:

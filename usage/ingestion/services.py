@@ -321,9 +321,30 @@ def _model_ids(names: Iterable[str]) -> ModelIds:
     return found
 
 
-def model_names_known(names: Iterable[str]) -> set[str]:
-    """Those of ``names`` that the catalog knows, as a model's name or an alias (no model is added)."""
-    return set(_model_ids(names))
+def model_names_choose(choices: Sequence[tuple[object, Sequence[object]]]) -> list[object]:
+    """For each (api key's public id, candidate names): the first name the catalog knows (by name or
+    alias) as a model the key's tenant may use; else the first name that is not another tenant's
+    private model; else the first (None without any). Nothing is added to the catalog.
+
+    Names and aliases are global: another tenant's private model must not win over a public
+    model that the same call also names (the call would be rejected as model_not_available).
+    """
+    names = {name for _key, candidates in choices for name in candidates if isinstance(name, str)}
+    owners: dict[object, int | None] = (
+        {name: owner for name, (_id, owner) in _model_ids(names).items()} if names else {}
+    )
+    key_ids = {key for key, _candidates in choices if isinstance(key, str)}
+    tenants = (
+        dict(ApiKey.objects.filter(public_id__in=key_ids).values_list("public_id", "tenant_id")) if key_ids else {}
+    )
+    chosen: list[object] = []
+    for key, candidates in choices:
+        tenant_id = tenants.get(key) if isinstance(key, str) else None
+        # owners.get is None for a public model and for a name the catalog does not know.
+        usable = [name for name in candidates if owners.get(name) in (None, tenant_id)]
+        known = [name for name in usable if name in owners]
+        chosen.append(next(iter(known or usable or candidates), None))
+    return chosen
 
 
 def _with_retry(store: Callable[[], _Outcome]) -> _Outcome:

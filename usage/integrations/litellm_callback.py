@@ -24,11 +24,11 @@ ids, model, times, token counts and the key's metadata) is queued and posted in 
 ``POST /api/v1/litellm/logs`` by one background thread. A 429, a 5xx, a timeout or a refused
 connection is retried with exponential back-off (a 429's ``Retry-After`` honoured); a batch that
 still fails stays queued for the next flush (at most ``max_queue`` payloads are kept: the oldest
-are dropped with an error in the log). Another 4xx is not retried (it would fail again): it is
-logged with the answer, as are payloads the product rejected in a 200 answer. Re-sending is
-safe: the product deduplicates by the call's id. The queue is flushed when the interpreter
-exits. Nothing here ever raises into LiteLLM: errors are logged on the ``usage_statistics``
-logger.
+are dropped with an error in the log). A batch over the product's body limit (413) is split
+in halves and each half sent; another 4xx is not retried (it would fail again): it is logged
+with the answer, as are payloads the product rejected in a 200 answer. Re-sending is safe: the
+product deduplicates by the call's id. The queue is flushed when the interpreter exits. Nothing
+here ever raises into LiteLLM: errors are logged on the ``usage_statistics`` logger.
 """
 
 from __future__ import annotations
@@ -80,9 +80,9 @@ MAX_BATCH = 1000  # the product's INGEST_MAX_ITEMS default
 class Delivery(Exception):
     """A batch that could not be delivered now; ``retry`` False when sending it again is futile."""
 
-    def __init__(self, message: str, *, retry: bool, wait: float | None = None) -> None:
+    def __init__(self, message: str, *, retry: bool, wait: float | None = None, too_large: bool = False) -> None:
         super().__init__(message)
-        self.retry, self.wait = retry, wait
+        self.retry, self.wait, self.too_large = retry, wait, too_large
 
 
 def _setting(value: Any, name: str, default: Any = None) -> Any:
@@ -237,6 +237,11 @@ class UsageStatisticsLogger(CustomLogger):
                 self._post(batch)
                 return True
             except Delivery as failure:
+                if failure.too_large and len(batch) > 1:
+                    # Over the product's body limit: the halves may fit, so one large payload does
+                    # not cost the calls batched with it (a half sent twice is deduplicated there).
+                    half = len(batch) // 2
+                    return self._deliver(batch[:half], deadline) and self._deliver(batch[half:], deadline)
                 if not failure.retry:
                     logger.error("Usage Statistics refused %d call(s), not retried: %s", len(batch), failure)
                     return True
@@ -256,7 +261,8 @@ class UsageStatisticsLogger(CustomLogger):
         if response.status_code in RETRY_STATUSES:
             raise Delivery(f"HTTP {response.status_code}", retry=True, wait=_retry_after(response))
         if response.status_code != 200:
-            raise Delivery(f"HTTP {response.status_code}: {response.text[:500]}", retry=False)
+            message = f"HTTP {response.status_code}: {response.text[:500]}"
+            raise Delivery(message, retry=False, too_large=response.status_code == 413)
         self.delivered += len(batch)
         errors = _answer(response).get("errors") or []
         if errors:
