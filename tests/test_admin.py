@@ -28,6 +28,7 @@ from usage.models import (
     UsageDailyModel,
     UsageHourly,
 )
+from usage.pricebook.services import Actor, price_save
 
 REGISTERED = sorted(admin.site._registry, key=lambda model: model._meta.label)
 IDS = [model._meta.label for model in REGISTERED]
@@ -65,7 +66,8 @@ def data(tenant, owner, api_key, llm):
     services.access_token_create(tenant=tenant, name="reports")
     services.service_token_create(name="gateway")
     ModelAlias.objects.create(name="deepseek-r1", model=llm)
-    ModelPrice.objects.create(model=llm, input_per_1k="0.001", output_per_1k="0.002", effective_from=AT.date())
+    price = ModelPrice(model=llm, input_per_1k="0.001", output_per_1k="0.002", effective_from=AT.date())
+    price_save(price=price, actor=Actor(source="test"))  # and its PriceChange
     for n in range(30):
         CallRecord.objects.create(
             tenant=tenant,
