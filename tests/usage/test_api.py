@@ -186,6 +186,8 @@ def test_breakdown_by_api_key_names_the_public_id(tenant, api_key, usage):
             "reasoning_tokens": None,
             "share": 1.0,
             "cost": [{"amount": "0.00", "currency": "USD", "unpriced_tokens": 175}],
+            "cache_hit_rate": 40 / 157,
+            "cache_savings": None,  # told per model
         }
     ]
 

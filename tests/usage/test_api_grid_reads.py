@@ -13,7 +13,9 @@ from django.test.utils import CaptureQueriesContext
 
 from accounts import services
 from usage.api.scope import filters_or_errors
+from usage.reporting.cache_economics import CacheEconomics, cache_economics
 from usage.reporting.costs import DEFAULT_CURRENCY, CostSummary, cost_by
+from usage.reporting.query import UsageQuery
 from usage.reporting.selectors import usage_breakdown, usage_series
 
 from .api_helpers import token_client
@@ -65,9 +67,12 @@ def _expected_series(tenant, filters, bucket, group_by):
 def _expected_breakdown(tenant, filters, by):
     costs = cost_by(tenant=tenant, filters=filters, group=by)
     fallback = _fallback(costs.values())
+    query = UsageQuery.of(tenant, filters).using(by=by)
+    economics = cache_economics(query, query.grid())
     return [
         {**_group_fields(row.group), **row.totals.as_dict(), "share": row.share}
         | {"cost": costs.get(row.group.pk, CostSummary()).as_api(fallback_currency=fallback)}
+        | economics.get(row.group.pk, CacheEconomics()).as_api()
         for row in usage_breakdown(tenant=tenant, filters=filters, by=by)
     ]
 

@@ -20,6 +20,7 @@ from usage.api.scope import CommonParams, TenantParams, api_tenant, usage_query,
 from usage.api.throttling import AccessTokenThrottle
 from usage.ledger.retention import detail_available_from
 from usage.models import Model
+from usage.reporting.cache_economics import CacheEconomics, cache_economics
 from usage.reporting.costs import DEFAULT_CURRENCY, CostSummary
 from usage.reporting.export import export_response
 from usage.reporting.query import InvalidQuery
@@ -144,11 +145,15 @@ class BreakdownView(TenantAPIView):
         objects = (Model if by == "model" else ApiKey).objects.in_bulk(list(grid.models))
         rows = breakdown_rows((objects[pk], usage.totals) for pk, usage in grid.models.items())
         fallback = _grid_fallback(grid)
+        economics = cache_economics(query, grid)
         results = []
         for row in rows:
             usage = grid.models[row.group.pk]
             cost = usage.cost_summary(row.group.name).as_api(fallback_currency=fallback)
-            results.append({**_group_fields(row.group), **row.totals.as_dict(), "share": row.share, "cost": cost})
+            cache = economics.get(row.group.pk, CacheEconomics()).as_api()
+            results.append(
+                {**_group_fields(row.group), **row.totals.as_dict(), "share": row.share, "cost": cost, **cache}
+            )
         data = {**_period(query), "by": by, "results": results}
         return Response(s.BreakdownSerializer(data).data)
 
