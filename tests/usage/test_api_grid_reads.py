@@ -17,6 +17,7 @@ from usage.reporting.cache_economics import CacheEconomics, cache_economics
 from usage.reporting.costs import DEFAULT_CURRENCY, CostSummary, cost_by
 from usage.reporting.query import UsageQuery
 from usage.reporting.selectors import usage_breakdown, usage_series
+from usage.reporting.unpriced import Unpriced, unpriced_usage
 
 from .api_helpers import token_client
 from .test_api_parity import _random_calls, priced_world, world  # noqa: F401  (fixtures)
@@ -69,10 +70,12 @@ def _expected_breakdown(tenant, filters, by):
     fallback = _fallback(costs.values())
     query = UsageQuery.of(tenant, filters).using(by=by)
     economics = cache_economics(query, query.grid())
+    unpriced = unpriced_usage(query, query.grid()) if by == "model" else None
     return [
         {**_group_fields(row.group), **row.totals.as_dict(), "share": row.share}
         | {"cost": costs.get(row.group.pk, CostSummary()).as_api(fallback_currency=fallback)}
         | economics.get(row.group.pk, CacheEconomics()).as_api()
+        | {"unpriced_calls": None if unpriced is None else unpriced.get(row.group.pk, Unpriced()).calls}
         for row in usage_breakdown(tenant=tenant, filters=filters, by=by)
     ]
 

@@ -51,6 +51,10 @@ def cost_list(help_text, **kwargs):
 
 class SummarySerializer(PeriodSerializer, TotalsSerializer):
     cost = cost_list("Cost of the filtered usage at the prices in force on each local day.")
+    unpriced_calls = serializers.IntegerField(
+        help_text="Calls of a model with no price in force on their local day: not in the amounts "
+        "(their tokens are the cost's unpriced_tokens)."
+    )
     unpriced_models = serializers.ListField(
         child=serializers.CharField(), help_text="Models with tokens that had no price in force (cost is partial)."
     )
@@ -97,6 +101,10 @@ class SavingSerializer(serializers.Serializer):
 class BreakdownRowSerializer(GroupSerializer, TotalsSerializer):
     share = serializers.FloatField(help_text="This row's share of the total tokens of the range, 0 to 1.")
     cost = cost_list("Cost of the row's usage; the rows' costs add up to the summary's.")
+    unpriced_calls = serializers.IntegerField(
+        allow_null=True,
+        help_text="Calls of this model with no price in force on their local day (per model: null by api_key).",
+    )
     cache_hit_rate = serializers.FloatField(
         allow_null=True,
         help_text="Cached input tokens / input tokens, 0 to 1 (exact: the two token counts); null without input.",

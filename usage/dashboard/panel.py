@@ -28,6 +28,7 @@ from usage.reporting.periods import comparison
 from usage.reporting.query import UsageQuery
 from usage.reporting.selectors import MAX_HOURLY_DAYS, Totals
 from usage.reporting.slots import slot_get, slot_set
+from usage.reporting.unpriced import unpriced_usage
 
 METRICS = ("total", "input", "output")
 # A panel carries its own version (its grids' keys), so this only bounds how long unused ones stay.
@@ -356,6 +357,8 @@ def _panel_data(query, params, grid, previous, models, compared, now):
     colors = line_colors(lines)
     current = sum((totals for _model, _usage, totals in lines), Totals())
     cost = grid_cost(grid, previous, models)
+    if cost is not None:
+        cost["unpriced_calls"] = sum(u.calls for u in unpriced_usage(query, grid).values())
     distribution = distribution_rows(breakdown_rows(lines), params, cost, colors, cache_economics(query, grid))
     return {
         "empty": current.calls == 0,
@@ -387,4 +390,7 @@ def _model_link(query):
 def json_data(data):
     """A panel's ``data`` with the cost objects turned into the API's cost shape."""
     cost = data["cost"]
-    return {**data, "cost": cost and {"amounts": cost["summary"].as_api(), "change": cost["change"]}}
+    shown = cost and {"amounts": cost["summary"].as_api(), "change": cost["change"]}
+    if cost:
+        shown["unpriced_calls"] = cost.get("unpriced_calls", 0)
+    return {**data, "cost": shown}
