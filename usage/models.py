@@ -475,6 +475,25 @@ class BudgetAlert(models.Model):
         return f"{self.budget_id} {self.period_start} {self.kind} {self.threshold}%"
 
 
+class UnpricedModelAlert(models.Model):
+    """The first use of a model with no price in force by a tenant: one row per tenant and model,
+    so its owners are told once (``usage.budgets.unpriced``)."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="unpriced_alerts")
+    model = models.ForeignKey(Model, on_delete=models.CASCADE, related_name="unpriced_alerts")
+    first_day = models.DateField(help_text="The tenant's first local day seen with unpriced calls of the model.")
+    calls = models.BigIntegerField(help_text="Unpriced calls seen when the alert fired.")
+    tokens = models.BigIntegerField(help_text="Unpriced tokens seen when the alert fired.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "model"], name="unpricedalert_once")]
+
+    def __str__(self):
+        return f"{self.tenant_id} {self.model_id} unpriced from {self.first_day}"
+
+
 class AlertDelivery(models.Model):
     """One message of an alert to one channel; ``delivery_id`` stays the same across retries."""
 
@@ -490,6 +509,14 @@ class AlertDelivery(models.Model):
     budget = models.ForeignKey(Budget, on_delete=models.CASCADE, related_name="deliveries")
     alert = models.ForeignKey(
         BudgetAlert, null=True, blank=True, on_delete=models.CASCADE, related_name="deliveries", help_text="Empty: test"
+    )
+    unpriced = models.ForeignKey(
+        UnpricedModelAlert,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="deliveries",
+        help_text="Set for the alert of a model used without a price (then ``alert`` is empty).",
     )
     channel = models.CharField(max_length=8, choices=Channel.choices)
     delivery_id = models.UUIDField(unique=True)
