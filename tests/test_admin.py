@@ -24,6 +24,7 @@ from usage.models import (
     DirtyDay,
     ModelAlias,
     ModelPrice,
+    UnpricedModelAlert,
     UsageDaily,
     UsageDailyModel,
     UsageHourly,
@@ -68,6 +69,7 @@ def data(tenant, owner, api_key, llm):
     ModelAlias.objects.create(name="deepseek-r1", model=llm)
     price = ModelPrice(model=llm, input_per_1k="0.001", output_per_1k="0.002", effective_from=AT.date())
     price_save(price=price, actor=Actor(source="test"))  # and its PriceChange
+    UnpricedModelAlert.objects.create(tenant=tenant, model=llm, first_day=AT.date(), calls=1, tokens=15)
     for n in range(30):
         CallRecord.objects.create(
             tenant=tenant,

@@ -15,6 +15,7 @@ from usage.models import (
     ModelAlias,
     ModelPrice,
     PriceChange,
+    UnpricedModelAlert,
     UsageDaily,
     UsageDailyModel,
     UsageHourly,
@@ -175,6 +176,23 @@ class PriceChangeAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(UnpricedModelAlert)
+class UnpricedModelAlertAdmin(admin.ModelAdmin):
+    """Models a tenant used without a price, each told once (``usage.budgets.unpriced``): read-only.
+    Deleting one lets it fire again."""
+
+    list_display = ["created_at", "tenant", "model", "first_day", "calls", "tokens"]
+    list_select_related = ["tenant", "model"]
+    search_fields = ["model__name", "tenant__slug"]
+    raw_id_fields = ["tenant", "model"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
         return False
 
 
