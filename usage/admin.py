@@ -132,6 +132,7 @@ class ModelPriceAdmin(admin.ModelAdmin):
 
     form = ModelPriceForm
     change_form_template = "admin/usage/modelprice/change_form.html"
+    delete_confirmation_template = "admin/usage/modelprice/delete_confirmation.html"
     list_display = [
         "model",
         "tenant",
@@ -149,6 +150,13 @@ class ModelPriceAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         price_save(price=obj, actor=Actor(source="admin", user=request.user))
+
+    def delete_view(self, request, object_id, extra_context=None):
+        # The confirmation page previews what deleting the price does to past costs.
+        price = ModelPrice.objects.filter(pk=object_id).select_related("model").first()
+        if price is not None and request.method == "GET":
+            extra_context = {**(extra_context or {}), "preview": price_preview(original=price, new=None)}
+        return super().delete_view(request, object_id, extra_context)
 
     def delete_model(self, request, obj):
         price_delete(price=obj, actor=Actor(source="admin", user=request.user))

@@ -262,6 +262,8 @@ def test_the_admin_previews_without_saving_then_saves_with_an_audit(world, djang
     assert response.status_code == 302
     change = PriceChange.objects.get(action="changed")
     assert (change.changed_by, change.source, change.new_terms["input_per_1k"]) == (root, "admin", "0.001")
+    confirm = client.get(reverse("admin:usage_modelprice_delete", args=[r1.pk])).content.decode()
+    assert 'id="price-preview"' in confirm and "tokens unpriced" in confirm  # deleting leaves r1 unpriced
     client.post(reverse("admin:usage_modelprice_delete", args=[r1.pk]), {"post": "yes"})
     assert PriceChange.objects.filter(action="deleted", changed_by=root).count() == 1
 
