@@ -24,10 +24,12 @@ from usage.models import (
     DirtyDay,
     ModelAlias,
     ModelPrice,
+    UnpricedModelAlert,
     UsageDaily,
     UsageDailyModel,
     UsageHourly,
 )
+from usage.pricebook.services import Actor, price_save
 
 REGISTERED = sorted(admin.site._registry, key=lambda model: model._meta.label)
 IDS = [model._meta.label for model in REGISTERED]
@@ -65,7 +67,9 @@ def data(tenant, owner, api_key, llm):
     services.access_token_create(tenant=tenant, name="reports")
     services.service_token_create(name="gateway")
     ModelAlias.objects.create(name="deepseek-r1", model=llm)
-    ModelPrice.objects.create(model=llm, input_per_1k="0.001", output_per_1k="0.002", effective_from=AT.date())
+    price = ModelPrice(model=llm, input_per_1k="0.001", output_per_1k="0.002", effective_from=AT.date())
+    price_save(price=price, actor=Actor(source="test"))  # and its PriceChange
+    UnpricedModelAlert.objects.create(tenant=tenant, model=llm, first_day=AT.date(), calls=1, tokens=15)
     for n in range(30):
         CallRecord.objects.create(
             tenant=tenant,

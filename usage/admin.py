@@ -1,3 +1,6 @@
+from typing import Any
+
+from django import forms
 from django.contrib import admin
 from django.core.paginator import Paginator
 from django.utils.functional import cached_property
@@ -11,10 +14,14 @@ from usage.models import (
     Model,
     ModelAlias,
     ModelPrice,
+    PriceChange,
+    UnpricedModelAlert,
     UsageDaily,
     UsageDailyModel,
     UsageHourly,
 )
+from usage.pricebook.preview import Preview, price_preview
+from usage.pricebook.services import TERM_FIELDS, Actor, price_delete, price_save
 
 
 class CappedCountPaginator(Paginator):
@@ -84,8 +91,48 @@ class ModelAliasAdmin(admin.ModelAdmin):
     raw_id_fields = ["model"]
 
 
+class ModelPriceForm(forms.ModelForm):
+    """The price form; its "Preview" button validates, computes the preview and saves nothing."""
+
+    PREVIEW = "_preview"
+
+    class Meta:
+        model = ModelPrice
+        fields = [
+            "model",
+            "tenant",
+            "currency",
+            "input_per_1k",
+            "output_per_1k",
+            "cached_input_per_1k",
+            "effective_from",
+        ]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.preview: Preview | None = None
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or self.cleaned_data
+        if self.PREVIEW in self.data and not self.errors:
+            original = ModelPrice.objects.filter(pk=self.instance.pk).first() if self.instance.pk else None
+            self.preview = price_preview(original=original, new=self.instance_with(cleaned))
+            # An error is what keeps the admin from saving: the form comes back with the preview.
+            raise forms.ValidationError("Preview only: nothing was saved. Check the costs below, then save.")
+        return cleaned
+
+    def instance_with(self, cleaned: dict[str, Any]) -> ModelPrice:
+        terms = {name: cleaned.get(name) for name in ("model", "tenant", *TERM_FIELDS)}
+        return ModelPrice(pk=self.instance.pk, **terms)
+
+
 @admin.register(ModelPrice)
 class ModelPriceAdmin(admin.ModelAdmin):
+    """Prices are saved and deleted through ``usage.pricebook.services``: every change is audited."""
+
+    form = ModelPriceForm
+    change_form_template = "admin/usage/modelprice/change_form.html"
+    delete_confirmation_template = "admin/usage/modelprice/delete_confirmation.html"
     list_display = [
         "model",
         "tenant",
@@ -100,6 +147,61 @@ class ModelPriceAdmin(admin.ModelAdmin):
     list_select_related = ["model", "tenant"]
     raw_id_fields = ["model", "tenant"]
     date_hierarchy = "effective_from"
+
+    def save_model(self, request, obj, form, change):
+        price_save(price=obj, actor=Actor(source="admin", user=request.user))
+
+    def delete_view(self, request, object_id, extra_context=None):
+        # The confirmation page previews what deleting the price does to past costs.
+        price = ModelPrice.objects.filter(pk=object_id).select_related("model").first()
+        if price is not None and request.method == "GET":
+            extra_context = {**(extra_context or {}), "preview": price_preview(original=price, new=None)}
+        return super().delete_view(request, object_id, extra_context)
+
+    def delete_model(self, request, obj):
+        price_delete(price=obj, actor=Actor(source="admin", user=request.user))
+
+    def delete_queryset(self, request, queryset):
+        for price in queryset:
+            price_delete(price=price, actor=Actor(source="admin", user=request.user))
+
+
+@admin.register(PriceChange)
+class PriceChangeAdmin(admin.ModelAdmin):
+    """The audit trail of prices: read-only."""
+
+    list_display = ["changed_at", "action", "model", "tenant", "actor", "source", "old_terms", "new_terms"]
+    list_select_related = ["model", "tenant"]
+    list_filter = ["action", "source", ("tenant", admin.EmptyFieldListFilter)]
+    search_fields = ["model__name", "tenant__slug", "actor"]
+    raw_id_fields = ["price", "model", "tenant", "changed_by"]
+    date_hierarchy = "changed_at"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(UnpricedModelAlert)
+class UnpricedModelAlertAdmin(admin.ModelAdmin):
+    """Models a tenant used without a price, each told once (``usage.budgets.unpriced``): read-only.
+    Deleting one lets it fire again."""
+
+    list_display = ["created_at", "tenant", "model", "first_day", "calls", "tokens"]
+    list_select_related = ["tenant", "model"]
+    search_fields = ["model__name", "tenant__slug"]
+    raw_id_fields = ["tenant", "model"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(CallRecord)

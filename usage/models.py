@@ -327,6 +327,52 @@ class ModelPrice(models.Model):
         return f"{self.model} {scope} from {self.effective_from}"
 
 
+class PriceChange(models.Model):
+    """One change of a ModelPrice (added, changed, deleted): who, when, the old and new terms.
+
+    Written by ``usage.pricebook.services`` for the admin and ``import_prices`` alike, in the
+    transaction that changes the price. Kept when the price or its author is deleted: the model,
+    tenant and terms are copied, not only referenced.
+    """
+
+    class Action(models.TextChoices):
+        ADDED = "added", "Added"
+        CHANGED = "changed", "Changed"
+        DELETED = "deleted", "Deleted"
+
+    price = models.ForeignKey(ModelPrice, null=True, blank=True, on_delete=models.SET_NULL, related_name="changes")
+    model = models.ForeignKey(Model, on_delete=models.CASCADE, related_name="price_changes")
+    tenant = models.ForeignKey(
+        Tenant,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="price_changes",
+        help_text="Empty: platform.",
+    )
+    action = models.CharField(max_length=8, choices=Action.choices)
+    # {"currency", "input_per_1k", "output_per_1k", "cached_input_per_1k", "effective_from"} as
+    # strings (exact decimals); null before an addition and after a deletion.
+    old_terms = models.JSONField(null=True, blank=True)
+    new_terms = models.JSONField(null=True, blank=True)
+    changed_by = models.ForeignKey(
+        "accounts.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="price_changes"
+    )
+    actor = models.CharField(max_length=150, help_text="The user's name or the command that made the change.")
+    source = models.CharField(max_length=20, help_text="admin, import_prices, ...")
+    changed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-changed_at", "-pk"]
+        indexes = [
+            # The Prices page: a tenant's and the platform's changes of some models, newest first.
+            models.Index(fields=["model", "-changed_at"], name="pricechange_model_time"),
+        ]
+
+    def __str__(self):
+        return f"{self.action} {self.model_id} by {self.actor} at {self.changed_at:%Y-%m-%d %H:%M}"
+
+
 # --- Budgets (usage.budgets) -------------------------------------------------------------------
 
 # Each threshold of a budget may fire one alert per channel and period: more would let one form
@@ -429,6 +475,25 @@ class BudgetAlert(models.Model):
         return f"{self.budget_id} {self.period_start} {self.kind} {self.threshold}%"
 
 
+class UnpricedModelAlert(models.Model):
+    """The first use of a model with no price in force by a tenant: one row per tenant and model,
+    so its owners are told once (``usage.budgets.unpriced``)."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="unpriced_alerts")
+    model = models.ForeignKey(Model, on_delete=models.CASCADE, related_name="unpriced_alerts")
+    first_day = models.DateField(help_text="The tenant's first local day seen with unpriced calls of the model.")
+    calls = models.BigIntegerField(help_text="Unpriced calls seen when the alert fired.")
+    tokens = models.BigIntegerField(help_text="Unpriced tokens seen when the alert fired.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "model"], name="unpricedalert_once")]
+
+    def __str__(self):
+        return f"{self.tenant_id} {self.model_id} unpriced from {self.first_day}"
+
+
 class AlertDelivery(models.Model):
     """One message of an alert to one channel; ``delivery_id`` stays the same across retries."""
 
@@ -444,6 +509,14 @@ class AlertDelivery(models.Model):
     budget = models.ForeignKey(Budget, on_delete=models.CASCADE, related_name="deliveries")
     alert = models.ForeignKey(
         BudgetAlert, null=True, blank=True, on_delete=models.CASCADE, related_name="deliveries", help_text="Empty: test"
+    )
+    unpriced = models.ForeignKey(
+        UnpricedModelAlert,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="deliveries",
+        help_text="Set for the alert of a model used without a price (then ``alert`` is empty).",
     )
     channel = models.CharField(max_length=8, choices=Channel.choices)
     delivery_id = models.UUIDField(unique=True)

@@ -4,6 +4,7 @@ Separate threads hold separate database connections, so their alert inserts real
 unique constraint lets one win per threshold and period.
 """
 
+import datetime as dt
 import threading
 
 import pytest
@@ -15,7 +16,7 @@ from usage.budgets import services
 from usage.ingestion import services as usage_services
 from usage.models import AlertDelivery, Budget, BudgetAlert, Model
 
-from ..usage.factories import make_calls
+from ..usage.factories import make_calls, price
 from .helpers import budget, start_of_today
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -46,7 +47,10 @@ def in_threads(function, count=CLIENTS):
 def cast(db):
     tenant = accounts.tenant_create(slug="race", name="Race", timezone_name="Asia/Kolkata")
     key = accounts.api_key_create(tenant=tenant, name="k")[0]
-    return tenant, key, Model.objects.create(name="m/race")
+    model = Model.objects.create(name="m/race")
+    # Priced: these tests count budget alerts only (an unpriced model is also told of, once: test_unpriced_alert).
+    price(model, dt.date(2020, 1, 1), "0.001")
+    return tenant, key, model
 
 
 def _threshold_counts(b):

@@ -7,6 +7,7 @@ A whole worker killed mid-request (no process left to give the message back): it
 out and beat's sweep hands the delivery to another worker within the documented bound.
 """
 
+import datetime as dt
 import os
 import signal
 import subprocess
@@ -26,6 +27,7 @@ from usage.models import AlertDelivery, BudgetAlert, Model
 from usageproject.celery import app
 
 from ..usage.conftest import ROOT, broker_url, database_url, wait_for  # noqa: F401
+from ..usage.factories import price
 from ..usage.test_celery_worker import pool_children
 from .helpers import budget, start_of_today
 from .receivers import WebhookReceiver, verify_signature
@@ -81,7 +83,10 @@ def receiver(loopback_allowed):
 def cast(db):
     tenant = accounts.tenant_create(slug="wb", name="WB", timezone_name="America/New_York")
     key = accounts.api_key_create(tenant=tenant, name="k")[0]
-    return tenant, key, Model.objects.create(name="m/wb")
+    model = Model.objects.create(name="m/wb")
+    # Priced: these tests count budget alerts only (an unpriced model is also told of, once: test_unpriced_alert).
+    price(model, dt.date(2020, 1, 1), "0.001")
+    return tenant, key, model
 
 
 def _ingest_concurrently(tenant, key, model, clients=8, tokens=100):

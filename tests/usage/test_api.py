@@ -93,6 +93,7 @@ def test_summary_totals_with_a_token(tenant, other_tenant, usage, priced):
         "reasoning_tokens": None,
         "cost": [{"amount": "0.105", "currency": "USD", "unpriced_tokens": 10}],  # qwen3 has no price
         "unpriced_models": ["public/qwen3"],
+        "unpriced_calls": 1,
     }
     assert token_client(other_tenant).get("/api/v1/usage/summary", RANGE).json() == THEIRS
 
@@ -234,6 +235,9 @@ def test_breakdown_by_api_key_names_the_public_id(tenant, api_key, usage):
             "reasoning_tokens": None,
             "share": 1.0,
             "cost": [{"amount": "0.00", "currency": "USD", "unpriced_tokens": 175}],
+            "cache_hit_rate": 40 / 157,
+            "cache_savings": None,  # told per model
+            "unpriced_calls": None,  # told per model
         }
     ]
 

@@ -13,8 +13,11 @@ from django.test.utils import CaptureQueriesContext
 
 from accounts import services
 from usage.api.scope import filters_or_errors
+from usage.reporting.cache_economics import CacheEconomics, cache_economics
 from usage.reporting.costs import DEFAULT_CURRENCY, CostSummary, cost_by
+from usage.reporting.query import UsageQuery
 from usage.reporting.selectors import usage_breakdown, usage_series
+from usage.reporting.unpriced import Unpriced, unpriced_usage
 
 from .api_helpers import token_client
 from .test_api_parity import _random_calls, priced_world, world  # noqa: F401  (fixtures)
@@ -65,9 +68,14 @@ def _expected_series(tenant, filters, bucket, group_by):
 def _expected_breakdown(tenant, filters, by):
     costs = cost_by(tenant=tenant, filters=filters, group=by)
     fallback = _fallback(costs.values())
+    query = UsageQuery.of(tenant, filters).using(by=by)
+    economics = cache_economics(query, query.grid())
+    unpriced = unpriced_usage(query, query.grid()) if by == "model" else None
     return [
         {**_group_fields(row.group), **row.totals.as_dict(), "share": row.share}
         | {"cost": costs.get(row.group.pk, CostSummary()).as_api(fallback_currency=fallback)}
+        | economics.get(row.group.pk, CacheEconomics()).as_api()
+        | {"unpriced_calls": None if unpriced is None else unpriced.get(row.group.pk, Unpriced()).calls}
         for row in usage_breakdown(tenant=tenant, filters=filters, by=by)
     ]
 

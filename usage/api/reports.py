@@ -61,6 +61,7 @@ def report_as_json(tenant, report):
         "totals": report.totals.as_dict(),
         "cost": report.cost.as_api(),
         "unpriced_models": report.cost.unpriced_models,
+        "unpriced_calls": report.unpriced_calls,
         "prices": [_price(use) for use in report.prices],
     }
 
@@ -112,6 +113,7 @@ class MonthlyReportSerializer(PeriodSerializer):
     unpriced_models = serializers.ListField(
         child=serializers.CharField(), help_text="Models with tokens that had no price in force (cost is partial)."
     )
+    unpriced_calls = serializers.IntegerField(help_text="Calls with no price in force: not in the amounts.")
     prices = ReportPriceSerializer(many=True, help_text="The prices applied in the month.")
 
 

@@ -51,6 +51,10 @@ def cost_list(help_text, **kwargs):
 
 class SummarySerializer(PeriodSerializer, TotalsSerializer):
     cost = cost_list("Cost of the filtered usage at the prices in force on each local day.")
+    unpriced_calls = serializers.IntegerField(
+        help_text="Calls of a model with no price in force on their local day: not in the amounts "
+        "(their tokens are the cost's unpriced_tokens)."
+    )
     unpriced_models = serializers.ListField(
         child=serializers.CharField(), help_text="Models with tokens that had no price in force (cost is partial)."
     )
@@ -89,9 +93,29 @@ class TimeseriesSerializer(PeriodSerializer):
     series = SeriesSerializer(many=True, help_text="One series per group, most tokens first; one series for none.")
 
 
+class SavingSerializer(serializers.Serializer):
+    amount = serializers.CharField(help_text="The exact amount as a plain decimal string, never rounded.")
+    currency = serializers.CharField(help_text="ISO 4217 code of the amount.")
+
+
 class BreakdownRowSerializer(GroupSerializer, TotalsSerializer):
     share = serializers.FloatField(help_text="This row's share of the total tokens of the range, 0 to 1.")
     cost = cost_list("Cost of the row's usage; the rows' costs add up to the summary's.")
+    unpriced_calls = serializers.IntegerField(
+        allow_null=True,
+        help_text="Calls of this model with no price in force on their local day (per model: null by api_key).",
+    )
+    cache_hit_rate = serializers.FloatField(
+        allow_null=True,
+        help_text="Cached input tokens / input tokens, 0 to 1 (exact: the two token counts); null without input.",
+    )
+    cache_savings = SavingSerializer(
+        many=True,
+        allow_null=True,
+        help_text="What cached reads saved against the input price: cached x (input - cached input price) / 1000 "
+        "at the price in force on each local day, exact, one object per currency; empty when nothing was saved "
+        "(no cached reads, no cached input price, or unpriced). Per model: null in a breakdown by api_key.",
+    )
 
 
 class BreakdownSerializer(PeriodSerializer):

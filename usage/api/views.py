@@ -20,11 +20,13 @@ from usage.api.scope import CommonParams, TenantParams, api_tenant, usage_query,
 from usage.api.throttling import AccessTokenThrottle
 from usage.ledger.retention import detail_available_from
 from usage.models import Model
+from usage.reporting.cache_economics import CacheEconomics, cache_economics
 from usage.reporting.costs import DEFAULT_CURRENCY, CostSummary
 from usage.reporting.export import export_response
 from usage.reporting.focus import focus_response
 from usage.reporting.query import InvalidQuery
 from usage.reporting.selectors import Totals, breakdown_rows, tenant_models
+from usage.reporting.unpriced import Unpriced, unpriced_total, unpriced_usage
 
 
 class TenantAPIView(APIView):
@@ -102,7 +104,8 @@ class SummaryView(TenantAPIView):
         query = self.query(request)
         # The page's grids and their caches: the API's totals and the page's cards are one number.
         totals, cost = query.totals(), query.cost()
-        data = {**_period(query), **totals.as_dict(), "cost": cost.as_api()}
+        unpriced = unpriced_total(query)
+        data = {**_period(query), **totals.as_dict(), "cost": cost.as_api(), "unpriced_calls": unpriced.calls}
         return Response(s.SummarySerializer({**data, "unpriced_models": cost.unpriced_models}).data)
 
 
@@ -145,11 +148,17 @@ class BreakdownView(TenantAPIView):
         objects = (Model if by == "model" else ApiKey).objects.in_bulk(list(grid.models))
         rows = breakdown_rows((objects[pk], usage.totals) for pk, usage in grid.models.items())
         fallback = _grid_fallback(grid)
+        economics = cache_economics(query, grid)
+        unpriced = unpriced_usage(query, grid) if by == "model" else None
         results = []
         for row in rows:
             usage = grid.models[row.group.pk]
             cost = usage.cost_summary(row.group.name).as_api(fallback_currency=fallback)
-            results.append({**_group_fields(row.group), **row.totals.as_dict(), "share": row.share, "cost": cost})
+            cache = economics.get(row.group.pk, CacheEconomics()).as_api()
+            cache["unpriced_calls"] = None if unpriced is None else unpriced.get(row.group.pk, Unpriced()).calls
+            results.append(
+                {**_group_fields(row.group), **row.totals.as_dict(), "share": row.share, "cost": cost, **cache}
+            )
         data = {**_period(query), "by": by, "results": results}
         return Response(s.BreakdownSerializer(data).data)
 

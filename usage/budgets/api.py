@@ -26,6 +26,7 @@ class BudgetStatusSerializer(serializers.Serializer):
     projection_method = serializers.CharField()
     state = serializers.ChoiceField(choices=["within", "warning", "exceeded"])
     unpriced_tokens = serializers.IntegerField()
+    unpriced_calls = serializers.IntegerField(help_text="Calls with no price in force, not in spent.")
 
 
 class BudgetSerializer(serializers.Serializer):

@@ -35,7 +35,7 @@ from django.db import transaction
 from django.utils import timezone
 from standardwebhooks import Webhook
 
-from usage.budgets import egress
+from usage.budgets import egress, unpriced
 from usage.models import AlertDelivery
 from usageproject import metrics
 
@@ -75,6 +75,13 @@ def plain(amount: Decimal) -> str:
 
 def payload(delivery):
     budget, alert = delivery.budget, delivery.alert
+    if delivery.unpriced_id:  # a model used without a price: the tenant's, told through a budget's channel
+        return {
+            "type": "model.unpriced",
+            "delivery_id": str(delivery.delivery_id),
+            "tenant": budget.tenant.slug,
+            "unpriced": unpriced.payload_data(delivery.unpriced),
+        }
     data = {
         "type": "budget.alert" if alert else "budget.test",
         "delivery_id": str(delivery.delivery_id),
@@ -102,6 +109,8 @@ def payload(delivery):
 
 
 def _subject(data):
+    if data["type"] == "model.unpriced":
+        return unpriced.subject(data["tenant"], data["unpriced"]["model"])
     budget = data["budget"]
     alert = data.get("alert")
     if alert is None:
@@ -135,6 +144,13 @@ def send_webhook(delivery, data):
 
 def send_email(delivery, data):
     recipients = [address.strip() for address in delivery.budget.emails.split(",") if address.strip()]
+    if delivery.unpriced_id:
+        alert = delivery.unpriced
+        text = (
+            unpriced.message_text(data["tenant"], alert.model.name, alert) + f"\n\nDelivery id: {data['delivery_id']}"
+        )
+        send_mail(_subject(data), text, settings.DEFAULT_FROM_EMAIL, recipients)
+        return
     lines = [f"{name}: {value}" for name, value in {**data["budget"], **data.get("alert", {})}.items()]
     text = "\n".join([_subject(data), "", *lines, "", f"Delivery id: {data['delivery_id']}"])
     send_mail(_subject(data), text, settings.DEFAULT_FROM_EMAIL, recipients)
@@ -197,7 +213,9 @@ def delivery_attempt(*, delivery_pk, dispatch_id=None):
             delivery.status if delivery else "missing", delivery.attempts if delivery else 0, False, tenant_id
         )
     index, attempts = len(started.log) - 1, started.attempts
-    delivery = AlertDelivery.objects.select_related("budget__tenant", "budget__api_key", "alert").get(pk=delivery_pk)
+    delivery = AlertDelivery.objects.select_related(
+        "budget__tenant", "budget__api_key", "alert", "unpriced__model"
+    ).get(pk=delivery_pk)
     tenant_id = delivery.budget.tenant_id
     try:
         code = _send(delivery)

@@ -20,6 +20,7 @@ from usage.reporting.costs import AMOUNT_DECIMALS
 from usage.reporting.money import amount_text, money_text
 from usage.reporting.periods import Period
 from usage.reporting.query import UsageQuery
+from usage.reporting.unpriced import unpriced_total
 
 _PRECISION = 60
 PROJECTION_METHOD = (
@@ -38,6 +39,7 @@ class BudgetStatus:
     projected: Decimal
     daily_rate: Decimal
     unpriced_tokens: int = 0
+    unpriced_calls: int = 0
 
     @property
     def limit(self):
@@ -115,6 +117,7 @@ class BudgetStatus:
             "projection_method": PROJECTION_METHOD,
             "state": self.state,
             "unpriced_tokens": self.unpriced_tokens,
+            "unpriced_calls": self.unpriced_calls,
         }
 
 
@@ -136,6 +139,13 @@ def budget_spent(*, budget, period):
         return Decimal(query.totals().total_tokens), 0
     cost = query.cost()
     return cost.amounts.get(budget.currency, Decimal(0)), cost.unpriced_tokens
+
+
+def budget_unpriced_calls(*, budget, period):
+    """Calls in the budget's scope and period with no price in force (from the grid ``cost`` read)."""
+    if budget.metric == Budget.Metric.TOKENS:
+        return 0
+    return unpriced_total(UsageQuery(budget.tenant, period, api_key=budget.api_key)).calls
 
 
 def days_left(tenant, period, now):
@@ -162,13 +172,15 @@ def budget_status(*, budget, now=None):
         projected = spent + rate * days_left(budget.tenant, period, now)
     if budget.metric == Budget.Metric.TOKENS:
         projected = projected.to_integral_value(rounding=ROUND_HALF_EVEN)
-    return BudgetStatus(budget, period, today, spent, projected, rate, unpriced)
+    calls = budget_unpriced_calls(budget=budget, period=Period(period.start, today))
+    return BudgetStatus(budget, period, today, spent, projected, rate, unpriced, calls)
 
 
 def budget_status_for_period(*, budget, period):
     """Spent over a whole past period (for late calls and price changes); no projection."""
     spent, unpriced = budget_spent(budget=budget, period=period)
-    return BudgetStatus(budget, period, period.end, spent, spent, Decimal(0), unpriced)
+    calls = budget_unpriced_calls(budget=budget, period=period)
+    return BudgetStatus(budget, period, period.end, spent, spent, Decimal(0), unpriced, calls)
 
 
 def tenant_budgets(*, tenant):

@@ -18,9 +18,11 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from accounts.models import Tenant
 from usage.budgets import tasks
 from usage.budgets.periods import budget_period
 from usage.budgets.selectors import budget_status, budget_status_for_period, budgets_for_key
+from usage.budgets.unpriced import unpriced_models_check
 from usage.localtime import tenant_today
 from usage.models import (
     MAX_BUDGET_THRESHOLDS,
@@ -228,6 +230,9 @@ def deliveries_sweep(*, now=None):
 
 
 def tenant_budgets_evaluate(*, tenant_id, now=None):
+    tenant = Tenant.objects.filter(pk=tenant_id).first()
+    if tenant is not None and unpriced_models_check(tenant=tenant, now=now):
+        transaction.on_commit(partial(_dispatch_after_commit, tenant_id))  # its deliveries, if any
     count = 0
     for budget in Budget.objects.filter(tenant_id=tenant_id).select_related("tenant", "api_key"):
         budget_evaluate(budget=budget, now=now)
@@ -238,7 +243,8 @@ def tenant_budgets_evaluate(*, tenant_id, now=None):
 def budgets_evaluate_all(*, now=None):
     """What beat runs: every budget, then the deliveries due (as ``deliveries_sweep``)."""
     count = 0
-    for tenant_id in Budget.objects.values_list("tenant_id", flat=True).distinct().order_by("tenant_id"):
+    # Every tenant, with budgets or not: a model used without a price is told once to each.
+    for tenant_id in Tenant.objects.values_list("pk", flat=True).order_by("pk"):
         count += tenant_budgets_evaluate(tenant_id=tenant_id, now=now)
     deliveries_sweep()
     return count

@@ -19,6 +19,7 @@ from usage.ledger import partitions
 from usage.ledger.retention import purge_horizon
 from usage.models import Model
 from usage.reporting import selectors
+from usage.reporting.cache_economics import cache_economics
 from usage.reporting.comparisons import on_record, previous_usage, whole_days
 from usage.reporting.costs import CostSummary
 from usage.reporting.grid import query_grids
@@ -27,6 +28,7 @@ from usage.reporting.periods import comparison
 from usage.reporting.query import UsageQuery
 from usage.reporting.selectors import MAX_HOURLY_DAYS, Totals
 from usage.reporting.slots import slot_get, slot_set
+from usage.reporting.unpriced import unpriced_usage
 
 METRICS = ("total", "input", "output")
 # A panel carries its own version (its grids' keys), so this only bounds how long unused ones stay.
@@ -224,9 +226,11 @@ def line_colors(lines):
     return chart_colors([model for model, _usage, _totals in lines])
 
 
-def distribution_rows(rows, query, cost=None, colors=None):
-    """Rows of the distribution table; ``url`` filters the page by the row's model."""
+def distribution_rows(rows, query, cost=None, colors=None, economics=None):
+    """Rows of the distribution table; ``url`` filters the page by the row's model; ``economics``:
+    {model id: CacheEconomics} adds the cache hit rate and savings (``usage.reporting.cache_economics``)."""
     by_model = (cost or {}).get("by_model", {})
+    economics = economics or {}
     link = _model_link(query)
     return [
         {
@@ -242,9 +246,16 @@ def distribution_rows(rows, query, cost=None, colors=None):
             "calls_display": f"{row.totals.calls:,}",
             "share": round(row.share * 100, 1),
             "cost": cost_text(by_model.get(row.group.pk)),
+            **_cache_fields(economics.get(row.group.pk)),
         }
         for row in rows
     ]
+
+
+def _cache_fields(economics):
+    if economics is None:
+        return {"cache_hit": None, "cache_saved": None}
+    return {"cache_hit": economics.hit_rate_text, "cache_saved": economics.saved_text}
 
 
 def grid_lines(grid, models):
@@ -346,6 +357,9 @@ def _panel_data(query, params, grid, previous, models, compared, now):
     colors = line_colors(lines)
     current = sum((totals for _model, _usage, totals in lines), Totals())
     cost = grid_cost(grid, previous, models)
+    if cost is not None:
+        cost["unpriced_calls"] = sum(u.calls for u in unpriced_usage(query, grid).values())
+    distribution = distribution_rows(breakdown_rows(lines), params, cost, colors, cache_economics(query, grid))
     return {
         "empty": current.calls == 0,
         "period": _dates(query.period),
@@ -355,7 +369,9 @@ def _panel_data(query, params, grid, previous, models, compared, now):
         "cards": cards(current, previous.totals),
         "cost": cost,
         "trend": trend_chart(tenant, grid, lines, cost, now, colors),
-        "distribution": distribution_rows(breakdown_rows(lines), params, cost, colors),
+        "distribution": distribution,
+        # The cache columns appear once a model of the range reported cached reads.
+        "cache_columns": any(row["cache_hit"] not in (None, "—", "0.0%") for row in distribution),
     }
 
 
@@ -374,4 +390,7 @@ def _model_link(query):
 def json_data(data):
     """A panel's ``data`` with the cost objects turned into the API's cost shape."""
     cost = data["cost"]
-    return {**data, "cost": cost and {"amounts": cost["summary"].as_api(), "change": cost["change"]}}
+    shown = cost and {"amounts": cost["summary"].as_api(), "change": cost["change"]}
+    if cost:
+        shown["unpriced_calls"] = cost.get("unpriced_calls", 0)
+    return {**data, "cost": shown}

@@ -14,6 +14,7 @@ from accounts.tenancy import tenant_for_request
 from usage.dashboard.colors import model_color
 from usage.localtime import tenant_today
 from usage.models import Model
+from usage.pricebook.selectors import price_changes_for
 from usage.reporting.costs import expense_report, price_sheet
 from usage.reporting.filters import MonthlyReportForm
 from usage.reporting.periods import Period
@@ -58,6 +59,7 @@ def prices(request, slug):
     today = tenant_today(tenant)
     current, upcoming = price_sheet(tenant=tenant, today=today)
     context = {"tenant": tenant, "nav": "prices", "today": today, "current": current, "upcoming": upcoming}
+    context["changes"] = price_changes_for(tenant=tenant)
     return render(request, "usage/prices.html", context)
 
 

@@ -485,6 +485,11 @@ class ExpenseReport:
     def rows(self) -> list[ReportRow]:
         return [row for section in self.sections for row in section.rows]
 
+    @property
+    def unpriced_calls(self) -> int:
+        """Calls with no price in force (their tokens are ``cost.unpriced_tokens``)."""
+        return sum(row.totals.calls for row in self.rows if row.currency is None)
+
 
 def _report_rows(lines: list[CostLine]) -> list[ReportRow]:
     """ReportRow per (key, model, currency), in report order."""
