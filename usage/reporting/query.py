@@ -52,8 +52,8 @@ MAX_HOURLY_DAYS = 2
 # moves or reshapes them (issue 17 moved usage.grid to usage.reporting.grid) bumps it, and a
 # shared cache's entries of the previous release are never read (they expire on their own).
 # 3: exact costs (no rounded line before a sum). 4: answers are stored in slots as (version key,
-# answer) (usage.reporting.slots).
-CACHE_FORMAT = 4
+# answer) (usage.reporting.slots). 5: panels carry the unpriced calls and the cache columns.
+CACHE_FORMAT = 5
 
 
 class InvalidQuery(ValueError):
