@@ -33,6 +33,7 @@ THEIRS = {
     "reasoning_tokens": None,
     "cost": [{"amount": "0.70", "currency": "USD", "unpriced_tokens": 100}],
     "unpriced_models": [THEIR_MODEL],
+    "unpriced_calls": 1,  # the one call on its private model
 }
 
 
