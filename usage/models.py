@@ -73,6 +73,23 @@ class ModelAlias(models.Model):
             raise ValidationError({"name": "A model has this name; an alias must name no other model."})
 
 
+class CallStatus(models.TextChoices):
+    OK = "ok", "OK"
+    ERROR = "error", "Error"
+
+
+class ErrorType(models.TextChoices):
+    """Why a call failed; the order is the rollups' status bucket order (``usage.rollups.performance``)."""
+
+    RATE_LIMITED = "rate_limited", "Rate limited"
+    TIMEOUT = "timeout", "Timeout"
+    SERVER_ERROR = "server_error", "Server error"
+    CLIENT_ERROR = "client_error", "Client error"
+    CANCELLED = "cancelled", "Cancelled"
+    CONTENT_FILTER = "content_filter", "Content filter"
+    OTHER = "other", "Other"
+
+
 class CallRecord(models.Model):
     """One reported model call: the append-only ledger every number is derived from.
 
@@ -93,6 +110,12 @@ class CallRecord(models.Model):
     # Null means "not reported", which is not the same as 0.
     cached_input_tokens = models.BigIntegerField(null=True, blank=True)
     reasoning_tokens = models.BigIntegerField(null=True, blank=True)
+    # Performance (``usage.ingestion.validation``): null means "not reported", which is not 0.
+    duration_ms = models.IntegerField(null=True, blank=True, help_text="Request to last byte, in milliseconds.")
+    time_to_first_token_ms = models.IntegerField(null=True, blank=True)
+    status = models.CharField(max_length=5, null=True, blank=True, choices=CallStatus.choices)
+    error_type = models.CharField(max_length=16, null=True, blank=True, choices=ErrorType.choices)
+    http_status = models.SmallIntegerField(null=True, blank=True)
     request_id = models.CharField(max_length=255)
     received_at = models.DateTimeField(default=timezone.now)
 
@@ -110,6 +133,12 @@ class CallRecord(models.Model):
                 & (Q(cached_input_tokens__isnull=True) | Q(cached_input_tokens__gte=0))
                 & (Q(reasoning_tokens__isnull=True) | Q(reasoning_tokens__gte=0)),
                 name="callrecord_tokens_not_negative",
+            ),
+            models.CheckConstraint(
+                condition=(Q(duration_ms__isnull=True) | Q(duration_ms__gte=0))
+                & (Q(time_to_first_token_ms__isnull=True) | Q(time_to_first_token_ms__gte=0))
+                & (Q(error_type__isnull=True) | Q(status="error")),
+                name="callrecord_performance_valid",
             ),
         ]
         indexes = [
@@ -215,6 +244,36 @@ class UsageHourly(RollupFields):
             models.UniqueConstraint(fields=["tenant", "hour", "api_key", "model"], name="usagehourly_unique_bucket")
         ]
         # The unique index (tenant, hour, ...) serves every read: WHERE tenant = %s AND hour in [a, b).
+
+
+class PerformanceHourly(models.Model):
+    """One local hour of a tenant's calls of one key and model: how many fell in one bucket of one
+    metric (``usage.rollups.performance``): the status and error type, or a histogram bucket of
+    latency, time to first token or output tokens per second. Sparse: only buckets with calls
+    have a row, so any range of hours, keys and models merges by summing ``calls``.
+    """
+
+    # No index of its own: the unique index leads with the tenant.
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+", db_index=False)
+    hour = models.DateTimeField()
+    # Indexed (as the usage rollups' keys and models): deleting a key or a model cascades here.
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="+")
+    model = models.ForeignKey(Model, on_delete=models.CASCADE, related_name="+")
+    metric = models.SmallIntegerField()
+    bucket = models.SmallIntegerField()
+    calls = models.BigIntegerField()
+
+    class Meta:
+        verbose_name_plural = "performance hourly"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "hour", "api_key", "model", "metric", "bucket"], name="performancehourly_unique"
+            )
+        ]
+        # The unique index (tenant, hour, ...) serves every read: WHERE tenant = %s AND hour in [a, b).
+
+    def __str__(self):
+        return f"{self.tenant_id}/{self.hour}/{self.api_key_id}/{self.model_id} {self.metric}:{self.bucket}"
 
 
 class UsageDaily(RollupFields):

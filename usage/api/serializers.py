@@ -146,6 +146,11 @@ class CallSerializer(serializers.ModelSerializer):
             "total_tokens",
             "cached_input_tokens",
             "reasoning_tokens",
+            "duration_ms",
+            "time_to_first_token_ms",
+            "status",
+            "error_type",
+            "http_status",
         ]
         read_only_fields = fields
         extra_kwargs = {
@@ -154,6 +159,11 @@ class CallSerializer(serializers.ModelSerializer):
             "output_tokens": {"help_text": "Output (completion) tokens."},
             "cached_input_tokens": {"help_text": "Input tokens served from cache; null when not reported."},
             "reasoning_tokens": {"help_text": "Reasoning tokens; null when not reported."},
+            "duration_ms": {"help_text": "Request to last byte, in milliseconds; null when not reported."},
+            "time_to_first_token_ms": {"help_text": "Time to the first token, in ms; null when not reported."},
+            "status": {"help_text": "ok or error; null when not reported."},
+            "error_type": {"help_text": "Why a failed call failed; null when not reported or not failed."},
+            "http_status": {"help_text": "The HTTP status of the answer; null when not reported."},
         }
 
 
