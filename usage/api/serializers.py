@@ -201,3 +201,70 @@ class ProblemSerializer(serializers.Serializer):
     status = serializers.IntegerField(help_text="The HTTP status code.")
     detail = serializers.CharField(required=False, help_text="What went wrong, naming the parameters.")
     errors = ProblemItemSerializer(many=True, required=False, help_text="One item per invalid parameter.")
+
+
+# --- Performance (issue 27) ------------------------------------------------------------------------
+
+_PERCENTILE_NOTE = (
+    "Nearest-rank percentile of the calls that reported it (not marked as errors), from fixed histogram "
+    "buckets: within 4.9% relative of the exact value (see the README, Performance); null when none reported it."
+)
+
+
+class PercentilesSerializer(serializers.Serializer):
+    p50 = serializers.FloatField(allow_null=True, help_text=f"Median. {_PERCENTILE_NOTE}")
+    p95 = serializers.FloatField(allow_null=True, help_text="95th percentile.")
+    p99 = serializers.FloatField(allow_null=True, help_text="99th percentile.")
+    calls = serializers.IntegerField(help_text="Calls the percentiles are of.")
+
+
+class MedianSerializer(serializers.Serializer):
+    p50 = serializers.FloatField(allow_null=True, help_text=f"Median. {_PERCENTILE_NOTE}")
+    calls = serializers.IntegerField(help_text="Calls that reported both durations (generation time above 0).")
+
+
+class ErrorsSerializer(serializers.Serializer):
+    total = serializers.IntegerField(help_text="Calls whose status is error.")
+    rate_limited = serializers.IntegerField()
+    timeout = serializers.IntegerField()
+    server_error = serializers.IntegerField()
+    client_error = serializers.IntegerField()
+    cancelled = serializers.IntegerField()
+    content_filter = serializers.IntegerField()
+    other = serializers.IntegerField()
+    unspecified = serializers.IntegerField(help_text="Failed calls that named no error type.")
+
+
+class PerformanceStatsSerializer(serializers.Serializer):
+    calls = serializers.IntegerField(help_text="Every call, failed ones included (the usage endpoints' calls).")
+    errors = ErrorsSerializer(help_text="Failed calls, in total and by error type.")
+    error_rate = serializers.FloatField(
+        allow_null=True,
+        help_text="errors.total / calls (a call that reported no status is not counted as failed); null for no calls.",
+    )
+    latency_ms = PercentilesSerializer(help_text="Duration, request to last byte, in milliseconds.")
+    time_to_first_token_ms = PercentilesSerializer(help_text="Time to the first token, in milliseconds.")
+    output_tokens_per_second = MedianSerializer(
+        help_text="Output tokens per second of generation: output_tokens / ((duration - time to first token) / 1000)."
+    )
+
+
+class PerformancePointSerializer(PerformanceStatsSerializer):
+    bucket = serializers.CharField(
+        help_text="The bucket: a local date (YYYY-MM-DD) by day, the local hour's start with its UTC offset by hour."
+    )
+
+
+class PerformanceSeriesSerializer(GroupSerializer):
+    total = PerformanceStatsSerializer(help_text="The group over the whole range.")
+    points = PerformancePointSerializer(many=True, help_text="One point per bucket (gap-filled: no calls, nulls).")
+
+
+class PerformanceSerializer(PeriodSerializer):
+    bucket = serializers.ChoiceField(choices=["hour", "day"], help_text="The bucket size asked for.")
+    group_by = serializers.ChoiceField(
+        choices=["model", "api_key", "none"], help_text="What each series is for: a model, an API key, or all."
+    )
+    buckets = serializers.ListField(child=serializers.CharField(), help_text="Every bucket of the range, in order.")
+    total = PerformanceStatsSerializer(help_text="All the filtered calls of the range, merged (never averaged).")
+    series = PerformanceSeriesSerializer(many=True, help_text="One series per group, most calls first.")
