@@ -147,6 +147,12 @@ class CallRecord(models.Model):
             models.Index(fields=["tenant", "occurred_at"], name="callrecord_tenant_time"),
             # The admin's request-id prefix search (LIKE 'abc%'): pattern ops serve it in any collation.
             models.Index(fields=["request_id"], name="callrecord_request_prefix", opclasses=["varchar_pattern_ops"]),
+            # The calls explorer's failed calls, newest first: WHERE tenant = %s AND status = 'error'
+            # AND occurred_at in [a, b) ORDER BY occurred_at DESC. Partial: successful calls, the
+            # bulk of the inserts, do not maintain it.
+            models.Index(
+                fields=["tenant", "occurred_at"], condition=Q(status="error"), name="callrecord_tenant_errors"
+            ),
         ]
 
     def __str__(self):

@@ -104,4 +104,13 @@ class Migration(migrations.Migration):
                 fields=("tenant", "hour", "api_key", "model", "metric", "bucket"), name="performancehourly_unique"
             ),
         ),
+        # On the partitioned parent: every partition, present or future, gets it.
+        migrations.AddIndex(
+            model_name="callrecord",
+            index=models.Index(
+                condition=models.Q(("status", "error")),
+                fields=["tenant", "occurred_at"],
+                name="callrecord_tenant_errors",
+            ),
+        ),
     ]

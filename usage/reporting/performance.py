@@ -133,15 +133,16 @@ class PerformanceReport:
 _GROUP_COLUMNS = {"model": "model_id", "api_key": "api_key_id"}
 
 
-def query_performance(query: UsageQuery, *, group_by: str | None) -> PerformanceReport:
-    """Stats per bucket of ``query.bucket`` and per ``group_by`` ("model", "api_key" or None)."""
+def query_performance(query: UsageQuery, *, group_by: str | None, bucket: str | None = None) -> PerformanceReport:
+    """Stats per bucket (``bucket``, default ``query.bucket``: "hour" or "day") and per ``group_by``
+    ("model", "api_key" or None). Hours over a long range are the caller's choice (the page's baseline)."""
     dims = (group_by,) if group_by else ()
-    bucket = query.bucket
+    bucket = bucket or query.bucket
     keyed: defaultdict[tuple[Any, ...], Stats] = defaultdict(Stats)
     for key, totals in query_usage(query, bucket=bucket, dims=dims).items():
         stats = keyed[key]
         stats.calls, stats.output_tokens = totals.calls, totals.output_tokens
-    for (period, group, metric, bucket_index), calls in _bucket_counts(query, group_by).items():
+    for (period, group, metric, bucket_index), calls in _bucket_counts(query, group_by, bucket).items():
         keyed[(period, *((group,) if group_by else ()))].add_bucket(metric, bucket_index, calls)
     buckets = bucket_values(query.tenant, query.period, bucket, dict.fromkeys(keyed, Stats()))  # type: ignore[arg-type]
     position = {value: index for index, value in enumerate(buckets)}
@@ -155,7 +156,7 @@ def query_performance(query: UsageQuery, *, group_by: str | None) -> Performance
     return PerformanceReport(bucket, buckets, groups, total)
 
 
-def _bucket_counts(query: UsageQuery, group_by: str | None) -> dict[tuple[Any, Any, int, int], int]:
+def _bucket_counts(query: UsageQuery, group_by: str | None, bucket: str) -> dict[tuple[Any, Any, int, int], int]:
     """{(period, group id or None, metric, bucket): calls} of the rollups (clean days) and the ledger (dirty)."""
     counts: defaultdict[tuple[Any, Any, int, int], int] = defaultdict(int)
     tenant = query.tenant
@@ -163,22 +164,22 @@ def _bucket_counts(query: UsageQuery, group_by: str | None) -> dict[tuple[Any, A
     rows = query.narrowed(PerformanceHourly.objects.filter(hour__gte=start, hour__lt=end))
     if query.dirty_days:
         rows = rows.exclude(_spans(tenant, query.dirty_days, "hour"))
-    columns = ["hour" if query.bucket == "hour" else "period"]
-    if query.bucket != "hour":
+    columns = ["hour" if bucket == "hour" else "period"]
+    if bucket != "hour":
         sql, params = localtime.local_date_sql("hour", tenant.timezone)
         rows = rows.annotate(period=RawSQL(sql, params, output_field=DateField()))  # noqa: S611 (our SQL, bound zone)
     group_column = _GROUP_COLUMNS[group_by] if group_by else None
     columns += [group_column] if group_column else []
     for row in rows.values(*columns, "metric", "bucket").annotate(n=Sum("calls")).order_by():
         period = row[columns[0]]
-        period = period.astimezone(dt.UTC) if query.bucket == "hour" else _date(period)
+        period = period.astimezone(dt.UTC) if bucket == "hour" else _date(period)
         counts[(period, row[group_column] if group_column else None, row["metric"], row["bucket"])] += row["n"]
-    for key, calls in _ledger_counts(query, group_by).items():
+    for key, calls in _ledger_counts(query, group_by, bucket).items():
         counts[key] += calls
     return counts
 
 
-def _ledger_counts(query: UsageQuery, group_by: str | None) -> dict[tuple[Any, Any, int, int], int]:
+def _ledger_counts(query: UsageQuery, group_by: str | None, bucket: str) -> dict[tuple[Any, Any, int, int], int]:
     """The same counts for the dirty days, from the ledger (their hourly rows may be stale)."""
     counts: defaultdict[tuple[Any, Any, int, int], int] = defaultdict(int)
     if not query.dirty_days:
@@ -198,11 +199,11 @@ def _ledger_counts(query: UsageQuery, group_by: str | None) -> dict[tuple[Any, A
     with connection.cursor() as cursor:
         cursor.execute(sql, [*hour_params, *where_params, *scope_params] * 4)
         rows = cursor.fetchall()
-    for _tenant, instant, key_id, model_id, metric, bucket, calls in rows:
+    for _tenant, instant, key_id, model_id, metric, bucket_index, calls in rows:
         instant = _instant(instant)
-        period = instant if query.bucket == "hour" else instant.astimezone(tenant.tz).date()
+        period = instant if bucket == "hour" else instant.astimezone(tenant.tz).date()
         group = {"model": model_id, "api_key": key_id}.get(group_by or "")
-        counts[(period, group, metric, bucket)] += calls
+        counts[(period, group, metric, bucket_index)] += calls
     return counts
 
 
