@@ -11,4 +11,5 @@ class UsageConfig(AppConfig):
         # with Celery (and usage.tasks enqueues the recompute of days marked dirty).
         from usage import localtime, signals, tasks  # noqa: F401
         from usage.budgets import tasks as budget_tasks  # noqa: F401
+        from usage.monitors import tasks as monitor_tasks  # noqa: F401
         from usage.rollups import performance  # noqa: F401

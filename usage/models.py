@@ -505,9 +505,14 @@ class AlertDelivery(models.Model):
         DELIVERED = "delivered", "Delivered"
         FAILED = "failed", "Failed"
 
+    # The budget whose channels (e-mails, webhook) the message goes to.
     budget = models.ForeignKey(Budget, on_delete=models.CASCADE, related_name="deliveries")
     alert = models.ForeignKey(
         BudgetAlert, null=True, blank=True, on_delete=models.CASCADE, related_name="deliveries", help_text="Empty: test"
+    )
+    # A monitor's firing or resolve (``usage.monitors``), sent through the budget's channels.
+    monitor_event = models.ForeignKey(
+        "MonitorEvent", null=True, blank=True, on_delete=models.CASCADE, related_name="deliveries"
     )
     channel = models.CharField(max_length=8, choices=Channel.choices)
     delivery_id = models.UUIDField(unique=True)
@@ -546,3 +551,82 @@ class DeliveryQuota(models.Model):
 
     def __str__(self):
         return f"{self.tenant_id}: {self.started} since {self.window_start}"
+
+
+# --- Monitors (usage.monitors) -----------------------------------------------------------------
+
+
+class Monitor(models.Model):
+    """An alert rule on a tenant's calls: error rate, p95 latency or a usage spike of a model or key
+    over the last ``window_hours`` local hours, once at least ``min_calls`` calls are in it.
+
+    Fires once per episode (``state`` goes to firing) and sends a resolve when it is back; both go
+    through the channels of ``channels`` (a budget's e-mails and webhook).
+    """
+
+    class Metric(models.TextChoices):
+        ERROR_RATE = "error_rate", "Error rate (%)"
+        LATENCY_P95 = "latency_p95", "p95 latency (ms)"
+        USAGE_SPIKE = "usage_spike", "Calls vs the same hours a week before (times)"
+
+    class State(models.TextChoices):
+        OK = "ok", "OK"
+        FIRING = "firing", "Firing"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="monitors")
+    name = models.CharField(max_length=100)
+    metric = models.CharField(max_length=12, choices=Metric.choices)
+    threshold = models.DecimalField(
+        max_digits=14, decimal_places=4, help_text="Fires above it: percent, milliseconds or times."
+    )
+    model = models.ForeignKey(Model, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    window_hours = models.PositiveSmallIntegerField(
+        default=1, help_text="The last N local hours, the current one included (rollups are hourly)."
+    )
+    min_calls = models.PositiveIntegerField(default=50)
+    channels = models.ForeignKey(
+        Budget, on_delete=models.CASCADE, related_name="monitors", help_text="The budget whose channels it uses."
+    )
+    state = models.CharField(max_length=6, choices=State.choices, default=State.OK)
+    value = models.FloatField(null=True, blank=True, help_text="The last evaluation's value.")
+    evaluated_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["tenant_id", "name", "pk"]
+        constraints = [
+            models.CheckConstraint(condition=Q(threshold__gt=0), name="monitor_threshold_positive"),
+            models.CheckConstraint(condition=Q(window_hours__gte=1, window_hours__lte=168), name="monitor_window"),
+        ]
+        # Read by tenant (the evaluation): the foreign key's index serves it.
+
+    def __str__(self):
+        return f"{self.tenant_id}/{self.name}"
+
+    def clean(self):
+        if self.channels_id and self.tenant_id and self.channels.tenant_id != self.tenant_id:
+            raise ValidationError({"channels": "Choose a budget of the same tenant."})
+        if self.api_key_id and self.tenant_id and self.api_key.tenant_id != self.tenant_id:
+            raise ValidationError({"api_key": "Choose a key of the same tenant."})
+
+
+class MonitorEvent(models.Model):
+    """A monitor fired or resolved; each has its deliveries."""
+
+    class Kind(models.TextChoices):
+        FIRED = "fired", "Fired"
+        RESOLVED = "resolved", "Resolved"
+
+    monitor = models.ForeignKey(Monitor, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    value = models.FloatField(null=True)
+    calls = models.BigIntegerField()
+    window_start = models.DateTimeField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self):
+        return f"{self.monitor_id} {self.kind} {self.created_at:%Y-%m-%d %H:%M}"

@@ -18,6 +18,7 @@ from urllib.parse import urlencode
 from django.db.models import Sum
 from django.urls import reverse
 
+from usage import histograms as perf
 from usage import localtime
 from usage.dashboard.colors import chart_colors
 from usage.dashboard.panel import change
@@ -25,7 +26,6 @@ from usage.models import Model, UsageHourly
 from usage.reporting.performance import ERROR_TYPES, Stats, query_performance
 from usage.reporting.periods import Period
 from usage.reporting.query import MAX_HOURLY_DAYS
-from usage.rollups import performance as perf
 
 if TYPE_CHECKING:
     from usage.reporting.query import UsageQuery  # noqa: TC004

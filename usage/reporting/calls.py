@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 from django.db.models import Q, QuerySet
 
 from usage import localtime
-from usage.ingestion.validation import EARLIEST_CALL, LATEST_CALL, MAX_DURATION_MS
 from usage.models import CallRecord
 
 if TYPE_CHECKING:
@@ -35,6 +34,10 @@ if TYPE_CHECKING:
 PAGE_SIZE = 50
 SLOWEST_MAX_DAYS = 2
 SORTS = ("newest", "slowest")
+# What a stored call can hold (ingestion's bounds, ``usage.ingestion.validation``; the ledger's int4).
+_EARLIEST = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_LATEST = dt.datetime(9999, 1, 1, tzinfo=dt.UTC)
+_MAX_DURATION = 2**31 - 1
 
 
 class InvalidCursor(ValueError):
@@ -127,9 +130,9 @@ def decode_cursor(sort: str, text: str) -> tuple[Any, ...]:
         instant = dt.datetime.fromisoformat(instant_text)
     except ValueError as exc:
         raise InvalidCursor from exc
-    if instant.tzinfo is None or not EARLIEST_CALL <= instant <= LATEST_CALL:
+    if instant.tzinfo is None or not _EARLIEST <= instant <= _LATEST:
         raise InvalidCursor
-    if duration and (type(duration[0]) is not int or not 0 <= duration[0] <= MAX_DURATION_MS):
+    if duration and (type(duration[0]) is not int or not 0 <= duration[0] <= _MAX_DURATION):
         raise InvalidCursor
     return (*duration, instant, pk)
 

@@ -24,10 +24,10 @@ from django.db import connection
 from django.db.models import DateField, Q, Sum
 from django.db.models.expressions import RawSQL
 
+from usage import histograms as perf
 from usage import localtime
 from usage.models import ErrorType, PerformanceHourly
 from usage.reporting.selectors import bucket_values, query_usage
-from usage.rollups import performance as perf
 
 if TYPE_CHECKING:
     from usage.reporting.query import UsageQuery
