@@ -225,13 +225,13 @@ class MedianSerializer(serializers.Serializer):
 
 class ErrorsSerializer(serializers.Serializer):
     total = serializers.IntegerField(help_text="Calls whose status is error.")
-    rate_limited = serializers.IntegerField()
-    timeout = serializers.IntegerField()
-    server_error = serializers.IntegerField()
-    client_error = serializers.IntegerField()
-    cancelled = serializers.IntegerField()
-    content_filter = serializers.IntegerField()
-    other = serializers.IntegerField()
+    rate_limited = serializers.IntegerField(help_text="Failed calls of type rate_limited (HTTP 429 and the like).")
+    timeout = serializers.IntegerField(help_text="Failed calls of type timeout.")
+    server_error = serializers.IntegerField(help_text="Failed calls of type server_error (the provider's 5xx).")
+    client_error = serializers.IntegerField(help_text="Failed calls of type client_error (a refused request, 4xx).")
+    cancelled = serializers.IntegerField(help_text="Failed calls of type cancelled (the client went away).")
+    content_filter = serializers.IntegerField(help_text="Failed calls of type content_filter.")
+    other = serializers.IntegerField(help_text="Failed calls of type other.")
     unspecified = serializers.IntegerField(help_text="Failed calls that named no error type.")
 
 
