@@ -170,10 +170,11 @@ def _bucket_counts(query: UsageQuery, group_by: str | None, bucket: str) -> dict
         rows = rows.annotate(period=RawSQL(sql, params, output_field=DateField()))  # noqa: S611 (our SQL, bound zone)
     group_column = _GROUP_COLUMNS[group_by] if group_by else None
     columns += [group_column] if group_column else []
-    for row in rows.values(*columns, "metric", "bucket").annotate(n=Sum("calls")).order_by():
-        period = row[columns[0]]
-        period = period.astimezone(dt.UTC) if bucket == "hour" else _date(period)
-        counts[(period, row[group_column] if group_column else None, row["metric"], row["bucket"])] += row["n"]
+    grouped = rows.values(*columns, "metric", "bucket").annotate(n=Sum("calls")).order_by()
+    # Tuples, not dicts: a day of hours x keys x buckets is thousands of rows.
+    for *head, metric, bucket_index, calls in grouped.values_list(*columns, "metric", "bucket", "n"):
+        period = head[0].astimezone(dt.UTC) if bucket == "hour" else _date(head[0])
+        counts[(period, head[1] if group_column else None, metric, bucket_index)] += calls
     for key, calls in _ledger_counts(query, group_by, bucket).items():
         counts[key] += calls
     return counts
