@@ -39,7 +39,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from accounts import services
 from accounts.models import AccessToken, ApiKey, Membership, ServiceToken, Tenant, User
 from tests.usage.factories import make_calls, price
-from usage.models import AlertDelivery, Budget, BudgetAlert, CallRecord, Model, ModelAlias
+from usage.models import AlertDelivery, Budget, BudgetAlert, CallRecord, Model, ModelAlias, Monitor
 from usage.rollups import recompute as rollups
 
 METHODS = ("get", "post", "put", "patch", "delete")
@@ -143,6 +143,7 @@ def victim(tenant, owner, api_key, settings):
         budget=budget, period_start=at.date(), kind="threshold", threshold=100, spent=1, limit=77, projected=1
     )
     AlertDelivery.objects.create(budget=budget, alert=alert, channel="email", delivery_id=uuid.uuid4(), log=[])
+    Monitor.objects.create(tenant=tenant, name="acme-r1-errors", metric="error_rate", threshold=5, channels=budget)
     Group.objects.create(name="acme-auditors")
     login = {"username": owner.email, "ip_address": "192.0.2.1", "user_agent": "t", "path_info": LOGIN}
     AccessAttempt.objects.create(**login, get_data="", post_data="", failures_since_start=1)
