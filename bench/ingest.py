@@ -85,8 +85,9 @@ def setup_fixtures():
     return tenant, keys, models, secret
 
 
-def generate(n, tenant, keys, models):
-    """The N calls as COPY tuples and as API items (deterministic, in time order)."""
+def generate(n, tenant, keys, models, performance=False):
+    """The N calls as COPY tuples and as API items (deterministic, in time order); with
+    ``performance`` the API items also carry duration, time to first token and status (1% failed)."""
     rng = random.Random(20250101)
     now = dt.datetime.now(dt.UTC)
     start = now - dt.timedelta(days=20)
@@ -113,8 +114,18 @@ def generate(n, tenant, keys, models):
             item["cached_input_tokens"] = cached
         if reasoning is not None:
             item["reasoning_tokens"] = reasoning
+        if performance:
+            item.update(_performance(rng, i, out))
         items.append(item)
     return rows, items
+
+
+def _performance(rng, i, out):
+    ttft = int(rng.lognormvariate(6, 0.6))
+    fields = {"duration_ms": ttft + out * rng.randrange(8, 30), "time_to_first_token_ms": ttft, "status": "ok"}
+    if i % 100 == 0:
+        fields.update(status="error", error_type=rng.choice(["rate_limited", "timeout", "server_error"]))
+    return fields
 
 
 def reset(conn):
@@ -248,6 +259,7 @@ def main():
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--import-batch", type=int, default=10_000)
     parser.add_argument("--phases", default="copy,executemany,import,api")
+    parser.add_argument("--performance", action="store_true", help="calls carry duration, TTFT and status")
     args = parser.parse_args()
     url = os.environ.setdefault("DATABASE_URL", DEFAULT_URL)
     if not url.startswith("postgres"):
@@ -258,7 +270,7 @@ def main():
     print(f"load average before: {os.getloadavg()}", flush=True)
 
     print(f"generating {args.calls:,} calls ...", flush=True)
-    rows, items = generate(args.calls, tenant, keys, models)
+    rows, items = generate(args.calls, tenant, keys, models, performance=args.performance)
     args.bodies = [json.dumps({"calls": items[i : i + args.batch]}).encode() for i in range(0, len(items), args.batch)]
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         args.jsonl = Path(tmp) / "calls.jsonl"

@@ -89,6 +89,9 @@ def data(tenant, owner, api_key, llm):
         budget=budget, period_start=AT.date(), kind="threshold", threshold=100, spent=10, limit=10, projected=10
     )
     AlertDelivery.objects.create(budget=budget, alert=alert, channel="email", delivery_id=uuid.uuid4(), log=[{"ok": 1}])
+    from usage.models import Monitor
+
+    Monitor.objects.create(tenant=tenant, name="errors", metric="error_rate", threshold=5, channels=budget)
     login = {"username": owner.email, "ip_address": "203.0.113.7", "user_agent": "t", "path_info": "/admin/login/"}
     AccessAttempt.objects.create(**login, get_data="", post_data="", failures_since_start=3)
     AccessFailureLog.objects.create(**login)

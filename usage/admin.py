@@ -14,6 +14,8 @@ from usage.models import (
     Model,
     ModelAlias,
     ModelPrice,
+    Monitor,
+    MonitorEvent,
     PriceChange,
     UnpricedModelAlert,
     UsageDaily,
@@ -328,3 +330,27 @@ class AlertDeliveryAdmin(BigTableAdmin):
     list_select_related = ["budget", "alert"]
     search_fields = ["=delivery_id"]
     raw_id_fields = ["budget", "alert"]
+
+
+# --- Monitors (usage.monitors) ------------------------------------------------------------------
+
+
+class MonitorEventInline(admin.TabularInline):
+    model = MonitorEvent
+    fields = ("kind", "value", "calls", "window_start", "created_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+
+@admin.register(Monitor)
+class MonitorAdmin(admin.ModelAdmin):
+    """Where an operator sets a tenant's rules (the form's ``clean`` keeps key and budget in the tenant)."""
+
+    list_display = ["name", "tenant", "metric", "threshold", "model", "api_key", "window_hours", "min_calls", "state"]
+    list_filter = ["metric", "state"]
+    list_select_related = ["tenant", "model", "api_key"]
+    search_fields = ["name", "tenant__slug"]
+    raw_id_fields = ["tenant", "api_key", "model", "channels"]
+    readonly_fields = ["state", "value", "evaluated_at"]
+    inlines = [MonitorEventInline]

@@ -6,8 +6,10 @@ class UsageConfig(AppConfig):
     verbose_name = "Usage"
 
     def ready(self):
-        # Imported for their side effects: localtime registers the SQLite functions of the rollup
-        # SQL, signals hands a tenant's zone change to the recompute, the tasks modules register
+        # Imported for their side effects: localtime and rollups.performance register the SQLite
+        # functions of the rollup SQL, signals hands a tenant's zone change to the recompute, the tasks modules register
         # with Celery (and usage.tasks enqueues the recompute of days marked dirty).
         from usage import localtime, signals, tasks  # noqa: F401
         from usage.budgets import tasks as budget_tasks  # noqa: F401
+        from usage.monitors import tasks as monitor_tasks  # noqa: F401
+        from usage.rollups import performance  # noqa: F401

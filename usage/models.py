@@ -73,6 +73,23 @@ class ModelAlias(models.Model):
             raise ValidationError({"name": "A model has this name; an alias must name no other model."})
 
 
+class CallStatus(models.TextChoices):
+    OK = "ok", "OK"
+    ERROR = "error", "Error"
+
+
+class ErrorType(models.TextChoices):
+    """Why a call failed; the order is the rollups' status bucket order (``usage.rollups.performance``)."""
+
+    RATE_LIMITED = "rate_limited", "Rate limited"
+    TIMEOUT = "timeout", "Timeout"
+    SERVER_ERROR = "server_error", "Server error"
+    CLIENT_ERROR = "client_error", "Client error"
+    CANCELLED = "cancelled", "Cancelled"
+    CONTENT_FILTER = "content_filter", "Content filter"
+    OTHER = "other", "Other"
+
+
 class CallRecord(models.Model):
     """One reported model call: the append-only ledger every number is derived from.
 
@@ -93,6 +110,12 @@ class CallRecord(models.Model):
     # Null means "not reported", which is not the same as 0.
     cached_input_tokens = models.BigIntegerField(null=True, blank=True)
     reasoning_tokens = models.BigIntegerField(null=True, blank=True)
+    # Performance (``usage.ingestion.validation``): null means "not reported", which is not 0.
+    duration_ms = models.IntegerField(null=True, blank=True, help_text="Request to last byte, in milliseconds.")
+    time_to_first_token_ms = models.IntegerField(null=True, blank=True)
+    status = models.CharField(max_length=5, null=True, blank=True, choices=CallStatus.choices)
+    error_type = models.CharField(max_length=16, null=True, blank=True, choices=ErrorType.choices)
+    http_status = models.SmallIntegerField(null=True, blank=True)
     request_id = models.CharField(max_length=255)
     received_at = models.DateTimeField(default=timezone.now)
 
@@ -111,6 +134,12 @@ class CallRecord(models.Model):
                 & (Q(reasoning_tokens__isnull=True) | Q(reasoning_tokens__gte=0)),
                 name="callrecord_tokens_not_negative",
             ),
+            models.CheckConstraint(
+                condition=(Q(duration_ms__isnull=True) | Q(duration_ms__gte=0))
+                & (Q(time_to_first_token_ms__isnull=True) | Q(time_to_first_token_ms__gte=0))
+                & (Q(error_type__isnull=True) | Q(status="error")),
+                name="callrecord_performance_valid",
+            ),
         ]
         indexes = [
             # Rollup recompute and dirty-day reads: WHERE tenant = %s AND occurred_at in [a, b);
@@ -118,6 +147,12 @@ class CallRecord(models.Model):
             models.Index(fields=["tenant", "occurred_at"], name="callrecord_tenant_time"),
             # The admin's request-id prefix search (LIKE 'abc%'): pattern ops serve it in any collation.
             models.Index(fields=["request_id"], name="callrecord_request_prefix", opclasses=["varchar_pattern_ops"]),
+            # The calls explorer's failed calls, newest first: WHERE tenant = %s AND status = 'error'
+            # AND occurred_at in [a, b) ORDER BY occurred_at DESC. Partial: successful calls, the
+            # bulk of the inserts, do not maintain it.
+            models.Index(
+                fields=["tenant", "occurred_at"], condition=Q(status="error"), name="callrecord_tenant_errors"
+            ),
         ]
 
     def __str__(self):
@@ -215,6 +250,36 @@ class UsageHourly(RollupFields):
             models.UniqueConstraint(fields=["tenant", "hour", "api_key", "model"], name="usagehourly_unique_bucket")
         ]
         # The unique index (tenant, hour, ...) serves every read: WHERE tenant = %s AND hour in [a, b).
+
+
+class PerformanceHourly(models.Model):
+    """One local hour of a tenant's calls of one key and model: how many fell in one bucket of one
+    metric (``usage.rollups.performance``): the status and error type, or a histogram bucket of
+    latency, time to first token or output tokens per second. Sparse: only buckets with calls
+    have a row, so any range of hours, keys and models merges by summing ``calls``.
+    """
+
+    # No index of its own: the unique index leads with the tenant.
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+", db_index=False)
+    hour = models.DateTimeField()
+    # Indexed (as the usage rollups' keys and models): deleting a key or a model cascades here.
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="+")
+    model = models.ForeignKey(Model, on_delete=models.CASCADE, related_name="+")
+    metric = models.SmallIntegerField()
+    bucket = models.SmallIntegerField()
+    calls = models.BigIntegerField()
+
+    class Meta:
+        verbose_name_plural = "performance hourly"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "hour", "api_key", "model", "metric", "bucket"], name="performancehourly_unique"
+            )
+        ]
+        # The unique index (tenant, hour, ...) serves every read: WHERE tenant = %s AND hour in [a, b).
+
+    def __str__(self):
+        return f"{self.tenant_id}/{self.hour}/{self.api_key_id}/{self.model_id} {self.metric}:{self.bucket}"
 
 
 class UsageDaily(RollupFields):
@@ -506,6 +571,7 @@ class AlertDelivery(models.Model):
         DELIVERED = "delivered", "Delivered"
         FAILED = "failed", "Failed"
 
+    # The budget whose channels (e-mails, webhook) the message goes to.
     budget = models.ForeignKey(Budget, on_delete=models.CASCADE, related_name="deliveries")
     alert = models.ForeignKey(
         BudgetAlert, null=True, blank=True, on_delete=models.CASCADE, related_name="deliveries", help_text="Empty: test"
@@ -517,6 +583,10 @@ class AlertDelivery(models.Model):
         on_delete=models.CASCADE,
         related_name="deliveries",
         help_text="Set for the alert of a model used without a price (then ``alert`` is empty).",
+    )
+    # A monitor's firing or resolve (``usage.monitors``), sent through the budget's channels.
+    monitor_event = models.ForeignKey(
+        "MonitorEvent", null=True, blank=True, on_delete=models.CASCADE, related_name="deliveries"
     )
     channel = models.CharField(max_length=8, choices=Channel.choices)
     delivery_id = models.UUIDField(unique=True)
@@ -555,3 +625,82 @@ class DeliveryQuota(models.Model):
 
     def __str__(self):
         return f"{self.tenant_id}: {self.started} since {self.window_start}"
+
+
+# --- Monitors (usage.monitors) -----------------------------------------------------------------
+
+
+class Monitor(models.Model):
+    """An alert rule on a tenant's calls: error rate, p95 latency or a usage spike of a model or key
+    over the last ``window_hours`` local hours, once at least ``min_calls`` calls are in it.
+
+    Fires once per episode (``state`` goes to firing) and sends a resolve when it is back; both go
+    through the channels of ``channels`` (a budget's e-mails and webhook).
+    """
+
+    class Metric(models.TextChoices):
+        ERROR_RATE = "error_rate", "Error rate (%)"
+        LATENCY_P95 = "latency_p95", "p95 latency (ms)"
+        USAGE_SPIKE = "usage_spike", "Calls vs the same hours a week before (times)"
+
+    class State(models.TextChoices):
+        OK = "ok", "OK"
+        FIRING = "firing", "Firing"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="monitors")
+    name = models.CharField(max_length=100)
+    metric = models.CharField(max_length=12, choices=Metric.choices)
+    threshold = models.DecimalField(
+        max_digits=14, decimal_places=4, help_text="Fires above it: percent, milliseconds or times."
+    )
+    model = models.ForeignKey(Model, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    window_hours = models.PositiveSmallIntegerField(
+        default=1, help_text="The last N local hours, the current one included (rollups are hourly)."
+    )
+    min_calls = models.PositiveIntegerField(default=50)
+    channels = models.ForeignKey(
+        Budget, on_delete=models.CASCADE, related_name="monitors", help_text="The budget whose channels it uses."
+    )
+    state = models.CharField(max_length=6, choices=State.choices, default=State.OK)
+    value = models.FloatField(null=True, blank=True, help_text="The last evaluation's value.")
+    evaluated_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["tenant_id", "name", "pk"]
+        constraints = [
+            models.CheckConstraint(condition=Q(threshold__gt=0), name="monitor_threshold_positive"),
+            models.CheckConstraint(condition=Q(window_hours__gte=1, window_hours__lte=168), name="monitor_window"),
+        ]
+        # Read by tenant (the evaluation): the foreign key's index serves it.
+
+    def __str__(self):
+        return f"{self.tenant_id}/{self.name}"
+
+    def clean(self):
+        if self.channels_id and self.tenant_id and self.channels.tenant_id != self.tenant_id:
+            raise ValidationError({"channels": "Choose a budget of the same tenant."})
+        if self.api_key_id and self.tenant_id and self.api_key.tenant_id != self.tenant_id:
+            raise ValidationError({"api_key": "Choose a key of the same tenant."})
+
+
+class MonitorEvent(models.Model):
+    """A monitor fired or resolved; each has its deliveries."""
+
+    class Kind(models.TextChoices):
+        FIRED = "fired", "Fired"
+        RESOLVED = "resolved", "Resolved"
+
+    monitor = models.ForeignKey(Monitor, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    value = models.FloatField(null=True)
+    calls = models.BigIntegerField()
+    window_start = models.DateTimeField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self):
+        return f"{self.monitor_id} {self.kind} {self.created_at:%Y-%m-%d %H:%M}"

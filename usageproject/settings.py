@@ -270,6 +270,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "usage.budgets.tasks.evaluate_budgets",
         "schedule": env_int("BUDGET_EVALUATE_SECONDS", 300),
     },
+    # Monitors (usage.monitors): error rate, p95 latency and usage spikes over the last hours.
+    "evaluate-monitors": {
+        "task": "usage.monitors.tasks.evaluate_monitors",
+        "schedule": env_int("MONITOR_EVALUATE_SECONDS", 60),
+    },
     "dispatch-deliveries": {
         "task": "usage.budgets.tasks.dispatch_deliveries",
         "schedule": env_int("BUDGET_DELIVERY_SWEEP_SECONDS", 10),

@@ -39,7 +39,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from accounts import services
 from accounts.models import AccessToken, ApiKey, Membership, ServiceToken, Tenant, TwoFactorDevice, User
 from tests.usage.factories import make_calls, price
-from usage.models import AlertDelivery, Budget, BudgetAlert, CallRecord, Model, ModelAlias
+from usage.models import AlertDelivery, Budget, BudgetAlert, CallRecord, Model, ModelAlias, Monitor
 from usage.rollups import recompute as rollups
 
 METHODS = ("get", "post", "put", "patch", "delete")
@@ -78,6 +78,7 @@ ROUTES = {
     "access_token_revoke": ("page", {"public_id": lambda victim: victim["access_token"].public_id}),
     "usage:dashboard": ("page", {}),
     "usage:data": ("page", {}),
+    "usage:calls": ("page", {}),
     "usage:chart_trend": ("page", {}),
     "usage:chart_distribution": ("page", {}),
     "usage_export": ("page", {}),
@@ -92,6 +93,7 @@ ROUTES = {
     "api_usage_summary": ("api", {}),
     "api_usage_timeseries": ("api", {}),
     "api_usage_breakdown": ("api", {}),
+    "api_usage_performance": ("api", {}),
     "api_usage_export": ("api", {}),
     "api_api_keys": ("api", {}),
     "api_models": ("api", {}),
@@ -156,6 +158,7 @@ def victim(tenant, owner, api_key, settings):
         budget=budget, period_start=at.date(), kind="threshold", threshold=100, spent=1, limit=77, projected=1
     )
     AlertDelivery.objects.create(budget=budget, alert=alert, channel="email", delivery_id=uuid.uuid4(), log=[])
+    Monitor.objects.create(tenant=tenant, name="acme-r1-errors", metric="error_rate", threshold=5, channels=budget)
     Group.objects.create(name="acme-auditors")
     login = {"username": owner.email, "ip_address": "192.0.2.1", "user_agent": "t", "path_info": LOGIN}
     AccessAttempt.objects.create(**login, get_data="", post_data="", failures_since_start=1)

@@ -59,6 +59,9 @@ class Recorder(CustomLogger):
     async def async_log_success_event(self, kwargs, response_obj, start_time, end_time):
         self.payloads.append(kwargs["standard_logging_object"])
 
+    async def async_log_failure_event(self, kwargs, response_obj, start_time, end_time):
+        self.payloads.append(kwargs["standard_logging_object"])
+
 
 # LiteLLM keeps one logger per class once registered: one recorder for every test.
 RECORDER = Recorder()
@@ -69,12 +72,16 @@ async def _complete(callbacks, key_alias, responses):
     litellm.callbacks = callbacks
     try:
         for response in responses:
-            await litellm.acompletion(
-                model="openai/gpt-4o-mini",
-                messages=[{"role": "user", "content": "hi"}],
-                mock_response=response,
-                metadata={"user_api_key_alias": key_alias},
-            )
+            try:
+                await litellm.acompletion(
+                    model="openai/gpt-4o-mini",
+                    messages=[{"role": "user", "content": "hi"}],
+                    mock_response=response,
+                    metadata={"user_api_key_alias": key_alias},
+                )
+            except Exception:  # a mocked failure (a string naming the exception): logged as one
+                if not isinstance(response, str):
+                    raise
         await asyncio.sleep(0.2)  # LiteLLM runs its success callbacks as tasks
         for callback in callbacks:
             if isinstance(callback, GenericAPILogger):
@@ -108,7 +115,10 @@ def test_payloads_become_calls(gateway, api_key):
     failed = {**payloads[1], "id": "chatcmpl-failed", "status": "failure"}
     response = gateway.post(URL, json.dumps([*payloads, failed]), content_type="application/json")
     assert response.status_code == 200
-    assert response.json() == {"accepted": 2, "duplicates": 0, "rejected": 0, "errors": [], "ignored": 1}
+    # The failure is a call too (it used to be ignored): its tokens, as logged, count.
+    assert response.json() == {"accepted": 3, "duplicates": 0, "rejected": 0, "errors": [], "ignored": 0}
+    stored_failure = CallRecord.objects.get(request_id="chatcmpl-failed")
+    assert (stored_failure.status, stored_failure.error_type, stored_failure.input_tokens) == ("error", "other", 30)
     first = CallRecord.objects.select_related("model").get(request_id="chatcmpl-a")
     assert (first.api_key, first.model.name) == (api_key, "gpt-4o-mini")
     assert (first.input_tokens, first.output_tokens, first.cached_input_tokens, first.reasoning_tokens) == (
@@ -121,7 +131,33 @@ def test_payloads_become_calls(gateway, api_key):
     second = CallRecord.objects.get(request_id="chatcmpl-b")
     assert (second.cached_input_tokens, second.reasoning_tokens) == (None, None)
     again = gateway.post(URL, "\n".join(json.dumps(p) for p in payloads), content_type="application/x-ndjson")
-    assert again.json()["duplicates"] == 2 and CallRecord.objects.count() == 2
+    assert again.json()["duplicates"] == 2 and CallRecord.objects.count() == 3
+
+
+def test_timings_and_a_real_failure_are_carried(gateway, api_key, tenant, other_tenant):
+    """LiteLLM's own failure payload (a mocked RateLimitError): stored as a rate-limited error call,
+    with its durations; a success carries duration and time to first token from its timestamps."""
+    recorded = recorded_payloads(api_key.public_id, [mock("chatcmpl-t", 10, 5), "litellm.RateLimitError"])
+    # LiteLLM logs from tasks: the two payloads may come in either order.
+    ok, failure = sorted(recorded, key=lambda payload: payload["status"] != "success")
+    assert (ok["status"], failure["status"]) == ("success", "failure")
+    other_key = account_services.api_key_create(tenant=other_tenant, name="other")[0]
+    [foreign] = recorded_payloads(other_key.public_id, [mock("chatcmpl-o", 7, 3)])
+    body = gateway.post(URL, json.dumps([ok, failure, foreign]), content_type="application/json").json()
+    assert (body["accepted"], body["rejected"]) == (3, 0)
+    stored_ok = CallRecord.objects.get(request_id="chatcmpl-t")
+    assert stored_ok.status == "ok" and stored_ok.error_type is None and stored_ok.http_status is None
+    assert stored_ok.duration_ms == round((ok["endTime"] - ok["startTime"]) * 1000)
+    assert stored_ok.time_to_first_token_ms == round((ok["completionStartTime"] - ok["startTime"]) * 1000)
+    stored_failure = CallRecord.objects.get(request_id=failure["id"])
+    assert (stored_failure.status, stored_failure.error_type, stored_failure.http_status) == (
+        "error",
+        "rate_limited",
+        429,
+    )
+    assert (stored_failure.input_tokens, stored_failure.output_tokens, stored_failure.tenant) == (0, 0, tenant)
+    assert stored_failure.duration_ms == round((failure["endTime"] - failure["startTime"]) * 1000)
+    assert CallRecord.objects.filter(tenant=other_tenant).get().request_id == "chatcmpl-o"
 
 
 def test_model_group_wins_and_errors_name_the_payload(gateway, api_key):

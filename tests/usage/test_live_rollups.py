@@ -5,7 +5,8 @@ import path (COPY on PostgreSQL) with duplicates, conflicts and late calls, reco
 days, full rebuilds and time zone changes. After every step each tenant's reads (summary, daily
 series, hourly series, export rows, the page's cached grid) equal ground truth computed here in
 Python from the ledger, and the rollup tables of its clean days equal what the rebuild writes.
-Two tenants share keys' days and models, so a read that loses its tenant filter fails.
+Two tenants share keys' days and models, so a read that loses its tenant filter fails. Calls carry
+performance (issue 27): its buckets (``PerformanceHourly``) are held to the same rule.
 """
 
 import datetime as dt
@@ -18,11 +19,12 @@ import pytest
 from accounts import services as accounts
 from tests.usage.ledger_helpers import call_records_import
 from usage.ingestion import services
-from usage.ingestion.validation import validate_call
-from usage.models import CallRecord, DirtyDay, Model, UsageDaily, UsageDailyModel, UsageHourly
+from usage.ingestion.validation import ERROR_TYPES, validate_call
+from usage.models import CallRecord, DirtyDay, Model, PerformanceHourly, UsageDaily, UsageDailyModel, UsageHourly
 from usage.reporting.grid import usage_grid
 from usage.reporting.periods import Period
 from usage.reporting.selectors import UsageFilters, usage_rows, usage_series, usage_summary
+from usage.rollups import performance
 from usage.rollups import recompute as rollups
 
 NOW = dt.datetime(2026, 11, 3, 12, 0, tzinfo=dt.UTC)  # two days after New York's fall-back
@@ -76,7 +78,7 @@ class Scenario:
             item["cached_input_tokens"] = rng.randrange(0, item["input_tokens"] + 1)
         if rng.random() < 0.3:
             item["reasoning_tokens"] = rng.randrange(0, item["output_tokens"] + 1)
-        return item
+        return _with_performance(rng, item)
 
     def batch(self):
         rng, items = self.rng, []
@@ -86,7 +88,9 @@ class Scenario:
                 items.append(dict(rng.choice(self.sent)))  # a duplicate
             elif self.sent and roll < 0.25:
                 changed = dict(rng.choice(self.sent))
-                changed["input_tokens"] += 1  # a conflict: same request id, other content
+                # A conflict: same request id, other content (the counts, or only the performance).
+                field = rng.choice(["input_tokens", "duration_ms"])
+                changed[field] = (changed.get(field) or 0) + 1
                 items.append(changed)
             else:
                 items.append(self._new_item())
@@ -121,6 +125,22 @@ class Scenario:
         return f"sweep {tenant.slug}"
 
 
+def _with_performance(rng, item):
+    """Performance on most calls: durations across many buckets, some failures, some unreported."""
+    if rng.random() < 0.8:
+        item["duration_ms"] = int(rng.lognormvariate(7, 1.5))
+        if rng.random() < 0.7:
+            item["time_to_first_token_ms"] = rng.randrange(0, item["duration_ms"] + 1)
+    roll = rng.random()
+    if roll < 0.6:
+        item["status"] = "ok"
+    elif roll < 0.8:
+        item["status"] = "error"
+        if rng.random() < 0.8:
+            item["error_type"] = rng.choice(ERROR_TYPES)
+    return item
+
+
 def _local_hour(instant, tz):
     local = instant.astimezone(tz)
     return instant - dt.timedelta(minutes=local.minute, seconds=local.second, microseconds=local.microsecond)
@@ -139,12 +159,21 @@ def truth(tenant):
     """Buckets of the tenant's ledger, computed here: {table: {key: [calls, in, out, cached, reasoning]}}."""
     tz = zoneinfo.ZoneInfo(tenant.timezone)
     tables = {name: defaultdict(lambda: [0, 0, 0, None, None]) for name in ("hourly", "daily", "daily_model")}
+    stats = defaultdict(int)
     for call in CallRecord.objects.filter(tenant=tenant):
         day = call.occurred_at.astimezone(tz).date()
+        hour = _local_hour(call.occurred_at, tz)
+        for metric, bucket in performance.metric_buckets(
+            call.output_tokens, call.duration_ms, call.time_to_first_token_ms, call.status, call.error_type
+        ):
+            stats[(hour, call.api_key_id, call.model_id, metric, bucket)] += 1
         _add(tables["hourly"][(_local_hour(call.occurred_at, tz), call.api_key_id, call.model_id)], call)
         _add(tables["daily"][(day, call.api_key_id, call.model_id)], call)
         _add(tables["daily_model"][(day, call.model_id)], call)
-    return {name: {key: tuple(sums) for key, sums in table.items()} for name, table in tables.items()}
+    return {
+        **{name: {key: tuple(sums) for key, sums in table.items()} for name, table in tables.items()},
+        "performance": dict(stats),
+    }
 
 
 def stored(tenant, clean_day):
@@ -166,7 +195,14 @@ def stored(tenant, clean_day):
         for row in UsageDailyModel.objects.filter(tenant=tenant).values_list("day", "model_id", *sums)
         if clean_day(row[0])
     }
-    return {"hourly": hourly, "daily": daily, "daily_model": per_model}
+    stats = {
+        tuple(row[:5]): row[5]
+        for row in PerformanceHourly.objects.filter(tenant=tenant).values_list(
+            "hour", "api_key_id", "model_id", "metric", "bucket", "calls"
+        )
+        if clean_day(row[0].astimezone(tz).date())
+    }
+    return {"hourly": hourly, "daily": daily, "daily_model": per_model, "performance": stats}
 
 
 def only(table, clean_day, tz, *, hourly=False):
@@ -245,6 +281,7 @@ def test_random_interleavings_stay_exact_and_equal_a_rebuild(world, seed):
                 "hourly": only(expected["hourly"], clean, tz, hourly=True),
                 "daily": only(expected["daily"], clean, tz),
                 "daily_model": only(expected["daily_model"], clean, tz),
+                "performance": only(expected["performance"], clean, tz, hourly=True),
             }
             assert stored(tenant, clean) == want, f"{label}: rollup tables of {tenant.slug}"
     # And the increments' tables equal a full rebuild's, row for row, for both tenants.

@@ -293,8 +293,9 @@ def test_litellm_ignored_and_rejected_payloads_are_logged(db, caplog, fresh_log_
     with caplog.at_level(logging.WARNING, logger="usage.gateway.dropped"):
         client.post("/api/v1/litellm/logs", data=json.dumps(payloads), content_type="application/json")
     text = "\n".join(record.getMessage() for record in caplog.records)
-    assert "ignored: status failure" in text
-    assert "rejected api_key: required" in text
+    # A failure is a call now (issue 27): judged like the success, not ignored.
+    assert "ignored" not in text
+    assert "did not store 2 item(s)" in text and "rejected api_key: required" in text
 
 
 # --- item 6 (OTLP/JSON): inputs that answered 500 -----------------------------------------------

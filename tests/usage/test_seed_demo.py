@@ -228,3 +228,51 @@ def test_every_demo_call_is_claimed_so_a_resent_request_id_is_a_conflict(trace_d
     result = store([item(record.api_key, record.request_id, later)])
     assert (result.accepted, result.rejected, result.errors[0]["code"]) == (0, 1, "conflict")
     assert CallRecord.objects.count() == len(calls)
+
+
+# --- performance and the incident (issue 27) ------------------------------------------------------
+
+
+def test_calls_have_durations_and_the_weeks_incident_departs(trace_dir, django_capture_on_commit_callbacks):
+    """Five weeks of demo data: every call has a duration; in the last week one incident, in which
+    public/deepseek-r1's p95 latency is about three times the same hours' of the previous weeks,
+    about 5% of its calls are rate limited and the batch-jobs key spikes; the page marks it."""
+    from usage.dashboard.performance import departures
+    from usage.reporting.performance import Stats, query_performance
+    from usage.reporting.periods import Period
+    from usage.reporting.query import UsageQuery
+    from usage.rollups import performance as perf
+    from usage.rollups import recompute
+
+    with django_capture_on_commit_callbacks(execute=True):
+        seed(trace_dir, days=36, synthetic_peak=60)
+    tenant = Tenant.objects.get(slug="demo")
+    recompute.usage_rollup_dirty(tenant=tenant)
+    assert not CallRecord.objects.filter(duration_ms__isnull=True).exists()
+    today = NOW.astimezone(tenant.tz).date()
+    [day] = [today - dt.timedelta(days=n) for n in range(7) if (today - dt.timedelta(days=n)).toordinal() % 7 == 3]
+    plan_hours = 9 + 3 * (day.toordinal() // 7 % 5)
+    r1 = Model.objects.get(name="public/deepseek-r1")
+    query = UsageQuery(tenant, Period(day, day), model=r1, bucket="hour")
+    report = query_performance(query, group_by="model")
+    [points] = report.groups.values()
+    hour_index = [b.astimezone(tenant.tz).hour for b in report.buckets].index(plan_hours)
+    during = points[hour_index]
+    history = UsageQuery(tenant, Period(day - dt.timedelta(weeks=4), day - dt.timedelta(days=1)), model=r1)
+    before = query_performance(history, group_by="model", bucket="hour")
+    usual = [
+        stats
+        for bucket, stats in zip(before.buckets, next(iter(before.groups.values())), strict=True)
+        if bucket.astimezone(tenant.tz).hour == plan_hours and (day - bucket.astimezone(tenant.tz).date()).days % 7 == 0
+    ]
+    p95_now = during.percentiles(perf.LATENCY)["p95"]
+    merged = Stats()
+    for stats in usual:
+        merged.merge(stats)
+    p95_then = merged.percentiles(perf.LATENCY)["p95"]
+    # Three times slower; a p95 of a few dozen calls an hour is noisy, hence the wide band.
+    assert len(usual) == 4 and 2.0 < p95_now / p95_then < 5.0
+    assert 0.02 < during.errors["rate_limited"] / during.calls < 0.09
+    assert during.calls > 3 * min(stats.calls for stats in usual)
+    marks = departures(query, report.groups, report.buckets)
+    assert hour_index in {mark["index"] for mark in marks}

@@ -2,10 +2,12 @@
 
 LiteLLM's ``generic_api`` callback posts its ``StandardLoggingPayload`` objects as a JSON array
 (``log_format: json_array``, its default), one object (``single``) or NDJSON (``ndjson``). Each
-successful one becomes a reported call, handed to the same ingestion service as
-``POST /api/v1/ingest/calls``: the same validation, deduplication, window and limits. Failed calls
-(``status`` other than ``success``) carry no usage and are ignored and counted. The answer is the
-ingestion API's (``accepted``, ``duplicates``, ``rejected``, ``errors`` by index) plus ``ignored``.
+one becomes a reported call, handed to the same ingestion service as
+``POST /api/v1/ingest/calls``: the same validation, deduplication, window and limits. A failed
+call (``status`` other than ``success``) is a call too: stored with ``status`` ``error``, its
+error type and its tokens if the provider billed any (0 when LiteLLM reports none). The answer
+is the ingestion API's (``accepted``, ``duplicates``, ``rejected``, ``errors`` by index) plus
+``ignored`` (always 0 since failures are stored; kept for clients that read it).
 
 Mapping (docs/ingestion.md, "LiteLLM"):
 
@@ -20,6 +22,13 @@ Mapping (docs/ingestion.md, "LiteLLM"):
 ``output_tokens``        ``completion_tokens``
 ``cached_input_tokens``  ``metadata.usage_object.prompt_tokens_details.cached_tokens``
 ``reasoning_tokens``     ``metadata.usage_object.completion_tokens_details.reasoning_tokens``
+``duration_ms``          ``endTime - startTime``
+``time_to_first_token``  ``completionStartTime - startTime`` (for a call that did not stream,
+``_ms``                  LiteLLM sets it to ``endTime``: the whole answer is the first token)
+``status``               ``ok`` for ``success``, else ``error``
+``error_type``           from ``error_information.error_class``, else its ``error_code`` (the
+                         HTTP status) (``usage.ingestion.errors``)
+``http_status``          ``error_information.error_code`` when it is an HTTP status
 =======================  =================================================================
 """
 
@@ -31,7 +40,7 @@ from django.http import JsonResponse
 from usage.api.body import RequestProblem, duplicate_names, parse_json, read_body
 from usage.api.dropped import log_dropped, reasons_of
 from usage.api.ingest import service_endpoint
-from usage.ingestion import services
+from usage.ingestion import errors, services
 from usage.ingestion import validation as ingest
 from usageproject import metrics
 
@@ -78,9 +87,11 @@ def payload_call(payload):
         or metadata.get("user_api_key_hash"),
         "model": payload.get("model_group") or payload.get("model"),
         "occurred_at": _instant(payload.get("endTime")),
-        "input_tokens": payload.get("prompt_tokens"),
-        "output_tokens": payload.get("completion_tokens"),
+        # A failure the provider billed nothing for is logged with no counts: 0 tokens, not a rejection.
+        "input_tokens": _tokens(payload, "prompt_tokens"),
+        "output_tokens": _tokens(payload, "completion_tokens"),
     }
+    call.update(_performance(payload))
     cached = _get(usage, "prompt_tokens_details", "cached_tokens")
     reasoning = _get(usage, "completion_tokens_details", "reasoning_tokens")
     if cached is not None:
@@ -89,6 +100,37 @@ def payload_call(payload):
         call["reasoning_tokens"] = reasoning
     duplicates = duplicate_names(payload)
     return _duplicated(call, duplicates) if duplicates else call
+
+
+def _tokens(payload, name):
+    value = payload.get(name)
+    return 0 if value is None and _failed(payload) else value
+
+
+def _milliseconds(start, end):
+    """Whole milliseconds from ``start`` to ``end`` (Unix seconds); None unless both are numbers."""
+    if type(start) not in (int, float) or type(end) not in (int, float):
+        return None
+    try:
+        return round((end - start) * 1000)
+    except (OverflowError, ValueError):  # inf or nan reach here only from a non-JSON body; be safe
+        return None
+
+
+def _performance(payload):
+    """The call's performance fields: durations, and for a failure its status, type and HTTP status."""
+    start = payload.get("startTime")
+    found = {
+        "duration_ms": _milliseconds(start, payload.get("endTime")),
+        "time_to_first_token_ms": _milliseconds(start, payload.get("completionStartTime")),
+        "status": "ok",
+    }
+    if _failed(payload):
+        information = payload.get("error_information") if isinstance(payload.get("error_information"), dict) else {}
+        http_status = errors.http_status_of(information.get("error_code"))
+        name = information.get("error_class") or information.get("error_code")
+        found.update(status="error", error_type=errors.error_type_of(name, http_status), http_status=http_status)
+    return {field: value for field, value in found.items() if value is not None}
 
 
 def _duplicated(call, names):
@@ -105,26 +147,17 @@ def logs(request):
     limit = settings.INGEST_MAX_ITEMS
     if len(payloads) > limit:
         raise RequestProblem(413, "Content too large", f"At most {limit} payloads per request, got {len(payloads)}.")
-    calls, positions, ignored = [], [], []
-    for index, payload in enumerate(payloads):
-        if _failed(payload):
-            ignored.append((f"ignored: status {str(payload.get('status'))[:40]}", _label(payload, index)))
-        else:
-            calls.append(payload_call(payload))
-            positions.append(index)
+    calls = [payload_call(payload) for payload in payloads]
     result = services.call_records_ingest(items=calls) if calls else services.IngestResult()
-    labels = [_label(payloads[index], index) for index in positions]
-    log_dropped("LiteLLM logs", [*reasons_of(result, labels), *ignored])
-    metrics.ingest_counted("litellm", result, ignored=len(ignored))
-    answer = result.as_dict()
-    for error in answer["errors"]:
-        error["index"] = positions[error["index"]]  # the payload's position in the request
-    return JsonResponse({**answer, "ignored": len(ignored)})
+    labels = [_label(payload, index) for index, payload in enumerate(payloads)]
+    log_dropped("LiteLLM logs", reasons_of(result, labels))
+    metrics.ingest_counted("litellm", result)
+    return JsonResponse({**result.as_dict(), "ignored": 0})
 
 
 def _failed(payload):
-    """A failed call: LiteLLM logs it with no usage."""
-    return isinstance(payload, dict) and payload.get("status", "success") != "success"
+    """A failed call: LiteLLM logs it with its error (and usage only if the provider billed some)."""
+    return payload.get("status", "success") != "success"
 
 
 def _label(payload, index):

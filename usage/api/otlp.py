@@ -30,6 +30,16 @@ OpenInference's names.
 ``reasoning_tokens``        ``gen_ai.usage.reasoning.output_tokens``,
                             ``gen_ai.usage.reasoning_tokens``, ``llm.usage.reasoning_tokens``,
                             ``llm.token_count.completion_details.reasoning``
+``duration_ms``             the span's end time minus its start time
+``time_to_first_token_ms``  ``gen_ai.response.time_to_first_chunk`` (seconds, the current
+                            conventions), ``gen_ai.server.time_to_first_token`` (seconds, the
+                            conventions' metric name, set on spans by some servers),
+                            ``ai.response.msToFirstChunk`` / ``ai.stream.msToFirstChunk``
+                            (milliseconds, the Vercel AI SDK)
+``status``                  ``error`` when the span's status is ERROR, else ``ok`` (the
+                            conventions leave a successful call's status UNSET)
+``error_type``              from ``error.type`` and the HTTP status (``usage.ingestion.errors``)
+``http_status``             ``http.response.status_code`` (or the older ``http.status_code``)
 ==========================  ============================================================
 
 A span is a GenAI call when it has one of the input or output attributes (or OpenInference's
@@ -40,6 +50,7 @@ dialect, and the ledger keeps no class of its own for them.
 
 import datetime as dt
 import json
+import math
 
 from django.conf import settings
 from django.http import HttpResponse
@@ -55,7 +66,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from usage.api.body import RequestProblem, duplicate_names, parse_json, read_body, refuse_duplicates
 from usage.api.dropped import log_dropped, reasons_of
 from usage.api.ingest import _authenticate
-from usage.ingestion import services
+from usage.ingestion import errors, services
 from usage.ingestion.validation import DuplicateMembers
 from usageproject import metrics
 
@@ -177,7 +188,15 @@ def _hex_id(value, name, size):
 class _JsonSpan:
     """What ``span_call`` reads of a span, from OTLP/JSON (faster than protobuf's ParseDict)."""
 
-    __slots__ = ("attributes", "pairs", "trace_id", "span_id", "end_time_unix_nano")
+    __slots__ = (
+        "attributes",
+        "pairs",
+        "trace_id",
+        "span_id",
+        "start_time_unix_nano",
+        "end_time_unix_nano",
+        "status_code",
+    )
 
     def __init__(self, span):
         span = _object(span, "a span")
@@ -185,8 +204,24 @@ class _JsonSpan:
         self.attributes = dict(self.pairs)
         self.trace_id = _hex_id(span.get("traceId"), "traceId", 16)
         self.span_id = _hex_id(span.get("spanId"), "spanId", 8)
-        end = span.get("endTimeUnixNano")
+        start, end = span.get("startTimeUnixNano"), span.get("endTimeUnixNano")
+        self.start_time_unix_nano = _json_int(start, "startTimeUnixNano") if start not in (None, "") else 0
         self.end_time_unix_nano = _json_int(end, "endTimeUnixNano") if end not in (None, "") else 0
+        self.status_code = _json_status_code(span.get("status"))
+
+
+# The protobuf JSON mapping writes an enum as its number or, from some encoders, its name.
+_STATUS_CODES = {"STATUS_CODE_UNSET": 0, "STATUS_CODE_OK": 1, "STATUS_CODE_ERROR": 2}
+STATUS_ERROR = 2
+
+
+def _json_status_code(status):
+    code = _object(status, "a span's status").get("code", 0) if status is not None else 0
+    if type(code) is int:
+        return code
+    if isinstance(code, str) and code in _STATUS_CODES:
+        return _STATUS_CODES[code]
+    raise _Bad("a span's status code must be a number or a STATUS_CODE_ name")
 
 
 def _json_spans(payload):
@@ -276,6 +311,7 @@ def span_call(span, resource_attributes):
         value = _first(attributes, ATTRIBUTES[field])
         if value is not None:
             call[field] = value
+    call.update(_performance(span, attributes))
     conflicts = _conflicting(pairs)
     if conflicts:  # rejected by the service as duplicate_field, as a JSON member named twice is
         call = DuplicateMembers(call)
@@ -291,6 +327,53 @@ def _conflicting(pairs):
         if key in _READ and repr(first.setdefault(key, value)) != repr(value):  # repr: NaN equals itself
             conflicts[key] = None
     return tuple(conflicts)
+
+
+# Where instrumentations put the time to the first token, and its unit (milliseconds per unit).
+TTFT_ATTRIBUTES = (
+    ("gen_ai.response.time_to_first_chunk", 1000),
+    ("gen_ai.server.time_to_first_token", 1000),
+    ("ai.response.msToFirstChunk", 1),
+    ("ai.stream.msToFirstChunk", 1),
+)
+
+
+def _performance(span, attributes):
+    """Duration, time to first token, status and error of a GenAI span (only what it reports)."""
+    found = {}
+    start, end = span.start_time_unix_nano, span.end_time_unix_nano
+    if start and end:
+        found["duration_ms"] = round((end - start) / 1_000_000)
+    ttft = _time_to_first_token(attributes)
+    if ttft is not None:
+        duration = found.get("duration_ms")
+        # Two roundings (the span's times and the attribute's) may put it a millisecond past the end.
+        found["time_to_first_token_ms"] = duration if type(ttft) is int and duration == ttft - 1 else ttft
+    http_status = errors.http_status_of(_first(attributes, ("http.response.status_code", "http.status_code")))
+    if http_status is not None:
+        found["http_status"] = http_status
+    code = span.status_code if isinstance(span, _JsonSpan) else span.status.code
+    found["status"] = "error" if code == STATUS_ERROR else "ok"
+    if found["status"] == "error":
+        found["error_type"] = errors.error_type_of(attributes.get("error.type"), http_status)
+    return found
+
+
+def _time_to_first_token(attributes):
+    """Whole milliseconds; a value that is no number is handed on for validation to name."""
+    for name, scale in TTFT_ATTRIBUTES:
+        value = attributes.get(name)
+        if value is None:
+            continue
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                return value
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            return round(value * scale)
+        return str(value)
+    return None
 
 
 def resolve_models(calls):

@@ -173,6 +173,11 @@ class CallSerializer(serializers.ModelSerializer):
             "total_tokens",
             "cached_input_tokens",
             "reasoning_tokens",
+            "duration_ms",
+            "time_to_first_token_ms",
+            "status",
+            "error_type",
+            "http_status",
         ]
         read_only_fields = fields
         extra_kwargs = {
@@ -181,6 +186,11 @@ class CallSerializer(serializers.ModelSerializer):
             "output_tokens": {"help_text": "Output (completion) tokens."},
             "cached_input_tokens": {"help_text": "Input tokens served from cache; null when not reported."},
             "reasoning_tokens": {"help_text": "Reasoning tokens; null when not reported."},
+            "duration_ms": {"help_text": "Request to last byte, in milliseconds; null when not reported."},
+            "time_to_first_token_ms": {"help_text": "Time to the first token, in ms; null when not reported."},
+            "status": {"help_text": "ok or error; null when not reported."},
+            "error_type": {"help_text": "Why a failed call failed; null when not reported or not failed."},
+            "http_status": {"help_text": "The HTTP status of the answer; null when not reported."},
         }
 
 
@@ -218,3 +228,70 @@ class ProblemSerializer(serializers.Serializer):
     status = serializers.IntegerField(help_text="The HTTP status code.")
     detail = serializers.CharField(required=False, help_text="What went wrong, naming the parameters.")
     errors = ProblemItemSerializer(many=True, required=False, help_text="One item per invalid parameter.")
+
+
+# --- Performance (issue 27) ------------------------------------------------------------------------
+
+_PERCENTILE_NOTE = (
+    "Nearest-rank percentile of the calls that reported it (not marked as errors), from fixed histogram "
+    "buckets: within 4.9% relative of the exact value (see the README, Performance); null when none reported it."
+)
+
+
+class PercentilesSerializer(serializers.Serializer):
+    p50 = serializers.FloatField(allow_null=True, help_text=f"Median. {_PERCENTILE_NOTE}")
+    p95 = serializers.FloatField(allow_null=True, help_text="95th percentile.")
+    p99 = serializers.FloatField(allow_null=True, help_text="99th percentile.")
+    calls = serializers.IntegerField(help_text="Calls the percentiles are of.")
+
+
+class MedianSerializer(serializers.Serializer):
+    p50 = serializers.FloatField(allow_null=True, help_text=f"Median. {_PERCENTILE_NOTE}")
+    calls = serializers.IntegerField(help_text="Calls that reported both durations (generation time above 0).")
+
+
+class ErrorsSerializer(serializers.Serializer):
+    total = serializers.IntegerField(help_text="Calls whose status is error.")
+    rate_limited = serializers.IntegerField(help_text="Failed calls of type rate_limited (HTTP 429 and the like).")
+    timeout = serializers.IntegerField(help_text="Failed calls of type timeout.")
+    server_error = serializers.IntegerField(help_text="Failed calls of type server_error (the provider's 5xx).")
+    client_error = serializers.IntegerField(help_text="Failed calls of type client_error (a refused request, 4xx).")
+    cancelled = serializers.IntegerField(help_text="Failed calls of type cancelled (the client went away).")
+    content_filter = serializers.IntegerField(help_text="Failed calls of type content_filter.")
+    other = serializers.IntegerField(help_text="Failed calls of type other.")
+    unspecified = serializers.IntegerField(help_text="Failed calls that named no error type.")
+
+
+class PerformanceStatsSerializer(serializers.Serializer):
+    calls = serializers.IntegerField(help_text="Every call, failed ones included (the usage endpoints' calls).")
+    errors = ErrorsSerializer(help_text="Failed calls, in total and by error type.")
+    error_rate = serializers.FloatField(
+        allow_null=True,
+        help_text="errors.total / calls (a call that reported no status is not counted as failed); null for no calls.",
+    )
+    latency_ms = PercentilesSerializer(help_text="Duration, request to last byte, in milliseconds.")
+    time_to_first_token_ms = PercentilesSerializer(help_text="Time to the first token, in milliseconds.")
+    output_tokens_per_second = MedianSerializer(
+        help_text="Output tokens per second of generation: output_tokens / ((duration - time to first token) / 1000)."
+    )
+
+
+class PerformancePointSerializer(PerformanceStatsSerializer):
+    bucket = serializers.CharField(
+        help_text="The bucket: a local date (YYYY-MM-DD) by day, the local hour's start with its UTC offset by hour."
+    )
+
+
+class PerformanceSeriesSerializer(GroupSerializer):
+    total = PerformanceStatsSerializer(help_text="The group over the whole range.")
+    points = PerformancePointSerializer(many=True, help_text="One point per bucket (gap-filled: no calls, nulls).")
+
+
+class PerformanceSerializer(PeriodSerializer):
+    bucket = serializers.ChoiceField(choices=["hour", "day"], help_text="The bucket size asked for.")
+    group_by = serializers.ChoiceField(
+        choices=["model", "api_key", "none"], help_text="What each series is for: a model, an API key, or all."
+    )
+    buckets = serializers.ListField(child=serializers.CharField(), help_text="Every bucket of the range, in order.")
+    total = PerformanceStatsSerializer(help_text="All the filtered calls of the range, merged (never averaged).")
+    series = PerformanceSeriesSerializer(many=True, help_text="One series per group, most calls first.")

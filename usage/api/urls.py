@@ -7,6 +7,7 @@ from usage.budgets import api as budgets_api
 urlpatterns = [
     path("usage/summary", views.SummaryView.as_view(), name="api_usage_summary"),
     path("usage/timeseries", views.TimeseriesView.as_view(), name="api_usage_timeseries"),
+    path("usage/performance", views.PerformanceView.as_view(), name="api_usage_performance"),
     path("usage/breakdown", views.BreakdownView.as_view(), name="api_usage_breakdown"),
     path("usage/export.csv", views.ExportView.as_view(), name="api_usage_export"),
     path("exports/focus", views.FocusExportView.as_view(), name="api_exports_focus"),

@@ -24,6 +24,7 @@ from usage.reporting.cache_economics import CacheEconomics, cache_economics
 from usage.reporting.costs import DEFAULT_CURRENCY, CostSummary
 from usage.reporting.export import export_response
 from usage.reporting.focus import focus_response
+from usage.reporting.performance import query_performance
 from usage.reporting.query import InvalidQuery
 from usage.reporting.selectors import Totals, breakdown_rows, tenant_models
 from usage.reporting.unpriced import Unpriced, unpriced_total, unpriced_usage
@@ -134,6 +135,31 @@ class TimeseriesView(TenantAPIView):
         ]
         data = {**_period(query), **params, "buckets": labels, "series": items}
         return Response(s.TimeseriesSerializer(data).data)
+
+
+@extend_schema(
+    tags=["usage"], parameters=[CommonParams, s.TimeseriesParams], responses=responses(s.PerformanceSerializer)
+)
+class PerformanceView(TenantAPIView):
+    """Calls, errors by type, latency, time to first token and output tokens per second, per hour or day
+    and per model or API key, and in total; percentiles merged from histograms, weighted by requests."""
+
+    def get(self, request):
+        query = self.query(request)
+        params = validated(s.TimeseriesParams, request)
+        group_by = None if params["group_by"] == "none" else params["group_by"]
+        query = self.refined(query, bucket=params["bucket"], by=group_by or "model")
+        report = query_performance(query, group_by=group_by)
+        labels = [_bucket_label(query.tenant, bucket) for bucket in report.buckets]
+        objects = (Model if group_by == "model" else ApiKey).objects.in_bulk([g for g in report.groups if g])
+        series = []
+        for group, points in report.groups.items():
+            items = [{"bucket": label, **p.as_api()} for label, p in zip(labels, points, strict=True)]
+            total = report.group_total(group)
+            series.append({**_group_fields(objects.get(group)), "total": total.as_api(), "points": items})
+        series.sort(key=lambda item: (-item["total"]["calls"], item.get("model") or item.get("api_key") or ""))
+        data = {**_period(query), **params, "buckets": labels, "total": report.total.as_api(), "series": series}
+        return Response(s.PerformanceSerializer(data).data)
 
 
 @extend_schema(tags=["usage"], parameters=[CommonParams, s.BreakdownParams], responses=responses(s.BreakdownSerializer))

@@ -74,6 +74,8 @@ def plain(amount: Decimal) -> str:
 
 
 def payload(delivery):
+    if delivery.monitor_event_id:
+        return monitor_payload(delivery)
     budget, alert = delivery.budget, delivery.alert
     if delivery.unpriced_id:  # a model used without a price: the tenant's, told through a budget's channel
         return {
@@ -108,9 +110,41 @@ def payload(delivery):
     return data
 
 
+def monitor_payload(delivery):
+    """A monitor's firing or resolve (``usage.monitors``), sent through its budget's channels."""
+    event = delivery.monitor_event
+    monitor = event.monitor
+    return {
+        "type": f"monitor.{event.kind}",
+        "delivery_id": str(delivery.delivery_id),
+        "tenant": monitor.tenant.slug,
+        "monitor": {
+            "id": monitor.pk,
+            "name": monitor.name,
+            "metric": monitor.metric,
+            "threshold": plain(monitor.threshold),
+            "model": monitor.model.name if monitor.model_id else None,
+            "api_key": monitor.api_key.public_id if monitor.api_key_id else None,
+            "window_hours": monitor.window_hours,
+            "min_calls": monitor.min_calls,
+        },
+        "event": {
+            "kind": event.kind,
+            "value": event.value,
+            "calls": event.calls,
+            "window_start": event.window_start.isoformat(),
+            "at": event.created_at.isoformat(),
+        },
+    }
+
+
 def _subject(data):
     if data["type"] == "model.unpriced":
         return unpriced.subject(data["tenant"], data["unpriced"]["model"])
+    if "monitor" in data:
+        monitor, event = data["monitor"], data["event"]
+        value = "n/a" if event["value"] is None else f"{event['value']:,.2f}"
+        return f"Monitor {monitor['name']} ({data['tenant']}) {event['kind']}: {monitor['metric']} {value}"
     budget = data["budget"]
     alert = data.get("alert")
     if alert is None:
@@ -151,7 +185,8 @@ def send_email(delivery, data):
         )
         send_mail(_subject(data), text, settings.DEFAULT_FROM_EMAIL, recipients)
         return
-    lines = [f"{name}: {value}" for name, value in {**data["budget"], **data.get("alert", {})}.items()]
+    details = {**data["monitor"], **data["event"]} if "monitor" in data else {**data["budget"], **data.get("alert", {})}
+    lines = [f"{name}: {value}" for name, value in details.items()]
     text = "\n".join([_subject(data), "", *lines, "", f"Delivery id: {data['delivery_id']}"])
     send_mail(_subject(data), text, settings.DEFAULT_FROM_EMAIL, recipients)
 
@@ -214,7 +249,7 @@ def delivery_attempt(*, delivery_pk, dispatch_id=None):
         )
     index, attempts = len(started.log) - 1, started.attempts
     delivery = AlertDelivery.objects.select_related(
-        "budget__tenant", "budget__api_key", "alert", "unpriced__model"
+        "budget__tenant", "budget__api_key", "alert", "unpriced__model", "monitor_event__monitor__tenant"
     ).get(pk=delivery_pk)
     tenant_id = delivery.budget.tenant_id
     try:

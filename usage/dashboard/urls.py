@@ -5,7 +5,7 @@ from django.templatetags.static import static
 from django.urls import URLPattern, URLResolver, include, path
 from django.views.generic import RedirectView
 
-from usage.dashboard import reports, views
+from usage.dashboard import calls, reports, views
 
 
 class FaviconView(RedirectView):
@@ -30,6 +30,7 @@ urlpatterns = [
     path("favicon.ico", FaviconView.as_view(), name="favicon"),
     path("t/<slug:slug>/usage/", views.dashboard, name="dashboard"),
     # JSON for the page's refresh and charts; each takes the page's own query string.
+    path("t/<slug:slug>/calls/", calls.calls_explorer, name="calls"),
     path("t/<slug:slug>/usage/data/", views.DashboardDataView.as_view(), name="data"),
     path("t/<slug:slug>/usage/chart/trend/", views.TrendChartView.as_view(), name="chart_trend"),
     path("t/<slug:slug>/usage/chart/distribution/", views.DistributionChartView.as_view(), name="chart_distribution"),

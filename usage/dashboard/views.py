@@ -9,6 +9,7 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.http import JsonResponse
 from django.shortcuts import render
+from django.utils.html import json_script
 from django.views.decorators.http import require_safe
 
 from accounts.tenancy import tenant_for_request
@@ -22,6 +23,7 @@ from usage.dashboard.panel import (
     query_grid,
     trend_chart,
 )
+from usage.dashboard.performance import performance_panel
 from usage.ledger.retention import detail_available_from
 from usage.localtime import tenant_today
 from usage.models import CallRecord
@@ -92,7 +94,25 @@ def dashboard(request, slug):
     # A tenant that never had a call gets told how calls arrive, not just "no usage".
     context["detail_available_from"] = detail_available_from(tenant)  # usage.ledger.retention
     context["no_calls_yet"] = panel["data"]["empty"] and not CallRecord.objects.filter(tenant=tenant).exists()
+    context.update(_views(request, query))
     return render(request, "usage/dashboard.html", context)
+
+
+def _views(request, query):
+    """The Usage / Performance switch (``?view=performance``) and, when chosen, the Performance view."""
+    params = request.GET.copy()
+    params.pop("view", None)
+    usage_url = "?" + params.urlencode()
+    params["view"] = "performance"
+    context = {"view": "usage", "usage_view_url": usage_url, "performance_view_url": "?" + params.urlencode()}
+    if request.GET.get("view") == "performance":
+        performance = performance_panel(query, request.GET)
+        context.update(
+            view="performance",
+            performance=performance,
+            performance_json=json_script(performance, "performance-data"),
+        )
+    return context
 
 
 # --- Endpoints -------------------------------------------------------------------------------

@@ -48,17 +48,49 @@ class ModelSpec:
     output_median: int
     cached: bool = False  # reports cached input tokens; the others leave them "not reported"
     reasoning: bool = False
+    speed: int = 60  # output tokens per second of generation
+    ttft_median: int = 400  # milliseconds to the first token
 
 
 MODELS = (
-    ModelSpec("public/deepseek-r1", "#7c3aed", ("0.00055", "0.00219", "0.00014"), 0.30, 1400, 900, True, True),
-    ModelSpec("public/deepseek-v3", "#2563eb", ("0.00027", "0.0011", "0.00007"), 0.22, 1100, 320, True),
-    ModelSpec("public/qwen2.5-coder-32b", "#059669", ("0.0002", "0.0006", None), 0.14, 2200, 160),
-    ModelSpec("public/qwen2.5-72b-instruct", "#ea580c", ("0.0004", "0.0012", None), 0.12, 900, 280),
-    ModelSpec("public/llama-3.3-70b-instruct", "#db2777", ("0.00059", "0.00079", None), 0.10, 800, 260),
-    ModelSpec("public/glm-4-9b-chat", "#0891b2", ("0.0001", "0.0001", None), 0.08, 600, 200),
-    ModelSpec("public/bge-m3", "#ca8a04", ("0.00002", "0", None), 0.04, 350, 0),
+    ModelSpec(
+        "public/deepseek-r1", "#7c3aed", ("0.00055", "0.00219", "0.00014"), 0.30, 1400, 900, True, True, 28, 1800
+    ),
+    ModelSpec("public/deepseek-v3", "#2563eb", ("0.00027", "0.0011", "0.00007"), 0.22, 1100, 320, True, False, 45, 700),
+    ModelSpec(
+        "public/qwen2.5-coder-32b", "#059669", ("0.0002", "0.0006", None), 0.14, 2200, 160, speed=70, ttft_median=450
+    ),
+    ModelSpec(
+        "public/qwen2.5-72b-instruct", "#ea580c", ("0.0004", "0.0012", None), 0.12, 900, 280, speed=40, ttft_median=600
+    ),
+    ModelSpec(
+        "public/llama-3.3-70b-instruct",
+        "#db2777",
+        ("0.00059", "0.00079", None),
+        0.10,
+        800,
+        260,
+        speed=55,
+        ttft_median=500,
+    ),
+    ModelSpec(
+        "public/glm-4-9b-chat", "#0891b2", ("0.0001", "0.0001", None), 0.08, 600, 200, speed=120, ttft_median=250
+    ),
+    ModelSpec("public/bge-m3", "#ca8a04", ("0.00002", "0", None), 0.04, 350, 0, speed=1, ttft_median=80),
 )
+# The incident the Performance view shows (issue 27): on the demo tenant, one local day a week
+# (``incident_hours``), for three hours, the key INCIDENT_KEY calls INCIDENT_MODEL INCIDENT_SPIKE
+# times as often as usual on top; that model's calls take three times as long and 5% are rate
+# limited. A function of the date only (reruns add the same calls), and at other hours than in the
+# four weeks before, so it departs from the same hours of previous weeks.
+INCIDENT_MODEL = "public/deepseek-r1"
+INCIDENT_KEY = "batch-jobs"
+INCIDENT_SPIKE = 3
+INCIDENT_SLOWDOWN = 3
+INCIDENT_RATE_LIMITED = 0.05
+# Outside the incident, a few calls fail as a provider's would.
+BASE_ERRORS = (("server_error", 0.003), ("rate_limited", 0.002), ("timeout", 0.001))
+MODEL_SPECS = {spec.name: spec for spec in MODELS}
 # A price cut 30 days ago, so cost estimates visibly use the price of each call's day.
 PRICE_CHANGE = ("public/deepseek-r1", ("0.00041", "0.00164", "0.0001"))
 
@@ -297,6 +329,36 @@ class Call(NamedTuple):
     output_tokens: int
     cached_input_tokens: int | None = None
     reasoning_tokens: int | None = None
+    duration_ms: int | None = None
+    time_to_first_token_ms: int | None = None
+    status: str | None = None
+    error_type: str | None = None
+    http_status: int | None = None
+
+
+_HTTP_STATUS = {"rate_limited": 429, "timeout": 504, "server_error": 500}
+
+
+def performance(rng, spec, output_tokens, *, slowdown=1.0, rate_limited=0.0, errors=True):
+    """Duration, time to first token and status of a call: a first token after about the model's
+    median, then its output at about the model's speed. A failed call answers fast and bills nothing
+    (the replayed traces' calls all succeeded: ``errors`` False)."""
+    roll, failed = (rng.random() if errors else 1.0), None
+    if roll < rate_limited:
+        failed = "rate_limited"
+    else:
+        roll -= rate_limited
+        for kind, share in BASE_ERRORS:
+            if roll < share:
+                failed = kind
+                break
+            roll -= share
+    if failed is not None:
+        duration = 30_000 if failed == "timeout" else int(rng.uniform(20, 120))
+        return {"duration_ms": duration, "status": "error", "error_type": failed, "http_status": _HTTP_STATUS[failed]}
+    ttft = int(rng.lognormvariate(math.log(spec.ttft_median), 0.35) * slowdown)
+    generation = output_tokens / (spec.speed * rng.uniform(0.8, 1.2)) * 1000 * slowdown
+    return {"duration_ms": ttft + int(generation), "time_to_first_token_ms": ttft, "status": "ok", "http_status": 200}
 
 
 def _key_chooser(rng, weighted_keys, hour_end):
@@ -311,21 +373,31 @@ def _tokens(rng, median):
     return 0 if median == 0 else max(1, round(rng.lognormvariate(math.log(median), 0.7)))
 
 
-def synthetic_hour(plan, config, day, hour, start):
-    """Calls of every model of the plan in one local hour (``start`` is its UTC instant)."""
+def synthetic_hour(plan, config, day, hour, start, incident=False):
+    """Calls of every model of the plan in one local hour (``start`` is its UTC instant); during the
+    ``incident`` its model is slow and rate limited, and its key adds a spike of calls."""
     calls = []
     weighted_keys = [(plan.keys[k.name], k.weight) for k in plan.spec.keys]
     base = config.synthetic_peak * plan.spec.synthetic_scale * HOURLY[hour] * day_factor(day)
     for model, spec in plan.models:
         rng = random.Random(f"{SEED}|{plan.spec.slug}|{spec.name}|{day.isoformat()}|{hour}")
         pick_key = _key_chooser(rng, weighted_keys, start + HOUR)
-        for i in range(int(base * spec.share * rng.uniform(0.75, 1.25) + rng.random())):
+        count = int(base * spec.share * rng.uniform(0.75, 1.25) + rng.random())
+        hit = incident and spec.name == INCIDENT_MODEL
+        effects = {"slowdown": INCIDENT_SLOWDOWN, "rate_limited": INCIDENT_RATE_LIMITED} if hit else {}
+        for i in range(count + (count * INCIDENT_SPIKE if hit else 0)):
+            spike = i >= count
             at = start + dt.timedelta(seconds=rng.random() * 3600)
             input_tokens, output_tokens = _tokens(rng, spec.input_median), _tokens(rng, spec.output_median)
             cached = int(input_tokens * rng.choice((0, 0, 0.25, 0.5, 0.8))) if spec.cached else None
             reasoning = round(output_tokens * rng.uniform(0.35, 0.75)) if spec.reasoning else None
             request_id = f"{REQUEST_PREFIX}{spec.name}-{day:%Y%m%d}T{hour:02d}-{i}"
-            calls.append(Call(request_id, pick_key(), model.pk, at, input_tokens, output_tokens, cached, reasoning))
+            key_id = plan.keys[INCIDENT_KEY].pk if spike else pick_key()
+            measured = performance(rng, spec, output_tokens, **effects)
+            if measured["status"] == "error":  # the provider bills a refused call nothing
+                input_tokens, output_tokens, cached, reasoning = 0, 0, None, None
+            call = Call(request_id, key_id, model.pk, at, input_tokens, output_tokens, cached, reasoning)
+            calls.append(call._replace(**measured))
     return calls
 
 
@@ -343,16 +415,28 @@ def replay_hour(plan, config, day, hour, start):
             offset, input_tokens, output_tokens, trace_id = trace.calls[index]
             request_id = f"{REQUEST_PREFIX}{trace_id}-{day:%Y%m%d}T{hour:02d}"
             at = start + dt.timedelta(seconds=offset)
-            calls.append(Call(request_id, pick_key(), model.pk, at, input_tokens, output_tokens))
+            spec = MODEL_SPECS.get(model.name, MODELS[1])
+            call = Call(request_id, pick_key(), model.pk, at, input_tokens, output_tokens)
+            calls.append(call._replace(**performance(rng, spec, output_tokens, errors=False)))
     return calls
+
+
+def incident_hours(plan, day):
+    """The local hours of the demo tenant's incident on ``day`` (none on six days of seven)."""
+    if plan.spec is not DEMO_TENANT or day.toordinal() % 7 != 3:
+        return ()
+    # Five slots that never overlap: each of the four weeks before had its incident at other hours.
+    first = 9 + 3 * (day.toordinal() // 7 % 5)
+    return (first, first + 1, first + 2)
 
 
 def day_calls(plan, config, day, window):
     """All calls of one local day of the tenant that fall inside ``window`` (UTC instants)."""
     calls = []
+    troubled = incident_hours(plan, day)
     for hour in range(24):
         start = dt.datetime.combine(day, dt.time(hour), tzinfo=plan.tenant.tz).astimezone(dt.UTC)
-        calls += synthetic_hour(plan, config, day, hour, start)
+        calls += synthetic_hour(plan, config, day, hour, start, incident=hour in troubled)
         calls += replay_hour(plan, config, day, hour, start)
     return [call for call in calls if window[0] <= call.occurred_at < window[1]]
 

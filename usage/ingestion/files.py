@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 AZURE_HEADER = ["TIMESTAMP", "ContextTokens", "GeneratedTokens"]
 _INTEGER = re.compile(r"-?[0-9]+\Z")
-_COUNT_FIELDS = frozenset(ingest.COUNT_FIELDS)
+_INTEGER_FIELDS = frozenset(ingest.INTEGER_FIELDS)
 
 
 class Entry(NamedTuple):
@@ -113,7 +113,8 @@ def read_csv(source: Iterable[str]) -> Iterator[Entry]:
     missing = [name for name in ingest.REQUIRED_FIELDS if name not in header]
     if unknown or missing or len(set(header)) != len(header):
         raise FileFormatError(
-            f"CSV header must name the fields {', '.join(ingest.FIELDS)} (the last two optional), each once; "
+            f"CSV header must name the fields {', '.join(ingest.FIELDS)} (those after output_tokens optional),"
+            " each once; "
             f"unknown: {unknown or 'none'}, missing: {missing or 'none'}."
         )
     item: Unreadable | dict[str, str | int | None]
@@ -131,7 +132,7 @@ def read_csv(source: Iterable[str]) -> Iterator[Entry]:
 def _cell(name: str, value: str) -> str | int | None:
     if value == "":
         return None
-    if name in _COUNT_FIELDS and _INTEGER.match(value):
+    if name in _INTEGER_FIELDS and _INTEGER.match(value):
         return int(value)
     return value  # validation names what is wrong with it
 

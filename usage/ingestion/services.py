@@ -36,7 +36,7 @@ from usage.budgets.services import budgets_after_ingest
 from usage.ingestion.validation import error, request_id_of, validate_call
 from usage.ledger import partitions, retention
 from usage.models import CallRecord, CallRequest, Model, ModelAlias
-from usage.rollups import increments
+from usage.rollups import increments, performance
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Iterable, Sequence
@@ -52,8 +52,12 @@ if TYPE_CHECKING:
         index: int  # position in the batch (API) or line in the file
         request_id: str | None
 
-    # The ledger's columns in _COLUMNS order: tenant, key, model, instant, the four counts, request id.
-    Values = tuple[int, int, int, dt.datetime, int, int, int | None, int | None, str]
+    # The ledger's columns in _COLUMNS order: tenant, key, model, instant, the four counts, the
+    # performance (duration, time to first token, status, error type, HTTP status), request id.
+    Values = tuple[
+        int, int, int, dt.datetime, int, int, int | None, int | None,
+        int | None, int | None, str | None, str | None, int | None, str,
+    ]  # fmt: skip
     Window = tuple[dt.datetime, dt.datetime]  # earliest and latest instant accepted
     Candidate = tuple[int, ApiKey, Call]  # position, key, call
     ModelIds = dict[str, tuple[int, int | None]]  # model name -> (id, tenant id or None if public)
@@ -61,7 +65,7 @@ if TYPE_CHECKING:
     IdentityKey = tuple[int, str]
 
 # Bumping "last used" on every batch would write the same key or token row many times a second.
-_SQLITE_ROWS_PER_STATEMENT = 500  # 10 values a row stays far below SQLite's 32,766 variables
+_SQLITE_ROWS_PER_STATEMENT = 500  # 15 values a row stays far below SQLite's 32,766 variables
 _RETRIES = 3
 _EPOCH = dt.datetime(1, 1, 1, tzinfo=dt.UTC)
 
@@ -99,6 +103,12 @@ class Content(NamedTuple):
     output_tokens: int
     cached_input_tokens: int | None
     reasoning_tokens: int | None
+    # A re-sent call whose performance differs is another report: a conflict, as for the counts.
+    duration_ms: int | None
+    time_to_first_token_ms: int | None
+    status: str | None
+    error_type: str | None
+    http_status: int | None
 
 
 class Row(NamedTuple):
@@ -120,6 +130,11 @@ class Row(NamedTuple):
             call.output_tokens,
             call.cached_input_tokens,
             call.reasoning_tokens,
+            call.duration_ms,
+            call.time_to_first_token_ms,
+            call.status,
+            call.error_type,
+            call.http_status,
         )
         return cls(index, key, Identity(tenant_id, call.request_id), content, (tenant_id, *content, call.request_id))
 
@@ -139,6 +154,8 @@ class _Outcome:
     conflicts: list[Row] = field(default_factory=list)
     # The stored calls' hourly buckets (``usage.rollups.increments``).
     buckets: dict[increments.HourKey, increments.Sums] = field(default_factory=dict)
+    # Their performance buckets (``usage.rollups.performance``), when added in Python.
+    stats: dict[performance.StatKey, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -368,7 +385,9 @@ def _store(checked: CheckedCalls, *, now: dt.datetime, bulk: bool) -> _Outcome:
             outcome = _copy_rows(rows, stream=checked.stream or _staging_stream(rows), now=now)
         else:
             outcome = _insert_rows(rows, now=now)
-        # Last, so the bucket rows other batches of the tenant also add to stay locked only briefly.
+        # Last, so the bucket rows other batches of the tenant also add to stay locked only briefly;
+        # performance first in both paths (the import adds it in its insert statement).
+        performance.apply(outcome.stats)
         increments.apply(outcome.buckets)
     return outcome
 
@@ -396,7 +415,9 @@ def _insert_rows(rows: Sequence[Row], *, now: dt.datetime) -> _Outcome:
     # Zones read after the insert: on SQLite the write lock is held by then, on PostgreSQL the
     # tenant lock; a zone change committed meanwhile is either seen here or waits for this commit.
     zones = increments.tenant_zones({tenant_id for tenant_id, _request_id in inserted})
-    outcome.buckets = increments.hourly_from_values((first[identity].values for identity in inserted), zones)
+    new_values = [first[identity].values for identity in inserted]
+    outcome.buckets = increments.hourly_from_values(new_values, zones)
+    outcome.stats = performance.stats_from_values(new_values, zones)
     return outcome
 
 
@@ -409,10 +430,30 @@ _COLUMNS = (
     "output_tokens",
     "cached_input_tokens",
     "reasoning_tokens",
+    "duration_ms",
+    "time_to_first_token_ms",
+    "status",
+    "error_type",
+    "http_status",
     "request_id",
 )
 _CONTENT_COLUMNS = _COLUMNS[1:-1]  # what "same content" compares, in Row.content's order
-_PG_TYPES = ("int8", "int8", "int8", "timestamptz", "int8", "int8", "int8", "int8", "text")
+_PG_TYPES = (
+    "int8",
+    "int8",
+    "int8",
+    "timestamptz",
+    "int8",
+    "int8",
+    "int8",
+    "int8",
+    "int4",
+    "int4",
+    "text",
+    "text",
+    "int2",
+    "text",
+)
 
 
 _LEDGER = CallRecord._meta.db_table
@@ -577,7 +618,8 @@ def _copy_rows(rows: Sequence[Row], *, stream: bytes, now: dt.datetime) -> _Outc
         cursor.execute(
             f"CREATE TEMPORARY TABLE {_STAGING} (line int8, candidate boolean, tenant_id int8, api_key_id int8,"
             " model_id int8, occurred_at timestamptz, input_tokens int8, output_tokens int8,"
-            " cached_input_tokens int8, reasoning_tokens int8, request_id text) ON COMMIT DROP"
+            " cached_input_tokens int8, reasoning_tokens int8, duration_ms int4, time_to_first_token_ms int4,"
+            " status text, error_type text, http_status int2, request_id text) ON COMMIT DROP"
         )
         with cursor.copy(f"COPY {_STAGING} (line, candidate, {columns}) FROM STDIN (FORMAT BINARY)") as copy:
             copy.write(stream)
@@ -599,7 +641,8 @@ def _insert_from_staging(cursor: CursorWrapper, *, now: dt.datetime) -> _Outcome
         f"WITH claimed AS ({_CLAIM.format(source=candidates)}),"
         f" inserted AS (INSERT INTO {_LEDGER} ({columns}, received_at)"
         f" SELECT {staged}, %s FROM {_CLAIMED_ROWS.format(source=_STAGING)} WHERE {_STAGING}.candidate"
-        f" RETURNING {columns})"
+        f" RETURNING {columns}),"
+        f" performance AS ({performance.upsert_from_inserted_sql()})"
         f" {increments.hourly_from_inserted_sql()}",
         [now],
     )

@@ -21,6 +21,15 @@ Every rejection names a ``field`` (or null for the item as a whole) and a stable
                        cached tokens inside the input tokens)
 ``exceeds_output``     ``reasoning_tokens`` is above ``output_tokens`` (reasoning is counted
                        inside the output)
+``invalid_choice``     ``status`` is not ``ok`` or ``error``, or ``error_type`` not one of
+                       ``ERROR_TYPES``
+``exceeds_duration``   ``time_to_first_token_ms`` is above ``duration_ms``
+``requires_error``     ``error_type`` on a call whose ``status`` is ``ok``
+
+Performance (all optional, null or absent = not reported): ``duration_ms`` and
+``time_to_first_token_ms`` are whole milliseconds from 0 to ``MAX_DURATION_MS``; ``http_status``
+an integer from 100 to 599; ``status`` ``ok`` or ``error``; ``error_type`` one of ``ERROR_TYPES``,
+and it implies ``status`` ``error`` when status is not sent.
 
 ``model`` is trimmed of outer whitespace (``"public/x "`` is ``public/x``); blank once trimmed is
 ``blank``. ``request_id`` and ``api_key`` are taken as sent.
@@ -37,7 +46,7 @@ import json
 import re
 from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
-from usage.models import MAX_TOKENS
+from usage.models import MAX_TOKENS, CallStatus, ErrorType
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -53,9 +62,17 @@ if TYPE_CHECKING:
 
 TEXT_MAX_LENGTH = 255
 REQUIRED_FIELDS = ("request_id", "api_key", "model", "occurred_at", "input_tokens", "output_tokens")
-OPTIONAL_FIELDS = ("cached_input_tokens", "reasoning_tokens")
+PERFORMANCE_FIELDS = ("duration_ms", "time_to_first_token_ms", "status", "error_type", "http_status")
+OPTIONAL_FIELDS = ("cached_input_tokens", "reasoning_tokens", *PERFORMANCE_FIELDS)
 FIELDS = REQUIRED_FIELDS + OPTIONAL_FIELDS
 COUNT_FIELDS = ("input_tokens", "output_tokens", "cached_input_tokens", "reasoning_tokens")
+INTEGER_FIELDS = (*COUNT_FIELDS, "duration_ms", "time_to_first_token_ms", "http_status")
+# A week: longer is a clock or unit mistake (seconds sent as milliseconds stay far below it, but
+# nanoseconds do not), and it keeps every duration inside a 32-bit column.
+MAX_DURATION_MS = 7 * 24 * 3600 * 1000
+STATUSES = tuple(CallStatus.values)
+ERROR_TYPES = tuple(ErrorType.values)
+_PERFORMANCE_FIELDS = frozenset(PERFORMANCE_FIELDS)
 _KNOWN_FIELDS = frozenset(FIELDS)
 _MISSING = object()
 
@@ -77,6 +94,15 @@ class Call(NamedTuple):
     output_tokens: int
     cached_input_tokens: int | None
     reasoning_tokens: int | None
+    duration_ms: int | None = None
+    time_to_first_token_ms: int | None = None
+    status: str | None = None
+    error_type: str | None = None
+    http_status: int | None = None
+
+
+Performance = tuple[int | None, int | None, str | None, str | None, int | None]
+_NOT_REPORTED: Performance = (None, None, None, None, None)
 
 
 class TooLargeInteger:
@@ -199,7 +225,32 @@ def _plainly_valid(raw: object) -> Call | None:
     instant = instant if type(instant) is dt.datetime and instant.tzinfo is not None else parse_rfc3339(instant)
     if instant is None or not EARLIEST_CALL <= instant <= LATEST_CALL:
         return None
-    return Call(request_id, api_key, model, instant, inp, out, cached, reasoning)
+    performance: Performance | None = _NOT_REPORTED
+    if len(raw) > len(REQUIRED_FIELDS) and not raw.keys().isdisjoint(_PERFORMANCE_FIELDS):
+        performance = _plain_performance(raw)
+    if performance is None:
+        return None
+    return Call(request_id, api_key, model, instant, inp, out, cached, reasoning, *performance)
+
+
+def _plain_performance(raw: dict[str, Any]) -> Performance | None:
+    """The performance values when all are plainly fine (absent is fine), else None."""
+    get = raw.get
+    duration, ttft, status, error_type, http = (
+        get("duration_ms"), get("time_to_first_token_ms"), get("status"), get("error_type"), get("http_status"),
+    )  # fmt: skip
+    if not (
+        (duration is None or (type(duration) is int and 0 <= duration <= MAX_DURATION_MS))
+        and (ttft is None or (type(ttft) is int and 0 <= ttft <= MAX_DURATION_MS))
+        and (duration is None or ttft is None or ttft <= duration)
+        and (http is None or (type(http) is int and 100 <= http <= 599))
+        and (status is None or status in STATUSES)
+        and (error_type is None or (error_type in ERROR_TYPES and status != "ok"))
+    ):
+        return None
+    if error_type is not None:
+        status = "error"
+    return duration, ttft, status, error_type, http
 
 
 def _validate_in_detail(raw: object) -> tuple[Call | None, list[FieldError]]:
@@ -229,10 +280,41 @@ def _validate_in_detail(raw: object) -> tuple[Call | None, list[FieldError]]:
     )
     _within(values[4], values[6], "cached_input_tokens", "exceeds_input", "input_tokens", errors)
     _within(values[5], values[7], "reasoning_tokens", "exceeds_output", "output_tokens", errors)
+    performance = _performance(raw, errors)
     if errors:
         return None, errors
     # With no error recorded every value is of its field's type (the helpers return them unchecked otherwise).
-    return Call(*values), errors  # type: ignore[arg-type]
+    return Call(*values, *performance), errors  # type: ignore[arg-type]
+
+
+def _performance(raw: Mapping[str, object], errors: list[FieldError]) -> tuple[object, ...]:
+    duration = _whole(raw, "duration_ms", 0, MAX_DURATION_MS, errors)
+    ttft = _whole(raw, "time_to_first_token_ms", 0, MAX_DURATION_MS, errors)
+    http = _whole(raw, "http_status", 100, 599, errors)
+    if type(duration) is int and type(ttft) is int and 0 <= duration < ttft <= MAX_DURATION_MS:
+        errors.append(error("time_to_first_token_ms", "exceeds_duration", f"Must not exceed duration_ms ({duration})."))
+    status, error_type = raw.get("status"), raw.get("error_type")
+    if status is not None and status not in STATUSES:
+        errors.append(error("status", "invalid_choice", f"Must be one of {', '.join(STATUSES)}."))
+    if error_type is not None and error_type not in ERROR_TYPES:
+        errors.append(error("error_type", "invalid_choice", f"Must be one of {', '.join(ERROR_TYPES)}."))
+    elif error_type is not None and status == "ok":
+        errors.append(error("error_type", "requires_error", 'Only a call whose status is "error" has an error type.'))
+    return duration, ttft, "error" if error_type is not None else status, error_type, http
+
+
+def _whole(raw: Mapping[str, object], field: str, low: int, high: int, errors: list[FieldError]) -> object:
+    """An optional whole number from ``low`` to ``high``."""
+    value = raw.get(field)
+    if value is None:
+        return None
+    if isinstance(value, TooLargeInteger):
+        errors.append(error(field, "out_of_range", f"Must be between {low} and {high}."))
+    elif type(value) is not int:
+        errors.append(error(field, "not_an_integer", "Must be a JSON integer."))
+    elif not low <= value <= high:
+        errors.append(error(field, "out_of_range", f"Must be between {low} and {high}."))
+    return value
 
 
 def _within(total: object, part: object, field: str, code: str, total_field: str, errors: list[FieldError]) -> None:

@@ -50,7 +50,8 @@ from usage.localtime import (
     local_hour_start,
     local_midnight,
 )
-from usage.models import CallRecord, DirtyDay, UsageDaily, UsageDailyModel, UsageHourly
+from usage.models import CallRecord, DirtyDay, PerformanceHourly, UsageDaily, UsageDailyModel, UsageHourly
+from usage.rollups import performance
 from usage.rollups.increments import lock_tenant_exclusive
 
 if TYPE_CHECKING:
@@ -134,6 +135,12 @@ def _insert_hourly(cursor: CursorWrapper, tenant: Tenant, start: dt.datetime, en
     )  # fmt: skip
 
 
+def _insert_performance(cursor: CursorWrapper, tenant: Tenant, start: dt.datetime, end: dt.datetime) -> None:
+    hour, hour_params = local_hour_sql("occurred_at", tenant.timezone)
+    params = [*hour_params, tenant.pk, *_instant_params(start, end)]
+    cursor.execute(performance.recompute_sql(connection.vendor, hour=hour), params * 4)
+
+
 def _insert_daily(cursor: CursorWrapper, tenant: Tenant, start: dt.datetime, end: dt.datetime) -> None:
     bucket = ("day", local_date_sql("hour", tenant.timezone))
     _insert_grouped(
@@ -171,6 +178,8 @@ def usage_rollup_days(*, tenant: Tenant, first_day: dt.date, last_day: dt.date) 
         if hourly_start < end:
             UsageHourly.objects.filter(tenant=tenant, hour__gte=hourly_start, hour__lt=end).delete()
             _insert_hourly(cursor, tenant, hourly_start, end)
+            PerformanceHourly.objects.filter(tenant=tenant, hour__gte=hourly_start, hour__lt=end).delete()
+            _insert_performance(cursor, tenant, hourly_start, end)
         UsageDaily.objects.filter(tenant=tenant, day__range=(first_day, last_day)).delete()
         _insert_daily(cursor, tenant, start, end)
         UsageDailyModel.objects.filter(tenant=tenant, day__range=(first_day, last_day)).delete()
@@ -270,19 +279,22 @@ def _drop_rollups_outside(
     tenant: Tenant, bounds: tuple[dt.date, dt.date] | None, available_from: dt.date | None
 ) -> None:
     """Remove buckets of days without calls, except those before the horizon (the only record left)."""
-    hourly = UsageHourly.objects.filter(tenant=tenant)
+    hourly: list[QuerySet[Any]] = [
+        UsageHourly.objects.filter(tenant=tenant),
+        PerformanceHourly.objects.filter(tenant=tenant),
+    ]
     daily: list[QuerySet[Any]] = [
         UsageDaily.objects.filter(tenant=tenant),
         UsageDailyModel.objects.filter(tenant=tenant),
     ]
     if available_from is not None:
-        hourly = hourly.filter(hour__gte=local_midnight(tenant, available_from))
+        hourly = [queryset.filter(hour__gte=local_midnight(tenant, available_from)) for queryset in hourly]
         daily = [queryset.filter(day__gte=available_from) for queryset in daily]
     if bounds is not None:
         start, end = day_span(tenant, *bounds)
-        hourly = hourly.exclude(hour__gte=start, hour__lt=end)
+        hourly = [queryset.exclude(hour__gte=start, hour__lt=end) for queryset in hourly]
         daily = [queryset.exclude(day__range=bounds) for queryset in daily]
-    for queryset in [hourly, *daily]:
+    for queryset in [*hourly, *daily]:
         queryset.delete()
 
 

@@ -1,0 +1,87 @@
+"""Monitors (issue 27 item 6): alert rules on error rate, p95 latency or a usage spike, fired once per
+episode and resolved, delivered through a budget's channels (signed webhook, e-mail)."""
+
+import datetime as dt
+import json
+
+from django.core import mail
+from django.utils import timezone
+from standardwebhooks import Webhook
+
+from accounts import services as account_services
+from usage.budgets.delivery import standard_webhook_secret
+from usage.ingestion.services import call_records_ingest
+from usage.models import AlertDelivery, Monitor, MonitorEvent
+from usage.monitors.services import monitor_evaluate, monitor_reading
+
+from .helpers import budget
+
+
+def calls(key, prefix, at, count, **fields):
+    return [
+        {
+            "request_id": f"{prefix}-{n}",
+            "api_key": key.public_id,
+            "model": "public/deepseek-r1",
+            "occurred_at": (at + dt.timedelta(seconds=n)).isoformat(),
+            "input_tokens": 10,
+            "output_tokens": 5,
+            **fields,
+        }
+        for n in range(count)
+    ]
+
+
+def monitor(tenant, channels, **fields):
+    values = {"name": "r1 errors", "metric": "error_rate", "threshold": 5, "window_hours": 1, "min_calls": 20}
+    return Monitor.objects.create(tenant=tenant, channels=channels, **{**values, **fields})
+
+
+def test_error_rate_fires_once_per_episode_and_resolves(tenant, other_tenant, api_key, receiver, committed):
+    now = timezone.now()
+    other_key = account_services.api_key_create(tenant=other_tenant, name="theirs")[0]
+    channels = budget(tenant, webhook_url=receiver.url, emails="ops@acme.test")
+    rule = monitor(tenant, channels)
+    started = now - dt.timedelta(minutes=1)
+    # 19 errors in 19 calls: below min_calls, nothing to judge yet; the other tenant's failures never count.
+    call_records_ingest(items=calls(api_key, "e", started, 19, status="error", error_type="rate_limited"))
+    call_records_ingest(items=calls(other_key, "x", started, 50, status="error"))
+    assert committed(monitor_evaluate, monitor_id=rule.pk, now=now) is None
+    call_records_ingest(items=calls(api_key, "ok", started, 81, status="ok"))
+    reading = monitor_reading(rule, now)
+    assert (reading.value, reading.calls) == (19.0, 100)
+    assert committed(monitor_evaluate, monitor_id=rule.pk, now=now) == "fired"
+    assert committed(monitor_evaluate, monitor_id=rule.pk, now=now) is None  # the same episode: nothing more
+    [fired] = MonitorEvent.objects.all()
+    assert (fired.kind, fired.calls, fired.value) == ("fired", 100, 19.0)
+    assert sorted(AlertDelivery.objects.values_list("channel", "status")) == [
+        ("email", "delivered"),
+        ("webhook", "delivered"),
+    ]
+    [request] = receiver.requests
+    body = Webhook(standard_webhook_secret(channels)).verify(request["body"], request["headers"])
+    assert body["type"] == "monitor.fired" and body["monitor"]["name"] == "r1 errors"
+    assert body["event"]["value"] == 19.0 and body["tenant"] == "acme"
+    assert mail.outbox[0].subject == "Monitor r1 errors (acme) fired: error_rate 19.00"
+    # Two hours on, the window holds no calls: resolved, once.
+    later = now + dt.timedelta(hours=2)
+    assert committed(monitor_evaluate, monitor_id=rule.pk, now=later) == "resolved"
+    assert committed(monitor_evaluate, monitor_id=rule.pk, now=later) is None
+    assert json.loads(receiver.requests[1]["body"])["type"] == "monitor.resolved"
+    assert list(MonitorEvent.objects.order_by("pk").values_list("kind", flat=True)) == ["fired", "resolved"]
+
+
+def test_p95_latency_of_a_model_and_a_usage_spike_of_a_key(tenant, api_key):
+    now = timezone.now()
+    channels = budget(tenant)
+    slow = monitor(tenant, channels, metric="latency_p95", threshold=2000, min_calls=10)
+    spike = monitor(tenant, channels, name="spike", metric="usage_spike", threshold=3, api_key=api_key, min_calls=10)
+    at = now - dt.timedelta(minutes=1)
+    call_records_ingest(items=calls(api_key, "week-ago", at - dt.timedelta(weeks=1), 10, duration_ms=900))
+    call_records_ingest(items=calls(api_key, "now", at, 40, duration_ms=3000), now=now)
+    assert monitor_reading(slow, now).value == monitor_reading(slow, now).value > 2000
+    assert monitor_reading(spike, now).value == 4.0
+    assert monitor_evaluate(monitor_id=slow.pk, now=now) == "fired"
+    assert monitor_evaluate(monitor_id=spike.pk, now=now) == "fired"
+    # A budget without channels: the events are kept, nothing to send.
+    assert MonitorEvent.objects.count() == 2 and not AlertDelivery.objects.exists()
