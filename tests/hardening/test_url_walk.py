@@ -39,7 +39,17 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from accounts import services
 from accounts.models import AccessToken, ApiKey, Membership, ServiceToken, Tenant, TwoFactorDevice, User
 from tests.usage.factories import make_calls, price
-from usage.models import AlertDelivery, Budget, BudgetAlert, CallRecord, Model, ModelAlias, Monitor
+from usage.models import (
+    AlertDelivery,
+    Budget,
+    BudgetAlert,
+    CallRecord,
+    Model,
+    ModelAlias,
+    Monitor,
+    PriceChange,
+    UnpricedModelAlert,
+)
 from usage.rollups import recompute as rollups
 
 METHODS = ("get", "post", "put", "patch", "delete")
@@ -82,6 +92,7 @@ ROUTES = {
     "usage:chart_trend": ("page", {}),
     "usage:chart_distribution": ("page", {}),
     "usage_export": ("page", {}),
+    "usage_export_focus": ("page", {}),
     "reports:prices": ("page", {}),
     "reports:monthly": ("page", {}),
     "reports:monthly_csv": ("page", {}),
@@ -95,6 +106,7 @@ ROUTES = {
     "api_usage_breakdown": ("api", {}),
     "api_usage_performance": ("api", {}),
     "api_usage_export": ("api", {}),
+    "api_exports_focus": ("api", {}),
     "api_api_keys": ("api", {}),
     "api_models": ("api", {}),
     "api_calls": ("api", {}),
@@ -159,6 +171,8 @@ def victim(tenant, owner, api_key, settings):
     )
     AlertDelivery.objects.create(budget=budget, alert=alert, channel="email", delivery_id=uuid.uuid4(), log=[])
     Monitor.objects.create(tenant=tenant, name="acme-r1-errors", metric="error_rate", threshold=5, channels=budget)
+    PriceChange.objects.create(model=model, tenant=tenant, action="added", actor=owner.email, source="admin")
+    UnpricedModelAlert.objects.create(tenant=tenant, model=model, first_day=at.date(), calls=1, tokens=1)
     Group.objects.create(name="acme-auditors")
     login = {"username": owner.email, "ip_address": "192.0.2.1", "user_agent": "t", "path_info": LOGIN}
     AccessAttempt.objects.create(**login, get_data="", post_data="", failures_since_start=1)
