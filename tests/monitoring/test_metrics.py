@@ -162,7 +162,7 @@ def test_ingested_calls_are_counted_by_outcome_and_rejections_by_reason(api_key,
     }
 
 
-def test_litellm_payloads_without_usage_are_counted_as_ignored(api_key, llm, service_secret, scrape):
+def test_litellm_payloads_are_counted_by_outcome(api_key, llm, service_secret, scrape):
     gateway = Client(headers={"Authorization": f"Bearer {service_secret}"})
     before = scrape()
     payloads = [
@@ -178,9 +178,10 @@ def test_litellm_payloads_without_usage_are_counted_as_ignored(api_key, llm, ser
         },
     ]
     response = gateway.post("/api/v1/litellm/logs", json.dumps(payloads), content_type="application/json")
-    assert response.json()["accepted"] == 1
+    # A failure is a call too (issue 27): this one names no key nor model, so it is rejected, not ignored.
+    assert (response.json()["accepted"], response.json()["rejected"], response.json()["ignored"]) == (1, 1, 0)
     after = scrape()
-    for outcome, count in (("accepted", 1), ("ignored", 1)):
+    for outcome, count in (("accepted", 1), ("rejected", 1), ("ignored", 0)):
         labels = {"endpoint": "litellm", "outcome": outcome}
         assert (
             value(after, "usage_ingest_calls_total", **labels) - value(before, "usage_ingest_calls_total", **labels)
