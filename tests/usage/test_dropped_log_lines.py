@@ -24,7 +24,8 @@ def test_a_client_cannot_forge_log_lines_through_an_id_or_a_status(
         response = client.post("/api/v1/litellm/logs", data=json.dumps(payloads), content_type="application/json")
     assert response.status_code == 200
     lines = [record.getMessage() for record in caplog.records if record.name == "usage.gateway.dropped"]
-    assert any("ignored: status failure" in line for line in lines) and len(lines) > 1
+    # A failure is a call (issue 27): both payloads are rejected, each reason logged with its escaped id.
+    assert any("(a\\nCRITICAL django.security: forged line)" in line for line in lines) and len(lines) > 1
     for line in lines:
         assert "\n" not in line and "\r" not in line
         assert "forged line" in line  # still shown, escaped
