@@ -11,6 +11,7 @@ from standardwebhooks import Webhook
 from accounts import services as account_services
 from usage.budgets.delivery import standard_webhook_secret
 from usage.ingestion.services import call_records_ingest
+from usage.localtime import local_hour_start
 from usage.models import AlertDelivery, Monitor, MonitorEvent
 from usage.monitors.services import monitor_evaluate, monitor_reading
 
@@ -32,13 +33,19 @@ def calls(key, prefix, at, count, **fields):
     ]
 
 
+def half_past_last_hour(tenant):
+    """Mid-hour, so the calls the tests send around it (a minute before to two after) share the
+    rule's window whatever the wall clock says."""
+    return local_hour_start(timezone.now(), tenant.tz) - dt.timedelta(minutes=30)
+
+
 def monitor(tenant, channels, **fields):
     values = {"name": "r1 errors", "metric": "error_rate", "threshold": 5, "window_hours": 1, "min_calls": 20}
     return Monitor.objects.create(tenant=tenant, channels=channels, **{**values, **fields})
 
 
 def test_error_rate_fires_once_per_episode_and_resolves(tenant, other_tenant, api_key, receiver, committed):
-    now = timezone.now()
+    now = half_past_last_hour(tenant)
     other_key = account_services.api_key_create(tenant=other_tenant, name="theirs")[0]
     channels = budget(tenant, webhook_url=receiver.url, emails="ops@acme.test")
     rule = monitor(tenant, channels)
@@ -72,7 +79,7 @@ def test_error_rate_fires_once_per_episode_and_resolves(tenant, other_tenant, ap
 
 
 def test_p95_latency_of_a_model_and_a_usage_spike_of_a_key(tenant, api_key):
-    now = timezone.now()
+    now = half_past_last_hour(tenant)
     channels = budget(tenant)
     slow = monitor(tenant, channels, metric="latency_p95", threshold=2000, min_calls=10)
     spike = monitor(tenant, channels, name="spike", metric="usage_spike", threshold=3, api_key=api_key, min_calls=10)
