@@ -179,3 +179,25 @@ def monitors_evaluate_all(*, now: dt.datetime | None = None) -> int:
         except Exception:  # one broken rule must not keep the others from being evaluated
             logger.exception("Monitor %s could not be evaluated", monitor_id)
     return changed
+
+
+# --- Rules: what the page and the API write ------------------------------------------------------
+
+
+def monitor_create(*, tenant, data: dict) -> Monitor:
+    """A new rule (``data``: the form's cleaned fields); beat evaluates it within a minute."""
+    monitor = Monitor(tenant=tenant, **data)
+    monitor.full_clean()
+    monitor.save()
+    return monitor
+
+
+def monitor_update(*, monitor: Monitor, data: dict) -> Monitor:
+    """A changed rule keeps its state: the next evaluation fires or resolves it by the new terms."""
+    with transaction.atomic():
+        locked = Monitor.objects.select_for_update().get(pk=monitor.pk)
+        for name, value in data.items():
+            setattr(locked, name, value)
+        locked.full_clean()
+        locked.save()
+    return locked
