@@ -270,7 +270,8 @@ CELERY_BEAT_SCHEDULE = {
         "task": "usage.budgets.tasks.evaluate_budgets",
         "schedule": env_int("BUDGET_EVALUATE_SECONDS", 300),
     },
-    # Monitors (usage.monitors): error rate, p95 latency and usage spikes over the last hours.
+    # Monitors (usage.monitors): error rate, p95 latency and usage spikes over their windows. Every
+    # minute: the shortest window is 5 minutes, so a firing is late by at most a fifth of it.
     "evaluate-monitors": {
         "task": "usage.monitors.tasks.evaluate_monitors",
         "schedule": env_int("MONITOR_EVALUATE_SECONDS", 60),

@@ -153,3 +153,10 @@ def test_a_minute_window_p95_is_the_ledger_s_exact_nearest_rank(tenant, other_te
     reading = monitor_reading(rule, now)
     assert (reading.value, reading.calls) == (float(expected), 73)
     assert (monitor_evaluate(monitor_id=rule.pk, now=now) == "fired") == (expected > 1000)
+
+
+def test_beat_evaluates_every_rule_at_least_every_minute(settings):
+    entry = settings.CELERY_BEAT_SCHEDULE["evaluate-monitors"]
+    assert entry["task"] == "usage.monitors.tasks.evaluate_monitors"
+    # The shortest window is 5 minutes: evaluated every minute, a breach is seen within a fifth of it.
+    assert entry["schedule"] <= 60 and Monitor._meta.get_field("window_minutes").default == 60
