@@ -148,6 +148,12 @@ def _validated(request, tenant, *, base: dict, instance: Monitor | None) -> dict
     return form.monitor_data()
 
 
+class MonitorEventPageSerializer(serializers.Serializer):
+    next = serializers.URLField(allow_null=True, help_text="The next (older) page; null on the last.")
+    previous = serializers.URLField(allow_null=True, help_text="The previous (newer) page; null on the first.")
+    results = MonitorEventSerializer(many=True, help_text="Newest first.")
+
+
 class MonitorEventPagination(CursorPagination):
     ordering = ("-created_at", "-id")
     page_size = 100
@@ -211,9 +217,7 @@ class MonitorDetailView(TenantAPIView):
         return Response(monitor_as_api(services.monitor_update(monitor=monitor, data=data)))
 
 
-@extend_schema(
-    tags=["monitors"], parameters=[TenantParams], responses={200: MonitorEventSerializer(many=True), **ERRORS}
-)
+@extend_schema(tags=["monitors"], parameters=[TenantParams], responses={200: MonitorEventPageSerializer, **ERRORS})
 class MonitorEventListView(TenantAPIView):
     """Every event of one monitor, newest first, 100 a page with a cursor (``next``, ``previous``)."""
 
