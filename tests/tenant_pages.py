@@ -10,4 +10,5 @@ TENANT_PAGES = [
     ("reports:operations", {}),
     ("reports:prices", {}),
     ("budgets:list", {}),
+    ("monitors:list", {}),
 ]

@@ -347,7 +347,7 @@ class MonitorEventInline(admin.TabularInline):
 class MonitorAdmin(admin.ModelAdmin):
     """Where an operator sets a tenant's rules (the form's ``clean`` keeps key and budget in the tenant)."""
 
-    list_display = ["name", "tenant", "metric", "threshold", "model", "api_key", "window_hours", "min_calls", "state"]
+    list_display = ["name", "tenant", "metric", "threshold", "model", "api_key", "window_minutes", "min_calls", "state"]
     list_filter = ["metric", "state"]
     list_select_related = ["tenant", "model", "api_key"]
     search_fields = ["name", "tenant__slug"]

@@ -630,9 +630,31 @@ class DeliveryQuota(models.Model):
 # --- Monitors (usage.monitors) -----------------------------------------------------------------
 
 
+MONITOR_MIN_WINDOW = 5  # minutes: beat evaluates every minute (MONITOR_EVALUATE_SECONDS)
+MONITOR_MAX_LEDGER_WINDOW = 24 * 60  # a window of minutes is read from the ledger: at most a day of calls
+MONITOR_MAX_WINDOW = 168 * 60  # whole hours, from the rollups: a week
+
+
+def check_monitor_window(minutes: int) -> None:
+    """A monitor's window: 5 to 1440 minutes, or whole hours up to a week."""
+    if not MONITOR_MIN_WINDOW <= minutes <= MONITOR_MAX_WINDOW:
+        raise ValidationError(
+            f"The window is {MONITOR_MIN_WINDOW} to {MONITOR_MAX_LEDGER_WINDOW} minutes, or whole hours up to "
+            f"{MONITOR_MAX_WINDOW // 60} hours ({MONITOR_MAX_WINDOW} minutes)."
+        )
+    if minutes > MONITOR_MAX_LEDGER_WINDOW and minutes % 60:
+        raise ValidationError(
+            f"A window longer than a day is whole hours (a multiple of 60 minutes); {minutes} is not."
+        )
+
+
 class Monitor(models.Model):
     """An alert rule on a tenant's calls: error rate, p95 latency or a usage spike of a model or key
-    over the last ``window_hours`` local hours, once at least ``min_calls`` calls are in it.
+    over a window of ``window_minutes``, once at least ``min_calls`` calls are in it.
+
+    A window of whole hours is the last N local hours, the current one included, read from the
+    hourly rollups; any other window (at most a day) is the last M minutes up to the evaluation,
+    read from the ledger, exactly (``usage.monitors.services``).
 
     Fires once per episode (``state`` goes to firing) and sends a resolve when it is back; both go
     through the channels of ``channels`` (a budget's e-mails and webhook).
@@ -655,8 +677,10 @@ class Monitor(models.Model):
     )
     model = models.ForeignKey(Model, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
-    window_hours = models.PositiveSmallIntegerField(
-        default=1, help_text="The last N local hours, the current one included (rollups are hourly)."
+    window_minutes = models.PositiveSmallIntegerField(
+        default=60,
+        help_text="Minutes: a multiple of 60 is the last N local hours, the current one included (up to 168"
+        " hours); any other, 5 to 1440, is the last M minutes.",
     )
     min_calls = models.PositiveIntegerField(default=50)
     channels = models.ForeignKey(
@@ -671,14 +695,28 @@ class Monitor(models.Model):
         ordering = ["tenant_id", "name", "pk"]
         constraints = [
             models.CheckConstraint(condition=Q(threshold__gt=0), name="monitor_threshold_positive"),
-            models.CheckConstraint(condition=Q(window_hours__gte=1, window_hours__lte=168), name="monitor_window"),
+            # Only whole hours may exceed a day: ``clean`` (the forms, the API) says so.
+            models.CheckConstraint(
+                condition=Q(window_minutes__gte=MONITOR_MIN_WINDOW, window_minutes__lte=MONITOR_MAX_WINDOW),
+                name="monitor_window_minutes",
+            ),
         ]
         # Read by tenant (the evaluation): the foreign key's index serves it.
 
     def __str__(self):
         return f"{self.tenant_id}/{self.name}"
 
+    @property
+    def whole_hours(self) -> int | None:
+        """N when the window is the last N local hours (read from the rollups), else None."""
+        return self.window_minutes // 60 if self.window_minutes % 60 == 0 else None
+
     def clean(self):
+        if self.window_minutes is not None:
+            try:
+                check_monitor_window(self.window_minutes)
+            except ValidationError as invalid:
+                raise ValidationError({"window_minutes": invalid.messages}) from None
         if self.channels_id and self.tenant_id and self.channels.tenant_id != self.tenant_id:
             raise ValidationError({"channels": "Choose a budget of the same tenant."})
         if self.api_key_id and self.tenant_id and self.api_key.tenant_id != self.tenant_id:

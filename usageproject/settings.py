@@ -270,7 +270,8 @@ CELERY_BEAT_SCHEDULE = {
         "task": "usage.budgets.tasks.evaluate_budgets",
         "schedule": env_int("BUDGET_EVALUATE_SECONDS", 300),
     },
-    # Monitors (usage.monitors): error rate, p95 latency and usage spikes over the last hours.
+    # Monitors (usage.monitors): error rate, p95 latency and usage spikes over their windows. Every
+    # minute: the shortest window is 5 minutes, so a firing is late by at most a fifth of it.
     "evaluate-monitors": {
         "task": "usage.monitors.tasks.evaluate_monitors",
         "schedule": env_int("MONITOR_EVALUATE_SECONDS", 60),
@@ -310,6 +311,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {"MonitorMetricEnum": "usage.models.Monitor.Metric"},
     # The gateway's endpoints are plain Django views: added to the schema by hand.
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

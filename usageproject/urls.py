@@ -16,6 +16,7 @@ urlpatterns = [
     path("", include("usage.dashboard.urls")),
     path("", include(dashboard_urls.root_patterns)),
     path("", include("usage.budgets.urls")),
+    path("", include("usage.monitors.urls")),
     path("api/v1/", include("usage.api.urls")),
     path("api/openai/v1/", include("usage.api.openai_urls")),
 ]

@@ -8,7 +8,7 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from accounts import services
-from usage.models import Budget
+from usage.models import Budget, Monitor
 
 # URL name -> {parameter: function of the victim tenant's objects} for parameters besides ``slug``.
 SAMPLE_KWARGS = {
@@ -17,6 +17,8 @@ SAMPLE_KWARGS = {
     "budgets:edit": {"pk": lambda objects: objects["budget"].pk},
     "budgets:delete": {"pk": lambda objects: objects["budget"].pk},
     "budgets:test": {"pk": lambda objects: objects["budget"].pk},
+    "monitors:edit": {"pk": lambda objects: objects["monitor"].pk},
+    "monitors:delete": {"pk": lambda objects: objects["monitor"].pk},
 }
 
 
@@ -43,6 +45,7 @@ def test_the_walk_finds_the_known_tenant_pages():
         "access_token_revoke",
         "usage:dashboard",
         "budgets:list",
+        "monitors:list",
     } <= names
 
 
@@ -52,7 +55,8 @@ def victim(tenant, owner):
     api_key, _ = services.api_key_create(tenant=tenant, name="acme-key")
     token, _ = services.access_token_create(tenant=tenant, name="acme-token")
     budget = Budget.objects.create(tenant=tenant, name="acme-budget", amount=10, currency="USD", thresholds=[100])
-    return {"tenant": tenant, "api_key": api_key, "access_token": token, "budget": budget}
+    monitor = Monitor.objects.create(tenant=tenant, name="acme-rule", metric="error_rate", threshold=5, channels=budget)
+    return {"tenant": tenant, "api_key": api_key, "access_token": token, "budget": budget, "monitor": monitor}
 
 
 def _url(name, params, objects):

@@ -9,7 +9,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from accounts import services
-from usage.models import Budget
+from usage.models import Budget, Monitor
 
 from ..usage.factories import make_calls, utc
 
@@ -37,7 +37,7 @@ def assert_private(response):
 
 
 def _tenant_page_names(resolver=None, prefix=""):
-    """Every URL name of a page under /t/<slug>/ that takes only the slug (plus <pk> for budgets)."""
+    """Every URL name of a page under /t/<slug>/ that takes only the slug (plus <pk> for budgets and monitors)."""
     for entry in (resolver or get_resolver()).url_patterns:
         if isinstance(entry, URLResolver):
             namespace = f"{prefix}{entry.namespace}:" if entry.namespace else prefix
@@ -50,7 +50,8 @@ def _tenant_page_names(resolver=None, prefix=""):
 def site(tenant, owner, api_key, llm):
     make_calls(tenant, [{"api_key": api_key, "model": llm, "occurred_at": utc(2026, 11, 20, 9), "input_tokens": 5}])
     budget = Budget.objects.create(tenant=tenant, name="Monthly", amount=100, currency="USD", period="month")
-    return {"budget": budget}
+    monitor = Monitor.objects.create(tenant=tenant, name="errors", metric="error_rate", threshold=5, channels=budget)
+    return {"budget": budget, "monitor": monitor}
 
 
 def test_every_tenant_page_has_the_policy_and_is_private(owner_client, tenant, site):
@@ -58,7 +59,7 @@ def test_every_tenant_page_has_the_policy_and_is_private(owner_client, tenant, s
     for name, pattern in _tenant_page_names():
         kwargs = {"slug": tenant.slug}
         if "<int:pk>" in pattern:
-            kwargs["pk"] = site["budget"].pk
+            kwargs["pk"] = site["monitor" if name.startswith("monitors:") else "budget"].pk
         if "<str:public_id>" in pattern:
             continue  # POST-only actions (revoke), walked below
         response = owner_client.get(reverse(name, kwargs=kwargs))
@@ -68,7 +69,8 @@ def test_every_tenant_page_has_the_policy_and_is_private(owner_client, tenant, s
             assert_policy(response)
             seen.append(name)
     # The walk really met the product's pages.
-    for name in ("usage:dashboard", "reports:operations", "budgets:list", "budgets:edit", "api_keys", "access_tokens"):
+    pages = ("usage:dashboard", "reports:operations", "budgets:list", "budgets:edit", "api_keys", "access_tokens")
+    for name in (*pages, "monitors:list", "monitors:edit"):
         assert name in seen
 
 

@@ -47,6 +47,7 @@ from usage.models import (
     Model,
     ModelAlias,
     Monitor,
+    MonitorEvent,
     PriceChange,
     UnpricedModelAlert,
 )
@@ -59,9 +60,11 @@ LOGIN = "/accounts/login/"
 
 # What each named route outside the admin is, and its path parameters besides ``slug``.
 # page: a tenant's browser page (session); api: the REST API (access token or session);
-# service: the gateway's endpoints (service token); public: anyone.
+# api_write: the REST API with writes (the monitors); service: the gateway's endpoints (service
+# token); public: anyone.
 API_KEY = {"public_id": lambda victim: victim["api_key"].public_id}
 BUDGET = {"pk": lambda victim: victim["budget"].pk}
+MONITOR = {"pk": lambda victim: victim["monitor"].pk}
 ROUTES = {
     "home": ("public", {}),
     "login": ("public", {}),
@@ -101,6 +104,9 @@ ROUTES = {
     "budgets:edit": ("page", BUDGET),
     "budgets:delete": ("page", BUDGET),
     "budgets:test": ("page", BUDGET),
+    "monitors:list": ("page", {}),
+    "monitors:edit": ("page", MONITOR),
+    "monitors:delete": ("page", MONITOR),
     "api_usage_summary": ("api", {}),
     "api_usage_timeseries": ("api", {}),
     "api_usage_breakdown": ("api", {}),
@@ -112,6 +118,9 @@ ROUTES = {
     "api_calls": ("api", {}),
     "api_reports_monthly": ("api", {}),
     "api_budgets": ("api", {}),
+    "api_monitors": ("api_write", {}),
+    "api_monitor": ("api_write", MONITOR),
+    "api_monitor_events": ("api_write", MONITOR),
     "openai_usage_completions": ("api", {}),
     "openai_costs": ("api", {}),
     "api_ingest_calls": ("service", {}),
@@ -170,7 +179,10 @@ def victim(tenant, owner, api_key, settings):
         budget=budget, period_start=at.date(), kind="threshold", threshold=100, spent=1, limit=77, projected=1
     )
     AlertDelivery.objects.create(budget=budget, alert=alert, channel="email", delivery_id=uuid.uuid4(), log=[])
-    Monitor.objects.create(tenant=tenant, name="acme-r1-errors", metric="error_rate", threshold=5, channels=budget)
+    monitor = Monitor.objects.create(
+        tenant=tenant, name="acme-r1-errors", metric="error_rate", threshold=5, channels=budget
+    )
+    MonitorEvent.objects.create(monitor=monitor, kind="fired", value=61.25, calls=8191, window_start=at)
     PriceChange.objects.create(model=model, tenant=tenant, action="added", actor=owner.email, source="admin")
     UnpricedModelAlert.objects.create(tenant=tenant, model=model, first_day=at.date(), calls=1, tokens=1)
     Group.objects.create(name="acme-auditors")
@@ -186,6 +198,7 @@ def victim(tenant, owner, api_key, settings):
         "access_token": token,
         "model": model,
         "budget": budget,
+        "monitor": monitor,
     }
 
 
@@ -233,6 +246,7 @@ def victim_markers(victim):
         victim["access_token"].public_id,
         victim["model"].name,
         victim["budget"].name,
+        victim["monitor"].name,
         "acme-req-5f1c",
         *(str(n) for n in figures),
         *(f"{n:,}" for n in figures),
@@ -245,6 +259,9 @@ def victim_snapshot(victim):
         "keys": sorted(ApiKey.objects.filter(tenant=tenant).values_list("public_id", "name", "revoked_at")),
         "tokens": sorted(AccessToken.objects.filter(tenant=tenant).values_list("public_id", "name", "revoked_at")),
         "budgets": sorted(Budget.objects.filter(tenant=tenant).values_list("pk", "name", "amount")),
+        "monitors": sorted(
+            Monitor.objects.filter(tenant=tenant).values_list("pk", "name", "threshold", "api_key", "model", "channels")
+        ),
         "members": sorted(Membership.objects.filter(tenant=tenant).values_list("user_id", "role")),
         "calls": sorted(CallRecord.objects.filter(tenant=tenant).values_list("request_id", "input_tokens")),
         "tenant": Tenant.objects.filter(pk=tenant.pk)
@@ -384,6 +401,13 @@ def expected(kind, identity, method, foreign_in_path, query):
         if method != "get":
             return {405}
         return {400, 404} if query else None
+    if kind == "api_write":  # the monitors API: writes too, for the tenant's owners and admins
+        if identity == "service_token":
+            return {401}
+        if method == "get":
+            return {400, 404} if query or foreign_in_path else None
+        # A foreign monitor is a 404 before any role check; a write to the list is refused.
+        return {404, 405} if foreign_in_path else {400, 403, 404, 405}
     if kind == "service":
         if method != "post":
             return {405}

@@ -3,6 +3,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from usage.api import ingest, litellm_logs, otlp, reports, views
 from usage.budgets import api as budgets_api
+from usage.monitors import api as monitors_api
 
 urlpatterns = [
     path("usage/summary", views.SummaryView.as_view(), name="api_usage_summary"),
@@ -20,6 +21,9 @@ urlpatterns = [
     path("litellm/logs", litellm_logs.logs, name="api_litellm_logs"),
     path("reports/monthly", reports.MonthlyReportView.as_view(), name="api_reports_monthly"),
     path("budgets", budgets_api.BudgetListView.as_view(), name="api_budgets"),
+    path("monitors", monitors_api.MonitorListView.as_view(), name="api_monitors"),
+    path("monitors/<int:pk>", monitors_api.MonitorDetailView.as_view(), name="api_monitor"),
+    path("monitors/<int:pk>/events", monitors_api.MonitorEventListView.as_view(), name="api_monitor_events"),
     path("schema", SpectacularAPIView.as_view(), name="api_schema"),
     # The split view serves its set-up script from ?script: no inline script under the CSP.
     path(

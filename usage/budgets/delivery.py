@@ -125,7 +125,8 @@ def monitor_payload(delivery):
             "threshold": plain(monitor.threshold),
             "model": monitor.model.name if monitor.model_id else None,
             "api_key": monitor.api_key.public_id if monitor.api_key_id else None,
-            "window_hours": monitor.window_hours,
+            "window_minutes": monitor.window_minutes,
+            "window_hours": monitor.whole_hours,
             "min_calls": monitor.min_calls,
         },
         "event": {
