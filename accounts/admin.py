@@ -50,20 +50,6 @@ class TenantAdmin(admin.ModelAdmin):
     list_filter = ["timezone"]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [MembershipInline]
-    actions = ["rebuild_rollups"]
-
-    @admin.action(description="Rebuild usage rollups from the ledger")
-    def rebuild_rollups(self, request, queryset):
-        from usage.outages import task_publish
-        from usage.tasks import rebuild_tenant
-
-        tenant_ids = list(queryset.values_list("pk", flat=True))
-        started = sum(task_publish(rebuild_tenant, (tenant_id,)) for tenant_id in tenant_ids)
-        if started < len(tenant_ids):  # the broker is unreachable: say so, never a 500
-            message = f"The task queue is unreachable: {len(tenant_ids) - started} rebuild(s) not started."
-            self.message_user(request, message + " Try again later or run manage.py rebuild_rollups.", messages.ERROR)
-        if started:
-            self.message_user(request, f"Rebuild of {started} tenant(s) started.", messages.SUCCESS)
 
 
 @admin.register(Membership)
