@@ -1,5 +1,6 @@
 import hashlib
 import logging
+from typing import Any
 
 from django import forms
 from django.conf import settings
@@ -7,6 +8,7 @@ from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AdminUserCreationForm, AuthenticationForm, PasswordResetForm, UserChangeForm
 from django.contrib.sites.shortcuts import get_current_site
 from django.core.cache import cache
+from django.http import HttpRequest
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
@@ -150,7 +152,13 @@ class ThrottledPasswordResetForm(PasswordResetForm):
     tells who has an account, and the SMTP server's time stays out of the answer too.
     """
 
-    def save(self, domain_override=None, use_https=False, request=None, **kwargs):
+    def save(  # type: ignore[override]  # PasswordResetView passes these by keyword, and nothing else matters here
+        self,
+        domain_override: str | None = None,
+        use_https: bool = False,
+        request: HttpRequest | None = None,
+        **kwargs: Any,
+    ) -> None:
         email = self.cleaned_data["email"]
         if not password_reset_allowed(email):
             return

@@ -9,7 +9,7 @@ from django.utils import timezone as djtz
 from . import secrets
 
 
-class UserManager(BaseUserManager):
+class UserManager(BaseUserManager["User"]):
     use_in_migrations = True
 
     def _create_user(self, email, password, **extra):

@@ -63,8 +63,8 @@ class CappedCountPaginator(Paginator):
     CAP = 10_000
 
     @cached_property
-    def count(self):
-        return self.object_list[: self.CAP].count()
+    def count(self) -> int:
+        return self.object_list[: self.CAP].count()  # type: ignore[attr-defined]  # a QuerySet in the admin
 
     @property
     def is_capped(self):

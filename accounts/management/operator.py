@@ -7,9 +7,8 @@ from collections.abc import Callable
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
-from django.db import models
 
-from accounts.models import Tenant
+from accounts.models import AccessToken, ApiKey, Tenant
 from accounts.services import normalize_email, validation_message
 
 
@@ -72,8 +71,8 @@ class TenantCredentialCommand(OperatorCommand):
     Subclasses name the model, the creating service, a noun and the help of the name argument.
     """
 
-    model: type[models.Model]
-    create: Callable[..., tuple[models.Model, str]]
+    model: type[ApiKey] | type[AccessToken]
+    create: Callable[..., tuple[ApiKey | AccessToken, str]]
     noun = ""
     name_help = ""
     extra_lines: tuple[str, ...] = ()
