@@ -124,7 +124,8 @@ def under(name: str, prefixes: tuple[str, ...]) -> bool:
     return any(name == prefix or name.startswith(prefix + ".") for prefix in prefixes)
 
 
-USAGE_ALL = tuple(f"usage.{sub}" for sub in SUBPACKAGES) + (
+USAGE_ALL = (
+    *tuple(f"usage.{sub}" for sub in SUBPACKAGES),
     "usage.admin",
     "usage.apps",
     "usage.signals",

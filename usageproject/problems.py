@@ -20,8 +20,7 @@ def problem_response(status_code, title, detail="", **extra):
     if detail:
         body["detail"] = detail
     body.update(extra)
-    response = JsonResponse(body, status=status_code, content_type=PROBLEM_CONTENT_TYPE)
-    return response
+    return JsonResponse(body, status=status_code, content_type=PROBLEM_CONTENT_TYPE)
 
 
 def _flatten(detail, prefix=""):
