@@ -18,7 +18,7 @@ from kombu import Queue
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
-def env_bool(name, default):
+def env_bool(name: str, default: bool) -> bool:
     value = os.environ.get(name)
     if value is None or value == "":
         return default
@@ -30,7 +30,7 @@ def env_int(name: str, default: int) -> int:
     return int(value) if value else default
 
 
-def env_list(name, default):
+def env_list(name: str, default: list[str]) -> list[str]:
     value = os.environ.get(name)
     if value is None:
         return default
