@@ -1,12 +1,19 @@
+from __future__ import annotations
+
+from typing import Any
+
 from django.contrib import admin, messages
+from django.contrib.admin.options import InlineModelAdmin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 
 from . import services, twofactor
 from .forms import UserAddForm, UserEditForm
-from .models import AccessToken, ApiKey, Membership, ServiceToken, Tenant, TwoFactorDevice, User
+from .models import AccessToken, ApiKey, Credential, Membership, ServiceToken, Tenant, TwoFactorDevice, User
 
 
 class MembershipInline(admin.TabularInline):
@@ -38,7 +45,7 @@ class UserAdmin(BaseUserAdmin):
         (None, {"classes": ["wide"], "fields": ["email", "usable_password", "password1", "password2"]}),
     ]
 
-    def get_inlines(self, request, obj):
+    def get_inlines(self, request: HttpRequest, obj: User | None) -> list[type[InlineModelAdmin[Any, Any]]]:
         # A user's tenants are edited on the user too, but only once the user exists.
         return [UserMembershipInline] if obj else []
 
@@ -50,20 +57,6 @@ class TenantAdmin(admin.ModelAdmin):
     list_filter = ["timezone"]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [MembershipInline]
-    actions = ["rebuild_rollups"]
-
-    @admin.action(description="Rebuild usage rollups from the ledger")
-    def rebuild_rollups(self, request, queryset):
-        from usage.outages import task_publish
-        from usage.tasks import rebuild_tenant
-
-        tenant_ids = list(queryset.values_list("pk", flat=True))
-        started = sum(task_publish(rebuild_tenant, (tenant_id,)) for tenant_id in tenant_ids)
-        if started < len(tenant_ids):  # the broker is unreachable: say so, never a 500
-            message = f"The task queue is unreachable: {len(tenant_ids) - started} rebuild(s) not started."
-            self.message_user(request, message + " Try again later or run manage.py rebuild_rollups.", messages.ERROR)
-        if started:
-            self.message_user(request, f"Rebuild of {started} tenant(s) started.", messages.SUCCESS)
 
 
 @admin.register(Membership)
@@ -76,7 +69,7 @@ class MembershipAdmin(admin.ModelAdmin):
 
 
 @admin.action(description="Revoke selected")
-def revoke(modeladmin, request, queryset):
+def revoke(modeladmin: admin.ModelAdmin[Any], request: HttpRequest, queryset: QuerySet[Any]) -> None:
     revoked = 0
     for credential in queryset:
         revoked += credential.revoked_at is None
@@ -92,15 +85,15 @@ class CredentialAdmin(admin.ModelAdmin):
     readonly_fields = ["public_id", "created_at", "last_used_at"]
     actions = [revoke]
 
-    def get_fields(self, request, obj=None):
+    def get_fields(self, request: HttpRequest, obj: Credential | None = None) -> list[Any]:
         return [f for f in super().get_fields(request, obj) if f != "secret_hash"]
 
-    def save_model(self, request, obj, form, change):
+    def save_model(self, request: HttpRequest, obj: Credential, form: Any, change: bool) -> None:
         if not change:
-            obj.new_secret = obj.set_new_secret()
+            obj.new_secret = obj.set_new_secret()  # type: ignore[attr-defined]  # for response_add only
         super().save_model(request, obj, form, change)
 
-    def response_add(self, request, obj, post_url_continue=None):
+    def response_add(self, request: HttpRequest, obj: Credential, post_url_continue: str | None = None) -> HttpResponse:
         """Show the secret on a page of its own (never cached), not in a message cookie."""
         secret = getattr(obj, "new_secret", None)
         if secret is None:
@@ -125,7 +118,7 @@ class ApiKeyAdmin(CredentialAdmin):
     list_select_related = ["tenant"]
     raw_id_fields = ["tenant", "created_by"]
 
-    def get_readonly_fields(self, request, obj=None):
+    def get_readonly_fields(self, request: HttpRequest, obj: Credential | None = None) -> list[str]:
         # A key's calls and rollups belong to its tenant: moving it would hand its history over.
         fields = list(super().get_readonly_fields(request, obj))
         return [*fields, "tenant"] if obj is not None else fields
@@ -151,15 +144,15 @@ class TwoFactorDeviceAdmin(admin.ModelAdmin):
     fields = ["user", "created_at", "confirmed_at"]
     readonly_fields = ["user", "created_at", "confirmed_at"]
 
-    def has_add_permission(self, request):
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None):
+    def has_change_permission(self, request: HttpRequest, obj: TwoFactorDevice | None = None) -> bool:
         return False
 
-    def delete_model(self, request, obj):
+    def delete_model(self, request: HttpRequest, obj: TwoFactorDevice) -> None:
         twofactor.disable(obj.user)
 
-    def delete_queryset(self, request, queryset):
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[TwoFactorDevice]) -> None:
         for device in queryset.select_related("user"):
             twofactor.disable(device.user)

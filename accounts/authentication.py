@@ -1,5 +1,8 @@
+from __future__ import annotations
+
 from django.utils import timezone
 from rest_framework import authentication, exceptions
+from rest_framework.request import Request
 
 from .models import AccessToken
 from .services import credential_touch
@@ -14,7 +17,7 @@ class AccessTokenAuthentication(authentication.BaseAuthentication):
 
     keyword = "Bearer"
 
-    def authenticate(self, request):
+    def authenticate(self, request: Request) -> tuple[TokenUser, AccessToken] | None:
         header = authentication.get_authorization_header(request).decode("latin-1").split()
         # The scheme is case-insensitive (RFC 9110 section 11.1), as for ingestion.
         if not header or header[0].lower() != self.keyword.lower():
@@ -27,7 +30,7 @@ class AccessTokenAuthentication(authentication.BaseAuthentication):
         credential_touch(token, at=timezone.now())
         return (TokenUser(token), token)
 
-    def authenticate_header(self, request):
+    def authenticate_header(self, request: Request) -> str:
         return self.keyword
 
 
@@ -40,10 +43,10 @@ class TokenUser:
     is_staff = False
     is_superuser = False
 
-    def __init__(self, token):
+    def __init__(self, token: AccessToken) -> None:
         self.token = token
         self.pk = None
         self.id = None
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"token:{self.token.public_id}"

@@ -1,5 +1,7 @@
 from dataclasses import dataclass
+from typing import Any
 
+from django.http import HttpRequest
 from django.urls import reverse
 
 from .models import Membership
@@ -17,7 +19,7 @@ class TenantLink:
     url: str
 
 
-def tenancy(request):
+def tenancy(request: HttpRequest) -> dict[str, Any]:
     """The tenant being viewed (set by ``accounts.tenancy``) and the user's tenants for the switcher.
 
     Every page renders the switcher, so its entries are plain values and their URLs come from one

@@ -1,5 +1,10 @@
+from __future__ import annotations
+
+import datetime as dt
 import hashlib
 import logging
+from collections.abc import Iterable
+from typing import Any
 
 from django import forms
 from django.conf import settings
@@ -7,6 +12,7 @@ from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AdminUserCreationForm, AuthenticationForm, PasswordResetForm, UserChangeForm
 from django.contrib.sites.shortcuts import get_current_site
 from django.core.cache import cache
+from django.http import HttpRequest
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
@@ -27,11 +33,11 @@ class CredentialCreateForm(forms.Form):
         help_text="Optional, in the tenant's time zone. Leave empty for a key that does not expire.",
     )
 
-    def __init__(self, *args, existing_names=(), **kwargs):
+    def __init__(self, *args: Any, existing_names: Iterable[str] = (), **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.existing_names = {name.lower() for name in existing_names}
 
-    def clean_name(self):
+    def clean_name(self) -> str:
         name = self.cleaned_data["name"].strip()
         if not name:
             raise forms.ValidationError("Give it a name.")
@@ -39,7 +45,7 @@ class CredentialCreateForm(forms.Form):
             raise forms.ValidationError("A key or token with this name already exists.")
         return name
 
-    def clean_expires_at(self):
+    def clean_expires_at(self) -> dt.datetime | None:
         value = self.cleaned_data.get("expires_at")
         if value is not None and value <= timezone.now():
             raise forms.ValidationError("The expiry must be in the future.")
@@ -48,7 +54,7 @@ class CredentialCreateForm(forms.Form):
         return value
 
 
-def _clean_user_email(form):
+def _clean_user_email(form: forms.ModelForm[User]) -> str:
     """Lower-case, and unique whatever the case: logins and lookups compare lower-case emails."""
     email = User.objects.normalize_email(form.cleaned_data["email"]).lower()
     others = User.objects.filter(email__iexact=email).exclude(pk=form.instance.pk)
@@ -64,7 +70,7 @@ class UserAddForm(AdminUserCreationForm):
         model = User
         fields = ("email",)
 
-    def clean_email(self):
+    def clean_email(self) -> str:
         return _clean_user_email(self)
 
 
@@ -73,21 +79,21 @@ class UserEditForm(UserChangeForm):
         model = User
         fields = "__all__"
 
-    def clean_email(self):
+    def clean_email(self) -> str:
         return _clean_user_email(self)
 
 
 class EmailAuthenticationForm(AuthenticationForm):
     """Log in whatever the case of the typed email: emails are stored lower-case."""
 
-    def clean_username(self):
+    def clean_username(self) -> str:
         return User.objects.normalize_email(self.cleaned_data["username"].strip()).lower()
 
 
 class AdminEmailAuthenticationForm(AdminAuthenticationForm):
     """The admin's login (staff only), by email in any case like the product's."""
 
-    def clean_username(self):
+    def clean_username(self) -> str:
         return User.objects.normalize_email(self.cleaned_data["username"].strip()).lower()
 
 
@@ -121,18 +127,18 @@ class TenantSignInForm(forms.ModelForm):
             "sso_default_role": "Role of new single sign-on members",
         }
 
-    def __init__(self, *args, owner_enrolled: bool = True, **kwargs):
+    def __init__(self, *args: Any, owner_enrolled: bool = True, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.owner_enrolled = owner_enrolled
 
-    def clean_require_two_factor(self):
+    def clean_require_two_factor(self) -> bool:
         required = self.cleaned_data["require_two_factor"]
         # Otherwise the owner's next click would land on enrolment instead of this page.
         if required and not self.instance.require_two_factor and not self.owner_enrolled:
             raise forms.ValidationError("Set up two-factor sign-in for yourself first.")
         return required
 
-    def clean_sso_email_domain(self):
+    def clean_sso_email_domain(self) -> str:
         domain = self.cleaned_data["sso_email_domain"].strip().lower().lstrip("@")
         if domain and ("." not in domain or "@" in domain or any(c.isspace() for c in domain)):
             raise forms.ValidationError("Enter a domain such as example.com.")
@@ -150,7 +156,13 @@ class ThrottledPasswordResetForm(PasswordResetForm):
     tells who has an account, and the SMTP server's time stays out of the answer too.
     """
 
-    def save(self, domain_override=None, use_https=False, request=None, **kwargs):
+    def save(  # type: ignore[override]  # PasswordResetView passes these by keyword, and nothing else matters here
+        self,
+        domain_override: str | None = None,
+        use_https: bool = False,
+        request: HttpRequest | None = None,
+        **kwargs: Any,
+    ) -> None:
         email = self.cleaned_data["email"]
         if not password_reset_allowed(email):
             return

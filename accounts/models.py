@@ -1,4 +1,6 @@
+import datetime as dt
 import zoneinfo
+from typing import Any, Self
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser, BaseUserManager
@@ -9,10 +11,10 @@ from django.utils import timezone as djtz
 from . import secrets
 
 
-class UserManager(BaseUserManager):
+class UserManager(BaseUserManager["User"]):
     use_in_migrations = True
 
-    def _create_user(self, email, password, **extra):
+    def _create_user(self, email: str, password: str | None, **extra: Any) -> "User":
         if not email:
             raise ValueError("An email address is required")
         user = self.model(email=self.normalize_email(email).lower(), **extra)
@@ -20,12 +22,12 @@ class UserManager(BaseUserManager):
         user.save(using=self._db)
         return user
 
-    def create_user(self, email, password=None, **extra):
+    def create_user(self, email: str, password: str | None = None, **extra: Any) -> "User":
         extra.setdefault("is_staff", False)
         extra.setdefault("is_superuser", False)
         return self._create_user(email, password, **extra)
 
-    def create_superuser(self, email, password=None, **extra):
+    def create_superuser(self, email: str, password: str | None = None, **extra: Any) -> "User":
         extra.setdefault("is_staff", True)
         extra.setdefault("is_superuser", True)
         return self._create_user(email, password, **extra)
@@ -42,11 +44,11 @@ class User(AbstractUser):
 
     objects = UserManager()  # type: ignore[assignment,misc]  # creates users by email
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.email
 
 
-def validate_timezone(value):
+def validate_timezone(value: str) -> None:
     if value not in zoneinfo.available_timezones():
         raise ValidationError(f"'{value}' is not an IANA time zone (for example Europe/Berlin).")
 
@@ -89,11 +91,11 @@ class Tenant(models.Model):
             )
         ]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.name
 
     @property
-    def tz(self):
+    def tz(self) -> zoneinfo.ZoneInfo:
         return zoneinfo.ZoneInfo(self.timezone)
 
 
@@ -112,17 +114,17 @@ class Membership(models.Model):
         constraints = [models.UniqueConstraint(fields=["user", "tenant"], name="membership_unique_user_tenant")]
         ordering = ["tenant__name"]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.user} in {self.tenant} ({self.role})"
 
     @property
-    def can_manage(self):
+    def can_manage(self) -> bool:
         """Owners and admins change keys and tokens; viewers only look."""
         return self.role in (self.Role.OWNER, self.Role.ADMIN)
 
 
-class CredentialQuerySet(models.QuerySet):
-    def active(self, at=None):
+class CredentialQuerySet(models.QuerySet[Any]):
+    def active(self, at: dt.datetime | None = None) -> "CredentialQuerySet":
         at = at or djtz.now()
         return self.filter(revoked_at__isnull=True).exclude(expires_at__lte=at)
 
@@ -145,16 +147,16 @@ class Credential(models.Model):
     class Meta:
         abstract = True
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.name} ({self.public_id})"
 
-    def set_new_secret(self):
+    def set_new_secret(self) -> str:
         """Give this (unsaved) credential a fresh secret and return it; it is never stored."""
         self.public_id = secrets.new_public_id()
         secret, self.secret_hash = secrets.new_secret(self.PREFIX, self.public_id)
         return secret
 
-    def status_at(self, at=None):
+    def status_at(self, at: dt.datetime | None = None) -> str:
         at = at or djtz.now()
         if self.revoked_at is not None and self.revoked_at <= at:
             return "revoked"
@@ -163,11 +165,11 @@ class Credential(models.Model):
         return "active"
 
     @property
-    def status(self):
+    def status(self) -> str:
         return self.status_at()
 
     @classmethod
-    def find_by_secret(cls, secret):
+    def find_by_secret(cls, secret: str) -> Self | None:
         """The credential this secret belongs to (whatever its status), or None."""
         public_id = secrets.split_secret(secret, cls.PREFIX)
         if public_id is None:
@@ -228,7 +230,7 @@ class TwoFactorDevice(models.Model):
     # The time step of the last accepted code: a code is accepted once, never replayed.
     last_used_step = models.BigIntegerField(null=True, blank=True)
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"two-factor of {self.user}"
 
     @property
@@ -256,5 +258,5 @@ class RecoveryCode(models.Model):
         # Serves the lookup of a typed code: (user, hash) of an unused one.
         indexes = [models.Index(fields=["user", "code_hash"], name="recovery_user_hash")]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"recovery code of {self.user}"

@@ -19,22 +19,22 @@ PUBLIC_ID_LENGTH = 12
 _PUBLIC_ID_CHARACTERS = frozenset(PUBLIC_ID_ALPHABET)
 
 
-def new_public_id():
+def new_public_id() -> str:
     return "".join(secrets.choice(PUBLIC_ID_ALPHABET) for _ in range(PUBLIC_ID_LENGTH))
 
 
-def hash_secret(secret):
+def hash_secret(secret: str) -> str:
     key = settings.SECRET_HASH_KEY.encode()
     return hmac.new(key, secret.encode(), hashlib.sha256).hexdigest()
 
 
-def new_secret(prefix, public_id):
+def new_secret(prefix: str, public_id: str) -> tuple[str, str]:
     """Return ``(secret, keyed_hash)`` for a new credential with this public id."""
     secret = f"{prefix}_{public_id}_{secrets.token_urlsafe(32)}"
     return secret, hash_secret(secret)
 
 
-def split_secret(secret, prefix):
+def split_secret(secret: object, prefix: str) -> str | None:
     """The public id inside ``secret``, or None when it is not shaped like ours."""
     # Ours are printable ASCII: a NUL (PostgreSQL refuses it in a query) or a lone surrogate
     # (unencodable, so no hash) is simply not one of our secrets.
@@ -48,7 +48,7 @@ def split_secret(secret, prefix):
     return parts[1]
 
 
-def secret_matches(secret, stored_hash):
+def secret_matches(secret: str, stored_hash: str) -> bool:
     return hmac.compare_digest(hash_secret(secret), stored_hash)
 
 

@@ -2,7 +2,7 @@ from .models import ApiKey
 from .secrets import secret_matches, split_secret
 
 
-def api_key_by_secret(secret):
+def api_key_by_secret(secret: str) -> ApiKey | None:
     """The key (with its tenant) that ``secret`` belongs to, whatever its status, or None.
 
     One lookup by the unique public id and one constant-time HMAC comparison: the gateway

@@ -1,9 +1,13 @@
 """The client address that login throttling (django-axes) counts failures against."""
 
+from collections.abc import Mapping
+from typing import Any
+
 from django.conf import settings
+from django.http import HttpRequest
 
 
-def client_ip(request):
+def client_ip(request: HttpRequest) -> str | None:
     """``REMOTE_ADDR``, or with ``LOGIN_CLIENT_IP_HEADER`` set only that header.
 
     Behind the proxy every request comes from the proxy's address, so the proxy must put the
@@ -20,7 +24,7 @@ def client_ip(request):
     return request.META.get("REMOTE_ADDR")
 
 
-def not_a_guess(request, credentials=None) -> bool:
+def not_a_guess(request: HttpRequest, credentials: Mapping[str, Any] | None = None) -> bool:
     """True for a single sign-on callback, which django-axes then neither counts nor refuses.
 
     Its credentials are a nonce and a PKCE verifier bound to this session, not something to guess;

@@ -1,6 +1,10 @@
+from collections.abc import Callable
+from typing import Any, cast
+
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -9,14 +13,14 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from . import services
 from .forms import CredentialCreateForm
-from .models import AccessToken, ApiKey
+from .models import AccessToken, ApiKey, Tenant, User
 from .tenancy import tenant_for_request
 
 
 @login_required
-def home(request):
+def home(request: HttpRequest) -> HttpResponse:
     """Send a member to the Usage Statistics of their first tenant."""
-    membership = request.user.memberships.select_related("tenant").order_by("tenant__name").first()
+    membership = cast(User, request.user).memberships.select_related("tenant").order_by("tenant__name").first()
     if membership is None:
         return render(request, "accounts/no_tenant.html", status=200)
     return redirect("usage:dashboard", slug=membership.tenant.slug)
@@ -28,7 +32,7 @@ class LogoutView(auth_views.LogoutView):
 
     http_method_names = ["get", "post", "options"]
 
-    def get(self, request, *args, **kwargs):
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if not request.user.is_authenticated:
             return redirect("login")
         return render(request, "registration/logout_confirm.html")
@@ -37,11 +41,22 @@ class LogoutView(auth_views.LogoutView):
 class CredentialPages:
     """The list / create / revoke pages shared by API keys and access tokens."""
 
-    def __init__(self, *, model, create, url_name, revoke_url_name, title, noun, nav, template):
+    def __init__(
+        self,
+        *,
+        model: type[ApiKey] | type[AccessToken],
+        create: Callable[..., tuple[ApiKey | AccessToken, str]],
+        url_name: str,
+        revoke_url_name: str,
+        title: str,
+        noun: str,
+        nav: str,
+        template: str,
+    ) -> None:
         self.model, self.create, self.url_name, self.revoke_url_name = model, create, url_name, revoke_url_name
         self.title, self.noun, self.nav, self.template = title, noun, nav, template
 
-    def list_view(self, request, slug):
+    def list_view(self, request: HttpRequest, slug: str) -> HttpResponse:
         tenant = tenant_for_request(request, slug, write=request.method == "POST")
         # Expiry typed in and dates shown are the tenant's local time, like its usage days.
         with timezone.override(tenant.tz):
@@ -56,7 +71,7 @@ class CredentialPages:
             context = self._context(credentials=credentials, form=form)
             return render(request, self.template, context, status=400 if form.errors else 200)
 
-    def _created(self, request, tenant, form):
+    def _created(self, request: HttpRequest, tenant: Tenant, form: CredentialCreateForm) -> HttpResponse:
         credential, secret = self.create(
             tenant=tenant,
             name=form.cleaned_data["name"],
@@ -70,11 +85,11 @@ class CredentialPages:
         add_never_cache_headers(response)
         return response
 
-    def _context(self, **extra):
+    def _context(self, **extra: Any) -> dict[str, Any]:
         base = {"title": self.title, "noun": self.noun, "nav": self.nav, "revoke_url_name": self.revoke_url_name}
         return {**base, **extra}
 
-    def revoke_view(self, request, slug, public_id):
+    def revoke_view(self, request: HttpRequest, slug: str, public_id: str) -> HttpResponse:
         tenant = tenant_for_request(request, slug, write=True)
         credential = get_object_or_404(self.model, tenant=tenant, public_id=public_id)
         services.credential_revoke(credential)

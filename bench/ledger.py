@@ -88,7 +88,7 @@ def checked_chunks(tenants, models, count, tag, chunk=10_000):
     for first in range(0, count, chunk):
         calls = []
         for n in range(first, min(first + chunk, count)):
-            tenant, key = tenants[n % len(tenants)]
+            _tenant, key = tenants[n % len(tenants)]
             raw = {
                 "request_id": f"{tag}-{n}",
                 "api_key": key.public_id,

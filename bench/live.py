@@ -406,7 +406,7 @@ def measure_level(root, db, fixtures, args, label, port):
         if reads.returncode != 0:
             sys.exit(f"reads failed in {root}:\n{reads.stderr}")
         figures["reads"] = json.loads(reads.stdout.strip().splitlines()[-1])
-        today = dt.date.today()
+        today = dt.datetime.now().astimezone().date()
         query = urlencode({"start": (today - dt.timedelta(days=89)).isoformat(), "end": today.isoformat()})
         cookie = {"Cookie": f"sessionid={fixtures['session']}"}
         figures["8 connections: data (page JSON), 90 days: req/s, p50 ms"] = concurrent(
@@ -520,6 +520,7 @@ def main():
     Path(HERE / "artifacts").mkdir(exist_ok=True)
     (HERE / "artifacts" / "live.json").write_text(json.dumps(results, indent=1))
     report(results, args)
+    return None
 
 
 if __name__ == "__main__":

@@ -1,10 +1,16 @@
+from __future__ import annotations
+
 from typing import Any
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.paginator import Paginator
+from django.db.models import QuerySet
+from django.http import HttpRequest
 from django.utils.functional import cached_property
 
+from accounts.admin import TenantAdmin
+from accounts.models import Tenant
 from usage.models import (
     AlertDelivery,
     Budget,
@@ -22,8 +28,30 @@ from usage.models import (
     UsageDailyModel,
     UsageHourly,
 )
+from usage.outages import task_publish
 from usage.pricebook.preview import Preview, price_preview
 from usage.pricebook.services import TERM_FIELDS, Actor, price_delete, price_save
+from usage.tasks import rebuild_tenant
+
+admin.site.unregister(Tenant)
+
+
+@admin.register(Tenant)
+class TenantWithRollupsAdmin(TenantAdmin):
+    """The tenant's admin (``accounts.admin``) and its usage action, defined here so that
+    ``accounts/`` imports nothing of ``usage/``."""
+
+    actions = ["rebuild_rollups"]
+
+    @admin.action(description="Rebuild usage rollups from the ledger")
+    def rebuild_rollups(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
+        tenant_ids = list(queryset.values_list("pk", flat=True))
+        started = sum(task_publish(rebuild_tenant, (tenant_id,)) for tenant_id in tenant_ids)
+        if started < len(tenant_ids):  # the broker is unreachable: say so, never a 500
+            message = f"The task queue is unreachable: {len(tenant_ids) - started} rebuild(s) not started."
+            self.message_user(request, message + " Try again later or run manage.py rebuild_rollups.", messages.ERROR)
+        if started:
+            self.message_user(request, f"Rebuild of {started} tenant(s) started.", messages.SUCCESS)
 
 
 class CappedCountPaginator(Paginator):
@@ -35,8 +63,8 @@ class CappedCountPaginator(Paginator):
     CAP = 10_000
 
     @cached_property
-    def count(self):
-        return self.object_list[: self.CAP].count()
+    def count(self) -> int:
+        return self.object_list[: self.CAP].count()  # type: ignore[attr-defined]  # a QuerySet in the admin
 
     @property
     def is_capped(self):

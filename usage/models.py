@@ -388,7 +388,7 @@ class ModelPrice(models.Model):
         # Price lookups read all prices of a few models at once; the unique indexes lead with model.
 
     def __str__(self):
-        scope = self.tenant.slug if self.tenant_id else "platform"
+        scope = self.tenant.slug if self.tenant is not None else "platform"
         return f"{self.model} {scope} from {self.effective_from}"
 
 
@@ -719,7 +719,7 @@ class Monitor(models.Model):
                 raise ValidationError({"window_minutes": invalid.messages}) from None
         if self.channels_id and self.tenant_id and self.channels.tenant_id != self.tenant_id:
             raise ValidationError({"channels": "Choose a budget of the same tenant."})
-        if self.api_key_id and self.tenant_id and self.api_key.tenant_id != self.tenant_id:
+        if self.api_key is not None and self.tenant_id and self.api_key.tenant_id != self.tenant_id:
             raise ValidationError({"api_key": "Choose a key of the same tenant."})
 
 

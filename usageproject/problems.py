@@ -2,12 +2,14 @@
 
 import sys
 from collections.abc import Callable
+from typing import Any
 
 import psycopg
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.loader import render_to_string
 from rest_framework import exceptions, status
+from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
 from usage.outages import log_outage
@@ -15,16 +17,15 @@ from usage.outages import log_outage
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
 
-def problem_response(status_code, title, detail="", **extra):
-    body = {"type": "about:blank", "title": title, "status": status_code}
+def problem_response(status_code: int, title: str, detail: str = "", **extra: Any) -> JsonResponse:
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status_code}
     if detail:
         body["detail"] = detail
     body.update(extra)
-    response = JsonResponse(body, status=status_code, content_type=PROBLEM_CONTENT_TYPE)
-    return response
+    return JsonResponse(body, status=status_code, content_type=PROBLEM_CONTENT_TYPE)
 
 
-def _flatten(detail, prefix=""):
+def _flatten(detail: object, prefix: str = "") -> list[dict[str, Any]]:
     """DRF's nested error detail as a list of {"field", "detail"} items."""
     if isinstance(detail, dict):
         items = []
@@ -39,7 +40,7 @@ def _flatten(detail, prefix=""):
     return [{"field": prefix or None, "detail": str(detail)}]
 
 
-def problem_exception_handler(exc, context):
+def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     response = exception_handler(exc, context)
     if response is None:
         return None
@@ -77,11 +78,11 @@ def problem_exception_handler(exc, context):
 API_PREFIX = "/api/"
 
 
-def is_api_request(request):
+def is_api_request(request: HttpRequest) -> bool:
     return request.path_info.startswith(API_PREFIX)
 
 
-def bad_request(request, exception=None):
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
     from django.core.exceptions import RequestDataTooBig
     from django.views import defaults
 
@@ -92,7 +93,7 @@ def bad_request(request, exception=None):
     return problem_response(400, "Invalid request", "The server could not read this request.")
 
 
-def permission_denied(request, exception=None):
+def permission_denied(request: HttpRequest, exception: Exception) -> HttpResponse:
     from django.views import defaults
 
     if not is_api_request(request):
@@ -100,7 +101,7 @@ def permission_denied(request, exception=None):
     return problem_response(403, "Forbidden", "You do not have permission to perform this action.")
 
 
-def page_not_found(request, exception=None):
+def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     from django.views import defaults
 
     if not is_api_request(request):
@@ -108,7 +109,7 @@ def page_not_found(request, exception=None):
     return problem_response(404, "Not found", "No API endpoint at this URL; see /api/v1/docs.")
 
 
-def server_error(request):
+def server_error(request: HttpRequest) -> HttpResponse:
     from django.views import defaults
 
     # Also reached for a connection lost outside a view (in a middleware): still a 503.
@@ -171,10 +172,10 @@ class UrlLengthMiddleware:
     that the answer comes from here; gunicorn answers its plain 414 only beyond that.
     """
 
-    def __init__(self, get_response):
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
-    def __call__(self, request):
+    def __call__(self, request: HttpRequest) -> HttpResponse:
         from django.conf import settings
         from django.http import HttpResponse
 

@@ -39,7 +39,7 @@ def test_the_lockout_page_says_the_cool_off_in_words(owner, settings):
 
 
 @pytest.mark.parametrize(
-    "delta, words",
+    ("delta", "words"),
     [
         (dt.timedelta(minutes=15), "15 minutes"),
         (dt.timedelta(minutes=1), "1 minute"),

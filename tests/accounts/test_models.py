@@ -38,7 +38,7 @@ def test_membership_is_unique_per_user_and_tenant(owner, tenant):
 
 
 def test_membership_set_changes_the_role_in_place(owner, tenant):
-    membership, previous = services.membership_set(tenant=tenant, user=owner, role=Membership.Role.VIEWER)
+    _membership, previous = services.membership_set(tenant=tenant, user=owner, role=Membership.Role.VIEWER)
     assert previous == Membership.Role.OWNER
     assert Membership.objects.get(user=owner, tenant=tenant).role == Membership.Role.VIEWER
     assert Membership.objects.filter(user=owner).count() == 1

@@ -105,7 +105,7 @@ def test_a_recovery_code_logs_in_once(owner):
 
 
 def test_wrong_codes_lock_the_account_out_like_wrong_passwords(owner, settings):
-    secret, _codes = _enrol(owner)
+    _secret, _codes = _enrol(owner)
     client = Client(REMOTE_ADDR="203.0.113.9")
     _password(client, owner)
     statuses = [client.post(reverse("two_factor_verify"), {"code": "123456"}).status_code for _ in range(12)]
@@ -176,7 +176,7 @@ class TestTheOwnersRule:
         page = outsider_client.get(reverse("usage:dashboard", kwargs={"slug": "globex"}))
         assert page.status_code == 200
 
-    @pytest.mark.parametrize("who,status", [("viewer", 403), ("admin_member", 403), ("outsider", 404)])
+    @pytest.mark.parametrize(("who", "status"), [("viewer", 403), ("admin_member", 403), ("outsider", 404)])
     def test_only_an_owner_changes_the_rule(self, who, status, request, tenant):
         client = Client()
         client.force_login(request.getfixturevalue(who))

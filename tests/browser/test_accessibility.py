@@ -20,12 +20,11 @@ def serious_violations(page):
     # Evaluated through the DevTools protocol: a <script> tag with its code would be an inline
     # script, which the page's Content-Security-Policy refuses.
     page.evaluate(AXE.read_text() + "\n;true")
-    violations = page.evaluate(
+    return page.evaluate(
         """async () => (await axe.run(document, {resultTypes: ["violations"]})).violations
              .filter((v) => v.impact === "serious" || v.impact === "critical")
              .map((v) => ({id: v.id, impact: v.impact, nodes: v.nodes.slice(0, 3).map((n) => n.target.join(" "))}))"""
     )
-    return violations
 
 
 @pytest.mark.parametrize(

@@ -251,7 +251,7 @@ def test_verify_keeps_a_fresh_state_within_the_bound(gateway, tenant, caller, ll
 
 
 def test_another_keys_budget_does_not_apply(gateway, tenant, caller, llm):
-    key, secret = caller
+    _key, secret = caller
     other = accounts.api_key_create(tenant=tenant, name="other")[0]
     budget(tenant, amount=1, enforce=True, api_key=other)
     assert "budget" not in verify(gateway, secret).json()

@@ -128,7 +128,7 @@ def test_chunked_batch_through_gunicorn_is_stored(server, tenant):
     key, _ = account_services.api_key_create(tenant=tenant, name="production")
     _token, secret = account_services.service_token_create(name="gateway")
     payload = _batch(key, 5)
-    status, headers, body = _send(server, _head(server, secret, "Transfer-Encoding: chunked\r\n"), _chunked(payload))
+    status, _headers, body = _send(server, _head(server, secret, "Transfer-Encoding: chunked\r\n"), _chunked(payload))
     assert status == 200, body
     assert json.loads(body)["accepted"] == 5
     assert CallRecord.objects.filter(tenant=tenant).count() == 5
@@ -139,7 +139,7 @@ def test_chunked_body_over_the_limit_is_413_through_gunicorn(server, tenant):
     _token, secret = account_services.service_token_create(name="gateway")
     payload = _batch(key, 200)
     assert len(payload) > 20000
-    status, headers, body = _send(server, _head(server, secret, "Transfer-Encoding: chunked\r\n"), _chunked(payload))
+    status, headers, _body = _send(server, _head(server, secret, "Transfer-Encoding: chunked\r\n"), _chunked(payload))
     assert status == 413
     assert "application/problem+json" in headers
     assert CallRecord.objects.count() == 0

@@ -53,7 +53,7 @@ def test_every_gzip_member_of_an_otlp_protobuf_body_is_read(gateway, key):  # no
 
 def test_gzip_members_count_together_against_the_limit(gateway, key, settings):  # noqa: F811
     settings.INGEST_MAX_BODY_BYTES = 20000
-    path, media, make = BODIES["litellm"]
+    path, _media, make = BODIES["litellm"]
     lines = [json.dumps(p) for p in json.loads(make(key, 150, prefix="big"))]
     half = len(lines) // 2
     parts = ["\n".join(lines[:half]).encode() + b"\n", "\n".join(lines[half:]).encode()]

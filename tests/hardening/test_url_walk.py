@@ -340,7 +340,7 @@ def request_paths(name, route, pattern, victim, attacker):
         return [(admin_path(name, route, pattern, victim), {}, True)]
     if name not in ROUTES:
         pytest.fail(f"Add {name!r} ({route}) to ROUTES of the URL walk: what it is and its sample parameters")
-    kind, samples = ROUTES[name]
+    _kind, samples = ROUTES[name]
     params = set(pattern.pattern.converters) - {"slug"}
     if params - set(samples):
         pytest.fail(f"Add sample values for {sorted(params - set(samples))} of {name!r} to ROUTES")
@@ -382,7 +382,7 @@ def bodies(victim):
     return form, json.dumps(data)
 
 
-def expected(kind, identity, method, foreign_in_path, query):
+def expected(kind, identity, method, foreign_in_path, query):  # noqa: C901  # one decision table, read top down
     """The statuses the rule above allows (None: any status below 500)."""
     session = identity in SESSIONS
     if kind == "admin":

@@ -174,7 +174,7 @@ def member_client(tenant):
 
 @pytest.mark.parametrize("slug", SLUGS)
 def test_api_summary_breakdown_and_series_are_exact(world, slug):
-    tenants, keys, models, _items = world
+    tenants, keys, _models, _items = world
     truth, client = Truth(world, slug), token_client(tenants[slug])
     summary = client.get("/api/v1/usage/summary", PERIOD).json()
     assert exact(summary["cost"]) == truth.total()
@@ -235,7 +235,7 @@ def test_page_data_is_exact_and_shows_each_figure_rounded_once(world, slug):
     if trend["cost_currency"]:  # one currency: the trend's cost metric, exact per model and day
         for dataset in trend["datasets"]:
             for label, amount in zip(trend["labels"], dataset["cost"], strict=True):
-                day = dt.datetime.strptime(f"{label} 2026", "%b %d %Y").date()
+                day = dt.datetime.strptime(f"{label} 2026 +0000", "%b %d %Y %z").date()
                 if day < START:
                     day = day.replace(year=2027)
                 expected = truth.total(model=dataset["label"], day=day).get(trend["cost_currency"], 0)

@@ -139,8 +139,14 @@ def gunicorn_url(transactional_db):
     env = {**os.environ, "DATABASE_URL": _database_url(), "DEBUG": "0"}
     env.pop("CELERY_BROKER_URL", None)  # rollups in-process: this test is about delivery
     process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "gunicorn"), "usageproject.wsgi:application"]
-        + ["--bind", f"127.0.0.1:{port}", "--workers", "2"],
+        [
+            str(Path(sys.executable).parent / "gunicorn"),
+            "usageproject.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "2",
+        ],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

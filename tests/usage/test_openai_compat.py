@@ -159,7 +159,7 @@ def two_tenants(tenant, other_tenant):
                 }
             )
         make_calls(owner, specs)
-        token, client = token_and_client(owner)
+        _token, client = token_and_client(owner)
         world[owner.slug] = {"tenant": owner, "keys": keys, "specs": specs, "client": client}
     return world
 
@@ -282,7 +282,7 @@ def test_costs_per_key_and_line_item_in_lower_case_currency(two_tenants):
         for model, currency in (("public/alpha", "usd"), ("public/beta", "eur"))
     }
     assert all(r["object"] == "organization.costs.result" for r in bucket["results"])
-    summary, money = _summary(world["client"], DAY, DAY)
+    _body, money = _summary(world["client"], DAY, DAY)
     assert _money([{"data": [bucket]}]) == money and len(money) == 2
 
 
@@ -402,7 +402,7 @@ def live_world(transactional_db, live_server, short_lived_connections):
 
 
 def test_the_openai_package_reads_usage_and_costs(live_world):
-    tenant, key, client, specs, (their_key, theirs) = live_world
+    _tenant, key, client, specs, (their_key, theirs) = live_world
     start, end = utc(2026, 3, 10), utc(2026, 3, 12)
     their_usage = theirs.admin.organization.usage.completions(
         start_time=ts(start), end_time=ts(end), bucket_width="1d", group_by=["api_key_id"]

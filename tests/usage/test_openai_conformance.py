@@ -253,7 +253,7 @@ def test_groups_the_product_has_no_values_for_keep_the_sums(world):
     window = {"start_time": ts(utc(2026, 3, 9)), "end_time": ts(utc(2026, 3, 12)), "limit": 3}
     total = results([client.get(COMPLETIONS, window).json()])
     grouped = results(
-        [client.get(COMPLETIONS, {**window, "group_by[]": COMPLETIONS_GROUPS[:2] + ["batch", "api_source"]}).json()]
+        [client.get(COMPLETIONS, {**window, "group_by[]": [*COMPLETIONS_GROUPS[:2], "batch", "api_source"]}).json()]
     )
     assert [(r["num_model_requests"], r["input_tokens"]) for r in grouped] == [
         (r["num_model_requests"], r["input_tokens"]) for r in total
@@ -338,7 +338,7 @@ def test_after_a_purge_rollup_buckets_answer_as_before_and_the_others_are_a_410(
 
 
 def test_purged_hours_of_a_tenant_off_the_whole_hour_come_from_the_hourly_rollups(zoned):
-    tenant, client, items = zoned["ktm"]
+    _tenant, client, items = zoned["ktm"]
     retention.calls_purge(older_than_months=2, now=PURGE_NOW)
     params = {**_window("1h", "tenant"), "group_by": "model"}
     buckets = [b for answer in pages(client, COMPLETIONS, params, check=False) for b in answer["data"]]

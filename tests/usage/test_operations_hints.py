@@ -90,7 +90,7 @@ def test_the_other_tenant_sees_its_own_weeks(weeks, other_tenant, outsider_clien
 
 
 @pytest.mark.parametrize(
-    "change, shown",
+    ("change", "shown"),
     [
         (-0.0017, ("-0.2%", "down", "down by 0.2%")),
         (0.0004, ("+<0.1%", "up", "up by less than 0.1%")),

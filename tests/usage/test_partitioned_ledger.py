@@ -164,7 +164,14 @@ def test_the_database_refuses_to_delete_a_key_or_model_with_calls(key, llm, colu
     """Below the ORM's PROTECT: the ledger's own foreign keys (deferred, so checked at commit)."""
     store([item(key, "r1", "2024-01-15T00:00:00Z")])
     table, target = ("accounts_apikey", key.pk) if column == "api_key_id" else ("usage_model", llm.pk)
-    with pytest.raises(IntegrityError, match="usage_callrecord"), transaction.atomic():
+    with pytest.raises(IntegrityError, match="usage_callrecord"):
+        _delete_in_sql(table, column, target)
+    assert CallRecord.objects.count() == 1
+
+
+def _delete_in_sql(table, column, target):
+    """Delete the row and its rollups in SQL, and check the constraints before leaving."""
+    with transaction.atomic():
         with connection.cursor() as cursor:
             rollups = ["usage_usagehourly", "usage_usagedaily"] + (
                 ["usage_usagedailymodel"] if column == "model_id" else []
@@ -176,4 +183,3 @@ def test_the_database_refuses_to_delete_a_key_or_model_with_calls(key, llm, colu
                 cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
         if connection.vendor != "postgresql":
             connection.check_constraints(table_names=["usage_callrecord"])
-    assert CallRecord.objects.count() == 1

@@ -131,7 +131,7 @@ def estimate(value):
 
 
 def test_performance_api_is_exact_and_weighted_by_requests(tenant, two_tenants):
-    key, _other = two_tenants
+    _key, _other = two_tenants
     body = token_client(tenant).get("/api/v1/usage/performance", {"start": DAY, "end": DAY}).json()
     assert body["buckets"] == [DAY] and body["bucket"] == "day" and body["group_by"] == "model"
     total = body["total"]

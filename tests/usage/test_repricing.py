@@ -214,7 +214,7 @@ def test_the_preview_is_what_the_figures_become(world):
 
 
 def test_every_change_is_audited_with_its_terms(world):
-    tenants, _keys, models, prices, _items = world
+    _tenants, _keys, models, prices, _items = world
     glm = prices["glm"]
     assert price_save(price=glm, actor=ACTOR) is None  # nothing changed: nothing audited
     glm.output_per_1k = Decimal("0.0002")
@@ -237,7 +237,7 @@ def test_every_change_is_audited_with_its_terms(world):
 
 
 def test_the_admin_previews_without_saving_then_saves_with_an_audit(world, django_user_model):
-    tenants, _keys, _models, prices, _items = world
+    _tenants, _keys, _models, prices, _items = world
     root = django_user_model.objects.create_superuser("root@example.test", "pw-for-tests-123")
     client = Client()
     client.force_login(root)

@@ -183,7 +183,7 @@ def random_calls(tenant, keys, models, start, hours, count, seed):
 
 
 @pytest.mark.parametrize(
-    "zone, start",
+    ("zone", "start"),
     [
         ("UTC", utc(2026, 2, 27, 12)),
         ("Asia/Shanghai", utc(2026, 2, 27, 12)),

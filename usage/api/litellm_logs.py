@@ -33,6 +33,7 @@ Mapping (docs/ingestion.md, "LiteLLM"):
 """
 
 import datetime as dt
+from typing import Any
 
 from django.conf import settings
 from django.http import JsonResponse
@@ -74,11 +75,11 @@ def _instant(seconds):
         return "out of range"
 
 
-def payload_call(payload):
+def payload_call(payload: Any) -> Any:
     """The reported call (an item of the ingestion contract) of one payload that is not ignored."""
     if not isinstance(payload, dict):
         return payload  # rejected by the service as not_an_object (null included)
-    metadata = payload.get("metadata") if isinstance(payload.get("metadata"), dict) else {}
+    metadata: Any = payload.get("metadata") if isinstance(payload.get("metadata"), dict) else {}
     usage = metadata.get("usage_object") if isinstance(metadata.get("usage_object"), dict) else {}
     call = {
         "request_id": payload.get("id") or payload.get("litellm_call_id"),

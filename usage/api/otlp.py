@@ -252,7 +252,7 @@ def _decode(request):
         message.ParseFromString(data)
     except (DecodeError, ValueError, RecursionError) as exc:  # _Bad and UnicodeDecodeError are ValueErrors
         raise RequestProblem(400, "Invalid request", f"The body is not an OTLP trace export: {str(exc)[:200]}") from exc
-    spans = []
+    spans: list[tuple[object, dict[str, object]]] = []
     for resource_spans in message.resource_spans:
         resource = _attributes(resource_spans.resource.attributes)
         for scope_spans in resource_spans.scope_spans:
@@ -322,7 +322,8 @@ def span_call(span, resource_attributes):
 def _conflicting(pairs):
     """The attributes read for the call that the span names twice with different values: which
     one was meant is unknown (OpenTelemetry requires unique keys)."""
-    first, conflicts = {}, {}
+    first: dict[str, object] = {}
+    conflicts: dict[str, object] = {}
     for key, value in pairs:
         if key in _READ and repr(first.setdefault(key, value)) != repr(value):  # repr: NaN equals itself
             conflicts[key] = None

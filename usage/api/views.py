@@ -4,6 +4,9 @@ Every endpoint resolves the tenant first (``api_tenant``), builds the request's 
 through the page's FilterSet and reads its answers (the page's grids), so their numbers agree.
 """
 
+from collections.abc import Mapping
+from typing import cast
+
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -171,20 +174,19 @@ class BreakdownView(TenantAPIView):
         by = validated(s.BreakdownParams, request)["by"]
         query = self.refined(query, by=by)
         grid = query.grid()
-        objects = (Model if by == "model" else ApiKey).objects.in_bulk(list(grid.models))
+        objects: Mapping[int, Model | ApiKey] = (Model if by == "model" else ApiKey).objects.in_bulk(list(grid.models))
         rows = breakdown_rows((objects[pk], usage.totals) for pk, usage in grid.models.items())
         fallback = _grid_fallback(grid)
         economics = cache_economics(query, grid)
         unpriced = unpriced_usage(query, grid) if by == "model" else None
         results = []
         for row in rows:
-            usage = grid.models[row.group.pk]
-            cost = usage.cost_summary(row.group.name).as_api(fallback_currency=fallback)
-            cache = economics.get(row.group.pk, CacheEconomics()).as_api()
-            cache["unpriced_calls"] = None if unpriced is None else unpriced.get(row.group.pk, Unpriced()).calls
-            results.append(
-                {**_group_fields(row.group), **row.totals.as_dict(), "share": row.share, "cost": cost, **cache}
-            )
+            group = cast("Model | ApiKey", row.group)  # the objects above
+            usage = grid.models[group.pk]
+            cost = usage.cost_summary(group.name).as_api(fallback_currency=fallback)
+            cache = economics.get(group.pk, CacheEconomics()).as_api()
+            cache["unpriced_calls"] = None if unpriced is None else unpriced.get(group.pk, Unpriced()).calls
+            results.append({**_group_fields(group), **row.totals.as_dict(), "share": row.share, "cost": cost, **cache})
         data = {**_period(query), "by": by, "results": results}
         return Response(s.BreakdownSerializer(data).data)
 

@@ -2,6 +2,7 @@
 
 import re
 from decimal import Decimal
+from typing import Any, cast
 
 from django import forms
 from django.core.validators import EmailValidator, URLValidator
@@ -46,7 +47,7 @@ class BudgetForm(forms.ModelForm):
     def __init__(self, *args, tenant, **kwargs):
         super().__init__(*args, **kwargs)
         self.tenant = tenant
-        field = self.fields["api_key"]
+        field = cast(forms.ModelChoiceField, self.fields["api_key"])
         field.queryset = ApiKey.objects.filter(tenant=tenant).order_by("name")
         field.to_field_name = "public_id"
         field.empty_label = "All keys of the tenant"
@@ -118,8 +119,8 @@ class BudgetForm(forms.ModelForm):
             raise forms.ValidationError(WEBHOOK_REFUSALS.get(exc.category, "Enter a valid webhook URL.")) from None
         return url
 
-    def clean(self):
-        data = super().clean()
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
         metric, currency = data.get("metric"), data.get("currency", "")
         if metric == Budget.Metric.COST:
             if not currency:

@@ -28,8 +28,8 @@ def budgets(request, slug):
             return _secret_page(request, tenant, budget, secret)
         messages.success(request, f"Budget “{budget.name}” is created.")
         return redirect("budgets:list", slug=tenant.slug)
-    recent = AlertDelivery.objects.filter(budget__tenant=tenant).select_related("budget", "alert")[:20]
-    recent = [(d, delivery.result_text(d)) for d in recent]
+    latest = AlertDelivery.objects.filter(budget__tenant=tenant).select_related("budget", "alert")[:20]
+    recent = [(d, delivery.result_text(d)) for d in latest]
     context = {
         "tenant": tenant,
         "nav": "budgets",

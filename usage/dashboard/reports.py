@@ -2,6 +2,8 @@
 
 import csv
 import datetime as dt
+from dataclasses import dataclass, fields
+from typing import cast
 
 from django import forms
 from django.contrib.auth.decorators import login_required
@@ -19,7 +21,7 @@ from usage.reporting.costs import expense_report, price_sheet
 from usage.reporting.filters import MonthlyReportForm
 from usage.reporting.periods import Period
 from usage.reporting.query import UsageQuery
-from usage.reporting.selectors import SCALE_HINT_CHANGE, model_week_over_week
+from usage.reporting.selectors import SCALE_HINT_CHANGE, ModelTrend, model_week_over_week
 
 # Below this many calls in both weeks a model gets no scale hint: a change of 8 calls against 3
 # says nothing about capacity. (README, "Operations".)
@@ -46,6 +48,30 @@ def change_text(change: float | None) -> tuple[str, str, str]:
 def shown_hint(trend) -> str:
     """The trend's scale hint, once the model has enough calls in either week to mean something."""
     return trend.hint if max(trend.calls, trend.previous_calls) >= SCALE_HINT_MIN_CALLS else ""
+
+
+@dataclass
+class ShownTrend(ModelTrend):
+    """A model's trend and what the Operations page shows of it."""
+
+    color: str = ""
+    change_text: str = ""
+    direction: str = ""
+    change_words: str = ""
+    shown_hint: str = ""
+
+
+def shown_trend(trend: ModelTrend) -> ShownTrend:
+    text, direction, words = change_text(trend.change)
+    shown = ShownTrend(
+        **{field.name: getattr(trend, field.name) for field in fields(ModelTrend)},
+        color=model_color(trend.model),
+        change_text=text,
+        direction=direction,
+        change_words=words,
+    )
+    shown.shown_hint = shown_hint(shown)
+    return shown
 
 
 def _report_form(request, tenant):
@@ -156,7 +182,8 @@ class OperationsForm(forms.Form):
         super().__init__(data)
         self.latest = Period(yesterday - dt.timedelta(days=6), yesterday)
         self.earliest = self.latest.start - dt.timedelta(days=7 * (TREND_WEEKS - 1))
-        self.fields["api_key"].queryset = ApiKey.objects.filter(tenant=tenant).order_by("name")
+        keys = cast(forms.ModelChoiceField, self.fields["api_key"])
+        keys.queryset = ApiKey.objects.filter(tenant=tenant).order_by("name")
         starts = [self.latest.start - dt.timedelta(days=7 * week) for week in range(TREND_WEEKS)]
         chosen = self.data.get("week")
         self.fields["week"].widget.choices = [(f"{day:%Y-%m-%d}", self._label(day)) for day in starts]
@@ -210,10 +237,7 @@ def operations(request, slug):
     week, key = form.cleaned_data["week"], form.cleaned_data["api_key"]
     this_week, last_week, trends = model_week_over_week(tenant=tenant, today=week.end, api_key=key)
     weekly = weekly_trend(tenant, week.end, api_key=key)
-    for trend in trends:
-        trend.color = model_color(trend.model)
-        trend.change_text, trend.direction, trend.change_words = change_text(trend.change)
-        trend.shown_hint = shown_hint(trend)
+    trends = [shown_trend(trend) for trend in trends]
     scope = f"&api_key={key.public_id}" if key else ""
     context.update(
         weekly=weekly,

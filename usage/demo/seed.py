@@ -244,7 +244,8 @@ def ensure_models():
 
 
 def _price(model, effective_from, prices):
-    input_price, output_price, cached_price = (Decimal(p) if p is not None else None for p in prices)
+    input_price, output_price = Decimal(prices[0]), Decimal(prices[1])
+    cached_price = Decimal(prices[2]) if prices[2] is not None else None
     return ModelPrice(
         model=model,
         currency="USD",
@@ -463,7 +464,7 @@ def seed_day(plan, config, day, window):
     with transaction.atomic():
         # Claimed like every stored call (usage.ingestion.services), and stored only where the claim is new:
         # a gateway re-sending one of these request ids at another instant is a conflict.
-        claimed = set()
+        claimed: set[str] = set()
         for start in range(0, len(records), BATCH_SIZE):
             ids = [r.request_id for r in records[start : start + BATCH_SIZE]]
             taken = CallRequest.objects.filter(tenant=plan.tenant, request_id__in=ids)

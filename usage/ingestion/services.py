@@ -32,7 +32,7 @@ from django.utils import timezone
 
 from accounts.models import ApiKey
 from accounts.services import credential_touch
-from usage.budgets.services import budgets_after_ingest
+from usage.ingestion.signals import calls_stored
 from usage.ingestion.validation import error, request_id_of, validate_call
 from usage.ledger import partitions, retention
 from usage.models import CallRecord, CallRequest, Model, ModelAlias
@@ -216,8 +216,8 @@ def _stored(checked: CheckedCalls, *, now: dt.datetime, bulk: bool) -> IngestRes
         for row in outcome.conflicts:
             result.reject(row.position, row.request_id, [_CONFLICT])
         _touch_keys(rows, conflicts=outcome.conflicts, now=now)
-        if outcome.accepted:  # budgets: evaluate after the commit (usage.budgets)
-            budgets_after_ingest(checked.tenants)
+        if outcome.accepted:  # budgets subscribe (usage.budgets.receivers) and evaluate after the commit
+            calls_stored.send(sender=CallRecord, tenant_ids=checked.tenants)
     result.errors.sort(key=lambda item: item["index"])
     return result
 

@@ -1,5 +1,7 @@
 """The monitor form: the Monitors page and (through it) the REST API validate rules the same way."""
 
+from typing import cast
+
 from django import forms
 from django.db.models import Q
 
@@ -28,18 +30,18 @@ class MonitorForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.tenant = tenant
         self.instance.tenant = tenant
-        key = self.fields["api_key"]
+        key = cast(forms.ModelChoiceField, self.fields["api_key"])
         key.queryset = ApiKey.objects.filter(tenant=tenant).order_by("name")
         key.to_field_name = "public_id"
         key.empty_label = "All keys of the tenant"
         key.error_messages["invalid_choice"] = "No such API key in this tenant."
-        model = self.fields["model"]
+        model = cast(forms.ModelChoiceField, self.fields["model"])
         # Platform models and the tenant's own private ones; another tenant's private model is no choice.
         model.queryset = Model.objects.filter(Q(tenant__isnull=True) | Q(tenant=tenant)).order_by("name")
         model.to_field_name = "name"
         model.empty_label = "All models"
         model.error_messages["invalid_choice"] = "No such model for this tenant."
-        channels = self.fields["channels"]
+        channels = cast(forms.ModelChoiceField, self.fields["channels"])
         channels.queryset = Budget.objects.filter(tenant=tenant).order_by("name")
         channels.empty_label = None
         channels.error_messages["invalid_choice"] = "No such budget in this tenant."

@@ -1,3 +1,6 @@
+from typing import Any
+
+from django.core.management.base import CommandParser
 from django.db import transaction
 
 from accounts import services
@@ -8,14 +11,14 @@ from accounts.models import Membership, User
 class Command(OperatorCommand):
     help = "Add a user to a tenant (creating the user if new), or change a member's role."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--tenant", required=True, metavar="SLUG", help="The tenant to join.")
         parser.add_argument("email", help="The member's email; the user is created if new.")
         parser.add_argument("--role", choices=Membership.Role.values, default=Membership.Role.VIEWER)
         parser.add_argument("--password", help="Password of a new user (default: generated and printed).")
 
     @transaction.atomic
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         tenant = tenant_by_slug(options["tenant"])
         email = checked_email(options["email"])
         generated = None
@@ -33,7 +36,7 @@ class Command(OperatorCommand):
         self.emit(options, result, _lines(membership, previous, generated))
 
 
-def _lines(membership, previous_role, generated_password):
+def _lines(membership: Membership, previous_role: str | None, generated_password: str | None) -> list[str]:
     who, where = membership.user.email, membership.tenant.slug
     if previous_role is None:
         lines = [f"{who} is now {membership.role} of {where}."]

@@ -1,4 +1,6 @@
-from django.core.management.base import CommandError
+from typing import Any
+
+from django.core.management.base import CommandError, CommandParser
 
 from accounts import services
 from accounts.management.operator import OperatorCommand
@@ -12,10 +14,10 @@ class Command(OperatorCommand):
         "revoke it in the admin."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("name", help="What uses the token, e.g. gateway-eu-1.")
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         name = options["name"].strip()
         # The admin lists tokens by name; two with one name could not be told apart to revoke one.
         if ServiceToken.objects.filter(name__iexact=name).exists():

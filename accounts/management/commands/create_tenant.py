@@ -1,14 +1,17 @@
+from typing import Any
+
+from django.core.management.base import CommandParser
 from django.db import transaction
 
 from accounts import services
 from accounts.management.operator import OperatorCommand, checked_email, checked_password
-from accounts.models import User
+from accounts.models import Tenant, User
 
 
 class Command(OperatorCommand):
     help = "Create a tenant and, optionally, its owner (a new user gets a password, printed once)."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("slug", help="URL name of the tenant, e.g. acme.")
         parser.add_argument("--name", required=True, help="Display name, e.g. 'Acme Corp'.")
         parser.add_argument("--timezone", default="UTC", help="IANA time zone of the tenant's days (default UTC).")
@@ -16,7 +19,7 @@ class Command(OperatorCommand):
         parser.add_argument("--password", help="Password of a new owner (default: generated and printed).")
 
     @transaction.atomic
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         owner = checked_email(options["owner"]) if options["owner"] else None
         password = generated = None
         if owner and not User.objects.filter(email__iexact=owner).exists():
@@ -34,7 +37,7 @@ class Command(OperatorCommand):
         self.emit(options, _result(tenant, owner, generated), _lines(tenant, owner, generated))
 
 
-def _result(tenant, owner, generated_password):
+def _result(tenant: Tenant, owner: str | None, generated_password: str | None) -> dict[str, Any]:
     result = {"id": tenant.pk, "slug": tenant.slug, "name": tenant.name, "timezone": tenant.timezone}
     if owner:
         result["owner"] = owner
@@ -43,7 +46,7 @@ def _result(tenant, owner, generated_password):
     return result
 
 
-def _lines(tenant, owner, generated_password):
+def _lines(tenant: Tenant, owner: str | None, generated_password: str | None) -> list[str]:
     lines = [f"Created tenant “{tenant.name}” (slug {tenant.slug}, time zone {tenant.timezone})."]
     if owner:
         lines.append(f"Owner: {owner}")

@@ -47,7 +47,7 @@ class Command(OperatorCommand):
         }
         form = BudgetForm(data, tenant=tenant)
         if not form.is_valid():
-            errors = "; ".join(f"{field}: {' '.join(messages)}" for field, messages in form.errors.items())
+            errors = "; ".join(f"{field}: {' '.join(map(str, messages))}" for field, messages in form.errors.items())
             raise CommandError(f"Budget not created: {errors}")
         budget, secret = services.budget_create(tenant=tenant, data=form.budget_data())
         status = services.budget_evaluate(budget=budget)

@@ -30,8 +30,8 @@ class Command(BaseCommand):
 
     def _rebuild(self, tenant, first_day, last_day, verbosity):
         bounds = rollups.ledger_day_range(tenant=tenant)
-        span = (last_day or (bounds[1] if bounds else dt.date.today())) - (
-            first_day or (bounds[0] if bounds else dt.date.today())
+        span = (last_day or (bounds[1] if bounds else dt.datetime.now().astimezone().date())) - (
+            first_day or (bounds[0] if bounds else dt.datetime.now().astimezone().date())
         )
         with tqdm(total=span.days + 1, desc=tenant.slug, unit="day", disable=verbosity == 0) as bar:
             return rollups.usage_rebuild(tenant=tenant, first_day=first_day, last_day=last_day, progress=bar.update)
