@@ -479,7 +479,8 @@ def bench_checkout(root, tag, args, workdir):
 
 def report(results, args):
     """Markdown tables: every read and figure per checkout and level, and the 1M / 10k ratio of p95."""
-    columns = [(tag, level) for tag in results for level in ("10k", "1M") if level in results[tag]]
+    levels = dict.fromkeys(("10k", "1M", args.label))  # --reuse --label names a level of its own
+    columns = [(tag, level) for tag in results for level in levels if level in results[tag]]
     first = results[columns[0][0]][columns[0][1]]
     print("\n## Live reads under load: p50 / p95 ms\n")
     print("| read | " + " | ".join(f"{tag} {level}" for tag, level in columns) + " | p95 ratio 1M / 10k |")
