@@ -42,7 +42,7 @@ from urllib.parse import urlencode
 
 HERE = Path(__file__).resolve().parent.parent
 PG = "postgres://postgres@127.0.0.1:5432/"
-BROKER_DB, CACHE_DB = 7, 8
+BROKER_DB, CACHE_DB = 7, 8  # --redis-dbs
 SECRET = "bench-live-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"
 
 
@@ -397,6 +397,8 @@ def measure_level(root, db, fixtures, args, label, port):
         headers = {"Authorization": f"Bearer {fixtures['access']}"}
         base = json.loads(_request(base_conn, "GET", "/api/v1/usage/summary?preset=today", headers=headers))["calls"]
         base -= load.accepted  # what was there before the load (the prober compares against this)
+        figures["calls today at start"] = base
+        figures["load average at start (1, 5, 15 min)"] = [round(load, 2) for load in os.getloadavg()]
         prober.thread.start()
         env = {**env_for(root, db), "LIVE_FIXTURES": json.dumps(fixtures)}
         reads = subprocess.run(
@@ -430,7 +432,10 @@ def measure_level(root, db, fixtures, args, label, port):
             round(lags[-1], 3),
         )
         figures["batches / reads probed"] = (len(lags), len(prober.reads))
-        figures["ingestion API calls/s, 4 clients x 500"] = api_burst(port, fixtures, f"burst-{label}-{time.time_ns()}")
+        if args.burst:
+            figures["ingestion API calls/s, 4 clients x 500"] = api_burst(
+                port, fixtures, f"burst-{label}-{time.time_ns()}"
+            )
     finally:
         server.stop()
     return figures
@@ -440,7 +445,7 @@ def bench_checkout(root, tag, args, workdir):
     db = f"usage_bench_live_{tag}"
     print(f"\n== {tag}: {root} ({db})", flush=True)
     results = {}
-    if args.reuse:
+    if args.reuse or args.grow:
         run(root, db, "manage.py", "migrate", "--no-input")  # the checkout may have moved on since
     else:
         psql(f"DROP DATABASE IF EXISTS {db}")
@@ -453,9 +458,15 @@ def bench_checkout(root, tag, args, workdir):
         import_today(root, db, 0, 10_000, workdir)
     fixtures = json.loads(run(root, db, str(HERE / "bench" / "live.py"), "_fixtures").strip().splitlines()[-1])
     port = 18700 + (0 if tag == "new" else 1)
-    if args.reuse:  # the database of an earlier run, as it is (1M calls today): that level only
-        results["1M"] = measure_level(root, db, fixtures, args, "1M", port)
-        print(f"1M today (reused): {json.dumps(results['1M'])}", flush=True)
+    if args.build_only:
+        return results
+    if args.grow:  # the database of an earlier --build-only run: import up to --today calls today
+        results["import calls/s"] = import_today(root, db, 10_000, args.today - 10_000, workdir)
+        print(f"import of {args.today - 10_000:,} calls today: {results['import calls/s']:,} calls/s", flush=True)
+        return results
+    if args.reuse:  # the database of an earlier run, as it is: one level, named --label
+        results[args.label] = measure_level(root, db, fixtures, args, args.label, port)
+        print(f"{args.label} today (reused): {json.dumps(results[args.label])}", flush=True)
         return results
     results["10k"] = measure_level(root, db, fixtures, args, "10k", port)
     print(f"10k today: {json.dumps(results['10k'])}", flush=True)
@@ -468,7 +479,8 @@ def bench_checkout(root, tag, args, workdir):
 
 def report(results, args):
     """Markdown tables: every read and figure per checkout and level, and the 1M / 10k ratio of p95."""
-    columns = [(tag, level) for tag in results for level in ("10k", "1M") if level in results[tag]]
+    levels = dict.fromkeys(("10k", "1M", args.label))  # --reuse --label names a level of its own
+    columns = [(tag, level) for tag in results for level in levels if level in results[tag]]
     first = results[columns[0][0]][columns[0][1]]
     print("\n## Live reads under load: p50 / p95 ms\n")
     print("| read | " + " | ".join(f"{tag} {level}" for tag, level in columns) + " | p95 ratio 1M / 10k |")
@@ -506,7 +518,16 @@ def main():
         "--reuse", action="store_true", help="measure the databases of an earlier run as they are (1M level only)"
     )
     parser.add_argument("--only", choices=["new", "baseline"], help="measure one checkout only")
+    parser.add_argument("--label", default="1M", help="with --reuse: the level's name in the figures")
+    parser.add_argument(
+        "--build-only", action="store_true", help="build the database (history and 10k calls today), measure nothing"
+    )
+    parser.add_argument("--grow", action="store_true", help="import up to --today calls today into a built database")
+    parser.add_argument("--no-burst", dest="burst", action="store_false", help="skip the ingestion API burst")
+    parser.add_argument("--redis-dbs", default="7,8", help="Redis databases of the broker and the cache (flushed)")
     args = parser.parse_args()
+    global BROKER_DB, CACHE_DB  # noqa: PLW0603 (read by env_for, in this process only)
+    BROKER_DB, CACHE_DB = (int(number) for number in args.redis_dbs.split(","))
     subprocess.run(["redis-cli", "-n", str(BROKER_DB), "flushdb"], check=True, capture_output=True)
     roots = {"new": HERE}
     if args.baseline:
@@ -518,8 +539,10 @@ def main():
         for tag, root in roots.items():
             results[tag] = bench_checkout(root, tag, args, workdir)
     Path(HERE / "artifacts").mkdir(exist_ok=True)
-    (HERE / "artifacts" / "live.json").write_text(json.dumps(results, indent=1))
-    report(results, args)
+    name = f"live-{args.label}-{args.only}.json" if args.reuse and args.only else "live.json"
+    (HERE / "artifacts" / name).write_text(json.dumps(results, indent=1))
+    if not (args.build_only or args.grow):
+        report(results, args)
     return None
 
 
