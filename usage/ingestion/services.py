@@ -53,10 +53,10 @@ if TYPE_CHECKING:
         request_id: str | None
 
     # The ledger's columns in _COLUMNS order: tenant, key, model, instant, the four counts, the
-    # performance (duration, time to first token, status, error type, HTTP status), request id.
+    # performance (duration, time to first token, status, error type, HTTP status), service tier, request id.
     Values = tuple[
         int, int, int, dt.datetime, int, int, int | None, int | None,
-        int | None, int | None, str | None, str | None, int | None, str,
+        int | None, int | None, str | None, str | None, int | None, str | None, str,
     ]  # fmt: skip
     Window = tuple[dt.datetime, dt.datetime]  # earliest and latest instant accepted
     Candidate = tuple[int, ApiKey, Call]  # position, key, call

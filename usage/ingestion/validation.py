@@ -294,7 +294,7 @@ def _validate_in_detail(raw: object) -> tuple[Call | None, list[FieldError]]:
     if errors:
         return None, errors
     # With no error recorded every value is of its field's type (the helpers return them unchecked otherwise).
-    return Call(*values, *performance, tier), errors  # type: ignore[arg-type]
+    return Call(*values, *performance, tier), errors  # type: ignore[arg-type,call-arg]
 
 
 def _performance(raw: Mapping[str, object], errors: list[FieldError]) -> tuple[object, ...]:

@@ -333,8 +333,7 @@ def tier_name(price: Any, cls: PricingClass) -> str:
                 break
         for window in rules.windows:
             if window.holds(cls.half_hour):
-                parts.append(
-                    f"{window.start // 60:02}:{window.start % 60:02}-{window.end // 60:02}:{window.end % 60:02} {window.zone}"
-                )
+                (start_h, start_m), (end_h, end_m) = divmod(window.start, 60), divmod(window.end, 60)
+                parts.append(f"{start_h:02}:{start_m:02}-{end_h:02}:{end_m:02} {window.zone}")
                 break
     return ", ".join(parts)
