@@ -589,6 +589,17 @@ class ReportRow:
     currency: str | None
     totals: Totals = field(default_factory=Totals)
     cost: CostSummary = field(default_factory=CostSummary)
+    # A call-priced row's cost by the rates applied ("batch, >200,000"): [amount or None, tokens]
+    rates: dict[str, list[Any]] = field(default_factory=dict)
+
+    @property
+    def rate_lines(self) -> list[tuple[str, str | None, int]]:
+        """(rates, amount as shown or None when unpriced, tokens), by rates: the report's detail."""
+        currency = self.currency or DEFAULT_CURRENCY
+        return [
+            (name, None if amount is None else money_text(amount, currency), tokens)
+            for name, (amount, tokens) in sorted(self.rates.items())
+        ]
 
 
 @dataclass
@@ -635,6 +646,10 @@ def _report_rows(lines: list[CostLine]) -> list[ReportRow]:
         row = rows.setdefault(key, ReportRow(keys[line.api_key_id], line.model, line.currency))
         row.totals += line.totals
         line.add_to(row.cost)
+        for name, amount, tokens in line.parts:
+            part = row.rates.setdefault(name, [Decimal(0), 0])
+            part[0] = None if amount is None or part[0] is None else part[0] + amount
+            part[1] += tokens
     return sorted(
         rows.values(),
         key=lambda row: (row.api_key.name, row.api_key.public_id, row.model.name, row.currency or "~"),
