@@ -276,13 +276,44 @@ class CostLine:
 
 
 class LineCost(NamedTuple):
-    """A line's exact cost and its currency; both None when no price is in force. ``unpriced``:
-    tokens of a call-priced line's calls whose service tier has no price (not in ``amount``)."""
+    """A line's exact cost and its currency; both None when no price is in force."""
 
     amount: Decimal | None
     currency: str | None
-    unpriced: int = 0
-    parts: tuple[tuple[str, Decimal | None, int], ...] = ()
+
+    @property
+    def unpriced(self) -> int:
+        """Tokens of a call-priced line's calls whose service tier has no price (not in ``amount``)."""
+        return 0
+
+    @property
+    def parts(self) -> tuple[tuple[str, Decimal | None, int], ...]:
+        """A call-priced line's cost by the rates applied: (rates, amount or None, tokens)."""
+        return ()
+
+
+class ClassLineCost(LineCost):
+    """A call-priced line's ``LineCost`` (still equal to its (amount, currency) pair), with the
+    tokens left unpriced and its parts by rates."""
+
+    _unpriced: int
+    _parts: tuple[tuple[str, Decimal | None, int], ...]
+
+    @classmethod
+    def of(
+        cls, amount: Decimal, currency: str, unpriced: int, parts: tuple[tuple[str, Decimal | None, int], ...]
+    ) -> ClassLineCost:
+        cost = cls(amount, currency)
+        cost._unpriced, cost._parts = unpriced, parts
+        return cost
+
+    @property
+    def unpriced(self) -> int:
+        return self._unpriced
+
+    @property
+    def parts(self) -> tuple[tuple[str, Decimal | None, int], ...]:
+        return self._parts
 
 
 class CostedRow(NamedTuple):
@@ -367,7 +398,9 @@ class CostEngine:
                 continue
             amount += cost
             parts[name] = ((part[0] or Decimal(0)) + cost, part[1] + cls.input_tokens + cls.output_tokens)
-        return LineCost(amount, price.currency, unpriced, tuple((n, a, t) for n, (a, t) in sorted(parts.items())))
+        return ClassLineCost.of(
+            amount, price.currency, unpriced, tuple((n, a, t) for n, (a, t) in sorted(parts.items()))
+        )
 
     @classmethod
     def for_query(cls, query: UsageQuery, *, terms_only: bool = False) -> CostEngine:
