@@ -373,3 +373,31 @@ def test_an_unknown_service_tier_is_refused_and_nothing_is_stored(db):
     assert (result.accepted, result.rejected) == (0, 1)
     assert (result.errors[0]["field"], result.errors[0]["code"]) == ("service_tier", "invalid_choice")
     assert not CallRecord.objects.exists() and not UsagePricingClass.objects.exists()
+
+
+def test_every_intake_path_carries_the_service_tier(db):
+    """The JSON API (above), OTLP attributes (OpenAI's conventions, "default" = standard) and
+    LiteLLM's logged cost breakdown all store the tier the call was billed at."""
+    from usage.api import litellm_logs, otlp
+
+    tenant = accounts.tenant_create(slug="t", name="T", timezone_name="UTC")
+    key = accounts.api_key_create(tenant=tenant, name="k")[0]
+    attributes = {"gen_ai.usage.input_tokens": 10, "gen_ai.usage.output_tokens": 2, "gen_ai.request.model": "m"}
+    for response_tier, request_tier, expected in (
+        ("flex", "auto", "flex"),
+        (None, "priority", "priority"),
+        ("default", "flex", "standard"),
+        (None, "auto", None),
+    ):
+        tiers = {"openai.response.service_tier": response_tier, "openai.request.service_tier": request_tier}
+        pairs = [{"key": k, "value": {"stringValue": v}} for k, v in tiers.items() if v]
+        pairs += [{"key": k, "value": {"intValue": str(v)}} for k, v in attributes.items() if isinstance(v, int)]
+        pairs += [{"key": "gen_ai.request.model", "value": {"stringValue": "m"}}]
+        span = otlp._JsonSpan(
+            {"traceId": "ab" * 16, "spanId": "cd" * 8, "endTimeUnixNano": "1790000000000000000", "attributes": pairs}
+        )
+        call = otlp.span_call(span, {"usage_statistics.api_key": key.public_id})
+        assert call.get("service_tier") == expected, tiers
+    payload = {"id": "x", "model": "m", "prompt_tokens": 1, "completion_tokens": 1, "endTime": 1_790_000_000}
+    payload |= {"cost_breakdown": {"service_tier": "batches"}, "metadata": {"user_api_key_alias": key.public_id}}
+    assert litellm_logs.payload_call(payload)["service_tier"] == "batch"

@@ -109,6 +109,21 @@ Performance = tuple[int | None, int | None, str | None, str | None, int | None]
 _NOT_REPORTED: Performance = (None, None, None, None, None)
 
 
+# Names other reports give a service tier (OpenAI's "default" is its standard tier).
+_SERVICE_TIER_NAMES = {"default": "standard", "batches": "batch"}
+
+
+def service_tier_of(value: object) -> object:
+    """A service tier as an intake path reports it, in this product's names: "default" is
+    ``standard``; "auto" (a request's "whichever is available") and empty are not reported
+    (None); anything else is handed on for validation to accept or name (``invalid_choice``)."""
+    if value is None or value == "" or value == "auto":
+        return None
+    if isinstance(value, str):
+        return _SERVICE_TIER_NAMES.get(value.lower(), value.lower())
+    return value
+
+
 class TooLargeInteger:
     """Stands in for a JSON integer too long for Python to convert; it is out of range anyway."""
 
