@@ -98,7 +98,7 @@ def upsert_from_inserted_sql() -> str:
 def recompute(cursor: Any, *, tenant: Any, start: dt.datetime, end: dt.datetime) -> None:
     """Delete and rebuild the tenant's classes of calls in [start, end) (under its exclusive lock)."""
     first, last = start.astimezone(tenant.tz).date(), (end - dt.timedelta(microseconds=1)).astimezone(tenant.tz).date()
-    UsagePricingClass.objects.filter(tenant=tenant, day__range=(first, last)).delete()
+    UsagePricingClass.objects.filter(tenant_id=tenant.pk, day__range=(first, last)).delete()
     if connection.vendor == "postgresql":
         source = "(SELECT *, %s::text AS tz FROM usage_callrecord WHERE tenant_id = %s) AS s"
         cursor.execute(
@@ -109,7 +109,7 @@ def recompute(cursor: Any, *, tenant: Any, start: dt.datetime, end: dt.datetime)
         return
     from usage.models import CallRecord
 
-    rows = CallRecord.objects.filter(tenant=tenant, occurred_at__gte=start, occurred_at__lt=end).values_list(
+    rows = CallRecord.objects.filter(tenant_id=tenant.pk, occurred_at__gte=start, occurred_at__lt=end).values_list(
         "tenant_id", "api_key_id", "model_id", "occurred_at", "input_tokens", "output_tokens", "cached_input_tokens",
         "service_tier",
     )  # fmt: skip
