@@ -423,7 +423,8 @@ def _insert_rows(rows: Sequence[Row], *, now: dt.datetime) -> _Outcome:
     new_values = [first[identity].values for identity in inserted]
     outcome.buckets = increments.hourly_from_values(new_values, zones)
     outcome.stats = performance.stats_from_values(new_values, zones)
-    outcome.classes = pricing.classes_from_values(new_values, zones)
+    if connection.vendor != "postgresql":  # PostgreSQL added them in the insert (_insert_returning_postgresql)
+        outcome.classes = pricing.classes_from_values(new_values, zones)
     return outcome
 
 
@@ -510,12 +511,16 @@ def _insert_returning_postgresql(rows: Sequence[Row], *, now: dt.datetime) -> se
     # are inserted first, and only the rows whose claim was new reach the ledger.
     arrays = ", ".join(f"%b::{kind}[]" for kind in _PG_TYPES)
     columns = ", ".join(_COLUMNS)
+    # The stored rows' pricing classes are added by the database in the same statement (one row
+    # per class reaches no one), as the file import does.
     sql = (
         f"WITH batch AS (SELECT * FROM unnest({arrays}) AS batch ({columns})),"
-        f" claimed AS ({_CLAIM.format(source='batch')})"
-        f" INSERT INTO {_LEDGER} ({columns}, received_at)"
+        f" claimed AS ({_CLAIM.format(source='batch')}),"
+        f" inserted AS (INSERT INTO {_LEDGER} ({columns}, received_at)"
         f" SELECT {', '.join(f'batch.{name}' for name in _COLUMNS)}, %b FROM {_CLAIMED_ROWS.format(source='batch')}"
-        " RETURNING tenant_id, request_id"
+        f" RETURNING {columns}),"
+        f" classes AS ({pricing.upsert_from_inserted_sql()})"
+        " SELECT tenant_id, request_id FROM inserted"
     )
     connection.ensure_connection()
     with psycopg.Cursor(connection.connection) as cursor:
@@ -650,8 +655,8 @@ def _insert_from_staging(cursor: CursorWrapper, *, now: dt.datetime) -> _Outcome
         f" inserted AS (INSERT INTO {_LEDGER} ({columns}, received_at)"
         f" SELECT {staged}, %s FROM {_CLAIMED_ROWS.format(source=_STAGING)} WHERE {_STAGING}.candidate"
         f" RETURNING {columns}),"
-        f" performance AS ({performance.upsert_from_inserted_sql()}),"
-        f" classes AS ({pricing.upsert_from_inserted_sql()})"
+        f" classes AS ({pricing.upsert_from_inserted_sql()}),"
+        f" performance AS ({performance.upsert_from_inserted_sql()})"
         f" {increments.hourly_from_inserted_sql()}",
         [now],
     )
