@@ -143,7 +143,7 @@ def but(names: tuple[str, ...], *allowed: str) -> tuple[str, ...]:
 
 
 # Subject (a package or module prefix) -> what it may not reach, through any chain of imports.
-# Shared ground any layer may use: usage.models, usage.localtime, usage.histograms, usage.outages
+# Shared ground any layer may use: usage.models, usage.localtime, usage.histograms, usage.pricing_rules, usage.outages
 # (logging an outage, publishing a task without waiting) and usageproject's helpers.
 RULES: dict[str, tuple[str, ...]] = {
     # accounts/ is below usage/: people, tenants and keys know nothing of calls.
@@ -152,6 +152,7 @@ RULES: dict[str, tuple[str, ...]] = {
     "usage.models": USAGE_ALL,
     "usage.localtime": USAGE_ALL,
     "usage.histograms": USAGE_ALL,
+    "usage.pricing_rules": USAGE_ALL,
     "usage.outages": USAGE_ALL,
     # Writers: the ledger at the bottom, then the rollups, then ingestion; none reads the query
     # layer or reaches a feature, a page, the API or the tasks that call them.

@@ -4,6 +4,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import ApiKey, Tenant
+from usage import pricing_rules
 
 # The most tokens of one kind a single call may report. Chosen so that no sum the product keeps
 # can overflow or lose exactness: a bucket (bigint, max 9.2e18) would need 9.2e9 calls at the
@@ -90,6 +91,13 @@ class ErrorType(models.TextChoices):
     OTHER = "other", "Other"
 
 
+class ServiceTier(models.TextChoices):
+    STANDARD = "standard"
+    BATCH = "batch"
+    FLEX = "flex"
+    PRIORITY = "priority"
+
+
 class CallRecord(models.Model):
     """One reported model call: the append-only ledger every number is derived from.
 
@@ -116,6 +124,9 @@ class CallRecord(models.Model):
     status = models.CharField(max_length=5, null=True, blank=True, choices=CallStatus.choices)
     error_type = models.CharField(max_length=16, null=True, blank=True, choices=ErrorType.choices)
     http_status = models.SmallIntegerField(null=True, blank=True)
+    # The provider's service tier the call ran at (``usage.pricing_rules``): null means
+    # "not reported", priced as ``standard``.
+    service_tier = models.CharField(max_length=8, null=True, blank=True, choices=ServiceTier.choices)
     request_id = models.CharField(max_length=255)
     received_at = models.DateTimeField(default=timezone.now)
 
@@ -295,6 +306,38 @@ class UsageDaily(RollupFields):
         # The unique index (tenant, day, ...) serves every read: WHERE tenant = %s AND day in [a, b].
 
 
+class UsagePricingClass(models.Model):
+    """Calls of one local day x key x model that a call-dependent price tells apart: their service
+    tier, context band (``usage.pricing_rules.CONTEXT_EDGES``) and UTC half-hour. Sparse:
+    only classes with calls have a row. Read only to cost models whose price has rules or a fee.
+    """
+
+    # No index of its own: the unique index leads with the tenant.
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+", db_index=False)
+    day = models.DateField()
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="+")
+    model = models.ForeignKey(Model, on_delete=models.CASCADE, related_name="+")
+    service_tier = models.CharField(max_length=8, help_text="Empty: not reported (priced as standard).")
+    band = models.SmallIntegerField(help_text="How many context edges the calls' input tokens are above.")
+    half_hour = models.DateTimeField(help_text="The UTC half-hour the calls started in.")
+    calls = models.BigIntegerField()
+    input_tokens = models.BigIntegerField()
+    output_tokens = models.BigIntegerField()
+    cached_input_tokens = models.BigIntegerField(help_text="Not reported counts 0 here.")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "day", "api_key", "model", "service_tier", "band", "half_hour"],
+                name="usagepricingclass_unique",
+            )
+        ]
+        # The unique index (tenant, day, ...) serves every read: WHERE tenant = %s AND day in [a, b].
+
+    def __str__(self):
+        return f"{self.tenant_id}/{self.day}/{self.api_key_id}/{self.model_id} {self.service_tier}:{self.band}"
+
+
 class UsageDailyModel(Sums):
     """One local day per model over all keys: what the "All keys" views read (keys x fewer rows)."""
 
@@ -364,6 +407,14 @@ class ModelPrice(models.Model):
         blank=True,
         help_text="Empty: cached input tokens cost the input price.",
     )
+    request_fee = models.DecimalField(
+        max_digits=18, decimal_places=8, null=True, blank=True, help_text="Fee per request (call), if any."
+    )
+    pricing_rules = models.TextField(
+        blank=True,
+        default="",
+        help_text="Context tiers, service tiers and time windows as JSON (README, Costs); empty: none.",
+    )
     effective_from = models.DateField()
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -390,6 +441,19 @@ class ModelPrice(models.Model):
     def __str__(self):
         scope = self.tenant.slug if self.tenant is not None else "platform"
         return f"{self.model} {scope} from {self.effective_from}"
+
+    def clean(self):
+        """Rules are stored canonical and checked against the base rates (``pricing_rules.check_rules``)."""
+        super().clean()
+        if self.input_per_1k is None or self.output_per_1k is None:
+            return
+        try:
+            self.pricing_rules = pricing_rules.canonical_rules(self.pricing_rules or "")
+            pricing_rules.check_rules(text=self.pricing_rules, base=pricing_rules.base_rates(self))
+        except ValidationError as error:
+            raise ValidationError({"pricing_rules": error.messages}) from None
+        except ValueError as error:
+            raise ValidationError({"pricing_rules": f"not JSON ({error})"}) from None
 
 
 class PriceChange(models.Model):

@@ -11,6 +11,7 @@ must equal it exactly, and show it rounded by the one rule (``usage.reporting.mo
 import csv
 import datetime as dt
 import io
+import json
 import random
 from collections import defaultdict
 from decimal import Decimal
@@ -397,14 +398,19 @@ def test_the_demo_shows_the_exact_month_total(db, traces, monkeypatch):
             terms = prices.filter(tenant=tenant).first() or prices.filter(tenant=None).first()
             if terms is None:
                 continue
-            rates = (terms.currency, terms.input_per_1k, terms.output_per_1k, terms.cached_input_per_1k)
+            from .test_call_prices import call_cost as call_priced_cost
+
+            rules = json.loads(terms.pricing_rules) if terms.pricing_rules else None
+            rates = (terms.input_per_1k, terms.output_per_1k, terms.cached_input_per_1k, terms.request_fee, rules)
             item = {
                 "input_tokens": record.input_tokens,
                 "output_tokens": record.output_tokens,
                 "cached_input_tokens": record.cached_input_tokens,
+                "service_tier": record.service_tier,
             }
-            currency, cost = call_cost(item, rates)
-            total[currency] += cost
+            total[terms.currency] += call_priced_cost(
+                item, tuple(str(r) if isinstance(r, Decimal) else r for r in rates), record.occurred_at
+            )
         assert total, tenant.slug
         month = f"{month_start:%Y-%m}"
         report = token_client(tenant).get("/api/v1/reports/monthly", {"month": month}).json()

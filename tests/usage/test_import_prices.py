@@ -11,6 +11,7 @@ import importlib.util
 import io
 import json
 import random
+import re
 from collections import defaultdict
 from decimal import Decimal
 from fractions import Fraction
@@ -95,25 +96,23 @@ def test_the_litellm_map_is_imported_exactly_onto_names_and_aliases(catalog, pri
     assert "4 added, 0 changed, 0 unchanged" in output
 
 
+# LiteLLM's keys that become pricing rules (a tier above a context edge, a service tier's rates).
+RULE_KEYS = {
+    f"{rate}_{suffix}"
+    for rate in ("input_cost_per_token", "output_cost_per_token", "cache_read_input_token_cost")
+    for suffix in ("above_32k_tokens", "above_128k_tokens", "above_200k_tokens", "above_272k_tokens",
+                   "above_1000k_tokens", "batches", "flex", "priority")
+}  # fmt: skip
+
+
 def test_keys_it_cannot_price_are_reported_not_dropped(catalog, price_map):
     output = _run(price_map, "--format", "litellm", "--effective-from", DAY)
     lines = {line.split(": not imported")[0]: line for line in output.splitlines() if "not supported yet" in line}
     claude = lines["public/claude-sonnet-4-5 (claude-sonnet-4-5)"]
-    for key in (
-        "cache_creation_input_token_cost",
-        "cache_creation_input_token_cost_above_1hr",
-        "input_cost_per_token_batches",
-    ):
+    for key in ("cache_creation_input_token_cost", "cache_creation_input_token_cost_above_1hr"):
         assert key in claude
-    gemini = lines["public/gemini-2.5-pro (gemini/gemini-2.5-pro)"]
-    for key in (
-        "input_cost_per_token_above_200k_tokens",
-        "output_cost_per_token_above_200k_tokens",
-        "input_cost_per_token_flex",
-        "output_cost_per_token_priority",
-    ):
-        assert key in gemini
-    for name, aliases in CATALOG.items():  # every unsupported cost key of every imported entry is named
+    assert "input_cost_per_token_batches" not in claude  # a pricing rule now
+    for name, aliases in CATALOG.items():  # every other cost key of every imported entry is named
         for alias in aliases:
             entry = _map_entry(price_map, alias)
             wanted = {k for k in entry if "cost" in k} - {
@@ -122,8 +121,40 @@ def test_keys_it_cannot_price_are_reported_not_dropped(catalog, price_map):
                 "cache_read_input_token_cost",
             }
             line = lines.get(f"{name} ({alias})", "")
-            assert all(key in line for key in wanted), (alias, wanted)
+            assert all(key in line for key in wanted - RULE_KEYS), (alias, wanted)
+            assert not set(re.findall(r"[a-z0-9_]+", line)) & RULE_KEYS, alias
     assert "match no catalog model or alias" in output
+
+
+def _truth_rates(entry, suffix):
+    """Per-1K (input, output, cached) of ``<rate>_<suffix>`` keys, the base rate where one is left out."""
+    names = ("input_cost_per_token", "output_cost_per_token", "cache_read_input_token_cost")
+    base = [entry.get(name) for name in names]
+    base[2] = base[0] if base[2] is None else base[2]
+    return tuple(entry.get(f"{name}_{suffix}", fallback) * 1000 for name, fallback in zip(names, base, strict=True))
+
+
+def test_context_and_service_tiers_become_pricing_rules(catalog, price_map):
+    """gemini-2.5-pro: a tier above 200k and flex/priority/batch rates; gpt-4o: batch and priority."""
+    _run(price_map, "--format", "litellm", "--effective-from", DAY)
+    for name, alias in (("public/gemini-2.5-pro", "gemini/gemini-2.5-pro"), ("public/gpt-4o", "gpt-4o")):
+        entry = _map_entry(price_map, alias)
+        rules = json.loads(ModelPrice.objects.get(model=catalog[name]).pricing_rules)
+        tiers = {tier["above"]: tier for tier in rules.get("tiers", [])}
+        if "input_cost_per_token_above_200k_tokens" in entry:
+            tier = tiers[200000]
+            got = tuple(Fraction(tier[k]) for k in ("input_per_1k", "output_per_1k", "cached_input_per_1k"))
+            assert got == _truth_rates(entry, "above_200k_tokens"), name
+        for suffix, tier_name in (("batches", "batch"), ("flex", "flex"), ("priority", "priority")):
+            if f"input_cost_per_token_{suffix}" not in entry:
+                assert tier_name not in rules.get("service_tiers", {}), (name, tier_name)
+                continue
+            service = rules["service_tiers"][tier_name]
+            got = tuple(Fraction(service[k]) for k in ("input_per_1k", "output_per_1k", "cached_input_per_1k"))
+            assert got == _truth_rates(entry, suffix), (name, tier_name)
+    assert "service_tiers" in json.loads(ModelPrice.objects.get(model=catalog["public/gpt-4o"]).pricing_rules)
+    change = PriceChange.objects.get(model=catalog["public/gemini-2.5-pro"])
+    assert json.loads(change.new_terms["pricing_rules"])["tiers"][0]["above"] == 200000  # audited
 
 
 def test_a_rerun_changes_nothing(catalog, price_map):

@@ -20,7 +20,16 @@ from accounts import services as accounts
 from tests.usage.ledger_helpers import call_records_import
 from usage.ingestion import services
 from usage.ingestion.validation import ERROR_TYPES, validate_call
-from usage.models import CallRecord, DirtyDay, Model, PerformanceHourly, UsageDaily, UsageDailyModel, UsageHourly
+from usage.models import (
+    CallRecord,
+    DirtyDay,
+    Model,
+    PerformanceHourly,
+    UsageDaily,
+    UsageDailyModel,
+    UsageHourly,
+    UsagePricingClass,
+)
 from usage.reporting.grid import usage_grid
 from usage.reporting.periods import Period
 from usage.reporting.selectors import UsageFilters, usage_rows, usage_series, usage_summary
@@ -78,6 +87,9 @@ class Scenario:
             item["cached_input_tokens"] = rng.randrange(0, item["input_tokens"] + 1)
         if rng.random() < 0.3:
             item["reasoning_tokens"] = rng.randrange(0, item["output_tokens"] + 1)
+        if rng.random() < 0.4:  # the pricing classes' dimensions: a service tier, a long context
+            item["service_tier"] = rng.choice(["standard", "batch", "flex", "priority"])
+            item["input_tokens"] += rng.choice([0, 40_000, 250_000])
         return _with_performance(rng, item)
 
     def batch(self):
@@ -289,8 +301,15 @@ def test_random_interleavings_stay_exact_and_equal_a_rebuild(world, seed):
         tenant.refresh_from_db()
         rollups.usage_rollup_dirty(tenant=tenant)
         before = stored(tenant, lambda day: True)
+        classes = UsagePricingClass.objects.filter(tenant=tenant).values_list(
+            "day", "api_key_id", "model_id", "service_tier", "band", "half_hour", "calls", "input_tokens",
+            "output_tokens", "cached_input_tokens",
+        )  # fmt: skip
+        classes_before = sorted(classes)
+        assert sum(row[6] for row in classes_before) == CallRecord.objects.filter(tenant=tenant).count()
         rollups.usage_rebuild(tenant=tenant)
         assert stored(tenant, lambda day: True) == before
+        assert sorted(classes.all()) == classes_before, "pricing classes: increments equal a rebuild"
     assert CallRecord.objects.filter(tenant=scenario.tenants[0]).exists()
     assert CallRecord.objects.filter(tenant=scenario.tenants[1]).exists()
 

@@ -29,6 +29,8 @@ Mapping (docs/ingestion.md, "LiteLLM"):
 ``error_type``           from ``error_information.error_class``, else its ``error_code`` (the
                          HTTP status) (``usage.ingestion.errors``)
 ``http_status``          ``error_information.error_code`` when it is an HTTP status
+``service_tier``         ``cost_breakdown.service_tier`` (the tier LiteLLM priced the call at;
+                         ``default`` is ``standard``, ``auto`` not reported)
 =======================  =================================================================
 """
 
@@ -99,6 +101,10 @@ def payload_call(payload: Any) -> Any:
         call["cached_input_tokens"] = cached
     if reasoning is not None:
         call["reasoning_tokens"] = reasoning
+    breakdown = payload.get("cost_breakdown")
+    tier = ingest.service_tier_of(breakdown.get("service_tier")) if isinstance(breakdown, dict) else None
+    if tier is not None:
+        call["service_tier"] = tier
     duplicates = duplicate_names(payload)
     return _duplicated(call, duplicates) if duplicates else call
 

@@ -40,6 +40,10 @@ OpenInference's names.
                             conventions leave a successful call's status UNSET)
 ``error_type``              from ``error.type`` and the HTTP status (``usage.ingestion.errors``)
 ``http_status``             ``http.response.status_code`` (or the older ``http.status_code``)
+``service_tier``            ``openai.response.service_tier`` (the tier billed), else
+                            ``openai.request.service_tier``, else their older
+                            ``gen_ai.openai.*`` names; ``default`` is ``standard``, ``auto``
+                            is not reported (``validation.service_tier_of``)
 ==========================  ============================================================
 
 A span is a GenAI call when it has one of the input or output attributes (or OpenInference's
@@ -67,7 +71,7 @@ from usage.api.body import RequestProblem, duplicate_names, parse_json, read_bod
 from usage.api.dropped import log_dropped, reasons_of
 from usage.api.ingest import _authenticate
 from usage.ingestion import errors, services
-from usage.ingestion.validation import DuplicateMembers
+from usage.ingestion.validation import DuplicateMembers, service_tier_of
 from usageproject import metrics
 
 API_KEY_ATTRIBUTE = "usage_statistics.api_key"
@@ -89,6 +93,12 @@ ATTRIBUTES = {
 }
 TOTAL_TOKENS = "llm.token_count.total"
 MODEL_ATTRIBUTES = ("gen_ai.response.model", "llm.model_name", "gen_ai.request.model")
+SERVICE_TIER_ATTRIBUTES = (
+    "openai.response.service_tier",
+    "gen_ai.openai.response.service_tier",
+    "openai.request.service_tier",
+    "gen_ai.openai.request.service_tier",
+)
 _GENAI_MARKERS = (*ATTRIBUTES["input_tokens"], *ATTRIBUTES["output_tokens"], TOTAL_TOKENS)
 _READ = frozenset(
     {*(name for names in ATTRIBUTES.values() for name in names), TOTAL_TOKENS, *MODEL_ATTRIBUTES}
@@ -312,6 +322,11 @@ def span_call(span, resource_attributes):
         if value is not None:
             call[field] = value
     call.update(_performance(span, attributes))
+    tier = next(
+        (tier for name in SERVICE_TIER_ATTRIBUTES if (tier := service_tier_of(attributes.get(name))) is not None), None
+    )
+    if tier is not None:
+        call["service_tier"] = tier
     conflicts = _conflicting(pairs)
     if conflicts:  # rejected by the service as duplicate_field, as a JSON member named twice is
         call = DuplicateMembers(call)

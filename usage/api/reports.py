@@ -4,6 +4,8 @@ The page, its CSV and this endpoint all build on ``usage.reporting.costs.expense
 form, so their rows and totals are the same to the last digit.
 """
 
+import json
+
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, serializers
 from rest_framework.response import Response
@@ -16,6 +18,7 @@ from usage.api.throttling import AccessTokenThrottle
 from usage.localtime import tenant_today
 from usage.reporting.costs import expense_report
 from usage.reporting.filters import MonthlyReportForm
+from usage.reporting.money import amount_text
 
 
 def _key_fields(api_key):
@@ -31,10 +34,21 @@ def _price(use):
         "input_per_1k": str(price.input_per_1k),
         "output_per_1k": str(price.output_per_1k),
         "cached_input_per_1k": None if price.cached_input_per_1k is None else str(price.cached_input_per_1k),
+        "request_fee": None if price.request_fee is None else str(price.request_fee),
+        "pricing_rules": json.loads(price.pricing_rules) if price.pricing_rules else None,
         "effective_from": price.effective_from.isoformat(),
         "first_day": use.first_day.isoformat(),
         "last_day": use.last_day.isoformat(),
     }
+
+
+def _rates(row):
+    """A call-priced row's cost by the rates applied (service tier, context tier, window); [] for flat prices."""
+    currency = row.currency or "USD"
+    return [
+        {"rates": name, "amount": None if amount is None else amount_text(amount, currency), "tokens": tokens}
+        for name, (amount, tokens) in sorted(row.rates.items())
+    ]
 
 
 def report_as_json(tenant, report):
@@ -43,7 +57,7 @@ def report_as_json(tenant, report):
     rows = [
         {**_key_fields(row.api_key), "model": row.model.name, "currency": row.currency}
         | row.totals.as_dict()
-        | {"cost": row.cost.as_api()}
+        | {"cost": row.cost.as_api(), "rates": _rates(row)}
         for row in report.rows
     ]
     keys = [

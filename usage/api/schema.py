@@ -85,6 +85,13 @@ def _gateway_components(max_items):
             "output_tokens": _int("Output tokens, reasoning ones included."),
             "cached_input_tokens": _int("At most input_tokens (exceeds_input); null: not reported.", nullable=True),
             "reasoning_tokens": _int("At most output_tokens (exceeds_output); null: not reported.", nullable=True),
+            "service_tier": {
+                "type": "string",
+                "enum": ["standard", "batch", "flex", "priority"],
+                "nullable": True,
+                "description": "The provider's service tier the call ran at; null or absent: not reported (priced as"
+                " standard).",
+            },
         },
     }
     item_error = {

@@ -10,6 +10,7 @@ rerun adds just the hours since.
 
 import datetime as dt
 import itertools
+import json
 import math
 import random
 from dataclasses import dataclass
@@ -93,6 +94,25 @@ BASE_ERRORS = (("server_error", 0.003), ("rate_limited", 0.002), ("timeout", 0.0
 MODEL_SPECS = {spec.name: spec for spec in MODELS}
 # A price cut 30 days ago, so cost estimates visibly use the price of each call's day.
 PRICE_CHANGE = ("public/deepseek-r1", ("0.00041", "0.00164", "0.0001"))
+# Prices that depend on the call (``usage.pricing_rules``): the key BATCH_KEY's calls run at
+# the ``batch`` service tier, half price where the model's price names it; public/deepseek-r1 has
+# DeepSeek's off-peak window (75% off from 16:30 to 00:30 UTC); TIERED_MODEL bills a call above
+# 32,000 input tokens at its long-context rates (LONG_CONTEXT_SHARE of its calls are that long).
+BATCH_KEY = "batch-jobs"
+_BATCH = {"batch": {"factor": "0.5"}}
+PRICE_RULES = {
+    "public/deepseek-r1": {
+        "service_tiers": _BATCH,
+        "windows": [{"start": "16:30", "end": "00:30", "zone": "UTC", "factor": "0.25"}],
+    },
+    "public/deepseek-v3": {"service_tiers": _BATCH},
+    "public/qwen2.5-72b-instruct": {
+        "service_tiers": _BATCH,
+        "tiers": [{"above": 32000, "input_per_1k": "0.0008", "output_per_1k": "0.0024"}],
+    },
+}
+TIERED_MODEL = "public/qwen2.5-72b-instruct"
+LONG_CONTEXT_SHARE = 0.05
 
 
 @dataclass(frozen=True)
@@ -246,14 +266,18 @@ def ensure_models():
 def _price(model, effective_from, prices):
     input_price, output_price = Decimal(prices[0]), Decimal(prices[1])
     cached_price = Decimal(prices[2]) if prices[2] is not None else None
-    return ModelPrice(
+    rules = PRICE_RULES.get(model.name)
+    price = ModelPrice(
         model=model,
         currency="USD",
         input_per_1k=input_price,
         output_per_1k=output_price,
         cached_input_per_1k=cached_price,
+        pricing_rules=json.dumps(rules) if rules else "",
         effective_from=effective_from,
     )
+    price.clean()  # checks the rules and stores them canonical
+    return price
 
 
 def ensure_prices(models, today):
@@ -335,6 +359,7 @@ class Call(NamedTuple):
     status: str | None = None
     error_type: str | None = None
     http_status: int | None = None
+    service_tier: str | None = None
 
 
 _HTTP_STATUS = {"rate_limited": 429, "timeout": 504, "server_error": 500}
@@ -383,6 +408,7 @@ def synthetic_hour(plan, config, day, hour, start, incident=False):
     for model, spec in plan.models:
         rng = random.Random(f"{SEED}|{plan.spec.slug}|{spec.name}|{day.isoformat()}|{hour}")
         pick_key = _key_chooser(rng, weighted_keys, start + HOUR)
+        batch_key = plan.keys[BATCH_KEY].pk if BATCH_KEY in plan.keys else None
         count = int(base * spec.share * rng.uniform(0.75, 1.25) + rng.random())
         hit = incident and spec.name == INCIDENT_MODEL
         effects = {"slowdown": INCIDENT_SLOWDOWN, "rate_limited": INCIDENT_RATE_LIMITED} if hit else {}
@@ -390,6 +416,8 @@ def synthetic_hour(plan, config, day, hour, start, incident=False):
             spike = i >= count
             at = start + dt.timedelta(seconds=rng.random() * 3600)
             input_tokens, output_tokens = _tokens(rng, spec.input_median), _tokens(rng, spec.output_median)
+            if spec.name == TIERED_MODEL and rng.random() < LONG_CONTEXT_SHARE:
+                input_tokens += 40_000  # a long-context call, billed at the tier above 32,000
             cached = int(input_tokens * rng.choice((0, 0, 0.25, 0.5, 0.8))) if spec.cached else None
             reasoning = round(output_tokens * rng.uniform(0.35, 0.75)) if spec.reasoning else None
             request_id = f"{REQUEST_PREFIX}{spec.name}-{day:%Y%m%d}T{hour:02d}-{i}"
@@ -398,7 +426,7 @@ def synthetic_hour(plan, config, day, hour, start, incident=False):
             if measured["status"] == "error":  # the provider bills a refused call nothing
                 input_tokens, output_tokens, cached, reasoning = 0, 0, None, None
             call = Call(request_id, key_id, model.pk, at, input_tokens, output_tokens, cached, reasoning)
-            calls.append(call._replace(**measured))
+            calls.append(call._replace(**measured, service_tier="batch" if key_id == batch_key else None))
     return calls
 
 
@@ -417,8 +445,10 @@ def replay_hour(plan, config, day, hour, start):
             request_id = f"{REQUEST_PREFIX}{trace_id}-{day:%Y%m%d}T{hour:02d}"
             at = start + dt.timedelta(seconds=offset)
             spec = MODEL_SPECS.get(model.name, MODELS[1])
-            call = Call(request_id, pick_key(), model.pk, at, input_tokens, output_tokens)
-            calls.append(call._replace(**performance(rng, spec, output_tokens, errors=False)))
+            key_id = pick_key()
+            call = Call(request_id, key_id, model.pk, at, input_tokens, output_tokens)
+            tier = "batch" if BATCH_KEY in plan.keys and key_id == plan.keys[BATCH_KEY].pk else None
+            calls.append(call._replace(**performance(rng, spec, output_tokens, errors=False), service_tier=tier))
     return calls
 
 

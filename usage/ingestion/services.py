@@ -36,7 +36,7 @@ from usage.ingestion.signals import calls_stored
 from usage.ingestion.validation import error, request_id_of, validate_call
 from usage.ledger import partitions, retention
 from usage.models import CallRecord, CallRequest, Model, ModelAlias
-from usage.rollups import increments, performance
+from usage.rollups import increments, performance, pricing
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Iterable, Sequence
@@ -53,10 +53,10 @@ if TYPE_CHECKING:
         request_id: str | None
 
     # The ledger's columns in _COLUMNS order: tenant, key, model, instant, the four counts, the
-    # performance (duration, time to first token, status, error type, HTTP status), request id.
+    # performance (duration, time to first token, status, error type, HTTP status), service tier, request id.
     Values = tuple[
         int, int, int, dt.datetime, int, int, int | None, int | None,
-        int | None, int | None, str | None, str | None, int | None, str,
+        int | None, int | None, str | None, str | None, int | None, str | None, str,
     ]  # fmt: skip
     Window = tuple[dt.datetime, dt.datetime]  # earliest and latest instant accepted
     Candidate = tuple[int, ApiKey, Call]  # position, key, call
@@ -109,6 +109,7 @@ class Content(NamedTuple):
     status: str | None
     error_type: str | None
     http_status: int | None
+    service_tier: str | None
 
 
 class Row(NamedTuple):
@@ -135,6 +136,7 @@ class Row(NamedTuple):
             call.status,
             call.error_type,
             call.http_status,
+            call.service_tier,
         )
         return cls(index, key, Identity(tenant_id, call.request_id), content, (tenant_id, *content, call.request_id))
 
@@ -156,6 +158,8 @@ class _Outcome:
     buckets: dict[increments.HourKey, increments.Sums] = field(default_factory=dict)
     # Their performance buckets (``usage.rollups.performance``), when added in Python.
     stats: dict[performance.StatKey, int] = field(default_factory=dict)
+    # Their pricing classes (``usage.rollups.pricing``), when added in Python.
+    classes: dict[pricing.ClassKey, list[int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -388,6 +392,7 @@ def _store(checked: CheckedCalls, *, now: dt.datetime, bulk: bool) -> _Outcome:
         # Last, so the bucket rows other batches of the tenant also add to stay locked only briefly;
         # performance first in both paths (the import adds it in its insert statement).
         performance.apply(outcome.stats)
+        pricing.apply(outcome.classes)
         increments.apply(outcome.buckets)
     return outcome
 
@@ -418,6 +423,8 @@ def _insert_rows(rows: Sequence[Row], *, now: dt.datetime) -> _Outcome:
     new_values = [first[identity].values for identity in inserted]
     outcome.buckets = increments.hourly_from_values(new_values, zones)
     outcome.stats = performance.stats_from_values(new_values, zones)
+    if connection.vendor != "postgresql":  # PostgreSQL added them in the insert (_insert_returning_postgresql)
+        outcome.classes = pricing.classes_from_values(new_values, zones)
     return outcome
 
 
@@ -435,6 +442,7 @@ _COLUMNS = (
     "status",
     "error_type",
     "http_status",
+    "service_tier",
     "request_id",
 )
 _CONTENT_COLUMNS = _COLUMNS[1:-1]  # what "same content" compares, in Row.content's order
@@ -452,6 +460,7 @@ _PG_TYPES = (
     "text",
     "text",
     "int2",
+    "text",
     "text",
 )
 
@@ -502,12 +511,16 @@ def _insert_returning_postgresql(rows: Sequence[Row], *, now: dt.datetime) -> se
     # are inserted first, and only the rows whose claim was new reach the ledger.
     arrays = ", ".join(f"%b::{kind}[]" for kind in _PG_TYPES)
     columns = ", ".join(_COLUMNS)
+    # The stored rows' pricing classes are added by the database in the same statement (one row
+    # per class reaches no one), as the file import does.
     sql = (
         f"WITH batch AS (SELECT * FROM unnest({arrays}) AS batch ({columns})),"
-        f" claimed AS ({_CLAIM.format(source='batch')})"
-        f" INSERT INTO {_LEDGER} ({columns}, received_at)"
+        f" claimed AS ({_CLAIM.format(source='batch')}),"
+        f" inserted AS (INSERT INTO {_LEDGER} ({columns}, received_at)"
         f" SELECT {', '.join(f'batch.{name}' for name in _COLUMNS)}, %b FROM {_CLAIMED_ROWS.format(source='batch')}"
-        " RETURNING tenant_id, request_id"
+        f" RETURNING {columns}),"
+        f" classes AS ({pricing.upsert_from_inserted_sql()})"
+        " SELECT tenant_id, request_id FROM inserted"
     )
     connection.ensure_connection()
     with psycopg.Cursor(connection.connection) as cursor:
@@ -619,7 +632,7 @@ def _copy_rows(rows: Sequence[Row], *, stream: bytes, now: dt.datetime) -> _Outc
             f"CREATE TEMPORARY TABLE {_STAGING} (line int8, candidate boolean, tenant_id int8, api_key_id int8,"
             " model_id int8, occurred_at timestamptz, input_tokens int8, output_tokens int8,"
             " cached_input_tokens int8, reasoning_tokens int8, duration_ms int4, time_to_first_token_ms int4,"
-            " status text, error_type text, http_status int2, request_id text) ON COMMIT DROP"
+            " status text, error_type text, http_status int2, service_tier text, request_id text) ON COMMIT DROP"
         )
         with cursor.copy(f"COPY {_STAGING} (line, candidate, {columns}) FROM STDIN (FORMAT BINARY)") as copy:
             copy.write(stream)
@@ -642,6 +655,7 @@ def _insert_from_staging(cursor: CursorWrapper, *, now: dt.datetime) -> _Outcome
         f" inserted AS (INSERT INTO {_LEDGER} ({columns}, received_at)"
         f" SELECT {staged}, %s FROM {_CLAIMED_ROWS.format(source=_STAGING)} WHERE {_STAGING}.candidate"
         f" RETURNING {columns}),"
+        f" classes AS ({pricing.upsert_from_inserted_sql()}),"
         f" performance AS ({performance.upsert_from_inserted_sql()})"
         f" {increments.hourly_from_inserted_sql()}",
         [now],

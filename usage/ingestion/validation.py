@@ -25,6 +25,8 @@ Every rejection names a ``field`` (or null for the item as a whole) and a stable
                        ``ERROR_TYPES``
 ``exceeds_duration``   ``time_to_first_token_ms`` is above ``duration_ms``
 ``requires_error``     ``error_type`` on a call whose ``status`` is ``ok``
+``invalid_choice``     ``service_tier`` is not one of ``SERVICE_TIERS`` (null or absent: not
+                       reported, priced as ``standard``)
 
 Performance (all optional, null or absent = not reported): ``duration_ms`` and
 ``time_to_first_token_ms`` are whole milliseconds from 0 to ``MAX_DURATION_MS``; ``http_status``
@@ -46,7 +48,7 @@ import json
 import re
 from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
-from usage.models import MAX_TOKENS, CallStatus, ErrorType
+from usage.models import MAX_TOKENS, CallStatus, ErrorType, ServiceTier
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -63,7 +65,7 @@ if TYPE_CHECKING:
 TEXT_MAX_LENGTH = 255
 REQUIRED_FIELDS = ("request_id", "api_key", "model", "occurred_at", "input_tokens", "output_tokens")
 PERFORMANCE_FIELDS = ("duration_ms", "time_to_first_token_ms", "status", "error_type", "http_status")
-OPTIONAL_FIELDS = ("cached_input_tokens", "reasoning_tokens", *PERFORMANCE_FIELDS)
+OPTIONAL_FIELDS = ("cached_input_tokens", "reasoning_tokens", *PERFORMANCE_FIELDS, "service_tier")
 FIELDS = REQUIRED_FIELDS + OPTIONAL_FIELDS
 COUNT_FIELDS = ("input_tokens", "output_tokens", "cached_input_tokens", "reasoning_tokens")
 INTEGER_FIELDS = (*COUNT_FIELDS, "duration_ms", "time_to_first_token_ms", "http_status")
@@ -72,6 +74,7 @@ INTEGER_FIELDS = (*COUNT_FIELDS, "duration_ms", "time_to_first_token_ms", "http_
 MAX_DURATION_MS = 7 * 24 * 3600 * 1000
 STATUSES = tuple(CallStatus.values)
 ERROR_TYPES = tuple(ErrorType.values)
+SERVICE_TIERS = tuple(ServiceTier.values)
 _PERFORMANCE_FIELDS = frozenset(PERFORMANCE_FIELDS)
 _KNOWN_FIELDS = frozenset(FIELDS)
 _MISSING = object()
@@ -99,10 +102,26 @@ class Call(NamedTuple):
     status: str | None = None
     error_type: str | None = None
     http_status: int | None = None
+    service_tier: str | None = None
 
 
 Performance = tuple[int | None, int | None, str | None, str | None, int | None]
 _NOT_REPORTED: Performance = (None, None, None, None, None)
+
+
+# Names other reports give a service tier (OpenAI's "default" is its standard tier).
+_SERVICE_TIER_NAMES = {"default": "standard", "batches": "batch"}
+
+
+def service_tier_of(value: object) -> object:
+    """A service tier as an intake path reports it, in this product's names: "default" is
+    ``standard``; "auto" (a request's "whichever is available") and empty are not reported
+    (None); anything else is handed on for validation to accept or name (``invalid_choice``)."""
+    if value is None or value == "" or value == "auto":
+        return None
+    if isinstance(value, str):
+        return _SERVICE_TIER_NAMES.get(value.lower(), value.lower())
+    return value
 
 
 class TooLargeInteger:
@@ -230,7 +249,10 @@ def _plainly_valid(raw: object) -> Call | None:
         performance = _plain_performance(raw)
     if performance is None:
         return None
-    return Call(request_id, api_key, model, instant, inp, out, cached, reasoning, *performance)
+    tier = get("service_tier")
+    if tier is not None and tier not in SERVICE_TIERS:
+        return None
+    return Call(request_id, api_key, model, instant, inp, out, cached, reasoning, *performance, tier)
 
 
 def _plain_performance(raw: dict[str, Any]) -> Performance | None:
@@ -281,10 +303,13 @@ def _validate_in_detail(raw: object) -> tuple[Call | None, list[FieldError]]:
     _within(values[4], values[6], "cached_input_tokens", "exceeds_input", "input_tokens", errors)
     _within(values[5], values[7], "reasoning_tokens", "exceeds_output", "output_tokens", errors)
     performance = _performance(raw, errors)
+    tier = raw.get("service_tier")
+    if tier is not None and tier not in SERVICE_TIERS:
+        errors.append(error("service_tier", "invalid_choice", f"Must be one of {', '.join(SERVICE_TIERS)}."))
     if errors:
         return None, errors
     # With no error recorded every value is of its field's type (the helpers return them unchecked otherwise).
-    return Call(*values, *performance), errors  # type: ignore[arg-type]
+    return Call(*values, *performance, tier), errors  # type: ignore[arg-type,call-arg]
 
 
 def _performance(raw: Mapping[str, object], errors: list[FieldError]) -> tuple[object, ...]:

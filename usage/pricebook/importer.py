@@ -6,8 +6,15 @@ Two formats:
   of model name -> entry with per-token USD prices. ``input_cost_per_token``,
   ``output_cost_per_token`` and ``cache_read_input_token_cost`` become the per-1K input, output
   and cached input prices (times 1000, exact: numbers are read as ``Decimal``, never float).
-  Every other ``*cost*`` key of an imported model (cache writes, tiers above N tokens, batches,
-  flex, priority, ...) is listed as "not imported (not supported yet)".
+  Context tiers and service tiers become the price's ``pricing_rules``
+  (``usage.pricing_rules``): ``input_cost_per_token_above_200k_tokens``,
+  ``output_cost_per_token_above_200k_tokens`` and ``cache_read_input_token_cost_above_200k_tokens``
+  a tier above 200,000 (likewise 32k, 128k, 272k and 1000k: the context edges; a rate the entry
+  leaves out is the base one); ``input_cost_per_token_batches``, ``output_cost_per_token_batches``,
+  ``cache_read_input_token_cost_batches`` the ``batch`` service tier's rates (``_flex``: ``flex``,
+  ``_priority``: ``priority``). Every other ``*cost*`` key of an imported model (cache writes,
+  tiers at other edges, a tier of a service tier such as ``..._above_200k_tokens_batches``, ...)
+  is listed as "not imported (not supported yet)".
 - ``native``: this product's own, JSON ``{"prices": [row, ...]}`` or CSV with a header, rows
   of ``model``, ``currency``, ``input_per_1k``, ``output_per_1k``, ``cached_input_per_1k``
   (empty: as input), ``effective_from`` (YYYY-MM-DD; default ``--effective-from``) and
@@ -37,6 +44,7 @@ from django.utils import timezone
 from accounts.models import Tenant
 from usage.models import Model, ModelAlias, ModelPrice
 from usage.pricebook.services import Actor, price_save, price_terms
+from usage.pricing_rules import CONTEXT_EDGES, canonical_rules
 
 FORMATS = ("litellm", "native")
 _THOUSAND = Decimal(1000)
@@ -71,6 +79,7 @@ class Entry:
     effective_from: dt.date
     currency: str
     rates: dict[str, Decimal | None]
+    rules: str = ""  # canonical pricing_rules (LiteLLM's tiers and service tiers)
 
 
 @dataclass
@@ -127,6 +136,54 @@ class _Catalog:
         return self.models.get(name) or self.aliases.get(name)
 
 
+# LiteLLM's suffixes of the service tiers' rates -> this product's service tier names.
+_LITELLM_SERVICE_TIERS = {"batches": "batch", "flex": "flex", "priority": "priority"}
+_LITELLM_RULE_RATES = {
+    "input_cost_per_token": "input_per_1k",
+    "output_cost_per_token": "output_per_1k",
+    "cache_read_input_token_cost": "cached_input_per_1k",
+}
+
+
+def _litellm_override(
+    name: str, item: dict[str, Any], suffix: str, rates: dict[str, Decimal | None], used: set[str]
+) -> dict[str, str] | None:
+    """The rates of ``<rate key>_<suffix>`` keys as a rules override (base rates fill the gaps)."""
+    found = {ours: f"{theirs}_{suffix}" for theirs, ours in _LITELLM_RULE_RATES.items() if f"{theirs}_{suffix}" in item}
+    if not found:
+        return None
+    override: dict[str, str] = {}
+    for ours in _LITELLM_RULE_RATES.values():
+        key = found.get(ours)
+        value = _per_1k(item[key], f"{name}.{key}") if key else rates[ours]
+        if value is None and ours == "cached_input_per_1k":
+            value = rates["input_per_1k"] if "input_per_1k" not in found else Decimal(override["input_per_1k"])
+        override[ours] = format(value, "f")
+        used.update(found.values())
+    return override
+
+
+def _litellm_rules(name: str, item: dict[str, Any], rates: dict[str, Decimal | None]) -> tuple[str, set[str]]:
+    """(canonical pricing_rules, the keys they used) of an entry's context and service tiers."""
+    used: set[str] = set()
+    tiers = []
+    for edge in CONTEXT_EDGES:
+        override = _litellm_override(name, item, f"above_{edge // 1000}k_tokens", rates, used)
+        if override is not None:
+            tiers.append({"above": edge, **override})
+    services = {}
+    for suffix, tier in _LITELLM_SERVICE_TIERS.items():
+        override = _litellm_override(name, item, suffix, rates, used)
+        if override is not None:
+            services[tier] = override
+    rules: dict[str, Any] = {}
+    if tiers:
+        rules["tiers"] = tiers
+    if services:
+        rules["service_tiers"] = services
+    return (canonical_rules(json.dumps(rules)) if rules else ""), used
+
+
 def _litellm_entries(data: Any, catalog: _Catalog, tenant: Tenant | None, day: dt.date, result: ImportResult):
     if not isinstance(data, dict):
         raise PriceFileError("A LiteLLM price map is a JSON object of model name -> entry")
@@ -143,10 +200,11 @@ def _litellm_entries(data: Any, catalog: _Catalog, tenant: Tenant | None, day: d
         for theirs, ours in _LITELLM_RATES.items():
             if item.get(theirs) is not None:
                 rates[ours] = _per_1k(item[theirs], f"{name}.{theirs}")
-        others = sorted(key for key in item if "cost" in key and key not in _LITELLM_RATES)
+        rules, used = _litellm_rules(name, item, rates)
+        others = sorted(key for key in item if "cost" in key and key not in _LITELLM_RATES and key not in used)
         if others:
             result.not_supported[f"{model.name} ({name})"] = others
-        entries.append(Entry(name, model, tenant, day, "USD", rates))
+        entries.append(Entry(name, model, tenant, day, "USD", rates, rules))
     return entries
 
 
@@ -256,7 +314,11 @@ def _one_per_price(entries: list[Entry]) -> list[Entry]:
     for entry in entries:
         key = (entry.model.pk, entry.tenant.pk if entry.tenant else None, entry.effective_from)
         other = seen.setdefault(key, entry)
-        if other is not entry and (other.rates, other.currency) != (entry.rates, entry.currency):
+        if other is not entry and (other.rates, other.currency, other.rules) != (
+            entry.rates,
+            entry.currency,
+            entry.rules,
+        ):
             raise PriceFileError(
                 f"{other.source!r} and {entry.source!r} both name {entry.model.name} with different prices"
             )
@@ -279,6 +341,7 @@ def _apply(entry: Entry, actor: Actor, result: ImportResult) -> None:
         tenant=entry.tenant,
         currency=entry.currency,
         effective_from=entry.effective_from,
+        pricing_rules=entry.rules,
         **entry.rates,
     )
     if current is not None:
@@ -289,6 +352,7 @@ def _apply(entry: Entry, actor: Actor, result: ImportResult) -> None:
         if current.effective_from == entry.effective_from:
             for name, rate in entry.rates.items():
                 setattr(current, name, rate)
+            current.pricing_rules = entry.rules
             current.currency = entry.currency
             price_save(price=current, actor=actor)
             result.changed.append(label)

@@ -84,7 +84,7 @@ def _replaced(book: PriceBook, original: ModelPrice | None, new: ModelPrice | No
     prices: list[Price] = [p for p in book.prices() if original is None or p.pk != original.pk]
     if new is not None and new.tenant_id in (None, tenant.pk):
         prices.append(new)
-    return PriceBook(prices)
+    return PriceBook(prices, tenant=tenant)
 
 
 def _tenant_rows(

@@ -82,7 +82,7 @@ def cut_day(query: UsageQuery, cutoff: dt.datetime, priced: bool) -> dict[int, t
     key = query.cache_key("cutday", cutoff, priced)
     result = cache.get(key)
     if result is None:
-        result = _costed(query, _cut_day_lines(query, cutoff), priced)
+        result = _costed(query, _cut_day_lines(query, cutoff), priced, cutoff)
         cache.set(key, result, timeout=CUT_DAY_CACHE_SECONDS)
     return result
 
@@ -108,16 +108,17 @@ def _cut_day_lines(query: UsageQuery, cutoff: dt.datetime) -> dict[tuple[Any, ..
 
 
 def _costed(
-    query: UsageQuery, lines: dict[tuple[Any, ...], Totals], priced: bool
+    query: UsageQuery, lines: dict[tuple[Any, ...], Totals], priced: bool, cutoff: dt.datetime | None = None
 ) -> dict[int, tuple[Totals, CostSummary]]:
     """Lines (key x model of one day) to {model id: (Totals, CostSummary)} by the cost engine."""
     engine = CostEngine.for_query(query, terms_only=True) if priced else None
     day = query.period.start
     result: dict[int, tuple[Totals, CostSummary]] = {}
-    for (_key_id, model_id), totals in lines.items():
+    for (key_id, model_id), totals in lines.items():
         model_totals, summary = result.get(model_id, (Totals(), CostSummary()))
         if engine is not None:
-            cost = engine.line(day, model_id, totals)
+            cost = engine.line(day, model_id, totals, api_key_id=key_id, until=cutoff)
+            summary.unpriced_tokens += cost.unpriced
             if cost.currency is not None and cost.amount is not None:
                 summary.merge(CostSummary({cost.currency: cost.amount}))
             else:

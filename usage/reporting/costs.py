@@ -44,9 +44,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple, cast
 from django.db.models import Q
 
 from accounts.models import ApiKey
-from usage import localtime
+from usage import localtime, pricing_rules
 from usage.models import Model, ModelPrice
-from usage.reporting import costs_sql
+from usage.reporting import call_costs, costs_sql
 from usage.reporting.money import amount_text, money_text
 from usage.reporting.periods import Period
 from usage.reporting.query import UsageQuery, query_of
@@ -99,6 +99,8 @@ class PriceTerms(NamedTuple):
     input_per_1k: Decimal
     output_per_1k: Decimal
     cached_input_per_1k: Decimal | None
+    request_fee: Decimal | None
+    pricing_rules: str
     effective_from: dt.date
 
 
@@ -109,7 +111,8 @@ Price = ModelPrice | PriceTerms
 class PriceBook:
     """The prices of some models for one tenant, answering "which price is in force on a day"."""
 
-    def __init__(self, prices: Iterable[Price]) -> None:
+    def __init__(self, prices: Iterable[Price], *, tenant: Tenant | None = None) -> None:
+        self.tenant = tenant  # whose calls a call-priced price is costed from (``call_costs``)
         self._dates: dict[tuple[int, bool], list[dt.date]] = {}  # (model_id, is_contract) -> sorted dates
         self._prices: dict[tuple[int, bool], list[Price]] = {}  # (model_id, is_contract) -> prices, same order
         for price in sorted(prices, key=lambda p: p.effective_from):
@@ -158,8 +161,8 @@ def prices_in_force(
     if period is not None:
         prices = prices.filter(effective_from__lte=period.end)
     if terms_only:
-        return PriceBook(PriceTerms._make(row) for row in prices.values_list(*PriceTerms._fields))
-    return PriceBook(prices.select_related("model"))
+        return PriceBook((PriceTerms._make(row) for row in prices.values_list(*PriceTerms._fields)), tenant=tenant)
+    return PriceBook(prices.select_related("model"), tenant=tenant)
 
 
 def row_cost(resolver: PriceBook, day: dt.date, model_id: int, totals: Totals) -> LineCost:
@@ -186,7 +189,13 @@ class CostSummary:
     def currencies(self) -> list[str]:
         return sorted(self.amounts)
 
-    def add_line(self, *, amount: Decimal | None, currency: str | None, totals: Totals, model_name: str) -> None:
+    def add_line(
+        self, *, amount: Decimal | None, currency: str | None, totals: Totals, model_name: str, unpriced: int = 0
+    ) -> None:
+        if unpriced:  # a call-priced line whose calls of some service tier have no price
+            self.unpriced_tokens += unpriced
+            if model_name not in self.unpriced_models:
+                bisect.insort(self.unpriced_models, model_name)
         if currency is None:
             self.unpriced_tokens += totals.total_tokens
             if model_name not in self.unpriced_models:
@@ -244,13 +253,22 @@ class CostLine:
     totals: Totals
     price: Price | None
     amount: Decimal | None
+    unpriced: int = 0  # tokens of calls the call-priced price has no rate for
+    # (rates named as "batch, >200,000", exact amount, tokens) of a call-priced line, for the report
+    parts: tuple[tuple[str, Decimal | None, int], ...] = ()
 
     @property
     def currency(self) -> str | None:
         return self.price.currency if self.price else None
 
     def add_to(self, summary: CostSummary) -> CostSummary:
-        summary.add_line(amount=self.amount, currency=self.currency, totals=self.totals, model_name=self.model.name)
+        summary.add_line(
+            amount=self.amount,
+            currency=self.currency,
+            totals=self.totals,
+            model_name=self.model.name,
+            unpriced=self.unpriced,
+        )
         return summary
 
 
@@ -262,6 +280,40 @@ class LineCost(NamedTuple):
 
     amount: Decimal | None
     currency: str | None
+
+    @property
+    def unpriced(self) -> int:
+        """Tokens of a call-priced line's calls whose service tier has no price (not in ``amount``)."""
+        return 0
+
+    @property
+    def parts(self) -> tuple[tuple[str, Decimal | None, int], ...]:
+        """A call-priced line's cost by the rates applied: (rates, amount or None, tokens)."""
+        return ()
+
+
+class ClassLineCost(LineCost):
+    """A call-priced line's ``LineCost`` (still equal to its (amount, currency) pair), with the
+    tokens left unpriced and its parts by rates."""
+
+    _unpriced: int
+    _parts: tuple[tuple[str, Decimal | None, int], ...]
+
+    @classmethod
+    def of(
+        cls, amount: Decimal, currency: str, unpriced: int, parts: tuple[tuple[str, Decimal | None, int], ...]
+    ) -> ClassLineCost:
+        cost = cls(amount, currency)
+        cost._unpriced, cost._parts = unpriced, parts
+        return cost
+
+    @property
+    def unpriced(self) -> int:
+        return self._unpriced
+
+    @property
+    def parts(self) -> tuple[tuple[str, Decimal | None, int], ...]:
+        return self._parts
 
 
 class CostedRow(NamedTuple):
@@ -290,6 +342,65 @@ class CostEngine:
 
     def __init__(self, book: PriceBook) -> None:
         self.book = book
+        self._class_days: dict[tuple[dt.date, int | None], call_costs.ClassIndex] = {}
+
+    def call_priced_models(self, period: Period) -> set[int]:
+        """Models with a call-priced price that may be in force within ``period``."""
+        return {
+            price.model_id
+            for price in self.book.prices()
+            if price.effective_from <= period.end and pricing_rules.is_call_priced(price)
+        }
+
+    def _day_classes(
+        self,
+        day: dt.date,
+        model_id: int,
+        api_key_id: int | None,
+        until: dt.datetime | None,
+        index: call_costs.ClassIndex | None = None,
+    ) -> list[pricing_rules.PricingClass]:
+        tenant = self.book.tenant
+        if tenant is None:
+            raise ValueError("A call-priced price is costed from a tenant's calls: load the book with its tenant")
+        if index is None:
+            cache_key = (day, api_key_id) if until is None else (day, -1)
+            index = self._class_days.get(cache_key) if until is None else None
+            if index is None:
+                models = self.call_priced_models(Period(day, day))
+                index = call_costs.class_index(
+                    tenant=tenant, first=day, last=day, model_ids=models, api_key_id=api_key_id, until=until
+                )
+                if until is None:
+                    self._class_days[cache_key] = index
+        if api_key_id is not None:
+            return index.get((day, api_key_id, model_id), [])
+        return [cls for (d, _k, m), classes in index.items() if d == day and m == model_id for cls in classes]
+
+    def _class_line(
+        self,
+        price: Price,
+        day: dt.date,
+        model_id: int,
+        api_key_id: int | None,
+        until: dt.datetime | None = None,
+        index: call_costs.ClassIndex | None = None,
+    ) -> LineCost:
+        amount, unpriced = Decimal(0), 0
+        parts: dict[str, tuple[Decimal | None, int]] = {}
+        for cls in self._day_classes(day, model_id, api_key_id, until, index):
+            cost = pricing_rules.class_cost(price, cls)
+            name = pricing_rules.tier_name(price, cls)
+            part = parts.get(name, (Decimal(0), 0))
+            if cost is None:
+                unpriced += cls.input_tokens + cls.output_tokens
+                parts[name] = (None, part[1] + cls.input_tokens + cls.output_tokens)
+                continue
+            amount += cost
+            parts[name] = ((part[0] or Decimal(0)) + cost, part[1] + cls.input_tokens + cls.output_tokens)
+        return ClassLineCost.of(
+            amount, price.currency, unpriced, tuple((n, a, t) for n, (a, t) in sorted(parts.items()))
+        )
 
     @classmethod
     def for_query(cls, query: UsageQuery, *, terms_only: bool = False) -> CostEngine:
@@ -307,23 +418,58 @@ class CostEngine:
     def fingerprint(self) -> str:
         return price_fingerprint(self.book)
 
-    def line(self, day: dt.date, model_id: int, totals: Totals) -> LineCost:
-        """The cost of one local day x key x model line at the price in force that day."""
+    def line(
+        self,
+        day: dt.date,
+        model_id: int,
+        totals: Totals,
+        *,
+        api_key_id: int | None = None,
+        until: dt.datetime | None = None,
+    ) -> LineCost:
+        """The cost of one local day x key x model line at the price in force that day.
+
+        A call-priced price is costed from the line's pricing classes: ``api_key_id`` names the
+        line's key (None: all keys of the day), ``until`` the instant a partial day ends at."""
         price = self.book.price_for(model_id, day)
         if price is None:
             return LineCost(None, None)
+        if pricing_rules.is_call_priced(price):
+            return self._class_line(price, day, model_id, api_key_id, until)
         return LineCost(line_cost(price=price, totals=totals), price.currency)
 
     def costed_row(self, day: dt.date, api_key: ApiKey, model: Model, totals: Totals) -> CostedRow:
-        return CostedRow(day, api_key, model, totals, self.line(day, model.pk, totals))
+        return CostedRow(day, api_key, model, totals, self.line(day, model.pk, totals, api_key_id=api_key.pk))
+
+    def preload(self, query: UsageQuery) -> call_costs.ClassIndex:
+        """The pricing classes of the query's call-priced models, in one query."""
+        models = self.call_priced_models(query.period)
+        if query.model is not None:
+            models &= {query.model.pk}
+        if not models or self.book.tenant is None:
+            return {}
+        return call_costs.class_index(
+            tenant=self.book.tenant,
+            first=query.period.start,
+            last=query.period.end,
+            model_ids=models,
+            api_key_id=query.api_key.pk if query.api_key is not None else None,
+        )
 
     def lines(self, query: UsageQuery) -> list[CostLine]:
         """Every costed line of the query, from one usage query."""
         grouped = query_usage(query, bucket="day", dims=("api_key", "model"))
         models = Model.objects.in_bulk({model_id for _day, _key, model_id in grouped})
+        index = self.preload(query)
         lines = []
         for (day, key_id, model_id), totals in sorted(grouped.items()):
             price = self.book.price_for(model_id, day)
+            if price is not None and pricing_rules.is_call_priced(price):
+                cost = self._class_line(price, day, model_id, key_id, index=index)
+                lines.append(
+                    CostLine(day, key_id, models[model_id], totals, price, cost.amount, cost.unpriced, cost.parts)
+                )
+                continue
             amount = line_cost(price=price, totals=totals) if price else None
             lines.append(CostLine(day, key_id, models[model_id], totals, price, amount))
         return lines
@@ -342,8 +488,30 @@ class CostEngine:
         return result
 
     def _in_sql(self, query: UsageQuery, groups: tuple[GroupName, ...]) -> Summaries:
+        """The SQL engine's sums of the flat-priced lines, plus the call-priced lines (which it
+        leaves out) costed from their pricing classes."""
         rows = costs_sql.cost_rows(query, book=self.book, groups=groups)
-        return _summaries_from_rows(list(rows))
+        result = _summaries_from_rows(list(rows))
+        if self.call_priced_models(query.period) and self.book.tenant is not None:
+            self._add_call_priced(query, groups, result)
+        return result
+
+    def _add_call_priced(self, query: UsageQuery, groups: tuple[GroupName, ...], result: Summaries) -> None:
+        index = self.preload(query)
+        line_keys = sorted(index)
+        names = costs_sql.model_names({model_id for _d, _k, model_id in line_keys})
+        for day, key_id, model_id in line_keys:
+            price = self.book.price_for(model_id, day)
+            if price is None or not pricing_rules.is_call_priced(price):
+                continue
+            cost = self._class_line(price, day, model_id, key_id, index=index)
+            values = {"day": day, "api_key": key_id, "model": model_id}
+            summary = result.setdefault(tuple(values[name] for name in groups), CostSummary())
+            if cost.unpriced:
+                summary.unpriced_tokens += cost.unpriced
+                if names[model_id] not in summary.unpriced_models:
+                    bisect.insort(summary.unpriced_models, names[model_id])
+            summary.amounts[price.currency] = summary.amounts.get(price.currency, Decimal(0)) + (cost.amount or 0)
 
     def _closed_days(self, query: UsageQuery, groups: tuple[GroupName, ...]) -> Summaries:
         """Like ``_in_sql`` for days before today, cached until those days or the prices change.
@@ -454,6 +622,17 @@ class ReportRow:
     currency: str | None
     totals: Totals = field(default_factory=Totals)
     cost: CostSummary = field(default_factory=CostSummary)
+    # A call-priced row's cost by the rates applied ("batch, >200,000"): [amount or None, tokens]
+    rates: dict[str, list[Any]] = field(default_factory=dict)
+
+    @property
+    def rate_lines(self) -> list[tuple[str, str | None, int]]:
+        """(rates, amount as shown or None when unpriced, tokens), by rates: the report's detail."""
+        currency = self.currency or DEFAULT_CURRENCY
+        return [
+            (name, None if amount is None else money_text(amount, currency), tokens)
+            for name, (amount, tokens) in sorted(self.rates.items())
+        ]
 
 
 @dataclass
@@ -500,6 +679,10 @@ def _report_rows(lines: list[CostLine]) -> list[ReportRow]:
         row = rows.setdefault(key, ReportRow(keys[line.api_key_id], line.model, line.currency))
         row.totals += line.totals
         line.add_to(row.cost)
+        for name, amount, tokens in line.parts:
+            part = row.rates.setdefault(name, [Decimal(0), 0])
+            part[0] = None if amount is None or part[0] is None else part[0] + amount
+            part[1] += tokens
     return sorted(
         rows.values(),
         key=lambda row: (row.api_key.name, row.api_key.public_id, row.model.name, row.currency or "~"),

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from django.db import connection
 
 from usage.models import Model, UsageDaily, UsageDailyModel
+from usage.pricing_rules import is_call_priced
 from usage.reporting.periods import Period
 from usage.reporting.query import UsageQuery, query_of
 
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
     from usage.reporting.selectors import UsageFilters
 
 _GROUP_COLUMNS = {"model": "d.model_id", "api_key": "d.api_key_id", "day": "d.day"}
-_NO_PRICE = "(-1, NULL::date, NULL::date, 0::numeric, 0::numeric, 0::numeric, NULL::text)"
+_NO_PRICE = "(-1, NULL::date, NULL::date, 0::numeric, 0::numeric, 0::numeric, NULL::text, false)"
 _PER_TOKEN = Decimal(1000)
 
 
@@ -69,9 +70,10 @@ def _price_values(book: PriceBook, period: Period) -> tuple[str, list[Any]]:
     rows, params = [], []
     for model_id, first, last, price in price_runs(book, period):
         cached = price.input_per_1k if price.cached_input_per_1k is None else price.cached_input_per_1k
-        rows.append("(%s, %s::date, %s::date, %s::numeric, %s::numeric, %s::numeric, %s)")
+        rows.append("(%s, %s::date, %s::date, %s::numeric, %s::numeric, %s::numeric, %s, %s)")
         params += [model_id, first, last, price.input_per_1k / _PER_TOKEN, price.output_per_1k / _PER_TOKEN]
-        params += [cached / _PER_TOKEN, price.currency]
+        # A call-priced run is left out here: ``CostEngine`` costs it from its pricing classes.
+        params += [cached / _PER_TOKEN, price.currency, is_call_priced(price)]
     return ", ".join(rows or [_NO_PRICE]), params
 
 
@@ -80,7 +82,7 @@ def _statement(price_rows: str, group_columns: list[str], scoped: str) -> str:
     group_names = "".join(f"g{index}, " for index in range(len(group_columns)))
     positions = ", ".join(str(position) for position in range(1, len(group_columns) + 3))
     return f"""
-        WITH p (model_id, first_day, last_day, inp, outp, cachedp, currency) AS (VALUES {price_rows}),
+        WITH p (model_id, first_day, last_day, inp, outp, cachedp, currency, cx) AS (VALUES {price_rows}),
         lines AS MATERIALIZED (
             SELECT {group_select}d.model_id, p.currency, d.input_tokens + d.output_tokens AS tokens,
                    (d.input_tokens - d.cached) * p.inp + d.cached * p.cachedp + d.output_tokens * p.outp AS cost
@@ -88,6 +90,7 @@ def _statement(price_rows: str, group_columns: list[str], scoped: str) -> str:
                   FROM {UsageDaily._meta.db_table}
                   WHERE tenant_id = %s AND day BETWEEN %s AND %s {scoped}) d
             LEFT JOIN p ON p.model_id = d.model_id AND d.day BETWEEN p.first_day AND p.last_day
+            WHERE p.cx IS NOT TRUE
         )
         SELECT {group_names}currency, CASE WHEN currency IS NULL THEN model_id END, SUM(cost), SUM(tokens)
         FROM lines GROUP BY {positions}

@@ -55,7 +55,10 @@ def terms(price: Price | None) -> str:
     """The stored form of the price in force (None: no price), compared on every read."""
     if price is None:
         return ""
-    return f"{TERMS_FORMAT} {price.currency} {price.input_per_1k} {price.output_per_1k} {price.cached_input_per_1k}"
+    return (
+        f"{TERMS_FORMAT} {price.currency} {price.input_per_1k} {price.output_per_1k} {price.cached_input_per_1k}"
+        f" {price.request_fee} {price.pricing_rules}"
+    )
 
 
 class DayCost(NamedTuple):
@@ -69,10 +72,12 @@ class DayCost(NamedTuple):
     unpriced: int
 
 
-def applies(query: UsageQuery, *, dirty: bool, closed: bool) -> bool:
-    """Stored costs serve closed, clean days of the per-model daily grid of all keys (PostgreSQL)."""
+def applies(query: UsageQuery, *, dirty: bool, closed: bool, call_priced: bool = False) -> bool:
+    """Stored costs serve closed, clean days of the per-model daily grid of all keys (PostgreSQL),
+    while no call-priced price (``usage.pricing_rules``) may be in force in the period."""
     return (
-        connection.vendor == "postgresql"
+        not call_priced
+        and connection.vendor == "postgresql"
         and closed
         and not dirty
         and query.bucket == "day"

@@ -25,7 +25,15 @@ from django.conf import settings
 from django.http import StreamingHttpResponse
 
 from usage import localtime
-from usage.reporting.costs import DEFAULT_CURRENCY, CostedRow, CostEngine, PriceBook, price_text, prices_in_force
+from usage.reporting.costs import (
+    DEFAULT_CURRENCY,
+    CostedRow,
+    CostEngine,
+    PriceBook,
+    line_cost,
+    price_text,
+    prices_in_force,
+)
 from usage.reporting.export import _Echo, _text
 from usage.reporting.selectors import Totals, usage_rows
 
@@ -104,7 +112,10 @@ def split_amount(
     engine: CostEngine, day: dt.date, model_id: int, line_amount: Decimal, classes: list[TokenClass]
 ) -> list[Decimal]:
     """Each class's cost; they add up to ``line_amount`` exactly (see the module's docstring)."""
-    parts = [engine.line(day, model_id, cls.totals).amount or Decimal(0) for cls in classes]
+    # At the base rates: a call-priced line (tiers, service tiers, windows, fees) is split in the
+    # same proportions, and the rest below puts its exact total back.
+    price = engine.book.price_for(model_id, day)
+    parts = [line_cost(price=price, totals=cls.totals) if price else Decimal(0) for cls in classes]
     rest = line_amount - sum(parts, Decimal(0))
     if rest:
         largest = max(range(len(parts)), key=lambda i: (parts[i], classes[i].tokens))

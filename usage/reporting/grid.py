@@ -176,7 +176,8 @@ def _read(query: UsageQuery, engine: CostEngine, *, dirty: bool = False, closed:
     priced = engine.priced
     if dirty and priced:
         return _read_lines(query, engine)
-    if priced and day_costs.applies(query, dirty=dirty, closed=closed):
+    call_priced = bool(engine.call_priced_models(query.period))
+    if priced and day_costs.applies(query, dirty=dirty, closed=closed, call_priced=call_priced):
         return _read_stored(query, engine)
     grouped = query_usage(query, bucket=query.bucket, dims=(query.by,))
     grid = _empty_grid(query, grouped, priced)
@@ -227,7 +228,8 @@ def _read_lines(query: UsageQuery, engine: CostEngine) -> UsageGrid:
     day_index = {day: index for index, day in enumerate(grid.days)}
     for (day, key_id, model_id), totals in lines.items():
         usage, index = grid.models[model_id if query.by == "model" else key_id], day_index[day]
-        cost = engine.line(day, model_id, totals)
+        cost = engine.line(day, model_id, totals, api_key_id=key_id)
+        usage.unpriced[index] += cost.unpriced
         if cost.currency is None:
             usage.unpriced[index] += totals.total_tokens
         else:

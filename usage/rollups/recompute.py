@@ -50,8 +50,16 @@ from usage.localtime import (
     local_hour_start,
     local_midnight,
 )
-from usage.models import CallRecord, DirtyDay, PerformanceHourly, UsageDaily, UsageDailyModel, UsageHourly
-from usage.rollups import performance
+from usage.models import (
+    CallRecord,
+    DirtyDay,
+    PerformanceHourly,
+    UsageDaily,
+    UsageDailyModel,
+    UsageHourly,
+    UsagePricingClass,
+)
+from usage.rollups import performance, pricing
 from usage.rollups.increments import lock_tenant_exclusive
 
 if TYPE_CHECKING:
@@ -180,6 +188,7 @@ def usage_rollup_days(*, tenant: Tenant, first_day: dt.date, last_day: dt.date) 
             _insert_hourly(cursor, tenant, hourly_start, end)
             PerformanceHourly.objects.filter(tenant=tenant, hour__gte=hourly_start, hour__lt=end).delete()
             _insert_performance(cursor, tenant, hourly_start, end)
+            pricing.recompute(cursor, tenant=tenant, start=hourly_start, end=end)
         UsageDaily.objects.filter(tenant=tenant, day__range=(first_day, last_day)).delete()
         _insert_daily(cursor, tenant, start, end)
         UsageDailyModel.objects.filter(tenant=tenant, day__range=(first_day, last_day)).delete()
@@ -286,6 +295,7 @@ def _drop_rollups_outside(
     daily: list[QuerySet[Any]] = [
         UsageDaily.objects.filter(tenant=tenant),
         UsageDailyModel.objects.filter(tenant=tenant),
+        UsagePricingClass.objects.filter(tenant=tenant),
     ]
     if available_from is not None:
         hourly = [queryset.filter(hour__gte=local_midnight(tenant, available_from)) for queryset in hourly]

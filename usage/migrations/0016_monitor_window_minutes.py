@@ -23,7 +23,7 @@ def minutes_to_hours(apps, schema_editor):
 class Migration(migrations.Migration):
     dependencies = [
         ("accounts", "0002_two_factor_sso"),
-        ("usage", "0014_monitors"),
+        ("usage", "0015_call_prices"),
     ]
 
     operations = [
