@@ -124,12 +124,14 @@ def test_state_is_within_warning_or_exceeded(tenant, api_key, llm):
 
 def test_a_new_budget_fires_nothing_for_the_period_before_it_existed(tenant, api_key, llm, committed):
     yesterday = start_of_today(tenant) - dt.timedelta(hours=12)
+    # Evaluated late in the day, whatever the wall clock: early in it 600 would also forecast 1000.
+    late = start_of_today(tenant) + dt.timedelta(hours=23, minutes=59)
     spend(tenant, api_key, llm, 5000, at=yesterday)  # yesterday's day: 500% of the budget below
     b = budget(tenant, amount=1000, period="day", emails="ops@acme.test", thresholds=[50, 80, 100])
-    committed(services.budget_evaluate, budget=b)
+    committed(services.budget_evaluate, budget=b, now=late)
     assert fired(b) == [] and AlertDelivery.objects.count() == 0 and mail.outbox == []
     spend(tenant, api_key, llm, 600)  # today, the budget's first period: that alerts
-    committed(services.budget_evaluate, budget=b)
+    committed(services.budget_evaluate, budget=b, now=late)
     assert fired(b) == [("threshold", 50)]
 
 
