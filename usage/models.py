@@ -110,6 +110,10 @@ class CallRecord(models.Model):
     # Null means "not reported", which is not the same as 0.
     cached_input_tokens = models.BigIntegerField(null=True, blank=True)
     reasoning_tokens = models.BigIntegerField(null=True, blank=True)
+    # Cache writes (inside input_tokens, apart from the cached reads) and the part of them
+    # written for one hour (inside cache_creation_input_tokens); null: not reported.
+    cache_creation_input_tokens = models.BigIntegerField(null=True, blank=True)
+    cache_creation_1h_input_tokens = models.BigIntegerField(null=True, blank=True)
     # Performance (``usage.ingestion.validation``): null means "not reported", which is not 0.
     duration_ms = models.IntegerField(null=True, blank=True, help_text="Request to last byte, in milliseconds.")
     time_to_first_token_ms = models.IntegerField(null=True, blank=True)
@@ -133,6 +137,11 @@ class CallRecord(models.Model):
                 & (Q(cached_input_tokens__isnull=True) | Q(cached_input_tokens__gte=0))
                 & (Q(reasoning_tokens__isnull=True) | Q(reasoning_tokens__gte=0)),
                 name="callrecord_tokens_not_negative",
+            ),
+            models.CheckConstraint(
+                condition=(Q(cache_creation_input_tokens__isnull=True) | Q(cache_creation_input_tokens__gte=0))
+                & (Q(cache_creation_1h_input_tokens__isnull=True) | Q(cache_creation_1h_input_tokens__gte=0)),
+                name="callrecord_cache_writes_not_negative",
             ),
             models.CheckConstraint(
                 condition=(Q(duration_ms__isnull=True) | Q(duration_ms__gte=0))
@@ -221,6 +230,8 @@ class Sums(models.Model):
     output_tokens = models.BigIntegerField()
     cached_input_tokens = models.BigIntegerField(null=True)
     reasoning_tokens = models.BigIntegerField(null=True)
+    cache_creation_input_tokens = models.BigIntegerField(null=True)
+    cache_creation_1h_input_tokens = models.BigIntegerField(null=True)
 
     class Meta:
         abstract = True
@@ -363,6 +374,27 @@ class ModelPrice(models.Model):
         null=True,
         blank=True,
         help_text="Empty: cached input tokens cost the input price.",
+    )
+    cache_write_per_1k = models.DecimalField(
+        max_digits=18,
+        decimal_places=8,
+        null=True,
+        blank=True,
+        help_text="Cache writes (5-minute). Empty: cache writes cost the input price.",
+    )
+    cache_write_1h_per_1k = models.DecimalField(
+        max_digits=18,
+        decimal_places=8,
+        null=True,
+        blank=True,
+        help_text="Cache writes kept for one hour. Empty: the cache write price.",
+    )
+    reasoning_per_1k = models.DecimalField(
+        max_digits=18,
+        decimal_places=8,
+        null=True,
+        blank=True,
+        help_text="Reasoning tokens (inside the output). Empty: reasoning costs the output price.",
     )
     effective_from = models.DateField()
     created_at = models.DateTimeField(default=timezone.now)

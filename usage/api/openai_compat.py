@@ -372,12 +372,16 @@ def _ledger_cells(query: UsageQuery, buckets: Buckets, indexes: list[int], cells
         spans |= Q(occurred_at__gte=buckets.starts[first], occurred_at__lt=buckets.next(buckets.starts[last]))
     rows = query.calls().filter(spans)
     columns = ("occurred_at", "api_key_id", "model_id", "input_tokens", "output_tokens")
-    for at, key_id, model_id, inp, out, cached, reasoning in rows.values_list(
-        *columns, "cached_input_tokens", "reasoning_tokens"
-    ).iterator(chunk_size=5000):
+    optional = (
+        "cached_input_tokens",
+        "reasoning_tokens",
+        "cache_creation_input_tokens",
+        "cache_creation_1h_input_tokens",
+    )
+    for at, key_id, model_id, inp, out, *counts in rows.values_list(*columns, *optional).iterator(chunk_size=5000):
         position = buckets.index(at)
         if position is not None:
-            cells[position, key_id, model_id] += Totals(1, inp, out, cached, reasoning)
+            cells[position, key_id, model_id] += Totals(1, inp, out, *counts)
 
 
 def _runs(indexes: list[int]) -> list[tuple[int, int]]:

@@ -17,6 +17,15 @@ class TotalsSerializer(serializers.Serializer):
     reasoning_tokens = serializers.IntegerField(
         allow_null=True, help_text="Reasoning tokens (part of the output); null when no call reported them."
     )
+    cache_creation_input_tokens = serializers.IntegerField(
+        allow_null=True,
+        help_text="Input tokens written to the cache (part of the input, apart from the cached reads); "
+        "null when no call reported them.",
+    )
+    cache_creation_1h_input_tokens = serializers.IntegerField(
+        allow_null=True,
+        help_text="The part of cache_creation_input_tokens written for one hour; null when no call reported them.",
+    )
 
 
 class PeriodSerializer(serializers.Serializer):
@@ -173,6 +182,8 @@ class CallSerializer(serializers.ModelSerializer):
             "total_tokens",
             "cached_input_tokens",
             "reasoning_tokens",
+            "cache_creation_input_tokens",
+            "cache_creation_1h_input_tokens",
             "duration_ms",
             "time_to_first_token_ms",
             "status",
@@ -186,6 +197,10 @@ class CallSerializer(serializers.ModelSerializer):
             "output_tokens": {"help_text": "Output (completion) tokens."},
             "cached_input_tokens": {"help_text": "Input tokens served from cache; null when not reported."},
             "reasoning_tokens": {"help_text": "Reasoning tokens; null when not reported."},
+            "cache_creation_input_tokens": {"help_text": "Input tokens written to the cache; null when not reported."},
+            "cache_creation_1h_input_tokens": {
+                "help_text": "The one-hour part of the cache writes; null: not reported."
+            },
             "duration_ms": {"help_text": "Request to last byte, in milliseconds; null when not reported."},
             "time_to_first_token_ms": {"help_text": "Time to the first token, in ms; null when not reported."},
             "status": {"help_text": "ok or error; null when not reported."},

@@ -46,6 +46,7 @@ _TABLE = UsageDailyModel._meta.db_table
 TERMS_FORMAT = "exact"
 _READ_SQL = f"""
 SELECT id, day, model_id, calls, input_tokens, output_tokens, cached_input_tokens, reasoning_tokens,
+       cache_creation_input_tokens, cache_creation_1h_input_tokens,
        revision, cost_revision, cost_terms, cost_currency, cost_amount, cost_unpriced
 FROM {_TABLE} WHERE tenant_id = %s AND day BETWEEN %s AND %s
 """
@@ -63,7 +64,7 @@ class DayCost(NamedTuple):
 
     day: dt.date
     model_id: int
-    sums: list[Any]  # calls, input, output, cached, reasoning: Totals' fields
+    sums: list[Any]  # calls, input, output, cached, reasoning, cache writes, 1h writes: Totals' fields
     currency: str | None
     amount: Decimal | None
     unpriced: int
