@@ -448,7 +448,8 @@ class PriceChange(models.Model):
         help_text="Empty: platform.",
     )
     action = models.CharField(max_length=8, choices=Action.choices)
-    # {"currency", "input_per_1k", "output_per_1k", "cached_input_per_1k", "effective_from"} as
+    # {"currency", "input_per_1k", "output_per_1k", "cached_input_per_1k", "cache_write_per_1k",
+    # "cache_write_1h_per_1k", "reasoning_per_1k", "effective_from"} (the last three since issue 26) as
     # strings (exact decimals); null before an addition and after a deletion.
     old_terms = models.JSONField(null=True, blank=True)
     new_terms = models.JSONField(null=True, blank=True)

@@ -107,6 +107,14 @@ class SavingSerializer(serializers.Serializer):
     currency = serializers.CharField(help_text="ISO 4217 code of the amount.")
 
 
+class ClassCostSerializer(serializers.Serializer):
+    currency = serializers.CharField(help_text="ISO 4217 code of the amounts.")
+    input = serializers.CharField(help_text="Exact cost of the uncached input tokens (input - cached - cache writes).")
+    cached_read = serializers.CharField(help_text="Exact cost of the cached reads.")
+    cache_write = serializers.CharField(help_text="Exact cost of the cache writes (5-minute and one-hour).")
+    output = serializers.CharField(help_text="Exact cost of the output tokens, reasoning included.")
+
+
 class BreakdownRowSerializer(GroupSerializer, TotalsSerializer):
     share = serializers.FloatField(help_text="This row's share of the total tokens of the range, 0 to 1.")
     cost = cost_list("Cost of the row's usage; the rows' costs add up to the summary's.")
@@ -124,6 +132,11 @@ class BreakdownRowSerializer(GroupSerializer, TotalsSerializer):
         help_text="What cached reads saved against the input price: cached x (input - cached input price) / 1000 "
         "at the price in force on each local day, exact, one object per currency; empty when nothing was saved "
         "(no cached reads, no cached input price, or unpriced). Per model: null in a breakdown by api_key.",
+    )
+    cost_by_class = ClassCostSerializer(
+        many=True,
+        help_text="The row's priced cost per token class, one object per currency (exact decimal strings); the "
+        "classes of a currency add up to its cost amount exactly. Empty when nothing is priced.",
     )
 
 

@@ -4,13 +4,16 @@ Two formats:
 
 - ``litellm``: LiteLLM's public price map (``model_prices_and_context_window.json``): an object
   of model name -> entry with per-token USD prices. ``input_cost_per_token``,
-  ``output_cost_per_token`` and ``cache_read_input_token_cost`` become the per-1K input, output
-  and cached input prices (times 1000, exact: numbers are read as ``Decimal``, never float).
-  Every other ``*cost*`` key of an imported model (cache writes, tiers above N tokens, batches,
-  flex, priority, ...) is listed as "not imported (not supported yet)".
+  ``output_cost_per_token``, ``cache_read_input_token_cost``, ``cache_creation_input_token_cost``,
+  ``cache_creation_input_token_cost_above_1hr`` and ``output_cost_per_reasoning_token`` become
+  the per-1K input, output, cached input, cache write, one-hour cache write and reasoning prices
+  (times 1000, exact: numbers are read as ``Decimal``, never float). Every other ``*cost*`` key
+  of an imported model (tiers above N tokens, batches, flex, priority, ...) is listed as "not
+  imported (not supported yet)".
 - ``native``: this product's own, JSON ``{"prices": [row, ...]}`` or CSV with a header, rows
   of ``model``, ``currency``, ``input_per_1k``, ``output_per_1k``, ``cached_input_per_1k``
-  (empty: as input), ``effective_from`` (YYYY-MM-DD; default ``--effective-from``) and
+  (empty: as input), ``cache_write_per_1k`` (empty: as input), ``cache_write_1h_per_1k``
+  (empty: as the cache write price), ``reasoning_per_1k`` (empty: as output), ``effective_from`` (YYYY-MM-DD; default ``--effective-from``) and
   ``tenant`` (a slug; empty: ``--tenant``, else the platform price). Amounts are decimal strings.
 
 A name is a catalog model's name or one of its aliases (``ModelAlias``); entries naming no model
@@ -45,16 +48,13 @@ _LITELLM_RATES = {
     "input_cost_per_token": "input_per_1k",
     "output_cost_per_token": "output_per_1k",
     "cache_read_input_token_cost": "cached_input_per_1k",
+    "cache_creation_input_token_cost": "cache_write_per_1k",
+    "cache_creation_input_token_cost_above_1hr": "cache_write_1h_per_1k",
+    "output_cost_per_reasoning_token": "reasoning_per_1k",
 }
-NATIVE_FIELDS = (
-    "model",
-    "currency",
-    "input_per_1k",
-    "output_per_1k",
-    "cached_input_per_1k",
-    "effective_from",
-    "tenant",
-)
+# Optional rates of the native format: empty means "as the rule says" (usage.reporting.costs.rates).
+OPTIONAL_RATES = ("cached_input_per_1k", "cache_write_per_1k", "cache_write_1h_per_1k", "reasoning_per_1k")
+NATIVE_FIELDS = ("model", "currency", "input_per_1k", "output_per_1k", *OPTIONAL_RATES, "effective_from", "tenant")
 
 
 class PriceFileError(ValueError):
@@ -177,12 +177,13 @@ def _native_entries(text: str, catalog_of: Any, tenant: Tenant | None, day: dt.d
         if model is None:
             result.unmatched.append(str(row.get("model")))
             continue
-        cached = row.get("cached_input_per_1k")
-        rates = {
+        rates: dict[str, Decimal | None] = {
             "input_per_1k": _rate(row.get("input_per_1k"), f"{where}.input_per_1k"),
             "output_per_1k": _rate(row.get("output_per_1k"), f"{where}.output_per_1k"),
-            "cached_input_per_1k": None if cached in (None, "") else _rate(cached, f"{where}.cached_input_per_1k"),
         }
+        for name in OPTIONAL_RATES:
+            value = row.get(name)
+            rates[name] = None if value in (None, "") else _rate(value, f"{where}.{name}")
         entries.append(
             Entry(
                 str(row["model"]),

@@ -21,7 +21,10 @@ from django.utils import timezone
 from accounts.models import User
 from usage.models import ModelPrice, PriceChange
 
-TERM_FIELDS = ("currency", "input_per_1k", "output_per_1k", "cached_input_per_1k", "effective_from")
+TERM_FIELDS = (
+    "currency", "input_per_1k", "output_per_1k", "cached_input_per_1k",
+    "cache_write_per_1k", "cache_write_1h_per_1k", "reasoning_per_1k", "effective_from",
+)  # fmt: skip
 
 
 def price_terms(price: ModelPrice) -> dict[str, str | None]:

@@ -56,7 +56,17 @@ def terms(price: Price | None) -> str:
     """The stored form of the price in force (None: no price), compared on every read."""
     if price is None:
         return ""
-    return f"{TERMS_FORMAT} {price.currency} {price.input_per_1k} {price.output_per_1k} {price.cached_input_per_1k}"
+    base = f"{TERMS_FORMAT} {price.currency} {price.input_per_1k} {price.output_per_1k} {price.cached_input_per_1k}"
+    return base + class_terms(price)
+
+
+def class_terms(price: Price) -> str:
+    """The token class rates of issue 26 (cache writes, one-hour writes, reasoning) as stored terms.
+
+    Always present, even when empty: stored costs of the release before cache writes were costed
+    (whose terms end at the cached rate) never match, so a day whose calls reported cache writes
+    is costed again with them."""
+    return f" classes {price.cache_write_per_1k} {price.cache_write_1h_per_1k} {price.reasoning_per_1k}"
 
 
 class DayCost(NamedTuple):
