@@ -179,6 +179,16 @@ class Truth:
         return {currency: sum(costs.values()) for currency, costs in self.classes(**where).items()}
 
 
+def exact_text(amount):
+    """The exact decimal of a Fraction whose denominator divides a power of ten, at least 2 decimals."""
+    digits = 0
+    while (amount * 10**digits).denominator != 1:
+        digits += 1
+    text = f"{Decimal(int(amount * 10**digits)).scaleb(-digits):f}"
+    whole, _, fraction = text.partition(".")
+    return f"{whole}.{fraction.ljust(2, '0')}"
+
+
 def api_classes(cost_by_class):
     return {item["currency"]: {name: Fraction(Decimal(item[name])) for name in CLASSES} for item in cost_by_class}
 
@@ -254,9 +264,9 @@ def test_report_costs_per_class_are_exact(world, slug):
     client = member_client(tenant)
     page = client.get(reverse("reports:monthly", kwargs={"slug": slug}), {"month": "2026-11"}).content.decode()
     assert "Cost by token class" in page
-    for currency, costs in truth.classes().items():
+    for costs in truth.classes().values():
         for amount in costs.values():
-            assert f'<td class="num">{Decimal(amount.numerator) / Decimal(amount.denominator)}' in page or not amount
+            assert f'<td class="num">{exact_text(amount)}</td>' in page
     body = client.get(reverse("reports:monthly_csv", kwargs={"slug": slug}), {"month": "2026-11"}).content.decode()
     sums = defaultdict(lambda: dict.fromkeys(CLASSES, Fraction(0)))
     for row in csv.DictReader(io.StringIO(body)):
@@ -301,3 +311,25 @@ def test_openai_costs_by_line_item_are_the_classes(world, slug):
     data = token_client(tenant).get("/api/openai/v1/organization/costs", only).json()["data"]
     items = {result["line_item"] for bucket in data for result in bucket["results"]}
     assert items <= {"anthropic/claude, cache write"}
+
+
+# --- The page -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("slug", SLUGS)
+def test_page_shows_the_cache_writes_and_the_exact_cost(world, slug):
+    tenants, *_rest = world
+    tenant, truth = tenants[slug], Truth(world, slug)
+    client = member_client(tenant)
+    data = client.get(reverse("usage:data", kwargs={"slug": slug}), {"preset": "custom", **PERIOD}).json()
+    assert api_cost(data["cost"]["amounts"]) == truth.total()
+    assert data["cache_write_column"] is True
+    writes = defaultdict(lambda: [0, 0])
+    for (_day, _key, model), (total, hour) in truth.tokens.items():
+        writes[model][0] += total
+        writes[model][1] += hour
+    for row in data["distribution"]:
+        total, hour = writes[row["model"]]
+        assert row["cache_writes_title"].startswith(f"{total:,} tokens written to the cache"), row["model"]
+        assert (f", {hour:,} of them for one hour" in row["cache_writes_title"]) == bool(hour)
+    assert "Cache writes (K)" in data["html"]["distribution"]

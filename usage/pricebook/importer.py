@@ -13,7 +13,8 @@ Two formats:
 - ``native``: this product's own, JSON ``{"prices": [row, ...]}`` or CSV with a header, rows
   of ``model``, ``currency``, ``input_per_1k``, ``output_per_1k``, ``cached_input_per_1k``
   (empty: as input), ``cache_write_per_1k`` (empty: as input), ``cache_write_1h_per_1k``
-  (empty: as the cache write price), ``reasoning_per_1k`` (empty: as output), ``effective_from`` (YYYY-MM-DD; default ``--effective-from``) and
+  (empty: as the cache write price), ``reasoning_per_1k`` (empty: as output), ``effective_from``
+  (YYYY-MM-DD; default ``--effective-from``) and
   ``tenant`` (a slug; empty: ``--tenant``, else the platform price). Amounts are decimal strings.
 
 A name is a catalog model's name or one of its aliases (``ModelAlias``); entries naming no model
