@@ -89,6 +89,18 @@ def test_the_litellm_map_is_imported_exactly_onto_names_and_aliases(catalog, pri
         assert Fraction(stored.input_per_1k) == entry["input_cost_per_token"] * 1000
         assert Fraction(stored.output_per_1k) == entry["output_cost_per_token"] * 1000
         assert Fraction(stored.cached_input_per_1k) == entry["cache_read_input_token_cost"] * 1000
+        # Cache writes (5-minute and one-hour) and reasoning (issue 26, item 2): empty where the map has none.
+        for theirs, ours in (
+            ("cache_creation_input_token_cost", "cache_write_per_1k"),
+            ("cache_creation_input_token_cost_above_1hr", "cache_write_1h_per_1k"),
+            ("output_cost_per_reasoning_token", "reasoning_per_1k"),
+        ):
+            value = getattr(stored, ours)
+            assert (None if value is None else Fraction(value)) == (
+                entry[theirs] * 1000 if theirs in entry else None
+            ), (name, theirs)
+    claude = ModelPrice.objects.get(model=catalog["public/claude-sonnet-4-5"])
+    assert claude.cache_write_per_1k is not None and claude.cache_write_1h_per_1k is not None
     assert ModelPrice.objects.get(model=catalog["public/deepseek-r1"]).input_per_1k == Decimal("0.00028")
     changes = PriceChange.objects.filter(source="import_prices", action="added")
     assert changes.count() == 4 and all(c.new_terms["effective_from"] == "2026-11-01" for c in changes)
@@ -99,12 +111,9 @@ def test_keys_it_cannot_price_are_reported_not_dropped(catalog, price_map):
     output = _run(price_map, "--format", "litellm", "--effective-from", DAY)
     lines = {line.split(": not imported")[0]: line for line in output.splitlines() if "not supported yet" in line}
     claude = lines["public/claude-sonnet-4-5 (claude-sonnet-4-5)"]
-    for key in (
-        "cache_creation_input_token_cost",
-        "cache_creation_input_token_cost_above_1hr",
-        "input_cost_per_token_batches",
-    ):
-        assert key in claude
+    assert "input_cost_per_token_batches" in claude
+    # Imported since issue 26's token classes: no longer listed.
+    assert "cache_creation_input_token_cost," not in claude + "," and "_above_1hr," not in claude + ","
     gemini = lines["public/gemini-2.5-pro (gemini/gemini-2.5-pro)"]
     for key in (
         "input_cost_per_token_above_200k_tokens",
@@ -120,6 +129,9 @@ def test_keys_it_cannot_price_are_reported_not_dropped(catalog, price_map):
                 "input_cost_per_token",
                 "output_cost_per_token",
                 "cache_read_input_token_cost",
+                "cache_creation_input_token_cost",
+                "cache_creation_input_token_cost_above_1hr",
+                "output_cost_per_reasoning_token",
             }
             line = lines.get(f"{name} ({alias})", "")
             assert all(key in line for key in wanted), (alias, wanted)

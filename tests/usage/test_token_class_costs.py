@@ -333,3 +333,70 @@ def test_page_shows_the_cache_writes_and_the_exact_cost(world, slug):
         assert row["cache_writes_title"].startswith(f"{total:,} tokens written to the cache"), row["model"]
         assert (f", {hour:,} of them for one hour" in row["cache_writes_title"]) == bool(hour)
     assert "Cache writes (K)" in data["html"]["distribution"]
+
+
+# --- One rule: Python, SQL and the stored day costs -----------------------------------------------
+
+
+def test_sql_and_python_class_costs_are_the_same_digits(world, monkeypatch):
+    from django.db import connection
+
+    from usage.reporting import costs_sql
+    from usage.reporting.costs import CostEngine
+    from usage.reporting.periods import Period
+    from usage.reporting.query import UsageQuery
+    from usage.reporting.selectors import UsageFilters
+
+    if connection.vendor != "postgresql":
+        pytest.skip("The SQL costing path exists on PostgreSQL only")
+    tenants, *_rest = world
+    for slug, tenant in tenants.items():
+        query = UsageQuery.of(tenant, UsageFilters(Period(START, END)))
+        engine = CostEngine.for_query(query)
+        for groups in (("model",), ("day", "api_key", "model")):
+            assert costs_sql.applies(query=query)
+            in_sql = engine.class_summaries(query, groups)
+            totals = engine.summaries(query, groups)
+            with monkeypatch.context() as patch:
+                patch.setattr(costs_sql, "applies", lambda **_: False)
+                in_python = engine.class_summaries(query, groups)
+            assert in_sql == in_python, (slug, groups)
+            for key, per_currency in in_sql.items():  # the classes add up to the group's cost exactly
+                assert {c: costs.total for c, costs in per_currency.items()} == totals[key].amounts, (slug, key)
+
+
+def test_stored_day_costs_without_the_class_rates_are_costed_again(world):
+    from django.db import connection
+
+    from usage.models import UsageDailyModel
+    from usage.reporting.grid import usage_grid
+    from usage.reporting.periods import Period
+    from usage.reporting.selectors import UsageFilters
+
+    if connection.vendor != "postgresql":
+        pytest.skip("Day costs are stored on PostgreSQL only")
+    tenants, *_rest = world
+    tenant, truth = tenants["acme"], Truth(world, "acme")
+    filters = UsageFilters(Period(START, END))
+
+    def grid_total():
+        grid = usage_grid(tenant=tenant, filters=filters, bucket="day")
+        total = defaultdict(Fraction)
+        for usage in grid.models.values():
+            for currency, amounts in usage.cost.items():
+                total[currency] += sum(Fraction(a) for a in amounts if a is not None)
+        return dict(total)
+
+    from django.core.cache import cache
+
+    assert grid_total() == truth.total()  # computes and stores the closed days' costs
+    stored = UsageDailyModel.objects.filter(tenant=tenant).exclude(cost_currency=None)
+    assert stored.exists() and all(" classes " in row.cost_terms for row in stored)
+    # What the release before cache writes were priced stored: terms without the class rates, and
+    # amounts that cost cache writes as input.
+    for row in stored:
+        UsageDailyModel.objects.filter(pk=row.pk).update(
+            cost_terms=row.cost_terms.partition(" classes ")[0], cost_amount=row.cost_amount + 1
+        )
+    cache.clear()
+    assert grid_total() == truth.total()
