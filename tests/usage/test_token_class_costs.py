@@ -400,3 +400,39 @@ def test_stored_day_costs_without_the_class_rates_are_costed_again(world):
         )
     cache.clear()
     assert grid_total() == truth.total()
+
+
+# --- The price book: preview and audit of the class rates -----------------------------------------
+
+
+def test_a_write_rate_change_is_previewed_exactly_and_audited(world):
+    from usage.models import PriceChange
+    from usage.pricebook.preview import price_preview
+    from usage.pricebook.services import Actor, price_save
+
+    tenants, _keys, models, _items = world
+    claude = models["anthropic/claude"]
+    original = ModelPrice.objects.get(model=claude, tenant=None, effective_from=dt.date(2026, 1, 1))
+    edited = ModelPrice.objects.get(pk=original.pk)
+    edited.cache_write_1h_per_1k = Decimal("0.0075")
+    preview = price_preview(original=original, new=edited)
+    # The truth: only the one-hour writes of days this price is in force for change, by their count x the rate change.
+    rows = {(row.tenant.slug, row.month): row for row in preview.rows}
+    assert rows, "a changed one-hour write rate changes the cost of the months with one-hour writes"
+    for (slug, month), row in rows.items():
+        old, new = (Fraction(row.old.amounts.get("USD", 0)), Fraction(row.new.amounts.get("USD", 0)))
+        hours = 0
+        for item in world[3]:
+            key_tenant = next(s for s, ks in world[1].items() if item["api_key"] in {k.public_id for k in ks})
+            when = dt.datetime.fromisoformat(item["occurred_at"].replace("Z", "+00:00"))
+            day = when.astimezone(tenants[key_tenant].tz).date()
+            terms = in_force(item["model"], key_tenant, day)
+            # Only calls of the month the edited price (the platform's first) is in force for.
+            mine = key_tenant == slug and item["model"] == claude.name and day.replace(day=1) == month
+            if mine and terms == PRICES[claude.name][0][2:]:
+                hours += item.get("cache_creation_1h_input_tokens") or 0
+        assert new - old == hours * (Fraction("0.0075") - Fraction("0.006")) / 1000, (slug, month)
+    change = price_save(price=edited, actor=Actor(source="test", name="tester"))
+    assert change is not None and change.action == PriceChange.Action.CHANGED
+    assert (change.old_terms["cache_write_1h_per_1k"], change.new_terms["cache_write_1h_per_1k"]) == ("0.006", "0.0075")
+    assert change.new_terms["cache_write_per_1k"] == "0.00375" and change.new_terms["reasoning_per_1k"] is None
