@@ -135,6 +135,9 @@ class ModelPriceForm(forms.ModelForm):
             "input_per_1k",
             "output_per_1k",
             "cached_input_per_1k",
+            "cache_write_per_1k",
+            "cache_write_1h_per_1k",
+            "reasoning_per_1k",
             "effective_from",
         ]
 

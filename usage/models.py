@@ -118,6 +118,10 @@ class CallRecord(models.Model):
     # Null means "not reported", which is not the same as 0.
     cached_input_tokens = models.BigIntegerField(null=True, blank=True)
     reasoning_tokens = models.BigIntegerField(null=True, blank=True)
+    # Cache writes (inside input_tokens, apart from the cached reads) and the part of them
+    # written for one hour (inside cache_creation_input_tokens); null: not reported.
+    cache_creation_input_tokens = models.BigIntegerField(null=True, blank=True)
+    cache_creation_1h_input_tokens = models.BigIntegerField(null=True, blank=True)
     # Performance (``usage.ingestion.validation``): null means "not reported", which is not 0.
     duration_ms = models.IntegerField(null=True, blank=True, help_text="Request to last byte, in milliseconds.")
     time_to_first_token_ms = models.IntegerField(null=True, blank=True)
@@ -144,6 +148,11 @@ class CallRecord(models.Model):
                 & (Q(cached_input_tokens__isnull=True) | Q(cached_input_tokens__gte=0))
                 & (Q(reasoning_tokens__isnull=True) | Q(reasoning_tokens__gte=0)),
                 name="callrecord_tokens_not_negative",
+            ),
+            models.CheckConstraint(
+                condition=(Q(cache_creation_input_tokens__isnull=True) | Q(cache_creation_input_tokens__gte=0))
+                & (Q(cache_creation_1h_input_tokens__isnull=True) | Q(cache_creation_1h_input_tokens__gte=0)),
+                name="callrecord_cache_writes_not_negative",
             ),
             models.CheckConstraint(
                 condition=(Q(duration_ms__isnull=True) | Q(duration_ms__gte=0))
@@ -232,6 +241,8 @@ class Sums(models.Model):
     output_tokens = models.BigIntegerField()
     cached_input_tokens = models.BigIntegerField(null=True)
     reasoning_tokens = models.BigIntegerField(null=True)
+    cache_creation_input_tokens = models.BigIntegerField(null=True)
+    cache_creation_1h_input_tokens = models.BigIntegerField(null=True)
 
     class Meta:
         abstract = True
@@ -407,6 +418,27 @@ class ModelPrice(models.Model):
         blank=True,
         help_text="Empty: cached input tokens cost the input price.",
     )
+    cache_write_per_1k = models.DecimalField(
+        max_digits=18,
+        decimal_places=8,
+        null=True,
+        blank=True,
+        help_text="Cache writes (5-minute). Empty: cache writes cost the input price.",
+    )
+    cache_write_1h_per_1k = models.DecimalField(
+        max_digits=18,
+        decimal_places=8,
+        null=True,
+        blank=True,
+        help_text="Cache writes kept for one hour. Empty: the cache write price.",
+    )
+    reasoning_per_1k = models.DecimalField(
+        max_digits=18,
+        decimal_places=8,
+        null=True,
+        blank=True,
+        help_text="Reasoning tokens (inside the output). Empty: reasoning costs the output price.",
+    )
     request_fee = models.DecimalField(
         max_digits=18, decimal_places=8, null=True, blank=True, help_text="Fee per request (call), if any."
     )
@@ -454,6 +486,14 @@ class ModelPrice(models.Model):
             raise ValidationError({"pricing_rules": error.messages}) from None
         except ValueError as error:
             raise ValidationError({"pricing_rules": f"not JSON ({error})"}) from None
+        class_rates = [name for name in ("cache_write_per_1k", "cache_write_1h_per_1k", "reasoning_per_1k")
+                       if getattr(self, name) is not None]  # fmt: skip
+        if class_rates and (self.pricing_rules or self.request_fee is not None):
+            # A call-priced line is costed from the pricing classes, which count no cache writes
+            # nor reasoning apart: refused rather than costed wrong.
+            raise ValidationError(
+                dict.fromkeys(class_rates, "Not supported together with pricing rules or a request fee yet.")
+            )
 
 
 class PriceChange(models.Model):
@@ -480,7 +520,8 @@ class PriceChange(models.Model):
         help_text="Empty: platform.",
     )
     action = models.CharField(max_length=8, choices=Action.choices)
-    # {"currency", "input_per_1k", "output_per_1k", "cached_input_per_1k", "effective_from"} as
+    # {"currency", "input_per_1k", "output_per_1k", "cached_input_per_1k", "cache_write_per_1k",
+    # "cache_write_1h_per_1k", "reasoning_per_1k", "effective_from"} (the last three since issue 26) as
     # strings (exact decimals); null before an addition and after a deletion.
     old_terms = models.JSONField(null=True, blank=True)
     new_terms = models.JSONField(null=True, blank=True)

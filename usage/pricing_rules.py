@@ -347,7 +347,7 @@ def tier_name(price: Any, cls: PricingClass) -> str:
 ClassKey = tuple[int, dt.date, int, int, str, int, dt.datetime]
 
 # Ledger columns in ``usage.ingestion.services._COLUMNS`` order: where the service tier is.
-SERVICE_TIER_POSITION = 13
+SERVICE_TIER_POSITION = 15
 
 
 def classes_from_values(values: Iterable[Sequence[Any]], zones: Mapping[int, str]) -> dict[ClassKey, list[int]]:

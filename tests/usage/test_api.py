@@ -31,6 +31,8 @@ THEIRS = {
     "total_tokens": 1200,
     "cached_input_tokens": 400,
     "reasoning_tokens": None,
+    "cache_creation_input_tokens": None,
+    "cache_creation_1h_input_tokens": None,
     "cost": [{"amount": "0.70", "currency": "USD", "unpriced_tokens": 100}],
     "unpriced_models": [THEIR_MODEL],
     "unpriced_calls": 1,  # the one call on its private model
@@ -92,6 +94,8 @@ def test_summary_totals_with_a_token(tenant, other_tenant, usage, priced):
         "total_tokens": 175,
         "cached_input_tokens": 40,
         "reasoning_tokens": None,
+        "cache_creation_input_tokens": None,
+        "cache_creation_1h_input_tokens": None,
         "cost": [{"amount": "0.105", "currency": "USD", "unpriced_tokens": 10}],  # qwen3 has no price
         "unpriced_models": ["public/qwen3"],
         "unpriced_calls": 1,
@@ -234,11 +238,14 @@ def test_breakdown_by_api_key_names_the_public_id(tenant, api_key, usage):
             "total_tokens": 175,
             "cached_input_tokens": 40,
             "reasoning_tokens": None,
+            "cache_creation_input_tokens": None,
+            "cache_creation_1h_input_tokens": None,
             "share": 1.0,
             "cost": [{"amount": "0.00", "currency": "USD", "unpriced_tokens": 175}],
             "cache_hit_rate": 40 / 157,
             "cache_savings": None,  # told per model
             "unpriced_calls": None,  # told per model
+            "cost_by_class": [],  # nothing priced
         }
     ]
 
@@ -327,7 +334,8 @@ def test_export_csv_rows_per_day_key_model(tenant, api_key, llm, usage):
     text = csv_body(response)
     assert text.splitlines()[0] == (
         "date,api_key,api_key_name,model,calls,input_tokens,output_tokens,cached_input_tokens,reasoning_tokens,"
-        "cost,currency"
+        "cache_creation_input_tokens,cache_creation_1h_input_tokens,cost,currency,"
+        "cost_input,cost_cached_read,cost_cache_write,cost_output"
     )
     rows = _rows(text)
     assert [(row["date"], row["model"], row["calls"]) for row in rows] == [

@@ -384,6 +384,8 @@ def test_the_demo_shows_the_exact_month_total(db, traces, monkeypatch):
     from usage.demo import seed as demo
     from usage.models import CallRecord, ModelPrice
 
+    from .test_token_class_costs import call_costs as class_call_costs
+
     now = dt.datetime(2026, 3, 18, 9, 30, tzinfo=dt.UTC)
     monkeypatch.setattr("django.utils.timezone.now", lambda: now)
     demo.seed_demo(config=demo.DemoConfig(days=20, trace_sample=8, synthetic_peak=15, trace_dir=traces), now=now)
@@ -398,19 +400,35 @@ def test_the_demo_shows_the_exact_month_total(db, traces, monkeypatch):
             terms = prices.filter(tenant=tenant).first() or prices.filter(tenant=None).first()
             if terms is None:
                 continue
-            from .test_call_prices import call_cost as call_priced_cost
+            if terms.pricing_rules or terms.request_fee is not None:  # a call-priced price (issue 26 item 3)
+                from .test_call_prices import call_cost as call_priced_cost
 
-            rules = json.loads(terms.pricing_rules) if terms.pricing_rules else None
-            rates = (terms.input_per_1k, terms.output_per_1k, terms.cached_input_per_1k, terms.request_fee, rules)
-            item = {
-                "input_tokens": record.input_tokens,
-                "output_tokens": record.output_tokens,
-                "cached_input_tokens": record.cached_input_tokens,
-                "service_tier": record.service_tier,
-            }
-            total[terms.currency] += call_priced_cost(
-                item, tuple(str(r) if isinstance(r, Decimal) else r for r in rates), record.occurred_at
-            )
+                rules = json.loads(terms.pricing_rules) if terms.pricing_rules else None
+                rates = (terms.input_per_1k, terms.output_per_1k, terms.cached_input_per_1k, terms.request_fee, rules)
+                item = {
+                    "input_tokens": record.input_tokens,
+                    "output_tokens": record.output_tokens,
+                    "cached_input_tokens": record.cached_input_tokens,
+                    "service_tier": record.service_tier,
+                }
+                total[terms.currency] += call_priced_cost(
+                    item, tuple(str(r) if isinstance(r, Decimal) else r for r in rates), record.occurred_at
+                )
+            else:
+                # Every token class (issue 26: the demo has a model with cache writes priced apart).
+                rates = (
+                    terms.currency, terms.input_per_1k, terms.output_per_1k, terms.cached_input_per_1k,
+                    terms.cache_write_per_1k, terms.cache_write_1h_per_1k, terms.reasoning_per_1k,
+                )  # fmt: skip
+                item = {
+                    name: getattr(record, name)
+                    for name in (
+                        "input_tokens", "output_tokens", "cached_input_tokens", "reasoning_tokens",
+                        "cache_creation_input_tokens", "cache_creation_1h_input_tokens",
+                    )
+                }  # fmt: skip
+                currency, costs = class_call_costs(item, rates)
+                total[currency] += sum(costs.values())
         assert total, tenant.slug
         month = f"{month_start:%Y-%m}"
         report = token_client(tenant).get("/api/v1/reports/monthly", {"month": month}).json()

@@ -17,7 +17,7 @@ from django.core.management import CommandError, call_command
 
 from accounts import services as accounts
 from usage.ingestion import services
-from usage.models import Model
+from usage.models import Model, ModelPrice
 from usage.reporting import focus
 from usage.reporting.periods import Period
 from usage.reporting.query import UsageQuery
@@ -243,3 +243,31 @@ def test_contract_price_is_billed_and_the_platform_price_is_the_list(db):
         ("other", Decimal(4), Decimal(4)),
         ("other", Decimal(4), Decimal(4)),
     ]
+
+
+def test_cache_writes_and_priced_reasoning_are_rows_of_their_own(db):
+    """Issue 26: a line with 5-minute and one-hour cache writes and reasoning priced apart has a row
+    per class, each at its own unit price; the rows add up to the line's cost exactly."""
+    tenant = accounts.tenant_create(slug="solo", name="Solo", timezone_name="UTC")
+    key, _ = accounts.api_key_create(tenant=tenant, name="prod")
+    model = Model.objects.create(name="public/m")
+    terms = price(model, dt.date(2026, 1, 1), "0.5", "1.5", cached="0.05")
+    ModelPrice.objects.filter(pk=terms.pk).update(
+        cache_write_per_1k=Decimal("0.625"), cache_write_1h_per_1k=Decimal("1"), reasoning_per_1k=Decimal("2")
+    )
+    call = {"request_id": "a", "api_key": key.public_id, "model": model.name, "occurred_at": "2026-11-20T10:00:00Z"}
+    call |= {"input_tokens": 1000, "cached_input_tokens": 100, "cache_creation_input_tokens": 700}
+    call |= {"cache_creation_1h_input_tokens": 300, "output_tokens": 500, "reasoning_tokens": 200}
+    services.call_records_ingest(items=[call], now=NOW)
+    day = Period(dt.date(2026, 11, 20), dt.date(2026, 11, 20))
+    rows = _rows("".join(focus.csv_lines([UsageQuery(tenant, day)])))
+    got = [(r["x_TokenClass"], r["ConsumedQuantity"], r["ListUnitPrice"], Decimal(r["BilledCost"])) for r in rows]
+    assert got == [
+        ("input", "200", "0.5", Decimal("0.1")),
+        ("cached_input", "100", "0.05", Decimal("0.005")),
+        ("cache_write", "400", "0.625", Decimal("0.25")),
+        ("cache_write_1h", "300", "1", Decimal("0.3")),
+        ("output", "300", "1.5", Decimal("0.45")),
+        ("reasoning", "200", "2", Decimal("0.4")),
+    ]
+    assert sum(Decimal(r["BilledCost"]) for r in rows) == UsageQuery(tenant, day).cost().amounts["USD"]

@@ -90,6 +90,18 @@ def test_the_litellm_map_is_imported_exactly_onto_names_and_aliases(catalog, pri
         assert Fraction(stored.input_per_1k) == entry["input_cost_per_token"] * 1000
         assert Fraction(stored.output_per_1k) == entry["output_cost_per_token"] * 1000
         assert Fraction(stored.cached_input_per_1k) == entry["cache_read_input_token_cost"] * 1000
+        # Cache writes (5-minute and one-hour) and reasoning (issue 26, item 2): empty where the map has none.
+        for theirs, ours in (
+            ("cache_creation_input_token_cost", "cache_write_per_1k"),
+            ("cache_creation_input_token_cost_above_1hr", "cache_write_1h_per_1k"),
+            ("output_cost_per_reasoning_token", "reasoning_per_1k"),
+        ):
+            value = getattr(stored, ours)
+            assert (None if value is None else Fraction(value)) == (
+                entry[theirs] * 1000 if theirs in entry else None
+            ), (name, theirs)
+    claude = ModelPrice.objects.get(model=catalog["public/claude-sonnet-4-5"])
+    assert claude.cache_write_per_1k is not None and claude.cache_write_1h_per_1k is not None
     assert ModelPrice.objects.get(model=catalog["public/deepseek-r1"]).input_per_1k == Decimal("0.00028")
     changes = PriceChange.objects.filter(source="import_prices", action="added")
     assert changes.count() == 4 and all(c.new_terms["effective_from"] == "2026-11-01" for c in changes)
@@ -109,9 +121,12 @@ def test_keys_it_cannot_price_are_reported_not_dropped(catalog, price_map):
     output = _run(price_map, "--format", "litellm", "--effective-from", DAY)
     lines = {line.split(": not imported")[0]: line for line in output.splitlines() if "not supported yet" in line}
     claude = lines["public/claude-sonnet-4-5 (claude-sonnet-4-5)"]
+    listed = {key.strip() for key in claude.rsplit(": ", 1)[1].split(",")}
     for key in ("cache_creation_input_token_cost", "cache_creation_input_token_cost_above_1hr"):
-        assert key in claude
-    assert "input_cost_per_token_batches" not in claude  # a pricing rule now
+        assert key not in listed  # imported since issue 26's token classes: no longer listed
+    # Cache write rates and pricing rules are not costed together yet: the write rates are kept,
+    # the batch tier is listed as not imported.
+    assert {"input_cost_per_token_batches", "output_cost_per_token_batches"} <= listed
     for name, aliases in CATALOG.items():  # every other cost key of every imported entry is named
         for alias in aliases:
             entry = _map_entry(price_map, alias)
@@ -119,10 +134,17 @@ def test_keys_it_cannot_price_are_reported_not_dropped(catalog, price_map):
                 "input_cost_per_token",
                 "output_cost_per_token",
                 "cache_read_input_token_cost",
+                "cache_creation_input_token_cost",
+                "cache_creation_input_token_cost_above_1hr",
+                "output_cost_per_reasoning_token",
             }
             line = lines.get(f"{name} ({alias})", "")
             assert all(key in line for key in wanted - RULE_KEYS), (alias, wanted)
-            assert not set(re.findall(r"[a-z0-9_]+", line)) & RULE_KEYS, alias
+            listed_rules = set(re.findall(r"[a-z0-9_]+", line)) & RULE_KEYS
+            class_rates = {"cache_creation_input_token_cost", "cache_creation_input_token_cost_above_1hr",
+                           "output_cost_per_reasoning_token"} & {k for k in entry if entry[k] is not None}  # fmt: skip
+            # An entry with cache write or reasoning rates keeps them; its tiers are listed, not imported.
+            assert listed_rules == (set(entry) & RULE_KEYS if class_rates else set()), alias
     assert "match no catalog model or alias" in output
 
 

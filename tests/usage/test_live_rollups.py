@@ -90,6 +90,12 @@ class Scenario:
         if rng.random() < 0.4:  # the pricing classes' dimensions: a service tier, a long context
             item["service_tier"] = rng.choice(["standard", "batch", "flex", "priority"])
             item["input_tokens"] += rng.choice([0, 40_000, 250_000])
+        if rng.random() < 0.4:  # cache writes: at most the input left after the cached reads
+            writes = item["cache_creation_input_tokens"] = rng.randrange(
+                0, item["input_tokens"] - item.get("cached_input_tokens", 0) + 1
+            )
+            if rng.random() < 0.5:
+                item["cache_creation_1h_input_tokens"] = rng.randrange(0, writes + 1)
         return _with_performance(rng, item)
 
     def batch(self):
@@ -162,15 +168,22 @@ def _add(sums, call):
     sums[0] += 1
     sums[1] += call.input_tokens
     sums[2] += call.output_tokens
-    for index, value in ((3, call.cached_input_tokens), (4, call.reasoning_tokens)):
+    optional = (
+        call.cached_input_tokens, call.reasoning_tokens,
+        call.cache_creation_input_tokens, call.cache_creation_1h_input_tokens,
+    )  # fmt: skip
+    for index, value in enumerate(optional, start=3):
         if value is not None:
             sums[index] = (sums[index] or 0) + value
 
 
 def truth(tenant):
-    """Buckets of the tenant's ledger, computed here: {table: {key: [calls, in, out, cached, reasoning]}}."""
+    """Buckets of the tenant's ledger, computed here: {table: {key: [calls, in, out, cached, reasoning,
+    cache writes, one-hour writes]}}."""
     tz = zoneinfo.ZoneInfo(tenant.timezone)
-    tables = {name: defaultdict(lambda: [0, 0, 0, None, None]) for name in ("hourly", "daily", "daily_model")}
+    tables = {
+        name: defaultdict(lambda: [0, 0, 0, None, None, None, None]) for name in ("hourly", "daily", "daily_model")
+    }
     stats = defaultdict(int)
     for call in CallRecord.objects.filter(tenant=tenant):
         day = call.occurred_at.astimezone(tz).date()
@@ -191,7 +204,10 @@ def truth(tenant):
 def stored(tenant, clean_day):
     """The rollup tables of the tenant, only buckets on days ``clean_day`` accepts."""
     tz = zoneinfo.ZoneInfo(tenant.timezone)
-    sums = ("calls", "input_tokens", "output_tokens", "cached_input_tokens", "reasoning_tokens")
+    sums = (
+        "calls", "input_tokens", "output_tokens", "cached_input_tokens", "reasoning_tokens",
+        "cache_creation_input_tokens", "cache_creation_1h_input_tokens",
+    )  # fmt: skip
     hourly = {
         (row[0], row[1], row[2]): tuple(row[3:])
         for row in UsageHourly.objects.filter(tenant=tenant).values_list("hour", "api_key_id", "model_id", *sums)
@@ -266,6 +282,8 @@ def check_reads(tenant, expected, label):
             t.output_tokens,
             t.cached_input_tokens,
             t.reasoning_tokens,
+            t.cache_creation_input_tokens,
+            t.cache_creation_1h_input_tokens,
         )
         for day, key, model, t in usage_rows(tenant=tenant, filters=UsageFilters(WINDOW))
     }

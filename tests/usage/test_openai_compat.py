@@ -276,10 +276,13 @@ def test_costs_per_key_and_line_item_in_lower_case_currency(two_tenants):
         "x_usage_statistics": "true",
     }
     [bucket] = world["client"].get(COSTS, params).json()["data"]
+    # A line item is "<model>, <token class>" (issue 26): the model's cost split by class.
+    classes = ("input", "cached input", "cache write", "output")
     assert {(r["api_key_id"], r["line_item"], r["amount"]["currency"]) for r in bucket["results"]} <= {
-        (key.public_id, model, currency)
+        (key.public_id, f"{model}, {label}", currency)
         for key in world["keys"]
         for model, currency in (("public/alpha", "usd"), ("public/beta", "eur"))
+        for label in classes
     }
     assert all(r["object"] == "organization.costs.result" for r in bucket["results"])
     _body, money = _summary(world["client"], DAY, DAY)

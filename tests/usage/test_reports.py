@@ -220,7 +220,9 @@ def test_csv_is_an_attachment_with_stable_columns(owner_client, tenant, month_of
     assert response["Content-Disposition"] == 'attachment; filename="expense-report-acme-2026-11.csv"'
     header = response.content.decode().splitlines()[0]
     assert header == (
-        "month,api_key,api_key_id,model,calls,input_tokens,output_tokens,cached_input_tokens,cost,currency,unpriced_tokens"
+        "month,api_key,api_key_id,model,calls,input_tokens,output_tokens,cached_input_tokens,"
+        "cache_creation_input_tokens,cache_creation_1h_input_tokens,cost,currency,unpriced_tokens,"
+        "cost_input,cost_cached_read,cost_cache_write,cost_output"
     )
 
 

@@ -18,10 +18,19 @@ Mapping (docs/ingestion.md, "LiteLLM"):
                          it must be this product's key public id (give the virtual key that alias)
 ``model``                ``model_group`` (the name clients asked the proxy for), else ``model``
 ``occurred_at``          ``endTime`` (Unix seconds)
-``input_tokens``         ``prompt_tokens`` (which, as here, include cached tokens)
+``input_tokens``         ``prompt_tokens`` (which, as here, include cached reads and cache
+                         writes); an Anthropic-style usage object (``input_tokens`` without
+                         ``prompt_tokens``: the input *outside* the cache) is added up:
+                         ``input_tokens + cache_read_input_tokens + cache_creation_input_tokens``
 ``output_tokens``        ``completion_tokens``
-``cached_input_tokens``  ``metadata.usage_object.prompt_tokens_details.cached_tokens``
+``cached_input_tokens``  ``metadata.usage_object.prompt_tokens_details.cached_tokens``, else
+                         ``metadata.usage_object.cache_read_input_tokens``
 ``reasoning_tokens``     ``metadata.usage_object.completion_tokens_details.reasoning_tokens``
+``cache_creation_``      ``metadata.usage_object.prompt_tokens_details.cache_creation_tokens``,
+``input_tokens``         else ``metadata.usage_object.cache_creation_input_tokens``
+``cache_creation_1h_``   ``...prompt_tokens_details.cache_creation_token_details``
+``input_tokens``         ``.ephemeral_1h_input_tokens``, else ``metadata.usage_object``
+                         ``.cache_creation.ephemeral_1h_input_tokens`` (Anthropic's own form)
 ``duration_ms``          ``endTime - startTime``
 ``time_to_first_token``  ``completionStartTime - startTime`` (for a call that did not stream,
 ``_ms``                  LiteLLM sets it to ``endTime``: the whole answer is the first token)
@@ -95,18 +104,52 @@ def payload_call(payload: Any) -> Any:
         "output_tokens": _tokens(payload, "completion_tokens"),
     }
     call.update(_performance(payload))
-    cached = _get(usage, "prompt_tokens_details", "cached_tokens")
-    reasoning = _get(usage, "completion_tokens_details", "reasoning_tokens")
-    if cached is not None:
-        call["cached_input_tokens"] = cached
-    if reasoning is not None:
-        call["reasoning_tokens"] = reasoning
+    call.update(_token_classes(usage))
+    if _anthropic_style(payload, usage):
+        call["input_tokens"] = _added_up(usage, call)
     breakdown = payload.get("cost_breakdown")
     tier = ingest.service_tier_of(breakdown.get("service_tier")) if isinstance(breakdown, dict) else None
     if tier is not None:
         call["service_tier"] = tier
     duplicates = duplicate_names(payload)
     return _duplicated(call, duplicates) if duplicates else call
+
+
+def _first(*values):
+    return next((value for value in values if value is not None), None)
+
+
+def _token_classes(usage):
+    """The usage object's cached reads, reasoning, cache writes and one-hour writes, where reported."""
+    found = {
+        "cached_input_tokens": _first(
+            _get(usage, "prompt_tokens_details", "cached_tokens"), usage.get("cache_read_input_tokens")
+        ),
+        "reasoning_tokens": _get(usage, "completion_tokens_details", "reasoning_tokens"),
+        "cache_creation_input_tokens": _first(
+            _get(usage, "prompt_tokens_details", "cache_creation_tokens"), usage.get("cache_creation_input_tokens")
+        ),
+        "cache_creation_1h_input_tokens": _first(
+            _get(usage, "prompt_tokens_details", "cache_creation_token_details", "ephemeral_1h_input_tokens"),
+            _get(usage, "cache_creation", "ephemeral_1h_input_tokens"),
+        ),
+    }
+    return {field: value for field, value in found.items() if value is not None}
+
+
+def _anthropic_style(payload, usage):
+    """A usage object as Anthropic reports it: ``input_tokens`` counts only the input outside the
+    cache, and no ``prompt_tokens`` (LiteLLM's total, cache included) is given anywhere."""
+    return payload.get("prompt_tokens") is None and "prompt_tokens" not in usage and "input_tokens" in usage
+
+
+def _added_up(usage, call):
+    """Every input token: Anthropic's uncached input plus cache reads plus cache writes. A value
+    that is not a whole number is passed on as sent, for the service to reject by name."""
+    parts = [usage.get("input_tokens"), call.get("cached_input_tokens", 0), call.get("cache_creation_input_tokens", 0)]
+    if all(type(part) is int and part >= 0 for part in parts):
+        return sum(parts)
+    return usage.get("input_tokens")
 
 
 def _tokens(payload, name):

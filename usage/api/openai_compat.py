@@ -51,7 +51,14 @@ from usage.api.scope import api_tenant
 from usage.api.throttling import AccessTokenThrottle
 from usage.ledger.retention import purge_horizon
 from usage.models import Model
-from usage.reporting.costs import DEFAULT_CURRENCY, CostEngine, CostSummary
+from usage.reporting.costs import (
+    DEFAULT_CURRENCY,
+    TOKEN_CLASS_LABELS,
+    TOKEN_CLASSES,
+    ClassCosts,
+    CostEngine,
+    CostSummary,
+)
 from usage.reporting.periods import Period
 from usage.reporting.query import UsageQuery
 from usage.reporting.selectors import Totals, query_usage
@@ -372,12 +379,16 @@ def _ledger_cells(query: UsageQuery, buckets: Buckets, indexes: list[int], cells
         spans |= Q(occurred_at__gte=buckets.starts[first], occurred_at__lt=buckets.next(buckets.starts[last]))
     rows = query.calls().filter(spans)
     columns = ("occurred_at", "api_key_id", "model_id", "input_tokens", "output_tokens")
-    for at, key_id, model_id, inp, out, cached, reasoning in rows.values_list(
-        *columns, "cached_input_tokens", "reasoning_tokens"
-    ).iterator(chunk_size=5000):
+    optional = (
+        "cached_input_tokens",
+        "reasoning_tokens",
+        "cache_creation_input_tokens",
+        "cache_creation_1h_input_tokens",
+    )
+    for at, key_id, model_id, inp, out, *counts in rows.values_list(*columns, *optional).iterator(chunk_size=5000):
         position = buckets.index(at)
         if position is not None:
-            cells[position, key_id, model_id] += Totals(1, inp, out, cached, reasoning)
+            cells[position, key_id, model_id] += Totals(1, inp, out, *counts)
 
 
 def _runs(indexes: list[int]) -> list[tuple[int, int]]:
@@ -505,6 +516,71 @@ def _fallback_currency(summaries: Iterable[CostSummary]) -> str:
     return currencies[0] if currencies else DEFAULT_CURRENCY
 
 
+UNPRICED_ITEM = "unpriced"
+
+
+class LineItemCosts:
+    """A group's cost split into OpenAI-style line items, ``"<model>, <token class>"`` ("input",
+    "cached input", "cache write", "output"), plus ``"<model>, unpriced"`` for tokens no price covers
+    (amount 0, their count in the extension). The items' amounts add up to the group's cost exactly."""
+
+    def __init__(self, parts: dict[str, CostSummary] | None = None) -> None:
+        self.parts: dict[str, CostSummary] = parts or {}
+
+    @classmethod
+    def of(cls, summary: CostSummary, classes: dict[str, ClassCosts], wanted: set[str] | None) -> LineItemCosts:
+        parts = {}
+        for name in TOKEN_CLASSES:
+            label = TOKEN_CLASS_LABELS[name]
+            amounts = {currency: getattr(costs, name) for currency, costs in classes.items()}
+            if amounts and (wanted is None or label in wanted):
+                parts[label] = CostSummary(amounts)
+        if summary.unpriced_tokens and (wanted is None or UNPRICED_ITEM in wanted):
+            parts[UNPRICED_ITEM] = CostSummary({}, summary.unpriced_tokens, list(summary.unpriced_models))
+        return cls(parts)
+
+    def __add__(self, other: LineItemCosts) -> LineItemCosts:
+        merged = {label: summary + CostSummary() for label, summary in self.parts.items()}
+        for label, summary in other.parts.items():
+            merged[label] = merged[label] + summary if label in merged else summary + CostSummary()
+        return LineItemCosts(merged)
+
+    @property
+    def amounts(self) -> dict[str, Any]:
+        return {currency: None for summary in self.parts.values() for currency in summary.amounts}
+
+    def items(self) -> list[tuple[str, CostSummary]]:
+        order = [TOKEN_CLASS_LABELS[name] for name in TOKEN_CLASSES] + [UNPRICED_ITEM]
+        return sorted(self.parts.items(), key=lambda item: order.index(item[0]))
+
+
+def _line_item_filter(names: list[str]) -> tuple[list[str], dict[str, set[str] | None]]:
+    """(model names to keep, {model name: the items wanted, None for all}) of a ``line_items`` filter:
+    a model name keeps all its items, ``"<model>, <class>"`` that one."""
+    labels = {*TOKEN_CLASS_LABELS.values(), UNPRICED_ITEM}
+    wanted: dict[str, set[str] | None] = {}
+    for name in names:
+        model, _, label = name.rpartition(", ")
+        if model and label in labels:
+            if wanted.get(model, set()) is not None:
+                wanted.setdefault(model, set()).add(label)  # type: ignore[union-attr]
+        else:
+            wanted[name] = None
+    return list(wanted), wanted
+
+
+def _line_item_results(
+    group: Named, items: LineItemCosts, fallback: str, groups: list[str], extended: bool
+) -> list[dict[str, Any]]:
+    model = group[1]
+    results = []
+    for label, summary in items.items():
+        for result in _costs_results(group, summary, fallback, groups, extended):
+            result["line_item"] = f"{model.name}, {label}" if model else label
+            results.append(result)
+    return results
+
+
 def _costs_results(
     group: Named, summary: CostSummary, fallback: str, groups: list[str], extended: bool
 ) -> list[dict[str, Any]]:
@@ -548,17 +624,31 @@ class CostsView(OpenAICompatView):
         buckets = Buckets(tenant=tenant, params=params, width="1d", limits=COSTS_LIMITS)
         dates = {start.astimezone(buckets.zone).date(): index for index, start in enumerate(buckets.starts)}
         query = UsageQuery(tenant, Period(min(dates), max(dates)))
-        costs = CostEngine.for_query(query).summaries(query, ("day", "api_key", "model"))
-        cells = {(dates[day], key_id, model_id): summary for (day, key_id, model_id), summary in costs.items()}
-        chosen = _filtered(cells, _list(params, "api_key_ids"), _list(params, "line_items"))
-        per_bucket = _grouped(buckets, chosen, "api_key_id" in groups, "line_item" in groups, CostSummary)
+        engine = CostEngine.for_query(query, terms_only=True)
+        costs = engine.summaries(query, ("day", "api_key", "model"))
         fallback = _fallback_currency(costs.values())
-        results = [
-            [
-                result
-                for group, summary in bucket
-                for result in _costs_results(group, summary, fallback, groups, extended)
+        models, wanted = _line_item_filter(_list(params, "line_items"))
+        cells: dict[Cell, Any] = {
+            (dates[day], key_id, model_id): summary for (day, key_id, model_id), summary in costs.items()
+        }
+        if "line_item" not in groups:
+            chosen = _filtered(cells, _list(params, "api_key_ids"), models)
+            per_bucket = _grouped(buckets, chosen, "api_key_id" in groups, False, CostSummary)
+            results = [
+                [r for group, summary in bucket for r in _costs_results(group, summary, fallback, groups, extended)]
+                for bucket in per_bucket
             ]
+            return Response(buckets.data(results))
+        # By line item: each model's cost split by token class (the items add up to it exactly).
+        classes = engine.class_summaries(query, ("day", "api_key", "model"))
+        names = dict(Model.objects.filter(pk__in={cell[2] for cell in cells}).values_list("pk", "name"))
+        for (day, key_id, model_id), summary in costs.items():
+            found = classes.get((day, key_id, model_id), {})
+            cells[(dates[day], key_id, model_id)] = LineItemCosts.of(summary, found, wanted.get(names[model_id]))
+        chosen = _filtered(cells, _list(params, "api_key_ids"), models)
+        per_bucket = _grouped(buckets, chosen, "api_key_id" in groups, True, LineItemCosts)
+        results = [
+            [r for group, items in bucket for r in _line_item_results(group, items, fallback, groups, extended)]
             for bucket in per_bucket
         ]
         return Response(buckets.data(results))

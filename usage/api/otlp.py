@@ -30,6 +30,11 @@ OpenInference's names.
 ``reasoning_tokens``        ``gen_ai.usage.reasoning.output_tokens``,
                             ``gen_ai.usage.reasoning_tokens``, ``llm.usage.reasoning_tokens``,
                             ``llm.token_count.completion_details.reasoning``
+``cache_creation_``         ``gen_ai.usage.cache_creation.input_tokens``,
+``input_tokens``            ``gen_ai.usage.cache_creation_input_tokens``,
+                            ``llm.token_count.prompt_details.cache_write``
+``cache_creation_1h_``      ``usage_statistics.cache_creation_1h.input_tokens`` (the conventions
+``input_tokens``            have no name for the one-hour part of the writes)
 ``duration_ms``             the span's end time minus its start time
 ``time_to_first_token_ms``  ``gen_ai.response.time_to_first_chunk`` (seconds, the current
                             conventions), ``gen_ai.server.time_to_first_token`` (seconds, the
@@ -47,9 +52,11 @@ OpenInference's names.
 ==========================  ============================================================
 
 A span is a GenAI call when it has one of the input or output attributes (or OpenInference's
-total). Cache writes (``gen_ai.usage.cache_creation.input_tokens``, Traceloop's
-``gen_ai.usage.cache_creation_input_tokens``) are counted inside the input tokens by every
-dialect, and the ledger keeps no class of its own for them.
+total). The GenAI conventions count cached reads and cache writes inside
+``gen_ai.usage.input_tokens`` (its definition: it SHOULD include all input tokens, cached ones
+included; ``cache_read`` and ``cache_creation`` SHOULD be included in it), as do Traceloop's and
+OpenInference's prompt counts: the input is stored as sent, never added up, and a span whose
+reads plus writes exceed it is rejected (``exceeds_input``).
 """
 
 import datetime as dt
@@ -71,6 +78,7 @@ from usage.api.body import RequestProblem, duplicate_names, parse_json, read_bod
 from usage.api.dropped import log_dropped, reasons_of
 from usage.api.ingest import _authenticate
 from usage.ingestion import errors, services
+from usage.ingestion import validation as ingest_fields
 from usage.ingestion.validation import DuplicateMembers, service_tier_of
 from usageproject import metrics
 
@@ -90,6 +98,12 @@ ATTRIBUTES = {
         "llm.usage.reasoning_tokens",
         "llm.token_count.completion_details.reasoning",
     ),
+    "cache_creation_input_tokens": (
+        "gen_ai.usage.cache_creation.input_tokens",
+        "gen_ai.usage.cache_creation_input_tokens",
+        "llm.token_count.prompt_details.cache_write",
+    ),
+    "cache_creation_1h_input_tokens": ("usage_statistics.cache_creation_1h.input_tokens",),
 }
 TOTAL_TOKENS = "llm.token_count.total"
 MODEL_ATTRIBUTES = ("gen_ai.response.model", "llm.model_name", "gen_ai.request.model")
@@ -317,7 +331,7 @@ def span_call(span, resource_attributes):
         "input_tokens": input_tokens,
         "output_tokens": _output_tokens(attributes, input_tokens),
     }
-    for field in ("cached_input_tokens", "reasoning_tokens"):
+    for field in ("cached_input_tokens", "reasoning_tokens", *ingest_fields.CACHE_WRITE_FIELDS):
         value = _first(attributes, ATTRIBUTES[field])
         if value is not None:
             call[field] = value

@@ -13,12 +13,14 @@ from rest_framework.views import APIView
 
 from usage.api.schema import responses
 from usage.api.scope import api_tenant
-from usage.api.serializers import CostSerializer, PeriodSerializer, TotalsSerializer
+from usage.api.serializers import ClassCostSerializer, CostSerializer, PeriodSerializer, TotalsSerializer
 from usage.api.throttling import AccessTokenThrottle
 from usage.localtime import tenant_today
-from usage.reporting.costs import expense_report
+from usage.reporting.costs import class_costs_as_api, expense_report
 from usage.reporting.filters import MonthlyReportForm
 from usage.reporting.money import amount_text
+
+CLASS_RATES = ("cache_write_per_1k", "cache_write_1h_per_1k", "reasoning_per_1k")
 
 
 def _key_fields(api_key):
@@ -36,6 +38,7 @@ def _price(use):
         "cached_input_per_1k": None if price.cached_input_per_1k is None else str(price.cached_input_per_1k),
         "request_fee": None if price.request_fee is None else str(price.request_fee),
         "pricing_rules": json.loads(price.pricing_rules) if price.pricing_rules else None,
+        **{name: None if getattr(price, name) is None else str(getattr(price, name)) for name in CLASS_RATES},
         "effective_from": price.effective_from.isoformat(),
         "first_day": use.first_day.isoformat(),
         "last_day": use.last_day.isoformat(),
@@ -57,7 +60,11 @@ def report_as_json(tenant, report):
     rows = [
         {**_key_fields(row.api_key), "model": row.model.name, "currency": row.currency}
         | row.totals.as_dict()
-        | {"cost": row.cost.as_api(), "rates": _rates(row)}
+        | {
+            "cost": row.cost.as_api(),
+            "rates": _rates(row),
+            "cost_by_class": class_costs_as_api({row.currency: row.classes} if row.currency else {}),
+        }
         for row in report.rows
     ]
     keys = [
@@ -74,6 +81,7 @@ def report_as_json(tenant, report):
         "keys": keys,
         "totals": report.totals.as_dict(),
         "cost": report.cost.as_api(),
+        "cost_by_class": class_costs_as_api(report.class_totals),
         "unpriced_models": report.cost.unpriced_models,
         "unpriced_calls": report.unpriced_calls,
         "prices": [_price(use) for use in report.prices],
@@ -97,6 +105,9 @@ class ReportRowSerializer(ReportKeySerializer):
     currency = serializers.CharField(
         allow_null=True, help_text="Currency of the prices applied to this row; null for the unpriced tokens."
     )
+    cost_by_class = ClassCostSerializer(
+        many=True, help_text="The row's exact cost per token class (adds up to its cost); empty when unpriced."
+    )
 
 
 class ReportPriceSerializer(serializers.Serializer):
@@ -109,6 +120,15 @@ class ReportPriceSerializer(serializers.Serializer):
     output_per_1k = serializers.CharField(help_text="Price of 1,000 output tokens (decimal string).")
     cached_input_per_1k = serializers.CharField(
         allow_null=True, help_text="Price of 1,000 cached input tokens; null: they cost the input price."
+    )
+    cache_write_per_1k = serializers.CharField(
+        allow_null=True, help_text="Price of 1,000 cache write tokens; null: they cost the input price."
+    )
+    cache_write_1h_per_1k = serializers.CharField(
+        allow_null=True, help_text="Price of 1,000 one-hour cache write tokens; null: the cache write price."
+    )
+    reasoning_per_1k = serializers.CharField(
+        allow_null=True, help_text="Price of 1,000 reasoning tokens; null: they cost the output price."
     )
     effective_from = serializers.DateField(help_text="Local date the price takes effect.")
     first_day = serializers.DateField(help_text="First local day of the month the price was applied to.")
@@ -124,6 +144,9 @@ class MonthlyReportSerializer(PeriodSerializer):
     keys = ReportKeySerializer(many=True, help_text="Subtotals per key, by key name.")
     totals = TotalsSerializer(help_text="Grand total of calls and tokens.")
     cost = _cost_list("Grand total, shaped like the usage summary's cost.")
+    cost_by_class = ClassCostSerializer(
+        many=True, help_text="The grand total's exact cost per token class, one object per priced currency."
+    )
     unpriced_models = serializers.ListField(
         child=serializers.CharField(), help_text="Models with tokens that had no price in force (cost is partial)."
     )

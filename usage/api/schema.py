@@ -81,7 +81,7 @@ def _gateway_components(max_items):
                 "description": "RFC 3339 with an offset; within INGEST_WINDOW_PAST_DAYS before now and "
                 "INGEST_WINDOW_FUTURE_SECONDS after.",
             },
-            "input_tokens": _int("Input tokens, cached ones included."),
+            "input_tokens": _int("Input tokens, cached reads and cache writes included."),
             "output_tokens": _int("Output tokens, reasoning ones included."),
             "cached_input_tokens": _int("At most input_tokens (exceeds_input); null: not reported.", nullable=True),
             "reasoning_tokens": _int("At most output_tokens (exceeds_output); null: not reported.", nullable=True),
@@ -92,6 +92,16 @@ def _gateway_components(max_items):
                 "description": "The provider's service tier the call ran at; null or absent: not reported (priced as"
                 " standard).",
             },
+            "cache_creation_input_tokens": _int(
+                "Cache writes (5-minute and one-hour); cached_input_tokens plus these at most input_tokens "
+                "(exceeds_input); null: not reported.",
+                nullable=True,
+            ),
+            "cache_creation_1h_input_tokens": _int(
+                "The one-hour part of the cache writes, at most cache_creation_input_tokens "
+                "(exceeds_cache_creation); null: not reported.",
+                nullable=True,
+            ),
         },
     }
     item_error = {

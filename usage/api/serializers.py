@@ -17,6 +17,15 @@ class TotalsSerializer(serializers.Serializer):
     reasoning_tokens = serializers.IntegerField(
         allow_null=True, help_text="Reasoning tokens (part of the output); null when no call reported them."
     )
+    cache_creation_input_tokens = serializers.IntegerField(
+        allow_null=True,
+        help_text="Input tokens written to the cache (part of the input, apart from the cached reads); "
+        "null when no call reported them.",
+    )
+    cache_creation_1h_input_tokens = serializers.IntegerField(
+        allow_null=True,
+        help_text="The part of cache_creation_input_tokens written for one hour; null when no call reported them.",
+    )
 
 
 class PeriodSerializer(serializers.Serializer):
@@ -98,6 +107,14 @@ class SavingSerializer(serializers.Serializer):
     currency = serializers.CharField(help_text="ISO 4217 code of the amount.")
 
 
+class ClassCostSerializer(serializers.Serializer):
+    currency = serializers.CharField(help_text="ISO 4217 code of the amounts.")
+    input = serializers.CharField(help_text="Exact cost of the uncached input tokens (input - cached - cache writes).")
+    cached_read = serializers.CharField(help_text="Exact cost of the cached reads.")
+    cache_write = serializers.CharField(help_text="Exact cost of the cache writes (5-minute and one-hour).")
+    output = serializers.CharField(help_text="Exact cost of the output tokens, reasoning included.")
+
+
 class BreakdownRowSerializer(GroupSerializer, TotalsSerializer):
     share = serializers.FloatField(help_text="This row's share of the total tokens of the range, 0 to 1.")
     cost = cost_list("Cost of the row's usage; the rows' costs add up to the summary's.")
@@ -115,6 +132,11 @@ class BreakdownRowSerializer(GroupSerializer, TotalsSerializer):
         help_text="What cached reads saved against the input price: cached x (input - cached input price) / 1000 "
         "at the price in force on each local day, exact, one object per currency; empty when nothing was saved "
         "(no cached reads, no cached input price, or unpriced). Per model: null in a breakdown by api_key.",
+    )
+    cost_by_class = ClassCostSerializer(
+        many=True,
+        help_text="The row's priced cost per token class, one object per currency (exact decimal strings); the "
+        "classes of a currency add up to its cost amount exactly. Empty when nothing is priced.",
     )
 
 
@@ -173,6 +195,8 @@ class CallSerializer(serializers.ModelSerializer):
             "total_tokens",
             "cached_input_tokens",
             "reasoning_tokens",
+            "cache_creation_input_tokens",
+            "cache_creation_1h_input_tokens",
             "duration_ms",
             "time_to_first_token_ms",
             "status",
@@ -186,6 +210,10 @@ class CallSerializer(serializers.ModelSerializer):
             "output_tokens": {"help_text": "Output (completion) tokens."},
             "cached_input_tokens": {"help_text": "Input tokens served from cache; null when not reported."},
             "reasoning_tokens": {"help_text": "Reasoning tokens; null when not reported."},
+            "cache_creation_input_tokens": {"help_text": "Input tokens written to the cache; null when not reported."},
+            "cache_creation_1h_input_tokens": {
+                "help_text": "The one-hour part of the cache writes; null: not reported."
+            },
             "duration_ms": {"help_text": "Request to last byte, in milliseconds; null when not reported."},
             "time_to_first_token_ms": {"help_text": "Time to the first token, in ms; null when not reported."},
             "status": {"help_text": "ok or error; null when not reported."},

@@ -24,7 +24,7 @@ from usage.api.throttling import AccessTokenThrottle
 from usage.ledger.retention import detail_available_from
 from usage.models import Model
 from usage.reporting.cache_economics import CacheEconomics, cache_economics
-from usage.reporting.costs import DEFAULT_CURRENCY, CostSummary
+from usage.reporting.costs import DEFAULT_CURRENCY, CostEngine, CostSummary, class_costs_as_api
 from usage.reporting.export import export_response
 from usage.reporting.focus import focus_response
 from usage.reporting.performance import query_performance
@@ -179,6 +179,7 @@ class BreakdownView(TenantAPIView):
         fallback = _grid_fallback(grid)
         economics = cache_economics(query, grid)
         unpriced = unpriced_usage(query, grid) if by == "model" else None
+        by_class = CostEngine.for_query(query, terms_only=True).class_summaries(query, (by,))
         results = []
         for row in rows:
             group = cast("Model | ApiKey", row.group)  # the objects above
@@ -186,6 +187,7 @@ class BreakdownView(TenantAPIView):
             cost = usage.cost_summary(group.name).as_api(fallback_currency=fallback)
             cache = economics.get(group.pk, CacheEconomics()).as_api()
             cache["unpriced_calls"] = None if unpriced is None else unpriced.get(group.pk, Unpriced()).calls
+            cache["cost_by_class"] = class_costs_as_api(by_class.get((group.pk,), {}))
             results.append({**_group_fields(group), **row.totals.as_dict(), "share": row.share, "cost": cost, **cache})
         data = {**_period(query), "by": by, "results": results}
         return Response(s.BreakdownSerializer(data).data)
@@ -196,9 +198,11 @@ class BreakdownView(TenantAPIView):
     parameters=[CommonParams],
     responses={(200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="The CSV file."), **ERRORS},
     description="CSV, one row per local day x API key x model with usage: date, api_key, api_key_name, model, "
-    "calls, input_tokens, output_tokens, cached_input_tokens, reasoning_tokens (empty when not reported), "
-    "cost and currency (the line's exact cost as a plain decimal string, e.g. 0.3164304, never rounded; both "
-    "empty when no price is in force for the line). UTF-8, a header row, no totals row, streamed.",
+    "calls, input_tokens, output_tokens, cached_input_tokens, reasoning_tokens, cache_creation_input_tokens, "
+    "cache_creation_1h_input_tokens (empty when not reported), cost and currency (the line's exact cost as a plain "
+    "decimal string, e.g. 0.3164304, never rounded; both empty when no price is in force for the line), then "
+    "cost_input, cost_cached_read, cost_cache_write, cost_output (the line's exact cost per token class; they add "
+    "up to cost). UTF-8, a header row, no totals row, streamed.",
 )
 class ExportView(TenantAPIView):
     renderer_classes = [JSONRenderer]  # for errors; the CSV itself is streamed as is

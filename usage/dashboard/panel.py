@@ -247,9 +247,19 @@ def distribution_rows(rows, query, cost=None, colors=None, economics=None):
             "share": round(row.share * 100, 1),
             "cost": cost_text(by_model.get(row.group.pk)),
             **_cache_fields(economics.get(row.group.pk)),
+            **_cache_write_fields(row.totals),
         }
         for row in rows
     ]
+
+
+def _cache_write_fields(totals):
+    """The model's cache writes (issue 26): None while none of its calls reported them."""
+    writes, hour = totals.cache_creation_input_tokens, totals.cache_creation_1h_input_tokens
+    if writes is None:
+        return {"cache_writes": None, "cache_writes_title": None}
+    title = f"{writes:,} tokens written to the cache" + (f", {hour:,} of them for one hour" if hour else "")
+    return {"cache_writes": ktokens(writes), "cache_writes_title": title}
 
 
 def _cache_fields(economics):
@@ -372,6 +382,8 @@ def _panel_data(query, params, grid, previous, models, compared, now):
         "distribution": distribution,
         # The cache columns appear once a model of the range reported cached reads.
         "cache_columns": any(row["cache_hit"] not in (None, "—", "0.0%") for row in distribution),
+        # The cache writes column appears once a model of the range reported cache writes.
+        "cache_write_column": any(row["cache_writes"] is not None for row in distribution),
     }
 
 

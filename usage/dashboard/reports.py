@@ -114,9 +114,16 @@ CSV_COLUMNS = [
     "input_tokens",
     "output_tokens",
     "cached_input_tokens",
+    "cache_creation_input_tokens",
+    "cache_creation_1h_input_tokens",
     "cost",
     "currency",
     "unpriced_tokens",
+    # Exact cost per token class; they add up to cost (empty when unpriced).
+    "cost_input",
+    "cost_cached_read",
+    "cost_cache_write",
+    "cost_output",
 ]
 
 
@@ -140,10 +147,17 @@ def report_csv_rows(report):
             row.totals.input_tokens,
             row.totals.output_tokens,
             "" if cached is None else cached,
+            _optional(row.totals.cache_creation_input_tokens),
+            _optional(row.totals.cache_creation_1h_input_tokens),
             row.cost.exact(row.currency) if row.currency else "",  # exact: the lines add up to the total
             row.currency or "",
             row.cost.unpriced_tokens,
+            *(row.class_amounts or [""] * 4),
         ]
+
+
+def _optional(count):
+    return "" if count is None else count
 
 
 @login_required

@@ -43,7 +43,9 @@ HOUR = dt.timedelta(hours=1)
 class ModelSpec:
     name: str
     color: str
-    prices: tuple  # USD per 1K input, output, cached input tokens (None: cached costs the input price)
+    # USD per 1K input, output, cached input tokens (None: cached costs the input price), and
+    # optionally cache writes and one-hour cache writes (absent: as the rule of usage.reporting.costs).
+    prices: tuple
     share: float  # of the synthetic traffic
     input_median: int
     output_median: int
@@ -51,6 +53,7 @@ class ModelSpec:
     reasoning: bool = False
     speed: int = 60  # output tokens per second of generation
     ttft_median: int = 400  # milliseconds to the first token
+    cache_writes: bool = False  # reports cache writes (5-minute and one-hour), as Anthropic's API does
 
 
 MODELS = (
@@ -78,6 +81,19 @@ MODELS = (
         "public/glm-4-9b-chat", "#0891b2", ("0.0001", "0.0001", None), 0.08, 600, 200, speed=120, ttft_median=250
     ),
     ModelSpec("public/bge-m3", "#ca8a04", ("0.00002", "0", None), 0.04, 350, 0, speed=1, ttft_median=80),
+    # Prompt caching with writes priced apart (issue 26): 1.25x the input for a 5-minute write, 2x for one hour.
+    ModelSpec(
+        "public/claude-sonnet-4",
+        "#65a30d",
+        ("0.003", "0.015", "0.0003", "0.00375", "0.006"),
+        0.05,
+        3000,
+        400,
+        cached=True,
+        speed=50,
+        ttft_median=900,
+        cache_writes=True,
+    ),
 )
 # The incident the Performance view shows (issue 27): on the demo tenant, one local day a week
 # (``incident_hours``), for three hours, the key INCIDENT_KEY calls INCIDENT_MODEL INCIDENT_SPIKE
@@ -265,7 +281,9 @@ def ensure_models():
 
 def _price(model, effective_from, prices):
     input_price, output_price = Decimal(prices[0]), Decimal(prices[1])
-    cached_price = Decimal(prices[2]) if prices[2] is not None else None
+    cached_price, write_price, write_1h_price = (
+        Decimal(p) if p is not None else None for p in (*prices, None, None)[2:5]
+    )
     rules = PRICE_RULES.get(model.name)
     price = ModelPrice(
         model=model,
@@ -274,6 +292,8 @@ def _price(model, effective_from, prices):
         output_per_1k=output_price,
         cached_input_per_1k=cached_price,
         pricing_rules=json.dumps(rules) if rules else "",
+        cache_write_per_1k=write_price,
+        cache_write_1h_per_1k=write_1h_price,
         effective_from=effective_from,
     )
     price.clean()  # checks the rules and stores them canonical
@@ -360,6 +380,19 @@ class Call(NamedTuple):
     error_type: str | None = None
     http_status: int | None = None
     service_tier: str | None = None
+    cache_creation_input_tokens: int | None = None
+    cache_creation_1h_input_tokens: int | None = None
+
+
+def cache_writes(rng, spec, input_tokens, cached):
+    """The call's cache writes and their one-hour part (None, None for a model that reports none)."""
+    if not spec.cache_writes:
+        return {}
+    writes = int((input_tokens - (cached or 0)) * rng.choice((0, 0.2, 0.6, 0.9)))
+    return {
+        "cache_creation_input_tokens": writes,
+        "cache_creation_1h_input_tokens": int(writes * rng.choice((0, 0.5, 1))),
+    }
 
 
 _HTTP_STATUS = {"rate_limited": 429, "timeout": 504, "server_error": 500}
@@ -423,10 +456,12 @@ def synthetic_hour(plan, config, day, hour, start, incident=False):
             request_id = f"{REQUEST_PREFIX}{spec.name}-{day:%Y%m%d}T{hour:02d}-{i}"
             key_id = plan.keys[INCIDENT_KEY].pk if spike else pick_key()
             measured = performance(rng, spec, output_tokens, **effects)
+            writes = cache_writes(rng, spec, input_tokens, cached)
             if measured["status"] == "error":  # the provider bills a refused call nothing
                 input_tokens, output_tokens, cached, reasoning = 0, 0, None, None
+                writes = dict.fromkeys(writes)
             call = Call(request_id, key_id, model.pk, at, input_tokens, output_tokens, cached, reasoning)
-            calls.append(call._replace(**measured, service_tier="batch" if key_id == batch_key else None))
+            calls.append(call._replace(**measured, **writes, service_tier="batch" if key_id == batch_key else None))
     return calls
 
 

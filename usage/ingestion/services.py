@@ -36,6 +36,7 @@ from usage.ingestion.signals import calls_stored
 from usage.ingestion.validation import error, request_id_of, validate_call
 from usage.ledger import partitions, retention
 from usage.models import CallRecord, CallRequest, Model, ModelAlias
+from usage.pricing_rules import SERVICE_TIER_POSITION
 from usage.rollups import increments, performance, pricing
 
 if TYPE_CHECKING:
@@ -52,10 +53,11 @@ if TYPE_CHECKING:
         index: int  # position in the batch (API) or line in the file
         request_id: str | None
 
-    # The ledger's columns in _COLUMNS order: tenant, key, model, instant, the four counts, the
-    # performance (duration, time to first token, status, error type, HTTP status), service tier, request id.
+    # The ledger's columns in _COLUMNS order: tenant, key, model, instant, the six counts (input,
+    # output, cached, reasoning, cache writes, one-hour cache writes), the performance (duration,
+    # time to first token, status, error type, HTTP status), service tier, request id.
     Values = tuple[
-        int, int, int, dt.datetime, int, int, int | None, int | None,
+        int, int, int, dt.datetime, int, int, int | None, int | None, int | None, int | None,
         int | None, int | None, str | None, str | None, int | None, str | None, str,
     ]  # fmt: skip
     Window = tuple[dt.datetime, dt.datetime]  # earliest and latest instant accepted
@@ -65,7 +67,7 @@ if TYPE_CHECKING:
     IdentityKey = tuple[int, str]
 
 # Bumping "last used" on every batch would write the same key or token row many times a second.
-_SQLITE_ROWS_PER_STATEMENT = 500  # 15 values a row stays far below SQLite's 32,766 variables
+_SQLITE_ROWS_PER_STATEMENT = 500  # 17 values a row stays far below SQLite's 32,766 variables
 _RETRIES = 3
 _EPOCH = dt.datetime(1, 1, 1, tzinfo=dt.UTC)
 
@@ -103,6 +105,8 @@ class Content(NamedTuple):
     output_tokens: int
     cached_input_tokens: int | None
     reasoning_tokens: int | None
+    cache_creation_input_tokens: int | None
+    cache_creation_1h_input_tokens: int | None
     # A re-sent call whose performance differs is another report: a conflict, as for the counts.
     duration_ms: int | None
     time_to_first_token_ms: int | None
@@ -131,6 +135,8 @@ class Row(NamedTuple):
             call.output_tokens,
             call.cached_input_tokens,
             call.reasoning_tokens,
+            call.cache_creation_input_tokens,
+            call.cache_creation_1h_input_tokens,
             call.duration_ms,
             call.time_to_first_token_ms,
             call.status,
@@ -437,6 +443,8 @@ _COLUMNS = (
     "output_tokens",
     "cached_input_tokens",
     "reasoning_tokens",
+    "cache_creation_input_tokens",
+    "cache_creation_1h_input_tokens",
     "duration_ms",
     "time_to_first_token_ms",
     "status",
@@ -445,12 +453,15 @@ _COLUMNS = (
     "service_tier",
     "request_id",
 )
+assert _COLUMNS.index("service_tier") == SERVICE_TIER_POSITION, "usage.pricing_rules reads the tier there"
 _CONTENT_COLUMNS = _COLUMNS[1:-1]  # what "same content" compares, in Row.content's order
 _PG_TYPES = (
     "int8",
     "int8",
     "int8",
     "timestamptz",
+    "int8",
+    "int8",
     "int8",
     "int8",
     "int8",
@@ -631,7 +642,8 @@ def _copy_rows(rows: Sequence[Row], *, stream: bytes, now: dt.datetime) -> _Outc
         cursor.execute(
             f"CREATE TEMPORARY TABLE {_STAGING} (line int8, candidate boolean, tenant_id int8, api_key_id int8,"
             " model_id int8, occurred_at timestamptz, input_tokens int8, output_tokens int8,"
-            " cached_input_tokens int8, reasoning_tokens int8, duration_ms int4, time_to_first_token_ms int4,"
+            " cached_input_tokens int8, reasoning_tokens int8, cache_creation_input_tokens int8,"
+            " cache_creation_1h_input_tokens int8, duration_ms int4, time_to_first_token_ms int4,"
             " status text, error_type text, http_status int2, service_tier text, request_id text) ON COMMIT DROP"
         )
         with cursor.copy(f"COPY {_STAGING} (line, candidate, {columns}) FROM STDIN (FORMAT BINARY)") as copy:

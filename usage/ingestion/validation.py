@@ -21,12 +21,22 @@ Every rejection names a ``field`` (or null for the item as a whole) and a stable
                        cached tokens inside the input tokens)
 ``exceeds_output``     ``reasoning_tokens`` is above ``output_tokens`` (reasoning is counted
                        inside the output)
+``exceeds_input``      (on ``cache_creation_input_tokens``) cached reads plus cache writes are
+                       above ``input_tokens``: both are counted inside the input tokens
+``exceeds_cache_creation``  ``cache_creation_1h_input_tokens`` is above
+                       ``cache_creation_input_tokens`` (or that is not reported): the one-hour
+                       writes are a part of the cache writes
 ``invalid_choice``     ``status`` is not ``ok`` or ``error``, or ``error_type`` not one of
                        ``ERROR_TYPES``
 ``exceeds_duration``   ``time_to_first_token_ms`` is above ``duration_ms``
 ``requires_error``     ``error_type`` on a call whose ``status`` is ``ok``
 ``invalid_choice``     ``service_tier`` is not one of ``SERVICE_TIERS`` (null or absent: not
                        reported, priced as ``standard``)
+
+Token classes inside ``input_tokens`` (optional, null or absent = not reported, never 0):
+``cached_input_tokens`` (cached reads), ``cache_creation_input_tokens`` (cache writes, 5-minute
+and one-hour together) and ``cache_creation_1h_input_tokens`` (the one-hour part of the writes).
+The uncached input is ``input_tokens`` minus reads minus writes.
 
 Performance (all optional, null or absent = not reported): ``duration_ms`` and
 ``time_to_first_token_ms`` are whole milliseconds from 0 to ``MAX_DURATION_MS``; ``http_status``
@@ -65,9 +75,10 @@ if TYPE_CHECKING:
 TEXT_MAX_LENGTH = 255
 REQUIRED_FIELDS = ("request_id", "api_key", "model", "occurred_at", "input_tokens", "output_tokens")
 PERFORMANCE_FIELDS = ("duration_ms", "time_to_first_token_ms", "status", "error_type", "http_status")
-OPTIONAL_FIELDS = ("cached_input_tokens", "reasoning_tokens", *PERFORMANCE_FIELDS, "service_tier")
+CACHE_WRITE_FIELDS = ("cache_creation_input_tokens", "cache_creation_1h_input_tokens")
+OPTIONAL_FIELDS = ("cached_input_tokens", "reasoning_tokens", *PERFORMANCE_FIELDS, "service_tier", *CACHE_WRITE_FIELDS)
 FIELDS = REQUIRED_FIELDS + OPTIONAL_FIELDS
-COUNT_FIELDS = ("input_tokens", "output_tokens", "cached_input_tokens", "reasoning_tokens")
+COUNT_FIELDS = ("input_tokens", "output_tokens", "cached_input_tokens", "reasoning_tokens", *CACHE_WRITE_FIELDS)
 INTEGER_FIELDS = (*COUNT_FIELDS, "duration_ms", "time_to_first_token_ms", "http_status")
 # A week: longer is a clock or unit mistake (seconds sent as milliseconds stay far below it, but
 # nanoseconds do not), and it keeps every duration inside a 32-bit column.
@@ -76,6 +87,7 @@ STATUSES = tuple(CallStatus.values)
 ERROR_TYPES = tuple(ErrorType.values)
 SERVICE_TIERS = tuple(ServiceTier.values)
 _PERFORMANCE_FIELDS = frozenset(PERFORMANCE_FIELDS)
+_CACHE_WRITE_FIELDS = frozenset(CACHE_WRITE_FIELDS)
 _KNOWN_FIELDS = frozenset(FIELDS)
 _MISSING = object()
 
@@ -103,10 +115,15 @@ class Call(NamedTuple):
     error_type: str | None = None
     http_status: int | None = None
     service_tier: str | None = None
+    # Cache writes (inside input_tokens, apart from the cached reads) and their one-hour part.
+    cache_creation_input_tokens: int | None = None
+    cache_creation_1h_input_tokens: int | None = None
 
 
 Performance = tuple[int | None, int | None, str | None, str | None, int | None]
 _NOT_REPORTED: Performance = (None, None, None, None, None)
+CacheWrites = tuple[int | None, int | None]
+_NO_WRITES: CacheWrites = (None, None)
 
 
 # Names other reports give a service tier (OpenAI's "default" is its standard tier).
@@ -252,7 +269,23 @@ def _plainly_valid(raw: object) -> Call | None:
     tier = get("service_tier")
     if tier is not None and tier not in SERVICE_TIERS:
         return None
-    return Call(request_id, api_key, model, instant, inp, out, cached, reasoning, *performance, tier)
+    writes: CacheWrites | None = _NO_WRITES
+    if len(raw) > len(REQUIRED_FIELDS) and not raw.keys().isdisjoint(_CACHE_WRITE_FIELDS):
+        writes = _plain_cache_writes(raw, inp, cached)
+    if writes is None:
+        return None
+    return Call(request_id, api_key, model, instant, inp, out, cached, reasoning, *performance, tier, *writes)
+
+
+def _plain_cache_writes(raw: dict[str, Any], inp: int, cached: int | None) -> CacheWrites | None:
+    """The cache write counts when plainly fine (absent is fine), else None."""
+    writes, hour = raw.get("cache_creation_input_tokens"), raw.get("cache_creation_1h_input_tokens")
+    if not (
+        (writes is None or (type(writes) is int and 0 <= writes <= inp - (cached or 0)))
+        and (hour is None or (type(hour) is int and writes is not None and 0 <= hour <= writes))
+    ):
+        return None
+    return writes, hour
 
 
 def _plain_performance(raw: dict[str, Any]) -> Performance | None:
@@ -306,10 +339,38 @@ def _validate_in_detail(raw: object) -> tuple[Call | None, list[FieldError]]:
     tier = raw.get("service_tier")
     if tier is not None and tier not in SERVICE_TIERS:
         errors.append(error("service_tier", "invalid_choice", f"Must be one of {', '.join(SERVICE_TIERS)}."))
+    writes = _cache_writes(raw, values[4], values[6], errors)
     if errors:
         return None, errors
     # With no error recorded every value is of its field's type (the helpers return them unchecked otherwise).
-    return Call(*values, *performance, tier), errors  # type: ignore[arg-type,call-arg]
+    return Call(*values, *performance, tier, *writes), errors  # type: ignore[arg-type, call-arg]
+
+
+def _cache_writes(raw: Mapping[str, object], inp: object, cached: object, errors: list[FieldError]) -> CacheWrites:
+    """The cache write counts; cached reads plus writes may not exceed the input, nor the one-hour
+    writes the writes."""
+    writes = _count(raw, "cache_creation_input_tokens", errors, required=False)
+    hour = _count(raw, "cache_creation_1h_input_tokens", errors, required=False)
+    reads = cached if type(cached) is int and 0 <= cached <= MAX_TOKENS else 0
+    if type(inp) is int and type(writes) is int and 0 <= writes <= MAX_TOKENS and 0 <= inp < reads + writes:
+        errors.append(
+            error(
+                "cache_creation_input_tokens",
+                "exceeds_input",
+                f"Cached reads ({reads}) plus cache writes ({writes}) must not exceed input_tokens ({inp}):"
+                " both are counted inside them.",
+            )
+        )
+    if type(hour) is int and 0 <= hour <= MAX_TOKENS and (writes is None or (type(writes) is int and writes < hour)):
+        errors.append(
+            error(
+                "cache_creation_1h_input_tokens",
+                "exceeds_cache_creation",
+                f"Must not exceed cache_creation_input_tokens ({writes if writes is not None else 'not reported'}):"
+                " the one-hour writes are a part of the cache writes.",
+            )
+        )
+    return writes, hour  # type: ignore[return-value]
 
 
 def _performance(raw: Mapping[str, object], errors: list[FieldError]) -> tuple[object, ...]:

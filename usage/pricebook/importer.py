@@ -4,20 +4,24 @@ Two formats:
 
 - ``litellm``: LiteLLM's public price map (``model_prices_and_context_window.json``): an object
   of model name -> entry with per-token USD prices. ``input_cost_per_token``,
-  ``output_cost_per_token`` and ``cache_read_input_token_cost`` become the per-1K input, output
-  and cached input prices (times 1000, exact: numbers are read as ``Decimal``, never float).
+  ``output_cost_per_token``, ``cache_read_input_token_cost``, ``cache_creation_input_token_cost``,
+  ``cache_creation_input_token_cost_above_1hr`` and ``output_cost_per_reasoning_token`` become
+  the per-1K input, output, cached input, cache write, one-hour cache write and reasoning prices
+  (times 1000, exact: numbers are read as ``Decimal``, never float).
   Context tiers and service tiers become the price's ``pricing_rules``
   (``usage.pricing_rules``): ``input_cost_per_token_above_200k_tokens``,
   ``output_cost_per_token_above_200k_tokens`` and ``cache_read_input_token_cost_above_200k_tokens``
   a tier above 200,000 (likewise 32k, 128k, 272k and 1000k: the context edges; a rate the entry
   leaves out is the base one); ``input_cost_per_token_batches``, ``output_cost_per_token_batches``,
   ``cache_read_input_token_cost_batches`` the ``batch`` service tier's rates (``_flex``: ``flex``,
-  ``_priority``: ``priority``). Every other ``*cost*`` key of an imported model (cache writes,
-  tiers at other edges, a tier of a service tier such as ``..._above_200k_tokens_batches``, ...)
-  is listed as "not imported (not supported yet)".
+  ``_priority``: ``priority``). Every other ``*cost*`` key of an imported model (tiers at other
+  edges, a tier of a service tier such as ``..._above_200k_tokens_batches``, cache writes of a
+  tier, ...) is listed as "not imported (not supported yet)".
 - ``native``: this product's own, JSON ``{"prices": [row, ...]}`` or CSV with a header, rows
   of ``model``, ``currency``, ``input_per_1k``, ``output_per_1k``, ``cached_input_per_1k``
-  (empty: as input), ``effective_from`` (YYYY-MM-DD; default ``--effective-from``) and
+  (empty: as input), ``cache_write_per_1k`` (empty: as input), ``cache_write_1h_per_1k``
+  (empty: as the cache write price), ``reasoning_per_1k`` (empty: as output), ``effective_from``
+  (YYYY-MM-DD; default ``--effective-from``) and
   ``tenant`` (a slug; empty: ``--tenant``, else the platform price). Amounts are decimal strings.
 
 A name is a catalog model's name or one of its aliases (``ModelAlias``); entries naming no model
@@ -53,16 +57,14 @@ _LITELLM_RATES = {
     "input_cost_per_token": "input_per_1k",
     "output_cost_per_token": "output_per_1k",
     "cache_read_input_token_cost": "cached_input_per_1k",
+    "cache_creation_input_token_cost": "cache_write_per_1k",
+    "cache_creation_input_token_cost_above_1hr": "cache_write_1h_per_1k",
+    "output_cost_per_reasoning_token": "reasoning_per_1k",
 }
-NATIVE_FIELDS = (
-    "model",
-    "currency",
-    "input_per_1k",
-    "output_per_1k",
-    "cached_input_per_1k",
-    "effective_from",
-    "tenant",
-)
+# Optional rates of the native format: empty means "as the rule says" (usage.reporting.costs.rates).
+_CLASS_RATES = ("cache_write_per_1k", "cache_write_1h_per_1k", "reasoning_per_1k")
+OPTIONAL_RATES = ("cached_input_per_1k", "cache_write_per_1k", "cache_write_1h_per_1k", "reasoning_per_1k")
+NATIVE_FIELDS = ("model", "currency", "input_per_1k", "output_per_1k", *OPTIONAL_RATES, "effective_from", "tenant")
 
 
 class PriceFileError(ValueError):
@@ -201,6 +203,11 @@ def _litellm_entries(data: Any, catalog: _Catalog, tenant: Tenant | None, day: d
             if item.get(theirs) is not None:
                 rates[ours] = _per_1k(item[theirs], f"{name}.{theirs}")
         rules, used = _litellm_rules(name, item, rates)
+        if rules and any(rates[rate] is not None for rate in _CLASS_RATES):
+            # Pricing rules are costed from pricing classes that count no cache writes nor reasoning
+            # apart (``ModelPrice.clean`` refuses both together): the class rates are kept, the
+            # tiers listed as not imported.
+            rules, used = "", set()
         others = sorted(key for key in item if "cost" in key and key not in _LITELLM_RATES and key not in used)
         if others:
             result.not_supported[f"{model.name} ({name})"] = others
@@ -235,12 +242,13 @@ def _native_entries(text: str, catalog_of: Any, tenant: Tenant | None, day: dt.d
         if model is None:
             result.unmatched.append(str(row.get("model")))
             continue
-        cached = row.get("cached_input_per_1k")
-        rates = {
+        rates: dict[str, Decimal | None] = {
             "input_per_1k": _rate(row.get("input_per_1k"), f"{where}.input_per_1k"),
             "output_per_1k": _rate(row.get("output_per_1k"), f"{where}.output_per_1k"),
-            "cached_input_per_1k": None if cached in (None, "") else _rate(cached, f"{where}.cached_input_per_1k"),
         }
+        for name in OPTIONAL_RATES:
+            value = row.get(name)
+            rates[name] = None if value in (None, "") else _rate(value, f"{where}.{name}")
         entries.append(
             Entry(
                 str(row["model"]),

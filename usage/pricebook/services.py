@@ -22,14 +22,10 @@ from accounts.models import User
 from usage.models import ModelPrice, PriceChange
 
 TERM_FIELDS = (
-    "currency",
-    "input_per_1k",
-    "output_per_1k",
-    "cached_input_per_1k",
-    "request_fee",
-    "pricing_rules",
+    "currency", "input_per_1k", "output_per_1k", "cached_input_per_1k",
+    "cache_write_per_1k", "cache_write_1h_per_1k", "reasoning_per_1k", "request_fee", "pricing_rules",
     "effective_from",
-)
+)  # fmt: skip
 
 
 def price_terms(price: ModelPrice) -> dict[str, str | None]:

@@ -8,11 +8,16 @@ A price added or changed in the admin changes history at once, and a range that 
 change is split at the day it takes effect.
 
 Line. One local day x API key x model: the CSV's line and the unit everything is costed at.
-    cost = (input - cached) x input_per_1k / 1000
-         + cached x (cached_input_per_1k, or input_per_1k when empty) / 1000
-         + output x output_per_1k / 1000
-Cached input tokens are part of the input tokens (a report of more cached than input tokens is
-capped at the input).
+Its cost is the sum of its token classes' costs (``class_costs``; every rate per 1K tokens):
+    input        (input - cached - writes) x input_per_1k / 1000
+    cached read  cached x (cached_input_per_1k, or input_per_1k when empty) / 1000
+    cache write  (writes - writes_1h) x (cache_write_per_1k, or input_per_1k when empty) / 1000
+                 + writes_1h x (cache_write_1h_per_1k, or the cache write rate when empty) / 1000
+    output       (output - reasoning) x output_per_1k / 1000
+                 + reasoning x (reasoning_per_1k, or output_per_1k when empty) / 1000
+Cached reads and cache writes are part of the input tokens, one-hour writes part of the writes
+and reasoning part of the output; rollups of validated calls never break that, and a line that
+does is capped (cached at the input, writes at the input left, and so on).
 
 Exact money. A line's cost is exact: integer tokens times rates of at most 8 decimals
 (``ModelPrice``), divided by 1000, so it has at most ``AMOUNT_DECIMALS`` (11) decimals and is
@@ -47,6 +52,7 @@ from accounts.models import ApiKey
 from usage import localtime, pricing_rules
 from usage.models import Model, ModelPrice
 from usage.reporting import call_costs, costs_sql
+from usage.reporting.class_rates import rates
 from usage.reporting.money import amount_text, money_text
 from usage.reporting.periods import Period
 from usage.reporting.query import UsageQuery, query_of
@@ -73,17 +79,73 @@ def price_text(value: Decimal | None) -> str | None:
     return None if value is None else format(value.normalize(), "f")
 
 
-def line_cost(*, price: Price, totals: Totals) -> Decimal:
-    """Exact cost of one line (``Totals`` of a day x key x model) at ``price``: never rounded."""
+# The token classes a cost is split into (issue 26), in the order they are shown.
+TOKEN_CLASSES = ("input", "cached_read", "cache_write", "output")
+TOKEN_CLASS_LABELS = {"input": "input", "cached_read": "cached input", "cache_write": "cache write", "output": "output"}
+
+
+class ClassTokens(NamedTuple):
+    """A line's tokens split into the classes that are priced apart (they add up to its tokens)."""
+
+    uncached_input: int
+    cached: int
+    writes_5m: int
+    writes_1h: int
+    plain_output: int
+    reasoning: int
+
+
+class ClassCosts(NamedTuple):
+    """A line's exact cost per token class; ``total`` is the line's cost."""
+
+    input: Decimal
+    cached_read: Decimal
+    cache_write: Decimal
+    output: Decimal
+
+    @property
+    def total(self) -> Decimal:
+        with localcontext(prec=_PRECISION):
+            return self.input + self.cached_read + self.cache_write + self.output
+
+    def __add__(self, other: object) -> ClassCosts:
+        if not isinstance(other, ClassCosts):
+            return NotImplemented
+        with localcontext(prec=_PRECISION):
+            return ClassCosts(*(mine + theirs for mine, theirs in zip(self, other, strict=True)))
+
+
+NO_CLASS_COSTS = ClassCosts(Decimal(0), Decimal(0), Decimal(0), Decimal(0))
+
+
+def class_tokens(totals: Totals) -> ClassTokens:
+    """The line's tokens by priced class, each part capped at what contains it."""
     cached = min(totals.cached_input_tokens or 0, totals.input_tokens)
-    cached_price = price.input_per_1k if price.cached_input_per_1k is None else price.cached_input_per_1k
+    writes = min(totals.cache_creation_input_tokens or 0, totals.input_tokens - cached)
+    writes_1h = min(totals.cache_creation_1h_input_tokens or 0, writes)
+    reasoning = min(totals.reasoning_tokens or 0, totals.output_tokens)
+    return ClassTokens(
+        totals.input_tokens - cached - writes, cached, writes - writes_1h, writes_1h,
+        totals.output_tokens - reasoning, reasoning,
+    )  # fmt: skip
+
+
+def class_costs(*, price: Price, totals: Totals) -> ClassCosts:
+    """Exact cost of one line per token class at ``price``: never rounded."""
+    tokens, rate = class_tokens(totals), rates(price)
     with localcontext(prec=_PRECISION):
-        exact = (
-            (totals.input_tokens - cached) * price.input_per_1k
-            + cached * cached_price
-            + totals.output_tokens * price.output_per_1k
-        ) / _THOUSAND
-    return exact
+        return ClassCosts(
+            tokens.uncached_input * rate.input / _THOUSAND,
+            tokens.cached * rate.cached / _THOUSAND,
+            (tokens.writes_5m * rate.write_5m + tokens.writes_1h * rate.write_1h) / _THOUSAND,
+            (tokens.plain_output * rate.output + tokens.reasoning * rate.reasoning) / _THOUSAND,
+        )
+
+
+def line_cost(*, price: Price, totals: Totals) -> Decimal:
+    """Exact cost of one line (``Totals`` of a day x key x model) at ``price``: never rounded; the
+    sum of its class costs."""
+    return class_costs(price=price, totals=totals).total
 
 
 # --- Price resolution -----------------------------------------------------------------------
@@ -102,6 +164,9 @@ class PriceTerms(NamedTuple):
     request_fee: Decimal | None
     pricing_rules: str
     effective_from: dt.date
+    cache_write_per_1k: Decimal | None = None
+    cache_write_1h_per_1k: Decimal | None = None
+    reasoning_per_1k: Decimal | None = None
 
 
 # What costing reads of a price: a ModelPrice, or its terms alone.
@@ -261,6 +326,13 @@ class CostLine:
     def currency(self) -> str | None:
         return self.price.currency if self.price else None
 
+    @property
+    def classes(self) -> ClassCosts | None:
+        """The line's exact cost per token class; None when unpriced or call-priced."""
+        if self.price is None or pricing_rules.is_call_priced(self.price):
+            return None  # a call-priced line's detail is its rates (``parts``)
+        return class_costs(price=self.price, totals=self.totals)
+
     def add_to(self, summary: CostSummary) -> CostSummary:
         summary.add_line(
             amount=self.amount,
@@ -324,10 +396,25 @@ class CostedRow(NamedTuple):
     model: Model
     totals: Totals
     cost: LineCost
+    classes: ClassCosts | None = None  # the cost per token class; None when unpriced
 
 
 GroupName = str  # "day", "model" or "api_key"
 Summaries = dict[tuple[Any, ...], "CostSummary"]
+# {group key tuple: {currency: ClassCosts}}: the cost per token class of priced lines.
+ClassSummaries = dict[tuple[Any, ...], dict[str, ClassCosts]]
+
+
+def class_costs_as_api(per_currency: dict[str, ClassCosts]) -> list[dict[str, str]]:
+    """The API's ``cost_by_class``: per currency (sorted) the exact amount of each token class
+    (``TOKEN_CLASSES``) as a plain decimal string; they add up to the currency's ``cost`` amount."""
+    return [
+        {
+            "currency": currency,
+            **{name: amount_text(amount, currency) for name, amount in zip(TOKEN_CLASSES, costs, strict=True)},
+        }
+        for currency, costs in sorted(per_currency.items())
+    ]
 
 
 class CostEngine:
@@ -439,7 +526,12 @@ class CostEngine:
         return LineCost(line_cost(price=price, totals=totals), price.currency)
 
     def costed_row(self, day: dt.date, api_key: ApiKey, model: Model, totals: Totals) -> CostedRow:
-        return CostedRow(day, api_key, model, totals, self.line(day, model.pk, totals, api_key_id=api_key.pk))
+        cost = self.line(day, model.pk, totals, api_key_id=api_key.pk)
+        price = self.book.price_for(model.pk, day)
+        # Per token class at a flat price; a call-priced line's detail is its rates (the report's).
+        flat = price is not None and cost.amount is not None and not pricing_rules.is_call_priced(price)
+        classes = class_costs(price=price, totals=totals) if flat and price is not None else None
+        return CostedRow(day, api_key, model, totals, cost, classes)
 
     def preload(self, query: UsageQuery) -> call_costs.ClassIndex:
         """The pricing classes of the query's call-priced models, in one query."""
@@ -473,6 +565,25 @@ class CostEngine:
             amount = line_cost(price=price, totals=totals) if price else None
             lines.append(CostLine(day, key_id, models[model_id], totals, price, amount))
         return lines
+
+    def class_summaries(self, query: UsageQuery, groups: tuple[GroupName, ...]) -> ClassSummaries:
+        """{group key tuple: {currency: ClassCosts}} of the query's priced lines by ``groups`` (as
+        ``summaries``): each group's exact cost per token class, whose total is its amount."""
+        for name in groups:
+            if name not in _GROUP_KEYS:
+                raise ValueError(f"Unknown cost group {name!r}; choose from {', '.join(_GROUP_KEYS)}")
+        result: ClassSummaries = {}
+        if costs_sql.applies(query=query):
+            for key, currency, *amounts in costs_sql.class_cost_rows(query, book=self.book, groups=groups):
+                result.setdefault(key, {})[currency] = ClassCosts(*amounts)
+            return result
+        for line in self.lines(query):
+            if line.price is not None:
+                per_currency = result.setdefault(tuple(_GROUP_KEYS[name](line) for name in groups), {})
+                per_currency[line.price.currency] = per_currency.get(line.price.currency, NO_CLASS_COSTS) + class_costs(
+                    price=line.price, totals=line.totals
+                )
+        return result
 
     def summaries(self, query: UsageQuery, groups: tuple[GroupName, ...]) -> Summaries:
         """{group key tuple: CostSummary} of the query by ``groups`` (any of "day", "model",
@@ -609,6 +720,18 @@ class _PriceTexts:
     def output_text(self) -> str | None:
         return price_text(self.price.output_per_1k)
 
+    @property
+    def cache_write_text(self) -> str | None:
+        return price_text(self.price.cache_write_per_1k)
+
+    @property
+    def cache_write_1h_text(self) -> str | None:
+        return price_text(self.price.cache_write_1h_per_1k)
+
+    @property
+    def reasoning_text(self) -> str | None:
+        return price_text(self.price.reasoning_per_1k)
+
 
 # --- Month-end expense report ---------------------------------------------------------------
 
@@ -624,6 +747,7 @@ class ReportRow:
     cost: CostSummary = field(default_factory=CostSummary)
     # A call-priced row's cost by the rates applied ("batch, >200,000"): [amount or None, tokens]
     rates: dict[str, list[Any]] = field(default_factory=dict)
+    classes: ClassCosts = NO_CLASS_COSTS  # the exact cost per token class of flat-priced lines
 
     @property
     def rate_lines(self) -> list[tuple[str, str | None, int]]:
@@ -633,6 +757,11 @@ class ReportRow:
             (name, None if amount is None else money_text(amount, currency), tokens)
             for name, (amount, tokens) in sorted(self.rates.items())
         ]
+
+    @property
+    def class_amounts(self) -> list[str]:
+        """The cost per token class as exact decimal strings (``TOKEN_CLASSES`` order); empty when unpriced."""
+        return [] if self.currency is None else [amount_text(amount, self.currency) for amount in self.classes]
 
 
 @dataclass
@@ -669,6 +798,23 @@ class ExpenseReport:
         """Calls with no price in force (their tokens are ``cost.unpriced_tokens``)."""
         return sum(row.totals.calls for row in self.rows if row.currency is None)
 
+    @property
+    def class_totals(self) -> dict[str, ClassCosts]:
+        """{currency: exact cost per token class} of the whole report; each adds up to ``cost``'s amount."""
+        totals: dict[str, ClassCosts] = {}
+        for row in self.rows:
+            if row.currency is not None:
+                totals[row.currency] = totals.get(row.currency, NO_CLASS_COSTS) + row.classes
+        return totals
+
+    @property
+    def class_total_rows(self) -> list[tuple[str, list[str], str]]:
+        """[(currency, exact class amounts, exact total)] for the template, by currency."""
+        return [
+            (currency, [amount_text(amount, currency) for amount in costs], amount_text(costs.total, currency))
+            for currency, costs in sorted(self.class_totals.items())
+        ]
+
 
 def _report_rows(lines: list[CostLine]) -> list[ReportRow]:
     """ReportRow per (key, model, currency), in report order."""
@@ -683,6 +829,8 @@ def _report_rows(lines: list[CostLine]) -> list[ReportRow]:
             part = row.rates.setdefault(name, [Decimal(0), 0])
             part[0] = None if amount is None or part[0] is None else part[0] + amount
             part[1] += tokens
+        if line.classes is not None:
+            row.classes += line.classes
     return sorted(
         rows.values(),
         key=lambda row: (row.api_key.name, row.api_key.public_id, row.model.name, row.currency or "~"),

@@ -26,6 +26,7 @@ from django.db import connection
 
 from usage.models import Model, UsageDaily, UsageDailyModel
 from usage.pricing_rules import is_call_priced
+from usage.reporting.class_rates import rates
 from usage.reporting.periods import Period
 from usage.reporting.query import UsageQuery, query_of
 
@@ -35,7 +36,13 @@ if TYPE_CHECKING:
     from usage.reporting.selectors import UsageFilters
 
 _GROUP_COLUMNS = {"model": "d.model_id", "api_key": "d.api_key_id", "day": "d.day"}
-_NO_PRICE = "(-1, NULL::date, NULL::date, 0::numeric, 0::numeric, 0::numeric, NULL::text, false)"
+_NO_PRICE = (
+    "(-1, NULL::date, NULL::date, 0::numeric, 0::numeric, 0::numeric, 0::numeric, 0::numeric, 0::numeric, NULL::text,"
+    " false)"
+)
+_PRICE_ROW = (
+    "(%s, %s::date, %s::date, %s::numeric, %s::numeric, %s::numeric, %s::numeric, %s::numeric, %s::numeric, %s, %s)"
+)
 _PER_TOKEN = Decimal(1000)
 
 
@@ -66,35 +73,72 @@ def price_runs(book: PriceBook, period: Period) -> Iterator[tuple[int, dt.date, 
 
 
 def _price_values(book: PriceBook, period: Period) -> tuple[str, list[Any]]:
-    """VALUES rows of the price runs, prices pre-scaled (exactly) from per 1K tokens to per token."""
+    """VALUES rows of the price runs: each class's rate (``costs.rates``: the empty ones resolved),
+    pre-scaled (exactly) from per 1K tokens to per token."""
     rows, params = [], []
     for model_id, first, last, price in price_runs(book, period):
-        cached = price.input_per_1k if price.cached_input_per_1k is None else price.cached_input_per_1k
-        rows.append("(%s, %s::date, %s::date, %s::numeric, %s::numeric, %s::numeric, %s, %s)")
-        params += [model_id, first, last, price.input_per_1k / _PER_TOKEN, price.output_per_1k / _PER_TOKEN]
+        rate = rates(price)
+        rows.append(_PRICE_ROW)
+        params += [model_id, first, last, rate.input / _PER_TOKEN, rate.output / _PER_TOKEN]
+        params += [rate.cached / _PER_TOKEN, rate.write_5m / _PER_TOKEN, rate.write_1h / _PER_TOKEN]
+        params += [rate.reasoning / _PER_TOKEN, price.currency]
         # A call-priced run is left out here: ``CostEngine`` costs it from its pricing classes.
-        params += [cached / _PER_TOKEN, price.currency, is_call_priced(price)]
+        params += [is_call_priced(price)]
     return ", ".join(rows or [_NO_PRICE]), params
 
 
-def _statement(price_rows: str, group_columns: list[str], scoped: str) -> str:
+def _lines(price_rows: str, group_columns: list[str], scoped: str) -> str:
+    """The ``WITH`` clause of the costed lines: group columns g0.., model_id, currency, tokens and
+    the exact cost of each token class (c_input, c_cached, c_write, c_output), the rule of
+    ``costs.class_costs`` (each class capped at what contains it)."""
     group_select = "".join(f"{column} AS g{index}, " for index, column in enumerate(group_columns))
-    group_names = "".join(f"g{index}, " for index in range(len(group_columns)))
-    positions = ", ".join(str(position) for position in range(1, len(group_columns) + 3))
     return f"""
-        WITH p (model_id, first_day, last_day, inp, outp, cachedp, currency, cx) AS (VALUES {price_rows}),
+        WITH p (model_id, first_day, last_day, inp, outp, cachedp, writep, write1hp, reasonp, currency, cx)
+             AS (VALUES {price_rows}),
         lines AS MATERIALIZED (
             SELECT {group_select}d.model_id, p.currency, d.input_tokens + d.output_tokens AS tokens,
-                   (d.input_tokens - d.cached) * p.inp + d.cached * p.cachedp + d.output_tokens * p.outp AS cost
-            FROM (SELECT *, LEAST(COALESCE(cached_input_tokens, 0), input_tokens) AS cached
-                  FROM {UsageDaily._meta.db_table}
-                  WHERE tenant_id = %s AND day BETWEEN %s AND %s {scoped}) d
+                   (d.input_tokens - d.cached - d.writes) * p.inp AS c_input,
+                   d.cached * p.cachedp AS c_cached,
+                   (d.writes - d.writes_1h) * p.writep + d.writes_1h * p.write1hp AS c_write,
+                   (d.output_tokens - d.reasoning) * p.outp + d.reasoning * p.reasonp AS c_output
+            FROM (SELECT w.*, LEAST(COALESCE(w.cache_creation_1h_input_tokens, 0), w.writes) AS writes_1h
+                  FROM (SELECT c.*,
+                               LEAST(COALESCE(c.cache_creation_input_tokens, 0), c.input_tokens - c.cached) AS writes,
+                               LEAST(COALESCE(c.reasoning_tokens, 0), c.output_tokens) AS reasoning
+                        FROM (SELECT *, LEAST(COALESCE(cached_input_tokens, 0), input_tokens) AS cached
+                              FROM {UsageDaily._meta.db_table}
+                              WHERE tenant_id = %s AND day BETWEEN %s AND %s {scoped}) c) w) d
             LEFT JOIN p ON p.model_id = d.model_id AND d.day BETWEEN p.first_day AND p.last_day
             WHERE p.cx IS NOT TRUE
-        )
-        SELECT {group_names}currency, CASE WHEN currency IS NULL THEN model_id END, SUM(cost), SUM(tokens)
+        )"""
+
+
+def _statement(price_rows: str, group_columns: list[str], scoped: str) -> str:
+    group_names = "".join(f"g{index}, " for index in range(len(group_columns)))
+    positions = ", ".join(str(position) for position in range(1, len(group_columns) + 3))
+    return f"""{_lines(price_rows, group_columns, scoped)}
+        SELECT {group_names}currency, CASE WHEN currency IS NULL THEN model_id END,
+               SUM(c_input + c_cached + c_write + c_output), SUM(tokens)
         FROM lines GROUP BY {positions}
     """
+
+
+def class_cost_rows(query: UsageQuery, *, book: PriceBook, groups: tuple[str, ...]) -> Iterator[tuple[Any, ...]]:
+    """Yield (group key tuple, currency, input, cached read, cache write, output) of the priced
+    lines: the exact cost per token class of each group and currency."""
+    price_rows, params = _price_values(book, query.period)
+    scoped, scope_params = query.sql_scope()
+    columns = [_GROUP_COLUMNS[name] for name in groups]
+    group_names = "".join(f"g{index}, " for index in range(len(columns)))
+    positions = ", ".join(str(position) for position in range(1, len(columns) + 2))
+    sql = f"""{_lines(price_rows, columns, scoped)}
+        SELECT {group_names}currency, SUM(c_input), SUM(c_cached), SUM(c_write), SUM(c_output)
+        FROM lines WHERE currency IS NOT NULL GROUP BY {positions}
+    """  # noqa: S608 (our columns and placeholders only)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, query.tenant.pk, query.period.start, query.period.end, *scope_params])
+        for row in cursor.fetchall():
+            yield tuple(row[: len(groups)]), *row[len(groups) :]
 
 
 def cost_rows(query: UsageQuery, *, book: PriceBook, groups: tuple[str, ...]) -> Iterator[tuple[Any, ...]]:

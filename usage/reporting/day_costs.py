@@ -46,6 +46,7 @@ _TABLE = UsageDailyModel._meta.db_table
 TERMS_FORMAT = "exact"
 _READ_SQL = f"""
 SELECT id, day, model_id, calls, input_tokens, output_tokens, cached_input_tokens, reasoning_tokens,
+       cache_creation_input_tokens, cache_creation_1h_input_tokens,
        revision, cost_revision, cost_terms, cost_currency, cost_amount, cost_unpriced
 FROM {_TABLE} WHERE tenant_id = %s AND day BETWEEN %s AND %s
 """
@@ -55,10 +56,17 @@ def terms(price: Price | None) -> str:
     """The stored form of the price in force (None: no price), compared on every read."""
     if price is None:
         return ""
-    return (
-        f"{TERMS_FORMAT} {price.currency} {price.input_per_1k} {price.output_per_1k} {price.cached_input_per_1k}"
-        f" {price.request_fee} {price.pricing_rules}"
-    )
+    base = f"{TERMS_FORMAT} {price.currency} {price.input_per_1k} {price.output_per_1k} {price.cached_input_per_1k}"
+    return base + f" {price.request_fee} {price.pricing_rules}" + class_terms(price)
+
+
+def class_terms(price: Price) -> str:
+    """The token class rates of issue 26 (cache writes, one-hour writes, reasoning) as stored terms.
+
+    Always present, even when empty: stored costs of the release before cache writes were costed
+    (whose terms end at the cached rate) never match, so a day whose calls reported cache writes
+    is costed again with them."""
+    return f" classes {price.cache_write_per_1k} {price.cache_write_1h_per_1k} {price.reasoning_per_1k}"
 
 
 class DayCost(NamedTuple):
@@ -66,7 +74,7 @@ class DayCost(NamedTuple):
 
     day: dt.date
     model_id: int
-    sums: list[Any]  # calls, input, output, cached, reasoning: Totals' fields
+    sums: list[Any]  # calls, input, output, cached, reasoning, cache writes, 1h writes: Totals' fields
     currency: str | None
     amount: Decimal | None
     unpriced: int

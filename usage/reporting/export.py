@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from django.http import StreamingHttpResponse
 
+from usage.reporting.costs import ClassCosts
 from usage.reporting.money import amount_text
 from usage.reporting.query import UsageQuery, query_of
 
@@ -41,8 +42,15 @@ COLUMNS = [
     "output_tokens",
     "cached_input_tokens",
     "reasoning_tokens",
+    "cache_creation_input_tokens",
+    "cache_creation_1h_input_tokens",
     "cost",
     "currency",
+    # The line's exact cost per token class (``usage.reporting.costs.TOKEN_CLASSES``): they add up to cost.
+    "cost_input",
+    "cost_cached_read",
+    "cost_cache_write",
+    "cost_output",
 ]
 # A spreadsheet runs a cell that starts like a formula; names typed by users must stay text.
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -61,6 +69,12 @@ def _text(value: str) -> str:
 
 def _count(value: object) -> object:
     return "" if value is None else value  # not reported: an empty cell, never 0
+
+
+def _class_cells(classes: ClassCosts | None, currency: str | None) -> list[str]:
+    if classes is None or currency is None:
+        return [""] * len(ClassCosts._fields)
+    return [amount_text(amount, currency) for amount in classes]
 
 
 def csv_lines(
@@ -83,8 +97,11 @@ def csv_lines(
                 totals.output_tokens,
                 _count(totals.cached_input_tokens),
                 _count(totals.reasoning_tokens),
+                _count(totals.cache_creation_input_tokens),
+                _count(totals.cache_creation_1h_input_tokens),
                 "" if row.cost.currency is None else amount_text(row.cost.amount or Decimal(0), row.cost.currency),
                 row.cost.currency or "",
+                *_class_cells(row.classes, row.cost.currency),
             ]
         )
 

@@ -1,6 +1,7 @@
 """Cost and usage in FOCUS 1.2 (the FinOps Open Cost and Usage Specification), as CSV.
 
-One row per local day x API key x model x token class (uncached input, cached input, output),
+One row per local day x API key x model x token class (uncached input, cached input, output;
+cache writes, one-hour cache writes and reasoning where the line has them and they are priced apart),
 from the same lines as the usage CSV (``UsageQuery.rows``: the cost engine's ``line``). A line's
 cost is split into its classes by costing each class alone with the same engine; whatever the
 engine's rounding leaves over (nothing when it returns exact amounts) goes to the class with the
@@ -30,9 +31,11 @@ from usage.reporting.costs import (
     CostedRow,
     CostEngine,
     PriceBook,
+    class_tokens,
     line_cost,
     price_text,
     prices_in_force,
+    rates,
 )
 from usage.reporting.export import _Echo, _text
 from usage.reporting.selectors import Totals, usage_rows
@@ -94,18 +97,37 @@ class TokenClass(NamedTuple):
     totals: Totals  # the line's tokens of this class alone, for the engine
 
 
-def token_classes(totals: Totals) -> list[TokenClass]:
-    """The line's uncached input, cached input and output tokens, as the engine counts them
-    (cached capped at the input, like ``costs.line_cost``)."""
-    cached = min(totals.cached_input_tokens or 0, totals.input_tokens)
-    uncached = totals.input_tokens - cached
+def token_classes(totals: Totals, price: Price | None = None) -> list[TokenClass]:
+    """The line's priced token classes, as the engine counts them (``costs.class_tokens``, each
+    capped at what contains it): uncached input, cached input, cache writes (5-minute, one-hour)
+    and output; reasoning is a class of its own only when ``price`` sets a reasoning rate (else it
+    is output at the output rate). Each has one unit price, so a class's cost is tokens x rate;
+    a class without tokens (and cost) gives no row."""
+    split = class_tokens(totals)
+    reasoning = split.reasoning if price is not None and price.reasoning_per_1k is not None else 0
     return [
-        TokenClass("input", "Input tokens", uncached, Totals(input_tokens=uncached)),
+        TokenClass("input", "Input tokens", split.uncached_input, Totals(input_tokens=split.uncached_input)),
         TokenClass(
-            "cached_input", "Cached input tokens", cached, Totals(input_tokens=cached, cached_input_tokens=cached)
+            "cached_input", "Cached input tokens", split.cached,
+            Totals(input_tokens=split.cached, cached_input_tokens=split.cached),
         ),
-        TokenClass("output", "Output tokens", totals.output_tokens, Totals(output_tokens=totals.output_tokens)),
-    ]
+        TokenClass(
+            "cache_write", "Cache write tokens", split.writes_5m,
+            Totals(input_tokens=split.writes_5m, cache_creation_input_tokens=split.writes_5m),
+        ),
+        TokenClass(
+            "cache_write_1h", "One-hour cache write tokens", split.writes_1h,
+            Totals(input_tokens=split.writes_1h, cache_creation_input_tokens=split.writes_1h,
+                   cache_creation_1h_input_tokens=split.writes_1h),
+        ),
+        TokenClass(
+            "output", "Output tokens", totals.output_tokens - reasoning,
+            Totals(output_tokens=totals.output_tokens - reasoning),
+        ),
+        TokenClass(
+            "reasoning", "Reasoning tokens", reasoning, Totals(output_tokens=reasoning, reasoning_tokens=reasoning)
+        ),
+    ]  # fmt: skip
 
 
 def split_amount(
@@ -124,12 +146,12 @@ def split_amount(
 
 
 def class_unit_price(price: Price, name: str) -> Decimal:
-    """The per-1K price of a class: cached input without its own rate costs the input rate."""
-    if name == "output":
-        return price.output_per_1k
-    if name == "cached_input" and price.cached_input_per_1k is not None:
-        return price.cached_input_per_1k
-    return price.input_per_1k
+    """The per-1K price of a class, an empty rate resolved by the cost rule (``costs.rates``)."""
+    rate = rates(price)
+    return {
+        "input": rate.input, "cached_input": rate.cached, "cache_write": rate.write_5m,
+        "cache_write_1h": rate.write_1h, "output": rate.output, "reasoning": rate.reasoning,
+    }[name]  # fmt: skip
 
 
 def decimal_text(value: Decimal) -> str:
@@ -163,21 +185,22 @@ class FocusContext:
         return utc_text(start), utc_text(end)
 
 
-def _list_terms(ctx: FocusContext, row: CostedRow, price: Price, name: str, contracted: Decimal) -> tuple[str, str]:
+def _list_terms(
+    ctx: FocusContext, row: CostedRow, price: Price, cls: TokenClass, contracted: Decimal
+) -> tuple[str, str]:
     """(ListUnitPrice, ListCost): the platform price in force that day; a contract price with no
     platform price beside it (or one in another currency) is its own list price."""
     listed = ctx.book.platform_price_for(row.model.pk, row.day)
     if listed is None or listed.currency != price.currency or listed == price:
-        return str(price_text(class_unit_price(price, name))), decimal_text(contracted)
-    unit = class_unit_price(listed, name)
-    cls = next(c for c in token_classes(row.totals) if c.name == name)
+        return str(price_text(class_unit_price(price, cls.name))), decimal_text(contracted)
+    unit = class_unit_price(listed, cls.name)
     return str(price_text(unit)), decimal_text(unit * cls.tokens / _THOUSAND)
 
 
 def focus_rows(ctx: FocusContext, row: CostedRow) -> Iterator[list[object]]:
     """The FOCUS rows of one costed line: one per token class with tokens (or with cost)."""
-    classes = token_classes(row.totals)
     price = ctx.book.price_for(row.model.pk, row.day)
+    classes = token_classes(row.totals, price)
     amounts = (
         split_amount(ctx.engine, row.day, row.model.pk, row.cost.amount, classes)
         if price is not None and row.cost.amount is not None
@@ -195,7 +218,7 @@ def focus_rows(ctx: FocusContext, row: CostedRow) -> Iterator[list[object]]:
             description = f"{row.model.name}: {cls.meter.lower()} (no price in force; not costed)"
         else:
             unit = price_text(class_unit_price(price, cls.name))
-            list_unit, list_cost = _list_terms(ctx, row, price, cls.name, amount)
+            list_unit, list_cost = _list_terms(ctx, row, price, cls, amount)
             currency, price_id = price.currency, f"{price.pk}:{cls.name}"
             details = json.dumps({"TokenClass": cls.name, "PricePer": "1000 Tokens"}, sort_keys=True)
             description = f"{row.model.name}: {cls.meter.lower()}"

@@ -62,10 +62,16 @@ class ModelUsage:
     # Per bucket, None while no call of the bucket reported them (as the SQL sums).
     cached: list = field(default_factory=list)
     reasoning: list = field(default_factory=list)
+    cache_writes: list = field(default_factory=list)
+    cache_writes_1h: list = field(default_factory=list)
 
     @classmethod
     def empty(cls, buckets: int, days: int) -> ModelUsage:
-        return cls([0] * buckets, [0] * buckets, [0] * buckets, {}, [0] * days, [None] * buckets, [None] * buckets)
+        unreported = [None] * buckets
+        return cls(
+            [0] * buckets, [0] * buckets, [0] * buckets, {}, [0] * days,
+            list(unreported), list(unreported), list(unreported), list(unreported),
+        )  # fmt: skip
 
     @property
     def total(self) -> list[int]:
@@ -78,8 +84,9 @@ class ModelUsage:
     def point(self, index: int) -> Totals:
         """Totals of one bucket."""
         return Totals(
-            self.calls[index], self.input[index], self.output[index], self.cached[index], self.reasoning[index]
-        )
+            self.calls[index], self.input[index], self.output[index], self.cached[index], self.reasoning[index],
+            self.cache_writes[index], self.cache_writes_1h[index],
+        )  # fmt: skip
 
     @property
     def totals(self) -> Totals:
@@ -89,6 +96,8 @@ class ModelUsage:
             sum(self.output),
             _optional_sum(self.cached),
             _optional_sum(self.reasoning),
+            _optional_sum(self.cache_writes),
+            _optional_sum(self.cache_writes_1h),
         )
 
     def cost_summary(self, model_name: str) -> CostSummary:
@@ -160,6 +169,8 @@ class UsageGrid:
                 first.unpriced + second.unpriced,
                 first.cached + second.cached,
                 first.reasoning + second.reasoning,
+                first.cache_writes + second.cache_writes,
+                first.cache_writes_1h + second.cache_writes_1h,
             )
         return combined
 
@@ -257,6 +268,8 @@ def _add_usage(grid: UsageGrid, group_id: int, index: int, totals: Totals) -> No
     usage.output[index] += totals.output_tokens
     usage.cached[index] = add_optional(usage.cached[index], totals.cached_input_tokens)
     usage.reasoning[index] = add_optional(usage.reasoning[index], totals.reasoning_tokens)
+    usage.cache_writes[index] = add_optional(usage.cache_writes[index], totals.cache_creation_input_tokens)
+    usage.cache_writes_1h[index] = add_optional(usage.cache_writes_1h[index], totals.cache_creation_1h_input_tokens)
 
 
 def _segments(period: Period, today: dt.date) -> Iterator[Period]:

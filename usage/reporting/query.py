@@ -53,7 +53,8 @@ MAX_HOURLY_DAYS = 2
 # shared cache's entries of the previous release are never read (they expire on their own).
 # 3: exact costs (no rounded line before a sum). 4: answers are stored in slots as (version key,
 # answer) (usage.reporting.slots). 5: panels carry the unpriced calls and the cache columns.
-CACHE_FORMAT = 5
+# 6: Totals and grids carry cache writes (issue 26).
+CACHE_FORMAT = 6
 
 
 class InvalidQuery(ValueError):

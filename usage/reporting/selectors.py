@@ -56,13 +56,16 @@ def add_optional(a: int | None, b: int | None) -> int | None:
 
 @dataclass
 class Totals:
-    """Sums of a set of calls. Cached and reasoning tokens stay None while no call reported them."""
+    """Sums of a set of calls. Cached, reasoning and cache write tokens stay None while no call
+    reported them. Cached reads and cache writes are inside ``input_tokens``."""
 
     calls: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
     cached_input_tokens: int | None = None
     reasoning_tokens: int | None = None
+    cache_creation_input_tokens: int | None = None
+    cache_creation_1h_input_tokens: int | None = None
 
     @property
     def total_tokens(self) -> int:
@@ -75,6 +78,8 @@ class Totals:
             self.output_tokens + other.output_tokens,
             add_optional(self.cached_input_tokens, other.cached_input_tokens),
             add_optional(self.reasoning_tokens, other.reasoning_tokens),
+            add_optional(self.cache_creation_input_tokens, other.cache_creation_input_tokens),
+            add_optional(self.cache_creation_1h_input_tokens, other.cache_creation_1h_input_tokens),
         )
 
     def as_dict(self) -> dict[str, int | None]:
@@ -85,6 +90,8 @@ class Totals:
             "total_tokens": self.total_tokens,
             "cached_input_tokens": self.cached_input_tokens,
             "reasoning_tokens": self.reasoning_tokens,
+            "cache_creation_input_tokens": self.cache_creation_input_tokens,
+            "cache_creation_1h_input_tokens": self.cache_creation_1h_input_tokens,
         }
 
 
@@ -94,6 +101,8 @@ ROLLUP_SUMS: dict[str, Aggregate] = {
     "output_sum": Sum("output_tokens"),
     "cached_sum": Sum("cached_input_tokens"),
     "reasoning_sum": Sum("reasoning_tokens"),
+    "write_sum": Sum("cache_creation_input_tokens"),
+    "write_1h_sum": Sum("cache_creation_1h_input_tokens"),
 }
 LEDGER_SUMS = {**ROLLUP_SUMS, "calls_sum": Count("id")}
 
@@ -105,6 +114,8 @@ def _totals(row: dict[str, Any]) -> Totals:
         int(row["output_sum"] or 0),
         None if row["cached_sum"] is None else int(row["cached_sum"]),
         None if row["reasoning_sum"] is None else int(row["reasoning_sum"]),
+        None if row["write_sum"] is None else int(row["write_sum"]),
+        None if row["write_1h_sum"] is None else int(row["write_1h_sum"]),
     )
 
 

@@ -63,34 +63,40 @@ def tenant_zones(tenant_ids: Iterable[int]) -> dict[int, str]:
     return dict(Tenant.objects.filter(pk__in=tenant_ids).values_list("pk", "timezone"))
 
 
-def _add(sums: Sums, calls: int, inp: int, out: int, cached: int | None, reasoning: int | None) -> None:
+def _add(sums: Sums, calls: int, inp: int, out: int, *optional: int | None) -> None:
+    """Add one bucket's (or call's) counts; the optional ones (cached, reasoning, cache writes,
+    one-hour writes) stay None while neither side reported them."""
     sums[0] += calls
     sums[1] += inp
     sums[2] += out
-    sums[3] = cached if sums[3] is None else (sums[3] if cached is None else sums[3] + cached)
-    sums[4] = reasoning if sums[4] is None else (sums[4] if reasoning is None else sums[4] + reasoning)
+    for index, value in enumerate(optional, start=3):
+        if value is not None:
+            sums[index] = value if sums[index] is None else sums[index] + value
 
 
 def _new_sums() -> Sums:
-    return [0, 0, 0, None, None]
+    return [0, 0, 0, None, None, None, None]
 
 
 def hourly_from_values(values: Iterable[Sequence[Any]], zones: Mapping[int, str]) -> dict[HourKey, Sums]:
-    """Hourly buckets of ledger rows given as (tenant, key, model, instant, in, out, cached, reasoning, ...).
+    """Hourly buckets of ledger rows given as (tenant, key, model, instant, in, out, cached, reasoning,
+    cache writes, one-hour writes, ...).
 
-    Returns {(tenant, key, model, hour start UTC, local date): [calls, in, out, cached, reasoning]}.
+    Returns {(tenant, key, model, hour start UTC, local date): [calls, in, out, cached, reasoning,
+    cache writes, one-hour writes]}.
     """
     buckets: defaultdict[HourKey, Sums] = defaultdict(_new_sums)
-    for tenant_id, key_id, model_id, instant, inp, out, cached, reasoning, *_rest in values:
+    for tenant_id, key_id, model_id, instant, inp, out, *optional in values:
         tz = zone(zones[tenant_id])
         hour = local_hour_start(instant, tz)
-        _add(buckets[(tenant_id, key_id, model_id, hour, hour.astimezone(tz).date())], 1, inp, out, cached, reasoning)
+        _add(buckets[(tenant_id, key_id, model_id, hour, hour.astimezone(tz).date())], 1, inp, out, *optional[:4])
     return buckets
 
 
 _HOURLY_FROM_INSERTED = """
 SELECT i.tenant_id, i.api_key_id, i.model_id, {hour} AS hour, ({hour} AT TIME ZONE t.timezone)::date,
-       COUNT(*), SUM(i.input_tokens), SUM(i.output_tokens), SUM(i.cached_input_tokens), SUM(i.reasoning_tokens)
+       COUNT(*), SUM(i.input_tokens), SUM(i.output_tokens), SUM(i.cached_input_tokens), SUM(i.reasoning_tokens),
+       SUM(i.cache_creation_input_tokens), SUM(i.cache_creation_1h_input_tokens)
 FROM inserted i JOIN accounts_tenant t ON t.id = i.tenant_id
 GROUP BY 1, 2, 3, 4, 5
 """
@@ -107,10 +113,9 @@ def hourly_from_inserted_sql() -> str:
 def buckets_from_rows(rows: Iterable[Sequence[Any]]) -> dict[HourKey, Sums]:
     """The result rows of ``hourly_from_inserted_sql`` as ``hourly_from_values`` returns them."""
     buckets: dict[HourKey, Sums] = {}
-    for tenant_id, key_id, model_id, hour, day, calls, inp, out, cached, reasoning in rows:
+    for tenant_id, key_id, model_id, hour, day, calls, inp, out, *optional in rows:
         buckets[(tenant_id, key_id, model_id, hour.astimezone(dt.UTC), day)] = [
-            int(calls), int(inp), int(out), None if cached is None else int(cached),
-            None if reasoning is None else int(reasoning),
+            int(calls), int(inp), int(out), *(None if value is None else int(value) for value in optional),
         ]  # fmt: skip
     return buckets
 
@@ -132,9 +137,12 @@ def apply(buckets: Buckets) -> None:
     _upsert(UsageDailyModel, ("tenant_id", "day", "model_id"), per_model, revision=True)
 
 
-_SUM_COLUMNS = ("calls", "input_tokens", "output_tokens", "cached_input_tokens", "reasoning_tokens")
+_SUM_COLUMNS = (
+    "calls", "input_tokens", "output_tokens", "cached_input_tokens", "reasoning_tokens",
+    "cache_creation_input_tokens", "cache_creation_1h_input_tokens",
+)  # fmt: skip
 _PG_KEY_TYPES = {"tenant_id": "int8", "api_key_id": "int8", "model_id": "int8", "hour": "timestamptz", "day": "date"}
-_SQLITE_ROWS_PER_STATEMENT = 400  # 9 values a row: far below SQLite's 32,766 variables
+_SQLITE_ROWS_PER_STATEMENT = 400  # 11 values a row: far below SQLite's 32,766 variables
 
 
 def _set_clause(table: str, revision: bool) -> str:

@@ -64,7 +64,23 @@ StatKey = tuple[int, dt.datetime, int, int, int, int]
 def stats_from_values(values: Iterable[Sequence[Any]], zones: Mapping[int, str]) -> dict[StatKey, int]:
     """Performance buckets of ledger rows given in ``usage.ingestion.services._COLUMNS`` order."""
     stats: defaultdict[StatKey, int] = defaultdict(int)
-    for tenant_id, key_id, model_id, instant, _inp, out, _c, _r, duration, ttft, status, error_type, *_ in values:
+    for (
+        tenant_id,
+        key_id,
+        model_id,
+        instant,
+        _inp,
+        out,
+        _c,
+        _r,
+        _w,
+        _w1h,
+        duration,
+        ttft,
+        status,
+        error_type,
+        *_,
+    ) in values:
         if status is None and duration is None and ttft is None:
             continue
         hour = local_hour_start(instant, zone(zones[tenant_id]))

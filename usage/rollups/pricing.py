@@ -18,7 +18,7 @@ import psycopg
 from django.db import connection
 
 from usage.models import UsagePricingClass
-from usage.pricing_rules import HALF_HOUR_SQL, ClassKey, band_sql, classes_from_values
+from usage.pricing_rules import HALF_HOUR_SQL, SERVICE_TIER_POSITION, ClassKey, band_sql, classes_from_values
 
 _TABLE = UsagePricingClass._meta.db_table
 _KEY = ("tenant_id", "day", "api_key_id", "model_id", "service_tier", "band", "half_hour")
@@ -92,5 +92,5 @@ def recompute(cursor: Any, *, tenant: Any, start: dt.datetime, end: dt.datetime)
         "tenant_id", "api_key_id", "model_id", "occurred_at", "input_tokens", "output_tokens", "cached_input_tokens",
         "service_tier",
     )  # fmt: skip
-    values = [(*row[:7], *[None] * 6, row[7]) for row in rows.iterator()]
+    values = [(*row[:7], *[None] * (SERVICE_TIER_POSITION - 7), row[7]) for row in rows.iterator()]
     apply(classes_from_values(values, {tenant.pk: tenant.timezone}))

@@ -99,11 +99,15 @@ _TABLES = {
     "daily_model": UsageDailyModel._meta.db_table,
 }
 
-_SUMS = "SUM(input_tokens), SUM(output_tokens), SUM(cached_input_tokens), SUM(reasoning_tokens)"
-_COLUMNS = (
-    "tenant_id, api_key_id, model_id, {bucket}, "
-    "calls, input_tokens, output_tokens, cached_input_tokens, reasoning_tokens"
+_SUMS = (
+    "SUM(input_tokens), SUM(output_tokens), SUM(cached_input_tokens), SUM(reasoning_tokens), "
+    "SUM(cache_creation_input_tokens), SUM(cache_creation_1h_input_tokens)"
 )
+_COUNTS = (
+    "input_tokens, output_tokens, cached_input_tokens, reasoning_tokens, "
+    "cache_creation_input_tokens, cache_creation_1h_input_tokens"
+)
+_COLUMNS = "tenant_id, api_key_id, model_id, {bucket}, calls, " + _COUNTS
 
 
 def _instant_params(start: dt.datetime, end: dt.datetime) -> list[Any]:
@@ -159,8 +163,7 @@ def _insert_daily(cursor: CursorWrapper, tenant: Tenant, start: dt.datetime, end
 
 def _insert_daily_model(cursor: CursorWrapper, tenant: Tenant, first_day: dt.date, last_day: dt.date) -> None:
     cursor.execute(
-        f"INSERT INTO {_TABLES['daily_model']} (tenant_id, model_id, day, calls, input_tokens, output_tokens, "
-        "cached_input_tokens, reasoning_tokens) "
+        f"INSERT INTO {_TABLES['daily_model']} (tenant_id, model_id, day, calls, {_COUNTS}) "
         f"SELECT tenant_id, model_id, day, SUM(calls), {_SUMS} FROM {_TABLES['daily']} "
         "WHERE tenant_id = %s AND day >= %s AND day <= %s GROUP BY tenant_id, model_id, day",
         [tenant.pk, connection.ops.adapt_datefield_value(first_day), connection.ops.adapt_datefield_value(last_day)],
