@@ -9,6 +9,7 @@ import datetime as dt
 import json
 import subprocess
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -85,7 +86,12 @@ def _query(port, promql):
 
 
 def _target_up(port):
-    return [value for _labels, value in _query(port, 'up{job="usage"}')] == [1.0]
+    try:
+        return [value for _labels, value in _query(port, 'up{job="usage"}')] == [1.0]
+    except urllib.error.HTTPError as error:
+        if error.code == 503:  # Prometheus answers 503 until its storage is ready: not up yet
+            return False
+        raise
 
 
 def _post_batch(port, secret, key, batch):

@@ -35,6 +35,7 @@ import binascii
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from decimal import Decimal
 from typing import Any
 
 from django.db.models import Q
@@ -517,6 +518,9 @@ def _fallback_currency(summaries: Iterable[CostSummary]) -> str:
 
 
 UNPRICED_ITEM = "unpriced"
+# The cost of calls at a price that depends on the call (tiers, service tiers, windows, fees),
+# which is not split by token class: one item, so the items still add up to the cost.
+CALL_PRICED_ITEM = "priced per call"
 
 
 class LineItemCosts:
@@ -535,6 +539,13 @@ class LineItemCosts:
             amounts = {currency: getattr(costs, name) for currency, costs in classes.items()}
             if amounts and (wanted is None or label in wanted):
                 parts[label] = CostSummary(amounts)
+        rest = {
+            currency: amount - sum((getattr(classes.get(currency), name, 0) for name in TOKEN_CLASSES), Decimal(0))
+            for currency, amount in summary.amounts.items()
+        }
+        rest = {currency: amount for currency, amount in rest.items() if amount}
+        if rest and (wanted is None or CALL_PRICED_ITEM in wanted):
+            parts[CALL_PRICED_ITEM] = CostSummary(rest)
         if summary.unpriced_tokens and (wanted is None or UNPRICED_ITEM in wanted):
             parts[UNPRICED_ITEM] = CostSummary({}, summary.unpriced_tokens, list(summary.unpriced_models))
         return cls(parts)
@@ -550,14 +561,14 @@ class LineItemCosts:
         return {currency: None for summary in self.parts.values() for currency in summary.amounts}
 
     def items(self) -> list[tuple[str, CostSummary]]:
-        order = [TOKEN_CLASS_LABELS[name] for name in TOKEN_CLASSES] + [UNPRICED_ITEM]
+        order = [TOKEN_CLASS_LABELS[name] for name in TOKEN_CLASSES] + [CALL_PRICED_ITEM, UNPRICED_ITEM]
         return sorted(self.parts.items(), key=lambda item: order.index(item[0]))
 
 
 def _line_item_filter(names: list[str]) -> tuple[list[str], dict[str, set[str] | None]]:
     """(model names to keep, {model name: the items wanted, None for all}) of a ``line_items`` filter:
     a model name keeps all its items, ``"<model>, <class>"`` that one."""
-    labels = {*TOKEN_CLASS_LABELS.values(), UNPRICED_ITEM}
+    labels = {*TOKEN_CLASS_LABELS.values(), CALL_PRICED_ITEM, UNPRICED_ITEM}
     wanted: dict[str, set[str] | None] = {}
     for name in names:
         model, _, label = name.rpartition(", ")

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from usage import localtime
 from usage.models import CallRecord, DirtyDay, UsagePricingClass
-from usage.pricing_rules import PricingClass, classes_from_values
+from usage.pricing_rules import SERVICE_TIER_POSITION, PricingClass, classes_from_values
 
 if TYPE_CHECKING:
     from accounts.models import Tenant
@@ -41,7 +41,7 @@ def _from_ledger(
             "tenant_id", "api_key_id", "model_id", "occurred_at", "input_tokens", "output_tokens",
             "cached_input_tokens", "service_tier",
         )  # fmt: skip
-        values = [(*row[:7], *[None] * 6, row[7]) for row in rows.iterator()]
+        values = [(*row[:7], *[None] * (SERVICE_TIER_POSITION - 7), row[7]) for row in rows.iterator()]
         for (_t, cls_day, key_id, model_id, tier, band, half_hour), sums in classes_from_values(
             values, {tenant.pk: tenant.timezone}
         ).items():

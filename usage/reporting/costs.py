@@ -568,7 +568,20 @@ class CostEngine:
 
     def class_summaries(self, query: UsageQuery, groups: tuple[GroupName, ...]) -> ClassSummaries:
         """{group key tuple: {currency: ClassCosts}} of the query's priced lines by ``groups`` (as
-        ``summaries``): each group's exact cost per token class, whose total is its amount."""
+        ``summaries``): each group's exact cost per token class, whose total is its amount.
+
+        Cached under the range's ``usage_versions`` (every increment and recompute changes it) and
+        the prices' fingerprint, as the grids are: a repeated read costs no query of the rollups."""
+        version = usage_versions(query.tenant, [query.period])[0]
+        key = query.cache_key("cost_by_class", groups, version, self.fingerprint())
+        slot = query.cache_key("cost_by_class", groups)
+        result = slot_get(slot, key)
+        if result is None:
+            result = self._class_summaries(query, groups)
+            slot_set(slot, key, result, timeout=CLOSED_DAYS_CACHE_SECONDS)
+        return result
+
+    def _class_summaries(self, query: UsageQuery, groups: tuple[GroupName, ...]) -> ClassSummaries:
         for name in groups:
             if name not in _GROUP_KEYS:
                 raise ValueError(f"Unknown cost group {name!r}; choose from {', '.join(_GROUP_KEYS)}")
